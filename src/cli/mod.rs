@@ -1,0 +1,78 @@
+//! The command line: one file per subcommand, each with its arguments and its `run`.
+
+mod create_instance;
+mod init;
+mod list;
+mod remove;
+mod show;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::home::Home;
+
+/// Who the audit log says acted, for commands typed at the CLI.
+pub const CLI_ACTOR: &str = "cli";
+
+#[derive(Debug, Parser)]
+#[command(name = "supervisor", version, about, propagate_version = true)]
+pub struct Cli {
+    /// The supervisor home [default: $XDG_DATA_HOME/supervisor or ~/.local/share/supervisor]
+    #[arg(long, global = true, env = "SUPERVISOR_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create the home: directories, database, host config.
+    Init,
+    /// Create an instance from a soul (initialises the home if needed).
+    CreateInstance(create_instance::Args),
+    /// List instances.
+    List(list::Args),
+    /// Show one instance: config, paths, soul, state.
+    Show(show::Args),
+    /// Remove an instance (its files are archived; --purge deletes them).
+    Remove(remove::Args),
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let root = match cli.home {
+        Some(dir) => dir,
+        None => Home::default_root()?,
+    };
+    let home = Home::new(&root)?;
+    match cli.command {
+        Command::Init => init::run(&home),
+        Command::CreateInstance(args) => create_instance::run(&home, args),
+        Command::List(args) => list::run(&home, args),
+        Command::Show(args) => show::run(&home, args),
+        Command::Remove(args) => remove::run(&home, args),
+    }
+}
+
+/// The error and its causes on one line, skipping a cause whose text its parent already
+/// includes (errors that embed their source in their message would otherwise repeat).
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+    }
+    line.replace('\n', " ")
+}
+
+/// Parses an instance name argument with the reason in the error.
+fn parse_name(raw: &str) -> anyhow::Result<crate::instance::InstanceName> {
+    Ok(crate::instance::InstanceName::parse(raw)?)
+}

@@ -1,0 +1,140 @@
+//! The host configuration, `<home>/supervisor.toml`. The file is optional and every key has
+//! a default; a present file is validated like an instance config (file, key path, expected).
+
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+use crate::instance::config::FieldError;
+
+/// Written by `init` so users can see every key and its default in place.
+pub const TEMPLATE: &str = include_str!("../templates/supervisor.toml");
+
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostConfig {
+    pub docker: DockerConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DockerConfig {
+    /// Docker endpoint (`unix:///path` or `tcp://host:port`); unset means `DOCKER_HOST`,
+    /// then the local default socket.
+    pub host: Option<String>,
+    /// Repository name of the agent image; the tag is the image's content hash.
+    pub image: String,
+}
+
+impl Default for DockerConfig {
+    fn default() -> Self {
+        Self {
+            host: None,
+            image: "supervisor-agent".to_string(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HostConfigError {
+    #[error("{}: cannot read: {source}", file.display())]
+    Read {
+        file: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", file.display())]
+    Invalid { file: PathBuf, source: FieldError },
+}
+
+impl HostConfig {
+    /// Loads `file`, or the defaults when it does not exist.
+    pub fn load(file: &Path) -> Result<Self, HostConfigError> {
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
+            Err(source) => {
+                return Err(HostConfigError::Read {
+                    file: file.to_path_buf(),
+                    source,
+                })
+            }
+        };
+        Self::parse(&text).map_err(|source| HostConfigError::Invalid {
+            file: file.to_path_buf(),
+            source,
+        })
+    }
+
+    pub fn parse(text: &str) -> Result<Self, FieldError> {
+        let value: toml::Table = toml::from_str(text).map_err(|e| {
+            FieldError::new("(syntax)", e.message().to_string() + &line_hint(text, e.span()))
+        })?;
+        let config: Self = serde_path_to_error::deserialize(toml::Value::Table(value))
+            .map_err(|e| FieldError::new(e.path().to_string(), e.inner().to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        if let Some(host) = &self.docker.host {
+            if !(host.starts_with("unix://") || host.starts_with("tcp://")) {
+                return Err(FieldError::new(
+                    "docker.host",
+                    format!("expected unix:///path/to/socket or tcp://host:port, got {host:?}"),
+                ));
+            }
+        }
+        let image_ok = !self.docker.image.is_empty()
+            && self.docker.image.len() <= 128
+            && self
+                .docker
+                .image
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-/".contains(c));
+        if !image_ok {
+            return Err(FieldError::new(
+                "docker.image",
+                "expected an image repository name (lowercase letters, digits, . _ - /), without a tag",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn line_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
+    span.map(|s| {
+        let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+        format!(" (line {line})")
+    })
+    .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn template_and_empty_file_are_the_defaults() {
+        assert_eq!(HostConfig::parse(TEMPLATE).unwrap(), HostConfig::default());
+        assert_eq!(HostConfig::parse("").unwrap(), HostConfig::default());
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = HostConfig::parse("[docker]\nsocket = \"/x\"\n").unwrap_err();
+        assert_eq!(e.path, "docker.socket");
+        let e = HostConfig::parse("[docker]\nhost = \"/var/run/docker.sock\"\n").unwrap_err();
+        assert_eq!(e.path, "docker.host");
+        let e = HostConfig::parse("[docker]\nimage = 5\n").unwrap_err();
+        assert_eq!(e.path, "docker.image");
+        let e = HostConfig::parse("[docker\n").unwrap_err();
+        assert_eq!(e.path, "(syntax)");
+        assert!(e.message.contains("line 1"), "{e}");
+    }
+
+    #[test]
+    fn missing_file_means_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = HostConfig::load(&dir.path().join("supervisor.toml")).unwrap();
+        assert_eq!(c, HostConfig::default());
+    }
+}

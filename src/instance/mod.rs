@@ -1,0 +1,10 @@
+//! Instances: their names, configs, personas, and the all-or-nothing create and remove.
+
+pub mod config;
+pub mod create;
+pub mod name;
+pub mod remove;
+pub mod soul;
+
+pub use config::InstanceConfig;
+pub use name::InstanceName;

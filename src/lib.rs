@@ -1,0 +1,10 @@
+//! supervisor: runs many AI-agent instances on one machine, each in its own hardened
+//! container, with SQLite as the single source of truth.
+
+pub mod cli;
+pub mod fsutil;
+pub mod home;
+pub mod host_config;
+pub mod instance;
+pub mod render;
+pub mod store;

@@ -1,0 +1,237 @@
+//! Pure rendering: records in, text out. No I/O here, so every view is unit-testable.
+
+use std::path::Path;
+
+use comfy_table::{presets::NOTHING, Table};
+use serde::Serialize;
+
+use crate::home::InstancePaths;
+use crate::instance::InstanceConfig;
+use crate::store::events::Event;
+use crate::store::instances::{InstanceCounts, InstanceRecord};
+
+/// One instance as `list` shows it; the JSON form is a documented, stable interface.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceSummary {
+    pub name: String,
+    pub soul: String,
+    pub model: Option<String>,
+    pub lifecycle: Option<String>,
+    pub port: Option<u16>,
+    pub network: Option<String>,
+    pub desired_state: String,
+    pub state: String,
+    pub state_detail: Option<String>,
+    pub restart_count: i64,
+    pub last_exit_code: Option<i64>,
+    pub created_at: String,
+    pub dir: String,
+    pub config_error: Option<String>,
+}
+
+impl InstanceSummary {
+    pub fn new(rec: InstanceRecord, dir: &Path, config: Result<InstanceConfig, String>) -> Self {
+        let (cfg, config_error) = match config {
+            Ok(c) => (Some(c), None),
+            Err(e) => (None, Some(e)),
+        };
+        Self {
+            model: cfg.as_ref().map(|c| c.model.spec()),
+            lifecycle: cfg.as_ref().map(|c| c.lifecycle.mode.as_str().to_string()),
+            port: cfg.as_ref().and_then(|c| c.port),
+            network: cfg.as_ref().map(|c| c.network.as_str().to_string()),
+            name: rec.name,
+            soul: rec.soul,
+            desired_state: rec.desired_state,
+            state: rec.state,
+            state_detail: rec.state_detail,
+            restart_count: rec.restart_count,
+            last_exit_code: rec.last_exit_code,
+            created_at: timestamp(rec.created_at),
+            dir: dir.display().to_string(),
+            config_error,
+        }
+    }
+}
+
+/// Everything `show` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstanceDetail {
+    #[serde(flatten)]
+    pub summary: InstanceSummary,
+    pub soul_title: Option<String>,
+    pub paths: InstancePaths,
+    pub config: Option<InstanceConfig>,
+    pub counts: InstanceCounts,
+    pub recent_events: Vec<Event>,
+}
+
+/// RFC 3339 in UTC, to the second.
+pub fn timestamp(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| format!("@{ms}ms"))
+}
+
+fn or_dash<T: ToString>(v: Option<T>) -> String {
+    v.map(|v| v.to_string()).unwrap_or_else(|| "-".to_string())
+}
+
+pub fn instance_table(rows: &[InstanceSummary]) -> String {
+    if rows.is_empty() {
+        return "no instances (create one with `supervisor create-instance NAME`)\n".to_string();
+    }
+    let mut table = Table::new();
+    table.load_style(NOTHING).set_header([
+        "NAME", "SOUL", "MODEL", "LIFECYCLE", "PORT", "DESIRED", "STATE", "CREATED",
+    ]);
+    for r in rows {
+        let model = match &r.config_error {
+            Some(_) => "(config error)".to_string(),
+            None => or_dash(r.model.as_deref()),
+        };
+        table.add_row([
+            r.name.clone(),
+            r.soul.clone(),
+            model,
+            or_dash(r.lifecycle.as_deref()),
+            or_dash(r.port),
+            r.desired_state.clone(),
+            r.state.clone(),
+            r.created_at.clone(),
+        ]);
+    }
+    let mut out = table.to_string();
+    // comfy-table pads the first column with a space; the CLI wants flush-left columns.
+    out = out
+        .lines()
+        .map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end())
+        .collect::<Vec<_>>()
+        .join("\n");
+    out.push('\n');
+    out
+}
+
+pub fn instance_detail(d: &InstanceDetail) -> String {
+    let s = &d.summary;
+    let mut lines: Vec<(&str, String)> = vec![
+        ("name", s.name.clone()),
+        (
+            "state",
+            format!(
+                "{} (desired: {}){}",
+                s.state,
+                s.desired_state,
+                s.state_detail
+                    .as_ref()
+                    .map(|x| format!(" — {x}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        (
+            "soul",
+            match &d.soul_title {
+                Some(t) => format!("{} — {t}", s.soul),
+                None => s.soul.clone(),
+            },
+        ),
+    ];
+    match (&d.config, &s.config_error) {
+        (Some(c), _) => {
+            lines.push(("model", c.model.spec()));
+            if let Some(url) = &c.model.base_url {
+                lines.push(("base url", url.clone()));
+            }
+            if let Some(env) = &c.model.api_key_env {
+                lines.push(("api key from", format!("${env} (host environment)")));
+            }
+            lines.push((
+                "lifecycle",
+                match c.lifecycle.mode {
+                    crate::instance::config::LifecycleMode::OnDemand => {
+                        format!("on-demand (idle timeout {})", c.lifecycle.idle_timeout)
+                    }
+                    m => m.as_str().to_string(),
+                },
+            ));
+            lines.push(("port", or_dash(c.port)));
+            lines.push(("network", c.network.as_str().to_string()));
+            lines.push((
+                "limits",
+                format!(
+                    "memory {}, cpus {}, pids {}, /tmp {}",
+                    c.limits.memory, c.limits.cpus, c.limits.pids, c.limits.tmp
+                ),
+            ));
+            lines.push(("trigger", or_dash(c.trigger.as_deref())));
+            lines.push(("allow from", c.allow_from.join(", ")));
+        }
+        (None, Some(e)) => lines.push(("config", format!("INVALID: {e}"))),
+        (None, None) => {}
+    }
+    lines.push(("restarts", s.restart_count.to_string()));
+    lines.push(("created", s.created_at.clone()));
+    lines.push(("directory", s.dir.clone()));
+    lines.push(("config file", d.paths.config.display().to_string()));
+    lines.push(("workspace", d.paths.workspace.display().to_string()));
+    lines.push(("ipc", d.paths.ipc.display().to_string()));
+    lines.push((
+        "history",
+        format!("{} messages, {} tasks", d.counts.messages, d.counts.tasks),
+    ));
+    let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
+    let mut out = String::new();
+    for (k, v) in lines {
+        out.push_str(&format!("{:<width$} {v}\n", format!("{k}:")));
+    }
+    if !d.recent_events.is_empty() {
+        out.push_str("recent events:\n");
+        for e in &d.recent_events {
+            out.push_str(&format!("  {}  {:<18} by {}\n", timestamp(e.at), e.kind, e.actor));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(name: &str) -> InstanceRecord {
+        InstanceRecord {
+            id: 1,
+            name: name.to_string(),
+            soul: "expert".to_string(),
+            created_at: 1_767_225_600_000,
+            desired_state: "stopped".to_string(),
+            state: "stopped".to_string(),
+            state_detail: None,
+            state_changed_at: None,
+            container_id: None,
+            runtime_id: None,
+            restart_count: 0,
+            last_exit_code: None,
+            last_activity_at: None,
+        }
+    }
+
+    #[test]
+    fn table_has_a_row_per_instance() {
+        let rows = vec![
+            InstanceSummary::new(record("alice"), Path::new("/h/alice"), Ok(InstanceConfig::default())),
+            InstanceSummary::new(record("bob"), Path::new("/h/bob"), Err("broken".into())),
+        ];
+        let out = instance_table(&rows);
+        let lines: Vec<&str> = out.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(lines[0].starts_with("NAME"));
+        assert!(lines[1].starts_with("alice") && lines[1].contains("echo/echo"));
+        assert!(lines[2].contains("(config error)"));
+        assert!(lines[1].contains("2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn empty_table_says_how_to_start() {
+        assert!(instance_table(&[]).contains("create-instance"));
+    }
+}

@@ -1,0 +1,180 @@
+//! The `instances` table.
+
+use super::{now_ms, Result, Store, StoreError};
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+/// An instance as the store knows it (its config lives in its config.json).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InstanceRecord {
+    #[serde(skip)]
+    pub id: i64,
+    pub name: String,
+    pub soul: String,
+    pub created_at: i64,
+    pub desired_state: String,
+    pub state: String,
+    pub state_detail: Option<String>,
+    pub state_changed_at: Option<i64>,
+    pub container_id: Option<String>,
+    pub runtime_id: Option<String>,
+    pub restart_count: i64,
+    pub last_exit_code: Option<i64>,
+    pub last_activity_at: Option<i64>,
+}
+
+const COLUMNS: &str = "id, name, soul, created_at, desired_state, state, state_detail, \
+     state_changed_at, container_id, runtime_id, restart_count, last_exit_code, last_activity_at";
+
+fn from_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
+    Ok(InstanceRecord {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        soul: r.get(2)?,
+        created_at: r.get(3)?,
+        desired_state: r.get(4)?,
+        state: r.get(5)?,
+        state_detail: r.get(6)?,
+        state_changed_at: r.get(7)?,
+        container_id: r.get(8)?,
+        runtime_id: r.get(9)?,
+        restart_count: r.get(10)?,
+        last_exit_code: r.get(11)?,
+        last_activity_at: r.get(12)?,
+    })
+}
+
+/// Inserts a new live instance; refuses a name a live instance already has.
+pub fn insert(conn: &Connection, name: &str, soul: &str) -> Result<i64> {
+    if find_live(conn, name)?.is_some() {
+        return Err(StoreError::InstanceExists(name.to_string()));
+    }
+    let res = conn.execute(
+        "INSERT INTO instances (name, soul, created_at) VALUES (?1, ?2, ?3)",
+        params![name, soul, now_ms()],
+    );
+    match res {
+        Ok(_) => Ok(conn.last_insert_rowid()),
+        // The partial unique index is the final word if another process raced us.
+        Err(rusqlite::Error::SqliteFailure(e, _))
+            if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+        {
+            Err(StoreError::InstanceExists(name.to_string()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub fn find_live(conn: &Connection, name: &str) -> Result<Option<InstanceRecord>> {
+    Ok(conn
+        .query_row(
+            &format!("SELECT {COLUMNS} FROM instances WHERE name = ?1 AND removed_at IS NULL"),
+            [name],
+            from_row,
+        )
+        .optional()?)
+}
+
+/// Marks a live instance removed, keeping its row and history; records where its files went.
+pub fn archive(conn: &Connection, name: &str, archive_path: &str) -> Result<()> {
+    let n = conn.execute(
+        "UPDATE instances SET removed_at = ?2, archive_path = ?3, desired_state = 'stopped'
+         WHERE name = ?1 AND removed_at IS NULL",
+        params![name, now_ms(), archive_path],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NoSuchInstance(name.to_string()));
+    }
+    Ok(())
+}
+
+/// Deletes a live instance and, by cascade, its messages, tasks and usage.
+pub fn purge(conn: &Connection, name: &str) -> Result<()> {
+    let n = conn.execute(
+        "DELETE FROM instances WHERE name = ?1 AND removed_at IS NULL",
+        [name],
+    )?;
+    if n == 0 {
+        return Err(StoreError::NoSuchInstance(name.to_string()));
+    }
+    Ok(())
+}
+
+impl Store {
+    pub fn instance(&self, name: &str) -> Result<InstanceRecord> {
+        find_live(self.conn(), name)?.ok_or_else(|| StoreError::NoSuchInstance(name.to_string()))
+    }
+
+    /// Live instances, by name.
+    pub fn instances(&self) -> Result<Vec<InstanceRecord>> {
+        let mut stmt = self.conn().prepare(&format!(
+            "SELECT {COLUMNS} FROM instances WHERE removed_at IS NULL ORDER BY name"
+        ))?;
+        let rows = stmt.query_map([], from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Row counts that belong to an instance, for `show` and for tests of cascade deletes.
+    pub fn instance_counts(&self, id: i64) -> Result<InstanceCounts> {
+        let count = |sql: &str| -> Result<i64> {
+            Ok(self.conn().query_row(sql, [id], |r| r.get(0))?)
+        };
+        Ok(InstanceCounts {
+            messages: count("SELECT count(*) FROM messages WHERE instance_id = ?1")?,
+            tasks: count("SELECT count(*) FROM tasks WHERE instance_id = ?1")?,
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct InstanceCounts {
+    pub messages: i64,
+    pub tasks: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.db")).unwrap();
+        (dir, store)
+    }
+
+    #[test]
+    fn insert_refuses_duplicates_but_allows_reuse_after_archive() {
+        let (_d, mut s) = store();
+        s.write(|tx| insert(tx, "alice", "expert").map(drop)).unwrap();
+        let dup = s.write(|tx| insert(tx, "alice", "expert").map(drop));
+        assert!(matches!(dup, Err(StoreError::InstanceExists(_))));
+        s.write(|tx| archive(tx, "alice", "/x")).unwrap();
+        assert!(s.instances().unwrap().is_empty());
+        s.write(|tx| insert(tx, "alice", "creative").map(drop)).unwrap();
+        assert_eq!(s.instance("alice").unwrap().soul, "creative");
+    }
+
+    #[test]
+    fn purge_cascades() {
+        let (_d, mut s) = store();
+        let id = s.write(|tx| insert(tx, "bob", "assistant")).unwrap();
+        s.conn()
+            .execute(
+                "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, created_at, updated_at)
+                 VALUES ('m1', ?1, 'in', 'cli', 'local', 'hi', 'received', 0, 0)",
+                [id],
+            )
+            .unwrap();
+        assert_eq!(s.instance_counts(id).unwrap().messages, 1);
+        s.write(|tx| purge(tx, "bob")).unwrap();
+        assert_eq!(s.instance_counts(id).unwrap().messages, 0);
+        assert!(matches!(s.instance("bob"), Err(StoreError::NoSuchInstance(_))));
+    }
+}
+
+/// Names of live instances, inside the caller's transaction.
+pub fn live_names(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt = conn.prepare("SELECT name FROM instances WHERE removed_at IS NULL ORDER BY name")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}

@@ -1,0 +1,120 @@
+//! Schema migrations, applied in order and recorded in `PRAGMA user_version`.
+//!
+//! Never edit a migration that has shipped: append a new one. Each runs in its own
+//! transaction together with the version bump, so a crash leaves the schema at a known step.
+
+/// Migration `i` takes the schema from version `i` to `i + 1`.
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the tables the whole product needs. Later features add columns, not tables' rewrites.
+    r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) STRICT;
+
+-- One row per instance ever created. A removed (archived) instance keeps its row and history
+-- with removed_at set, so its name can be reused by a new instance.
+CREATE TABLE instances (
+    id               INTEGER PRIMARY KEY,
+    name             TEXT NOT NULL,
+    soul             TEXT NOT NULL,
+    created_at       INTEGER NOT NULL,              -- unix ms
+    removed_at       INTEGER,
+    archive_path     TEXT,                          -- where remove (without --purge) moved its files
+    desired_state    TEXT NOT NULL DEFAULT 'stopped'
+                     CHECK (desired_state IN ('running', 'stopped')),
+    state            TEXT NOT NULL DEFAULT 'stopped',
+    state_detail     TEXT,
+    state_changed_at INTEGER,
+    container_id     TEXT,
+    runtime_id       TEXT,
+    restart_count    INTEGER NOT NULL DEFAULT 0,
+    last_exit_code   INTEGER,
+    last_activity_at INTEGER
+) STRICT;
+CREATE UNIQUE INDEX instances_live_name ON instances(name) WHERE removed_at IS NULL;
+
+-- Inbound and outbound messages. Inbound rows are committed before anything else happens.
+CREATE TABLE messages (
+    id          TEXT PRIMARY KEY,                   -- uuid v7: unique and time-ordered
+    instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+    direction   TEXT NOT NULL CHECK (direction IN ('in', 'out')),
+    channel     TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    body        TEXT NOT NULL,
+    state       TEXT NOT NULL,
+    reply_to    TEXT REFERENCES messages(id) ON DELETE SET NULL,
+    turn_id     TEXT,
+    task_run_id INTEGER REFERENCES task_runs(id) ON DELETE SET NULL,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    error       TEXT,
+    created_at  INTEGER NOT NULL,
+    updated_at  INTEGER NOT NULL
+) STRICT;
+CREATE INDEX messages_by_instance ON messages(instance_id, created_at);
+CREATE INDEX messages_by_state ON messages(state, instance_id);
+
+CREATE TABLE tasks (
+    id            INTEGER PRIMARY KEY,
+    instance_id   INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+    kind          TEXT NOT NULL DEFAULT 'user' CHECK (kind IN ('user', 'agent', 'heartbeat')),
+    schedule_kind TEXT NOT NULL CHECK (schedule_kind IN ('cron', 'every', 'at')),
+    schedule      TEXT NOT NULL,
+    tz            TEXT,
+    prompt        TEXT NOT NULL,
+    context_mode  TEXT NOT NULL DEFAULT 'isolated' CHECK (context_mode IN ('isolated', 'continue')),
+    status        TEXT NOT NULL DEFAULT 'active',
+    next_run_at   INTEGER,
+    last_run_at   INTEGER,
+    created_by    TEXT NOT NULL,
+    created_at    INTEGER NOT NULL,
+    updated_at    INTEGER NOT NULL
+) STRICT;
+CREATE INDEX tasks_due ON tasks(status, next_run_at);
+
+-- One row per occurrence. UNIQUE(task_id, scheduled_for) is the exactly-once claim.
+CREATE TABLE task_runs (
+    id            INTEGER PRIMARY KEY,
+    task_id       INTEGER NOT NULL REFERENCES tasks(id) ON DELETE CASCADE,
+    scheduled_for INTEGER NOT NULL,
+    claimed_at    INTEGER NOT NULL,
+    started_at    INTEGER,
+    finished_at   INTEGER,
+    status        TEXT NOT NULL DEFAULT 'claimed',
+    result        TEXT,
+    error         TEXT,
+    UNIQUE (task_id, scheduled_for)
+) STRICT;
+
+-- The audit log. It names instances by name, not by row, so it outlives a purge.
+CREATE TABLE events (
+    id       INTEGER PRIMARY KEY,
+    at       INTEGER NOT NULL,
+    instance TEXT,
+    actor    TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    detail   TEXT
+) STRICT;
+CREATE INDEX events_by_instance ON events(instance, at);
+
+CREATE TABLE model_usage (
+    id                INTEGER PRIMARY KEY,
+    instance_id       INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+    at                INTEGER NOT NULL,
+    request_id        TEXT,
+    provider          TEXT NOT NULL,
+    model             TEXT NOT NULL,
+    prompt_tokens     INTEGER NOT NULL DEFAULT 0,
+    completion_tokens INTEGER NOT NULL DEFAULT 0,
+    latency_ms        INTEGER,
+    status            TEXT NOT NULL,
+    error             TEXT
+) STRICT;
+CREATE INDEX model_usage_by_instance ON model_usage(instance_id, at);
+"#,
+];
+
+/// The schema version this build writes.
+pub fn latest_version() -> i64 {
+    MIGRATIONS.len() as i64
+}
