@@ -30,7 +30,9 @@ pub enum HomeError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("no home directory given: pass --home DIR or set SUPERVISOR_HOME (HOME is not set either)")]
+    #[error(
+        "no home directory given: pass --home DIR or set SUPERVISOR_HOME (HOME is not set either)"
+    )]
     NoDefault,
     #[error(transparent)]
     Store(#[from] StoreError),

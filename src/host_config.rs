@@ -66,7 +66,10 @@ impl HostConfig {
 
     pub fn parse(text: &str) -> Result<Self, FieldError> {
         let value: toml::Table = toml::from_str(text).map_err(|e| {
-            FieldError::new("(syntax)", e.message().to_string() + &line_hint(text, e.span()))
+            FieldError::new(
+                "(syntax)",
+                e.message().to_string() + &line_hint(text, e.span()),
+            )
         })?;
         let config: Self = serde_path_to_error::deserialize(toml::Value::Table(value))
             .map_err(|e| FieldError::new(e.path().to_string(), e.inner().to_string()))?;

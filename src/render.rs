@@ -83,7 +83,14 @@ pub fn instance_table(rows: &[InstanceSummary]) -> String {
     }
     let mut table = Table::new();
     table.load_style(NOTHING).set_header([
-        "NAME", "SOUL", "MODEL", "LIFECYCLE", "PORT", "DESIRED", "STATE", "CREATED",
+        "NAME",
+        "SOUL",
+        "MODEL",
+        "LIFECYCLE",
+        "PORT",
+        "DESIRED",
+        "STATE",
+        "CREATED",
     ]);
     for r in rows {
         let model = match &r.config_error {
@@ -187,7 +194,12 @@ pub fn instance_detail(d: &InstanceDetail) -> String {
     if !d.recent_events.is_empty() {
         out.push_str("recent events:\n");
         for e in &d.recent_events {
-            out.push_str(&format!("  {}  {:<18} by {}\n", timestamp(e.at), e.kind, e.actor));
+            out.push_str(&format!(
+                "  {}  {:<18} by {}\n",
+                timestamp(e.at),
+                e.kind,
+                e.actor
+            ));
         }
     }
     out
@@ -218,7 +230,11 @@ mod tests {
     #[test]
     fn table_has_a_row_per_instance() {
         let rows = vec![
-            InstanceSummary::new(record("alice"), Path::new("/h/alice"), Ok(InstanceConfig::default())),
+            InstanceSummary::new(
+                record("alice"),
+                Path::new("/h/alice"),
+                Ok(InstanceConfig::default()),
+            ),
             InstanceSummary::new(record("bob"), Path::new("/h/bob"), Err("broken".into())),
         ];
         let out = instance_table(&rows);

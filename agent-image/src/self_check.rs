@@ -122,7 +122,7 @@ pub fn run() -> Report {
                 &format!("ipc_{sub}_writable"),
                 &dir,
                 true,
-                None,
+                mounts,
             ));
         }
     }

@@ -11,7 +11,12 @@ pub struct Args {
     /// Instance name: lowercase letters, digits and dashes, starting with a letter (max 32)
     pub name: String,
     /// Built-in persona
-    #[arg(long, value_enum, default_value = "assistant", conflicts_with = "soul_file")]
+    #[arg(
+        long,
+        value_enum,
+        default_value = "assistant",
+        conflicts_with = "soul_file"
+    )]
     pub soul: BuiltinSoul,
     /// Your own SOUL.md instead of a built-in persona
     #[arg(long, value_name = "PATH")]
@@ -49,7 +54,8 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
         Some(path) => Soul::from_file(path)?,
         None => Soul::builtin(args.soul),
     };
-    let config = config_from_args(&args).map_err(|e| anyhow::anyhow!("{}: {}", flag_for(&e.path), e.message))?;
+    let config = config_from_args(&args)
+        .map_err(|e| anyhow::anyhow!("{}: {}", flag_for(&e.path), e.message))?;
     let new = NewInstance { name, soul, config };
 
     let mut store = home.open_or_init()?;

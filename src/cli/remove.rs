@@ -16,7 +16,10 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     let mut store = home.open()?;
     match remove(home, &mut store, &name, args.purge, super::CLI_ACTOR)? {
         Removed::Archived(Some(path)) => {
-            println!("removed instance {name}; its files are kept in {}", path.display())
+            println!(
+                "removed instance {name}; its files are kept in {}",
+                path.display()
+            )
         }
         Removed::Archived(None) => {
             println!("removed instance {name} (it had no files on disk)")

@@ -377,13 +377,19 @@ impl Limits {
         if !(self.cpus.is_finite() && self.cpus >= 0.01 && self.cpus <= 256.0) {
             return Err(FieldError::new(
                 "limits.cpus",
-                format!("expected a number of CPUs from 0.01 to 256, got {}", self.cpus),
+                format!(
+                    "expected a number of CPUs from 0.01 to 256, got {}",
+                    self.cpus
+                ),
             ));
         }
         if !(16..=65536).contains(&self.pids) {
             return Err(FieldError::new(
                 "limits.pids",
-                format!("expected a process limit from 16 to 65536, got {}", self.pids),
+                format!(
+                    "expected a process limit from 16 to 65536, got {}",
+                    self.pids
+                ),
             ));
         }
         Ok(())
@@ -495,7 +501,9 @@ mod tests {
 
     #[test]
     fn unknown_key_names_its_path() {
-        let e = err_of(r#"{"version": 1, "limits": {"memory": "1g", "cpus": 1, "pids": 64, "tmp": "8m", "swap": "1g"}}"#);
+        let e = err_of(
+            r#"{"version": 1, "limits": {"memory": "1g", "cpus": 1, "pids": 64, "tmp": "8m", "swap": "1g"}}"#,
+        );
         assert_eq!(e.path, "limits.swap");
         assert!(e.message.contains("unknown field `swap`"), "{e}");
         let e = err_of(r#"{"version": 1, "colour": "blue"}"#);
@@ -507,7 +515,8 @@ mod tests {
         let e = err_of(r#"{"version": 1, "port": "eighty"}"#);
         assert_eq!(e.path, "port");
         assert!(e.message.contains("expected u16"), "{e}");
-        let e = err_of(r#"{"version": 1, "lifecycle": {"mode": "sometimes", "idle_timeout": "1m"}}"#);
+        let e =
+            err_of(r#"{"version": 1, "lifecycle": {"mode": "sometimes", "idle_timeout": "1m"}}"#);
         assert_eq!(e.path, "lifecycle.mode");
         assert!(e.message.contains("persistent"), "{e}");
     }
@@ -519,15 +528,42 @@ mod tests {
             (r#"{"version": 1, "port": 80}"#, "port"),
             (r#"{"version": 1, "trigger": "(unclosed"}"#, "trigger"),
             (r#"{"version": 1, "allow_from": []}"#, "allow_from"),
-            (r#"{"version": 1, "allow_from": ["local", "not a sender"]}"#, "allow_from[1]"),
-            (r#"{"version": 1, "limits": {"memory": "lots", "cpus": 1, "pids": 64, "tmp": "8m"}}"#, "limits.memory"),
-            (r#"{"version": 1, "limits": {"memory": "1m", "cpus": 1, "pids": 64, "tmp": "8m"}}"#, "limits.memory"),
-            (r#"{"version": 1, "limits": {"memory": "1g", "cpus": 0, "pids": 64, "tmp": "8m"}}"#, "limits.cpus"),
-            (r#"{"version": 1, "limits": {"memory": "1g", "cpus": 1, "pids": 1, "tmp": "8m"}}"#, "limits.pids"),
-            (r#"{"version": 1, "lifecycle": {"mode": "on-demand", "idle_timeout": "1s"}}"#, "lifecycle.idle_timeout"),
-            (r#"{"version": 1, "model": {"provider": "openai", "name": "gpt", "api_key_env": "sk-abc123"}}"#, "model.api_key_env"),
-            (r#"{"version": 1, "model": {"provider": "openai", "name": "gpt", "base_url": "ftp://x"}}"#, "model.base_url"),
-            (r#"{"version": 1, "model": {"provider": "openai", "name": ""}}"#, "model.name"),
+            (
+                r#"{"version": 1, "allow_from": ["local", "not a sender"]}"#,
+                "allow_from[1]",
+            ),
+            (
+                r#"{"version": 1, "limits": {"memory": "lots", "cpus": 1, "pids": 64, "tmp": "8m"}}"#,
+                "limits.memory",
+            ),
+            (
+                r#"{"version": 1, "limits": {"memory": "1m", "cpus": 1, "pids": 64, "tmp": "8m"}}"#,
+                "limits.memory",
+            ),
+            (
+                r#"{"version": 1, "limits": {"memory": "1g", "cpus": 0, "pids": 64, "tmp": "8m"}}"#,
+                "limits.cpus",
+            ),
+            (
+                r#"{"version": 1, "limits": {"memory": "1g", "cpus": 1, "pids": 1, "tmp": "8m"}}"#,
+                "limits.pids",
+            ),
+            (
+                r#"{"version": 1, "lifecycle": {"mode": "on-demand", "idle_timeout": "1s"}}"#,
+                "lifecycle.idle_timeout",
+            ),
+            (
+                r#"{"version": 1, "model": {"provider": "openai", "name": "gpt", "api_key_env": "sk-abc123"}}"#,
+                "model.api_key_env",
+            ),
+            (
+                r#"{"version": 1, "model": {"provider": "openai", "name": "gpt", "base_url": "ftp://x"}}"#,
+                "model.base_url",
+            ),
+            (
+                r#"{"version": 1, "model": {"provider": "openai", "name": ""}}"#,
+                "model.name",
+            ),
             (r#"{"version": 1, "network": "host"}"#, "network"),
         ];
         for (json, path) in cases {

@@ -7,8 +7,26 @@ pub const MAX_NAME_LEN: usize = 32;
 
 /// Names that would collide with CLI words (`--all`), home sub-directories or sender ids.
 pub const RESERVED_NAMES: &[&str] = &[
-    "all", "any", "none", "default", "self", "host", "local", "cli", "api", "system", "daemon",
-    "supervisor", "root", "admin", "docker", "runtime", "run", "backups", "instances", "archive",
+    "all",
+    "any",
+    "none",
+    "default",
+    "self",
+    "host",
+    "local",
+    "cli",
+    "api",
+    "system",
+    "daemon",
+    "supervisor",
+    "root",
+    "admin",
+    "docker",
+    "runtime",
+    "run",
+    "backups",
+    "instances",
+    "archive",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,9 +39,7 @@ pub enum NameError {
     BadStart(String),
     #[error("instance name {0:?} must not end with a dash")]
     BadEnd(String),
-    #[error(
-        "instance name {name:?} has {ch:?}: use only lowercase letters, digits and dashes"
-    )]
+    #[error("instance name {name:?} has {ch:?}: use only lowercase letters, digits and dashes")]
     BadChar { name: String, ch: char },
     #[error("instance name {0:?} is reserved")]
     Reserved(String),
@@ -92,17 +108,24 @@ mod tests {
 
     #[test]
     fn refuses_everything_else() {
-        let cases: &[(&str, fn(&NameError) -> bool)] = &[
+        type Check = fn(&NameError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("", |e| matches!(e, NameError::Empty)),
             ("Alice", |e| matches!(e, NameError::BadStart(_))),
             ("1alice", |e| matches!(e, NameError::BadStart(_))),
             ("-alice", |e| matches!(e, NameError::BadStart(_))),
             ("alice-", |e| matches!(e, NameError::BadEnd(_))),
-            ("al_ice", |e| matches!(e, NameError::BadChar { ch: '_', .. })),
+            ("al_ice", |e| {
+                matches!(e, NameError::BadChar { ch: '_', .. })
+            }),
             ("../etc", |e| matches!(e, NameError::BadStart(_))),
-            ("a/../../b", |e| matches!(e, NameError::BadChar { ch: '/', .. })),
+            ("a/../../b", |e| {
+                matches!(e, NameError::BadChar { ch: '/', .. })
+            }),
             ("a.b", |e| matches!(e, NameError::BadChar { ch: '.', .. })),
-            ("alicé", |e| matches!(e, NameError::BadChar { ch: 'é', .. })),
+            ("alicé", |e| {
+                matches!(e, NameError::BadChar { ch: 'é', .. })
+            }),
             ("a b", |e| matches!(e, NameError::BadChar { ch: ' ', .. })),
             ("all", |e| matches!(e, NameError::Reserved(_))),
             ("runtime", |e| matches!(e, NameError::Reserved(_))),

@@ -59,9 +59,13 @@ pub fn remove(
         let kept = has_files.then(|| target.to_string_lossy().into_owned());
         instances::archive(&tx, name.as_str(), kept.as_deref().unwrap_or(""))?;
     }
-    let kind = if purge { "instance.purged" } else { "instance.removed" };
-    let detail = (!purge && has_files)
-        .then(|| serde_json::json!({ "archive": target.to_string_lossy() }));
+    let kind = if purge {
+        "instance.purged"
+    } else {
+        "instance.removed"
+    };
+    let detail =
+        (!purge && has_files).then(|| serde_json::json!({ "archive": target.to_string_lossy() }));
     events::record(&tx, Some(name.as_str()), actor, kind, detail.as_ref())?;
 
     if has_files {

@@ -106,7 +106,11 @@ mod tests {
 
     #[test]
     fn builtin_souls_are_real_pages() {
-        for soul in [BuiltinSoul::Assistant, BuiltinSoul::Expert, BuiltinSoul::Creative] {
+        for soul in [
+            BuiltinSoul::Assistant,
+            BuiltinSoul::Expert,
+            BuiltinSoul::Creative,
+        ] {
             let words = soul.text().split_whitespace().count();
             assert!(words > 300, "{} has only {words} words", soul.name());
             assert!(Soul::title_of(soul.text()).is_some());
@@ -122,17 +126,29 @@ mod tests {
         assert_eq!(Soul::from_file(&ok).unwrap().text, "# Mine\nBe kind.\n");
         let empty = dir.path().join("empty.md");
         std::fs::write(&empty, "  \n").unwrap();
-        assert!(matches!(Soul::from_file(&empty), Err(SoulError::Invalid { .. })));
+        assert!(matches!(
+            Soul::from_file(&empty),
+            Err(SoulError::Invalid { .. })
+        ));
         let binary = dir.path().join("bin.md");
         std::fs::write(&binary, [0xff, 0xfe, 0x00]).unwrap();
-        assert!(matches!(Soul::from_file(&binary), Err(SoulError::Invalid { .. })));
-        assert!(matches!(Soul::from_file(dir.path()), Err(SoulError::Invalid { .. })));
+        assert!(matches!(
+            Soul::from_file(&binary),
+            Err(SoulError::Invalid { .. })
+        ));
+        assert!(matches!(
+            Soul::from_file(dir.path()),
+            Err(SoulError::Invalid { .. })
+        ));
         assert!(matches!(
             Soul::from_file(&dir.path().join("missing.md")),
             Err(SoulError::Read { .. })
         ));
         let big = dir.path().join("big.md");
         std::fs::write(&big, "x".repeat(MAX_SOUL_BYTES as usize + 1)).unwrap();
-        assert!(matches!(Soul::from_file(&big), Err(SoulError::Invalid { .. })));
+        assert!(matches!(
+            Soul::from_file(&big),
+            Err(SoulError::Invalid { .. })
+        ));
     }
 }

@@ -24,7 +24,13 @@ pub fn record(
 ) -> Result<()> {
     conn.execute(
         "INSERT INTO events (at, instance, actor, kind, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![now_ms(), instance, actor, kind, detail.map(|d| d.to_string())],
+        params![
+            now_ms(),
+            instance,
+            actor,
+            kind,
+            detail.map(|d| d.to_string())
+        ],
     )?;
     Ok(())
 }

@@ -100,6 +100,14 @@ pub fn purge(conn: &Connection, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Names of live instances, inside the caller's transaction.
+pub fn live_names(conn: &Connection) -> Result<Vec<String>> {
+    let mut stmt =
+        conn.prepare("SELECT name FROM instances WHERE removed_at IS NULL ORDER BY name")?;
+    let rows = stmt.query_map([], |r| r.get(0))?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
 impl Store {
     pub fn instance(&self, name: &str) -> Result<InstanceRecord> {
         find_live(self.conn(), name)?.ok_or_else(|| StoreError::NoSuchInstance(name.to_string()))
@@ -116,9 +124,8 @@ impl Store {
 
     /// Row counts that belong to an instance, for `show` and for tests of cascade deletes.
     pub fn instance_counts(&self, id: i64) -> Result<InstanceCounts> {
-        let count = |sql: &str| -> Result<i64> {
-            Ok(self.conn().query_row(sql, [id], |r| r.get(0))?)
-        };
+        let count =
+            |sql: &str| -> Result<i64> { Ok(self.conn().query_row(sql, [id], |r| r.get(0))?) };
         Ok(InstanceCounts {
             messages: count("SELECT count(*) FROM messages WHERE instance_id = ?1")?,
             tasks: count("SELECT count(*) FROM tasks WHERE instance_id = ?1")?,
@@ -145,12 +152,14 @@ mod tests {
     #[test]
     fn insert_refuses_duplicates_but_allows_reuse_after_archive() {
         let (_d, mut s) = store();
-        s.write(|tx| insert(tx, "alice", "expert").map(drop)).unwrap();
+        s.write(|tx| insert(tx, "alice", "expert").map(drop))
+            .unwrap();
         let dup = s.write(|tx| insert(tx, "alice", "expert").map(drop));
         assert!(matches!(dup, Err(StoreError::InstanceExists(_))));
         s.write(|tx| archive(tx, "alice", "/x")).unwrap();
         assert!(s.instances().unwrap().is_empty());
-        s.write(|tx| insert(tx, "alice", "creative").map(drop)).unwrap();
+        s.write(|tx| insert(tx, "alice", "creative").map(drop))
+            .unwrap();
         assert_eq!(s.instance("alice").unwrap().soul, "creative");
     }
 
@@ -168,13 +177,9 @@ mod tests {
         assert_eq!(s.instance_counts(id).unwrap().messages, 1);
         s.write(|tx| purge(tx, "bob")).unwrap();
         assert_eq!(s.instance_counts(id).unwrap().messages, 0);
-        assert!(matches!(s.instance("bob"), Err(StoreError::NoSuchInstance(_))));
+        assert!(matches!(
+            s.instance("bob"),
+            Err(StoreError::NoSuchInstance(_))
+        ));
     }
-}
-
-/// Names of live instances, inside the caller's transaction.
-pub fn live_names(conn: &Connection) -> Result<Vec<String>> {
-    let mut stmt = conn.prepare("SELECT name FROM instances WHERE removed_at IS NULL ORDER BY name")?;
-    let rows = stmt.query_map([], |r| r.get(0))?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
 }

@@ -1,9 +1,9 @@
 //! The SQLite store: the single source of truth. All SQL in the product lives under here.
 
-mod migrations;
 pub mod events;
 pub mod instances;
 pub mod meta;
+mod migrations;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
@@ -124,10 +124,7 @@ impl Store {
 
     /// Runs `f` in an IMMEDIATE transaction (takes the write lock up front, so concurrent
     /// writers queue on busy_timeout instead of failing mid-transaction).
-    pub fn write<T>(
-        &mut self,
-        f: impl FnOnce(&rusqlite::Transaction) -> Result<T>,
-    ) -> Result<T> {
+    pub fn write<T>(&mut self, f: impl FnOnce(&rusqlite::Transaction) -> Result<T>) -> Result<T> {
         let tx = self
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
