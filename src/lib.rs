@@ -1,10 +1,13 @@
 //! supervisor: runs many AI-agent instances on one machine, each in its own hardened
 //! container, with SQLite as the single source of truth.
 
+pub mod agent_image;
 pub mod cli;
+pub mod docker;
 pub mod fsutil;
 pub mod home;
 pub mod host_config;
 pub mod instance;
 pub mod render;
+pub mod runtime;
 pub mod store;

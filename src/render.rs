@@ -108,15 +108,7 @@ pub fn instance_table(rows: &[InstanceSummary]) -> String {
             r.created_at.clone(),
         ]);
     }
-    let mut out = table.to_string();
-    // comfy-table pads the first column with a space; the CLI wants flush-left columns.
-    out = out
-        .lines()
-        .map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end())
-        .collect::<Vec<_>>()
-        .join("\n");
-    out.push('\n');
-    out
+    flush_left(table)
 }
 
 pub fn instance_detail(d: &InstanceDetail) -> String {
@@ -205,6 +197,80 @@ pub fn instance_detail(d: &InstanceDetail) -> String {
     out
 }
 
+/// A byte count for people: `106 B`, `1.4 MB` (decimal units, as `docker images` uses).
+pub fn bytes(n: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if n < 1000 {
+        return format!("{n} B");
+    }
+    let mut value = n as f64 / 1000.0;
+    let mut unit = 0;
+    while value >= 1000.0 && unit < UNITS.len() - 1 {
+        value /= 1000.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+pub fn runtime_table(rows: &[crate::runtime::RuntimeView]) -> String {
+    if rows.is_empty() {
+        return "no runtimes (build one with `supervisor runtime build`)\n".to_string();
+    }
+    let mut table = Table::new();
+    table.load_style(NOTHING).set_header([
+        "ID", "STATUS", "AGENT", "TOOLBOX", "SIZE", "USED BY", "BUILT",
+    ]);
+    for r in rows {
+        let mut status = Vec::new();
+        if r.active {
+            status.push("active");
+        }
+        if r.rollback_target {
+            status.push("rollback");
+        }
+        if !r.on_disk {
+            status.push("missing");
+        }
+        if !r.registered {
+            status.push("unregistered");
+        }
+        table.add_row([
+            r.id.clone(),
+            if status.is_empty() {
+                "-".into()
+            } else {
+                status.join(",")
+            },
+            or_dash(r.agent_version.as_deref()),
+            if r.toolbox.is_some() {
+                "busybox".into()
+            } else {
+                "-".to_string()
+            },
+            or_dash(r.size_bytes.map(bytes)),
+            if r.used_by.is_empty() {
+                "-".into()
+            } else {
+                r.used_by.join(",")
+            },
+            or_dash(r.built_at.map(timestamp)),
+        ]);
+    }
+    flush_left(table)
+}
+
+/// comfy-table pads the first column with a space; the CLI wants flush-left columns.
+fn flush_left(table: Table) -> String {
+    let mut out = table
+        .to_string()
+        .lines()
+        .map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end())
+        .collect::<Vec<_>>()
+        .join("\n");
+    out.push('\n');
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -244,6 +310,13 @@ mod tests {
         assert!(lines[1].starts_with("alice") && lines[1].contains("echo/echo"));
         assert!(lines[2].contains("(config error)"));
         assert!(lines[1].contains("2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn byte_counts() {
+        assert_eq!(bytes(106), "106 B");
+        assert_eq!(bytes(1_362_440), "1.4 MB");
+        assert_eq!(bytes(15_000_000_000), "15.0 GB");
     }
 
     #[test]

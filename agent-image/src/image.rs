@@ -2,8 +2,8 @@
 //! the source tree, with the exact modes the Dockerfile relies on.
 //!
 //! Git records neither empty directories nor directory modes, so the context is not simply
-//! "whatever is under agent-image/": [`CONTEXT`] lists every entry, and [`context_tar`] writes
-//! it as the uncompressed tar stream that Docker's build endpoint takes.
+//! "whatever is under agent-image/": [`CONTEXT`] lists every entry with its mode, and the host
+//! writes exactly these entries into the tar stream it sends to Docker's build endpoint.
 
 /// One entry of the build context.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,114 +53,10 @@ pub const CONTEXT: &[ContextEntry] = &[
     dir("rootfs/tmp", 0o1777),
 ];
 
-const BLOCK: usize = 512;
-
-/// The build context as an uncompressed POSIX ustar stream: owner 0:0, mtime 0, so the same
-/// sources always give the same bytes.
-pub fn context_tar() -> Vec<u8> {
-    let mut out = Vec::new();
-    for entry in CONTEXT {
-        let data = entry.contents.unwrap_or_default();
-        out.extend_from_slice(&header(entry, data.len()));
-        out.extend_from_slice(data);
-        out.resize(out.len().next_multiple_of(BLOCK), 0);
-    }
-    out.resize(out.len() + 2 * BLOCK, 0);
-    out
-}
-
-fn header(entry: &ContextEntry, size: usize) -> [u8; BLOCK] {
-    let mut h = [0u8; BLOCK];
-    let name = match entry.contents {
-        Some(_) => entry.path.to_string(),
-        None => format!("{}/", entry.path),
-    };
-    assert!(name.len() <= 100, "context path too long for ustar: {name}");
-    h[..name.len()].copy_from_slice(name.as_bytes());
-    put_octal(&mut h[100..108], u64::from(entry.mode)); // mode
-    put_octal(&mut h[108..116], 0); // uid
-    put_octal(&mut h[116..124], 0); // gid
-    put_octal(&mut h[124..136], size as u64); // size
-    put_octal(&mut h[136..148], 0); // mtime
-    h[156] = if entry.contents.is_some() { b'0' } else { b'5' };
-    h[257..263].copy_from_slice(b"ustar\0");
-    h[263..265].copy_from_slice(b"00");
-    // The checksum is computed with its own field read as spaces.
-    h[148..156].fill(b' ');
-    let sum: u32 = h.iter().map(|&b| u32::from(b)).sum();
-    let field = format!("{sum:06o}\0 ");
-    h[148..156].copy_from_slice(field.as_bytes());
-    h
-}
-
-/// Zero-padded octal filling all but the last byte of `field`, which stays NUL.
-fn put_octal(field: &mut [u8], value: u64) {
-    let digits = format!("{value:0width$o}", width = field.len() - 1);
-    assert_eq!(
-        digits.len(),
-        field.len() - 1,
-        "value too large for tar field"
-    );
-    field[..digits.len()].copy_from_slice(digits.as_bytes());
-    field[digits.len()] = 0;
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;
-
-    fn octal(field: &[u8]) -> u64 {
-        let s = std::str::from_utf8(field).unwrap();
-        u64::from_str_radix(s.trim_matches(|c| c == '\0' || c == ' '), 8).unwrap()
-    }
-
-    /// (name, mode, typeflag, data) for each entry, checking every header checksum.
-    fn read_tar(tar: &[u8]) -> Vec<(String, u32, u8, Vec<u8>)> {
-        assert_eq!(tar.len() % BLOCK, 0);
-        let mut entries = Vec::new();
-        let mut at = 0;
-        while tar[at..at + BLOCK].iter().any(|&b| b != 0) {
-            let h = &tar[at..at + BLOCK];
-            let mut blank = h.to_vec();
-            blank[148..156].fill(b' ');
-            let sum: u64 = blank.iter().map(|&b| u64::from(b)).sum();
-            assert_eq!(octal(&h[148..156]), sum, "checksum at {at}");
-            assert_eq!(&h[257..265], b"ustar\x0000");
-            let name_end = h[..100].iter().position(|&b| b == 0).unwrap_or(100);
-            let name = String::from_utf8(h[..name_end].to_vec()).unwrap();
-            let size = octal(&h[124..136]) as usize;
-            let data = tar[at + BLOCK..at + BLOCK + size].to_vec();
-            entries.push((name, octal(&h[100..108]) as u32, h[156], data));
-            at += BLOCK + size.next_multiple_of(BLOCK);
-        }
-        assert!(tar[at..].iter().all(|&b| b == 0));
-        assert_eq!(tar.len() - at, 2 * BLOCK);
-        entries
-    }
-
-    #[test]
-    fn tar_round_trips() {
-        let tar = context_tar();
-        let entries = read_tar(&tar);
-        assert_eq!(entries.len(), CONTEXT.len());
-        for (entry, (name, mode, kind, data)) in CONTEXT.iter().zip(entries) {
-            assert_eq!(mode, entry.mode);
-            match entry.contents {
-                Some(c) => {
-                    assert_eq!(name, entry.path);
-                    assert_eq!(kind, b'0');
-                    assert_eq!(data, c);
-                }
-                None => {
-                    assert_eq!(name, format!("{}/", entry.path));
-                    assert_eq!(kind, b'5');
-                    assert!(data.is_empty());
-                }
-            }
-        }
-        assert_eq!(context_tar(), tar, "deterministic");
-    }
 
     #[test]
     fn tmp_is_sticky_and_world_writable() {

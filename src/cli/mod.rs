@@ -1,9 +1,11 @@
 //! The command line: one file per subcommand, each with its arguments and its `run`.
 
 mod create_instance;
+mod image;
 mod init;
 mod list;
 mod remove;
+mod runtime;
 mod show;
 
 use std::path::PathBuf;
@@ -39,6 +41,12 @@ pub enum Command {
     Show(show::Args),
     /// Remove an instance (its files are archived; --purge deletes them).
     Remove(remove::Args),
+    /// The agent image.
+    #[command(subcommand)]
+    Image(image::Command),
+    /// The shared agent runtimes mounted read-only into every container.
+    #[command(subcommand)]
+    Runtime(runtime::Command),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -53,6 +61,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(args) => list::run(&home, args),
         Command::Show(args) => show::run(&home, args),
         Command::Remove(args) => remove::run(&home, args),
+        Command::Image(cmd) => image::run(&home, cmd),
+        Command::Runtime(cmd) => runtime::run(&home, cmd),
     }
 }
 

@@ -112,6 +112,32 @@ CREATE TABLE model_usage (
 ) STRICT;
 CREATE INDEX model_usage_by_instance ON model_usage(instance_id, at);
 "#,
+    // 2: agent runtimes and their activations. An activation names the runtime instances should
+    // run and the one it replaced, so a failed roll-out can put instances back (the previous
+    // runtime is never garbage-collected while it is the rollback target).
+    r#"
+CREATE TABLE runtimes (
+    id            TEXT PRIMARY KEY,
+    built_at      INTEGER NOT NULL,
+    agent_version TEXT NOT NULL,
+    protocol      INTEGER NOT NULL,
+    toolbox       TEXT,
+    size_bytes    INTEGER NOT NULL
+) STRICT;
+
+-- History, not a foreign key: a collected runtime's activations stay in the log.
+CREATE TABLE runtime_activations (
+    id           INTEGER PRIMARY KEY,
+    runtime_id   TEXT NOT NULL,
+    previous_id  TEXT,
+    activated_at INTEGER NOT NULL,
+    actor        TEXT NOT NULL,
+    status       TEXT NOT NULL DEFAULT 'active'
+                 CHECK (status IN ('active', 'superseded', 'rolled-back')),
+    detail       TEXT
+) STRICT;
+CREATE INDEX runtime_activations_status ON runtime_activations(status);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -4,6 +4,7 @@ pub mod events;
 pub mod instances;
 pub mod meta;
 mod migrations;
+pub mod runtimes;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
