@@ -13,6 +13,50 @@ pub const TEMPLATE: &str = include_str!("../templates/supervisor.toml");
 #[serde(deny_unknown_fields, default)]
 pub struct HostConfig {
     pub docker: DockerConfig,
+    pub daemon: DaemonConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DaemonConfig {
+    /// Most containers running at once; 0 means no cap. Instances beyond it queue in the
+    /// order they asked to run.
+    pub max_running: u32,
+    /// What `supervisor run` does with running containers when it stops.
+    pub on_shutdown: ShutdownPolicy,
+    /// How long a container gets to stop after SIGTERM before it is killed.
+    pub stop_timeout: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ShutdownPolicy {
+    /// Leave containers running; the next daemon adopts them (fast daemon upgrades).
+    Leave,
+    /// Stop every container of this home.
+    Stop,
+}
+
+impl Default for DaemonConfig {
+    fn default() -> Self {
+        Self {
+            max_running: 0,
+            on_shutdown: ShutdownPolicy::Leave,
+            stop_timeout: "10s".to_string(),
+        }
+    }
+}
+
+impl DaemonConfig {
+    pub fn stop_timeout_secs(&self) -> i32 {
+        humantime::parse_duration(&self.stop_timeout)
+            .map(|d| d.as_secs().min(600) as i32)
+            .unwrap_or(10)
+    }
+
+    pub fn max_running(&self) -> Option<usize> {
+        (self.max_running > 0).then_some(self.max_running as usize)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -86,6 +130,18 @@ impl HostConfig {
                 ));
             }
         }
+        match humantime::parse_duration(&self.daemon.stop_timeout) {
+            Ok(d) if d.as_secs() <= 600 => {}
+            _ => {
+                return Err(FieldError::new(
+                    "daemon.stop_timeout",
+                    format!(
+                        "expected a duration of at most 10m like \"10s\", got {:?}",
+                        self.daemon.stop_timeout
+                    ),
+                ))
+            }
+        }
         let image_ok = !self.docker.image.is_empty()
             && self.docker.image.len() <= 128
             && self
@@ -129,6 +185,12 @@ mod tests {
         assert_eq!(e.path, "docker.host");
         let e = HostConfig::parse("[docker]\nimage = 5\n").unwrap_err();
         assert_eq!(e.path, "docker.image");
+        let e = HostConfig::parse("[daemon]\non_shutdown = \"explode\"\n").unwrap_err();
+        assert_eq!(e.path, "daemon.on_shutdown");
+        let e = HostConfig::parse("[daemon]\nstop_timeout = \"1d\"\n").unwrap_err();
+        assert_eq!(e.path, "daemon.stop_timeout");
+        let e = HostConfig::parse("[daemon]\nmax_running = -1\n").unwrap_err();
+        assert_eq!(e.path, "daemon.max_running");
         let e = HostConfig::parse("[docker\n").unwrap_err();
         assert_eq!(e.path, "(syntax)");
         assert!(e.message.contains("line 1"), "{e}");

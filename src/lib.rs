@@ -3,6 +3,8 @@
 
 pub mod agent_image;
 pub mod cli;
+pub mod container_spec;
+pub mod daemon;
 pub mod docker;
 pub mod fsutil;
 pub mod home;

@@ -290,6 +290,7 @@ mod tests {
             restart_count: 0,
             last_exit_code: None,
             last_activity_at: None,
+            restart_pending: false,
         }
     }
 

@@ -2,30 +2,13 @@
 
 mod common;
 
-use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
 
+use common::daemon::require_agent_bin;
 use common::TestHome;
+use supervisor::container_spec;
 use supervisor::docker::{self, probe};
 use supervisor::host_config::DockerConfig;
-
-/// The static agent scripts/build-agent makes; the tests never skip for want of it.
-fn require_agent_bin() -> PathBuf {
-    let path = std::env::var_os("SUPERVISOR_AGENT_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
-                "target/{}-unknown-linux-gnu/release/supervisor-agent",
-                std::env::consts::ARCH
-            ))
-        });
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/test (it builds the static agent with scripts/build-agent)",
-        path.display()
-    );
-    path
-}
 
 fn runtime_build(h: &TestHome, extra: &[&str]) -> (String, String) {
     let agent = require_agent_bin();
@@ -124,15 +107,17 @@ fn agent_runs_from_the_read_only_runtime_in_a_hardened_container() {
     let tag = image.stdout.split_whitespace().nth(1).unwrap().to_string();
     let runtime_dir = h.path("runtime").join(&id);
     let spec = |entrypoint: Option<Vec<String>>, cmd: &[&str]| probe::ProbeSpec {
-        image: tag.clone(),
+        container: container_spec::throwaway(
+            &tag,
+            vec![container_spec::MountSpec {
+                source: runtime_dir.clone(),
+                target: "/opt/runtime".into(),
+                read_only: true,
+            }],
+            BTreeMap::from([("supervisor.test".to_string(), "image_runtime".to_string())]),
+        ),
         entrypoint,
         cmd: cmd.iter().map(|s| s.to_string()).collect(),
-        mounts: vec![probe::BindMount {
-            source: runtime_dir.clone(),
-            target: "/opt/runtime".into(),
-            read_only: true,
-        }],
-        labels: HashMap::from([("supervisor.test".to_string(), "image_runtime".to_string())]),
     };
     let busybox = || Some(vec!["/opt/runtime/toolbox/busybox".to_string()]);
     let (version, check, write_runtime, write_root) = docker::block_on(async {

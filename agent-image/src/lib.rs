@@ -1,9 +1,13 @@
-//! The agent program's library: the IPC protocol types shared with the host, the sandbox
-//! self-check whose JSON report the host can read back, and the files the host installs for
-//! the agent (the image build context and the built-in skills).
+//! The agent program's library: the IPC protocol types shared with the host and the writing
+//! of envelope files, the steps of the agent's lifecycle, the sandbox self-check whose JSON
+//! report the host can read back, and the files the host installs for the agent (the image
+//! build context and the built-in skills).
 pub mod image;
+pub mod ipc;
+pub mod lifecycle;
 pub mod protocol;
 pub mod self_check;
+pub mod signals;
 
 /// This agent build's version (the crate version).
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");

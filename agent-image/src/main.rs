@@ -2,14 +2,19 @@
 
 use std::io::{self, Write};
 use std::process::ExitCode;
+use supervisor_agent::lifecycle::{self, Layout};
 use supervisor_agent::protocol::PROTOCOL_VERSION;
+use supervisor_agent::signals::{self, ShutdownSignals};
 use supervisor_agent::{self_check, AGENT_VERSION};
 
 const USAGE: &str = "\
 usage: supervisor-agent <command>
 
 commands:
-  run                  the agent loop (the image's default command; not part of this build)
+  run                  run the agent (the image's default command): check that
+                       /workspace/SOUL.md is a readable file and /ipc/in and /ipc/out are
+                       directories, write a ready message to /ipc/out, then wait; exit 0 on
+                       SIGTERM or SIGINT, 1 if a check or the write fails
   self-check [--json]  inspect this sandbox; exit 0 when every check passes, 1 otherwise
   version [--json]     print the agent and protocol versions
   --version, -V        same as `version`
@@ -37,14 +42,54 @@ fn main() -> ExitCode {
         )),
         ["self-check"] => finish_check(self_check::run(), false),
         ["self-check", "--json"] => finish_check(self_check::run(), true),
-        ["run", ..] => {
-            eprintln!("supervisor-agent: the run loop is not part of this build");
-            ExitCode::from(2)
-        }
+        ["run"] => run(),
         ["help" | "--help" | "-h"] => print(USAGE),
         [] => usage_error("a command is required"),
         _ => usage_error(&format!("unknown arguments: {}", args.join(" "))),
     }
+}
+
+/// `run`: the agent's lifecycle.
+fn run() -> ExitCode {
+    // First of all, before any thread exists: every thread spawned later inherits the mask, so
+    // SIGTERM and SIGINT can only ever be taken by the wait below.
+    let shutdown = match ShutdownSignals::block() {
+        Ok(s) => s,
+        Err(e) => return fail(&format!("cannot block SIGTERM and SIGINT: {e}")),
+    };
+    let layout = Layout::container();
+    if let Err(e) = lifecycle::check_environment(&layout) {
+        return fail(&e.to_string());
+    }
+    if let Err(e) = lifecycle::announce_ready(&layout.ipc_out) {
+        return fail(&format!(
+            "cannot write the ready message to {}: {e}",
+            layout.ipc_out.display()
+        ));
+    }
+    note(&format!(
+        "supervisor-agent {AGENT_VERSION} ready (protocol {PROTOCOL_VERSION})"
+    ));
+
+    // The message loop goes here, on a thread of its own; this thread only waits to be stopped.
+    match signals::wait_for_shutdown_signal(&shutdown) {
+        Ok(sig) => {
+            note(&format!("supervisor-agent: stopping on {sig}"));
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&format!("cannot wait for SIGTERM or SIGINT: {e}")),
+    }
+}
+
+/// One line to stderr; a failed write is ignored, as there is nowhere else to report it.
+fn note(line: &str) {
+    let _ = writeln!(io::stderr().lock(), "{line}");
+}
+
+/// Reports an error on stderr and returns exit status 1.
+fn fail(msg: &str) -> ExitCode {
+    note(&format!("supervisor-agent: {msg}"));
+    ExitCode::FAILURE
 }
 
 fn finish_check(report: self_check::Report, json: bool) -> ExitCode {

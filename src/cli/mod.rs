@@ -3,8 +3,11 @@
 mod create_instance;
 mod image;
 mod init;
+mod lifecycle;
 mod list;
+mod logs;
 mod remove;
+mod run;
 mod runtime;
 mod show;
 
@@ -41,6 +44,16 @@ pub enum Command {
     Show(show::Args),
     /// Remove an instance (its files are archived; --purge deletes them).
     Remove(remove::Args),
+    /// Run the daemon in the foreground: keep every instance's container as the store says.
+    Run(run::Args),
+    /// Start instances (the daemon creates and starts their containers).
+    Start(lifecycle::Args),
+    /// Stop instances.
+    Stop(lifecycle::Args),
+    /// Restart instances' containers.
+    Restart(lifecycle::Args),
+    /// Print an instance's container output.
+    Logs(logs::Args),
     /// The agent image.
     #[command(subcommand)]
     Image(image::Command),
@@ -61,6 +74,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::List(args) => list::run(&home, args),
         Command::Show(args) => show::run(&home, args),
         Command::Remove(args) => remove::run(&home, args),
+        Command::Run(args) => run::run(&home, args),
+        Command::Start(args) => lifecycle::run(&home, lifecycle::Verb::Start, args),
+        Command::Stop(args) => lifecycle::run(&home, lifecycle::Verb::Stop, args),
+        Command::Restart(args) => lifecycle::run(&home, lifecycle::Verb::Restart, args),
+        Command::Logs(args) => logs::run(&home, args),
         Command::Image(cmd) => image::run(&home, cmd),
         Command::Runtime(cmd) => runtime::run(&home, cmd),
     }

@@ -26,5 +26,8 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
         }
         Removed::Purged => println!("removed instance {name} and deleted its files and history"),
     }
+    // A running daemon removes the container now; otherwise the next daemon start does.
+    let client = crate::daemon::client::DaemonClient::for_home(home);
+    let _ = crate::docker::block_on(client.reconcile());
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! The only code that talks to the Docker Engine API (through bollard). Every operation has
 //! its own error variant; "not found" is decided by HTTP status, never by message text.
 
+pub mod container;
 pub mod image;
 pub mod probe;
 
@@ -54,6 +55,25 @@ pub enum DockerError {
         id: String,
         source: bollard::errors::Error,
     },
+    #[error("stopping container {id} failed: {source}")]
+    StopContainer {
+        id: String,
+        source: bollard::errors::Error,
+    },
+    #[error("inspecting container {id} failed: {source}")]
+    InspectContainer {
+        id: String,
+        source: bollard::errors::Error,
+    },
+    #[error("listing containers failed: {0}")]
+    ListContainers(bollard::errors::Error),
+    #[error("cannot prepare {} for the container: {source}", path.display())]
+    Prepare {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the Docker event stream failed: {0}")]
+    Events(bollard::errors::Error),
     #[error("removing container {id} failed: {source}")]
     RemoveContainer {
         id: String,
@@ -78,6 +98,18 @@ pub async fn connect(cfg: &DockerConfig) -> Result<Docker, DockerError> {
     };
     let docker = Docker::connect_with_host(&endpoint).map_err(err)?;
     docker.negotiate_version().await.map_err(err)
+}
+
+/// Checks the engine answers.
+pub async fn ping(docker: &Docker) -> Result<(), DockerError> {
+    docker
+        .ping()
+        .await
+        .map(drop)
+        .map_err(|source| DockerError::Connect {
+            endpoint: "the engine".to_string(),
+            source,
+        })
 }
 
 /// True when bollard reports an HTTP 404 from the engine.

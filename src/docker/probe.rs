@@ -1,35 +1,20 @@
 //! A throwaway container: create, start, wait, collect output, remove. Used to check an image
-//! and a runtime together (the agent's self-check) before any instance depends on them.
-//! It runs with the same hardening as an instance's container.
+//! and a runtime together (the agent's self-check) before any instance depends on them. It
+//! gets the same hardened host config as an instance's container.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
-use bollard::query_parameters::{LogsOptionsBuilder, RemoveContainerOptionsBuilder};
 use bollard::Docker;
 use futures_util::StreamExt;
 
+use super::container::{self, create_body, LogChunk};
 use super::DockerError;
-
-/// The unprivileged user every agent container runs as (the image's own USER).
-pub const AGENT_USER: &str = "65532:65532";
-
-#[derive(Debug, Clone)]
-pub struct BindMount {
-    pub source: PathBuf,
-    pub target: String,
-    pub read_only: bool,
-}
+use crate::container_spec::ContainerSpec;
 
 #[derive(Debug, Clone)]
 pub struct ProbeSpec {
-    pub image: String,
+    pub container: ContainerSpec,
     /// Overrides the image's entry point (None: the agent).
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Vec<String>,
-    pub mounts: Vec<BindMount>,
-    pub labels: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,78 +24,30 @@ pub struct ProbeOutput {
     pub stderr: String,
 }
 
-/// Runs `spec` to completion in a hardened container and removes the container.
+/// Runs `spec` to completion and removes the container, whatever happened.
 pub async fn run(docker: &Docker, spec: &ProbeSpec) -> Result<ProbeOutput, DockerError> {
-    let mounts = spec
-        .mounts
-        .iter()
-        .map(|m| Mount {
-            typ: Some(MountType::BIND),
-            source: Some(m.source.to_string_lossy().into_owned()),
-            target: Some(m.target.clone()),
-            read_only: Some(m.read_only),
-            ..Default::default()
-        })
-        .collect();
-    let host_config = HostConfig {
-        mounts: Some(mounts),
-        readonly_rootfs: Some(true),
-        tmpfs: Some(HashMap::from([(
-            "/tmp".to_string(),
-            "rw,noexec,nosuid,size=16m".to_string(),
-        )])),
-        cap_drop: Some(vec!["ALL".to_string()]),
-        security_opt: Some(vec!["no-new-privileges".to_string()]),
-        network_mode: Some("none".to_string()),
-        init: Some(true),
-        pids_limit: Some(64),
-        memory: Some(128 << 20),
-        memory_swap: Some(128 << 20),
-        nano_cpus: Some(1_000_000_000),
-        ..Default::default()
-    };
-    let body = ContainerCreateBody {
-        image: Some(spec.image.clone()),
-        entrypoint: spec.entrypoint.clone(),
-        cmd: Some(spec.cmd.clone()),
-        user: Some(AGENT_USER.to_string()),
-        labels: Some(spec.labels.clone()),
-        network_disabled: Some(true),
-        host_config: Some(host_config),
-        ..Default::default()
-    };
+    let body = create_body(
+        &spec.container,
+        spec.entrypoint.clone(),
+        Some(spec.cmd.clone()),
+    );
     let created = docker
         .create_container(None, body)
         .await
         .map_err(|source| DockerError::CreateContainer {
-            image: spec.image.clone(),
+            image: spec.container.image.clone(),
             source,
         })?;
     let id = created.id;
     let result = run_created(docker, &id).await;
-    let removed = docker
-        .remove_container(
-            &id,
-            Some(RemoveContainerOptionsBuilder::default().force(true).build()),
-        )
-        .await
-        .map_err(|source| DockerError::RemoveContainer {
-            id: id.clone(),
-            source,
-        });
+    let removed = container::remove(docker, &id).await;
     let output = result?;
     removed?;
     Ok(output)
 }
 
 async fn run_created(docker: &Docker, id: &str) -> Result<ProbeOutput, DockerError> {
-    docker
-        .start_container(id, None)
-        .await
-        .map_err(|source| DockerError::StartContainer {
-            id: id.to_string(),
-            source,
-        })?;
+    container::start(docker, id).await?;
     let mut exit_code = 0;
     let mut waits = docker.wait_container(id, None);
     while let Some(item) = waits.next().await {
@@ -126,28 +63,18 @@ async fn run_created(docker: &Docker, id: &str) -> Result<ProbeOutput, DockerErr
             }
         }
     }
-    let mut stdout = String::new();
-    let mut stderr = String::new();
-    let options = LogsOptionsBuilder::default()
-        .stdout(true)
-        .stderr(true)
-        .build();
-    let mut logs = docker.logs(id, Some(options));
-    while let Some(item) = logs.next().await {
-        let item = item.map_err(|source| DockerError::Logs {
-            id: id.to_string(),
-            source,
-        })?;
-        match item {
-            bollard::container::LogOutput::StdErr { message } => {
-                stderr.push_str(&String::from_utf8_lossy(&message))
-            }
-            other => stdout.push_str(&String::from_utf8_lossy(&other.into_bytes())),
+    let mut stdout = Vec::new();
+    let mut stderr = Vec::new();
+    let mut logs = std::pin::pin!(container::logs(docker, id, None, false));
+    while let Some(chunk) = logs.next().await {
+        match chunk? {
+            LogChunk::Stdout(b) => stdout.extend(b),
+            LogChunk::Stderr(b) => stderr.extend(b),
         }
     }
     Ok(ProbeOutput {
         exit_code,
-        stdout,
-        stderr,
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
     })
 }

@@ -1,6 +1,6 @@
 //! The `instances` table.
 
-use super::{now_ms, Result, Store, StoreError};
+use super::{events, now_ms, Result, Store, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
@@ -21,10 +21,13 @@ pub struct InstanceRecord {
     pub restart_count: i64,
     pub last_exit_code: Option<i64>,
     pub last_activity_at: Option<i64>,
+    /// A `restart` the daemon has not carried out yet.
+    pub restart_pending: bool,
 }
 
 const COLUMNS: &str = "id, name, soul, created_at, desired_state, state, state_detail, \
-     state_changed_at, container_id, runtime_id, restart_count, last_exit_code, last_activity_at";
+     state_changed_at, container_id, runtime_id, restart_count, last_exit_code, last_activity_at, \
+     restart_requested_at IS NOT NULL";
 
 fn from_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
     Ok(InstanceRecord {
@@ -41,6 +44,7 @@ fn from_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
         restart_count: r.get(10)?,
         last_exit_code: r.get(11)?,
         last_activity_at: r.get(12)?,
+        restart_pending: r.get(13)?,
     })
 }
 
@@ -108,7 +112,118 @@ pub fn live_names(conn: &Connection) -> Result<Vec<String>> {
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// What the daemon last observed of an instance; written only when it changes.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Observed {
+    pub state: String,
+    pub detail: Option<String>,
+    pub container_id: Option<String>,
+    pub runtime_id: Option<String>,
+    pub last_exit_code: Option<i64>,
+}
+
 impl Store {
+    /// Sets what the operator wants ('running' or 'stopped'). Starting also counts as activity,
+    /// so an on-demand instance started by hand runs until its idle timeout.
+    pub fn set_desired(&mut self, name: &str, desired: &str, actor: &str) -> Result<()> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE instances SET desired_state = ?2,
+                     last_activity_at = CASE WHEN ?2 = 'running' THEN ?3 ELSE last_activity_at END
+                 WHERE name = ?1 AND removed_at IS NULL",
+                params![name, desired, now_ms()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NoSuchInstance(name.to_string()));
+            }
+            let kind = if desired == "running" {
+                "instance.start"
+            } else {
+                "instance.stop"
+            };
+            events::record(tx, Some(name), actor, kind, None)
+        })
+    }
+
+    /// Asks for one restart of the instance's container (and for it to run).
+    pub fn request_restart(&mut self, name: &str, actor: &str) -> Result<()> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE instances SET desired_state = 'running', restart_requested_at = ?2,
+                     last_activity_at = ?2
+                 WHERE name = ?1 AND removed_at IS NULL",
+                params![name, now_ms()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NoSuchInstance(name.to_string()));
+            }
+            events::record(tx, Some(name), actor, "instance.restart", None)
+        })
+    }
+
+    /// Instances with a pending restart request.
+    pub fn restart_requests(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT name FROM instances WHERE restart_requested_at IS NOT NULL AND removed_at IS NULL",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    pub fn clear_restart_request(&mut self, name: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE instances SET restart_requested_at = NULL WHERE name = ?1 AND removed_at IS NULL",
+                [name],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records the observed state if it differs from the stored one; true if it did.
+    pub fn record_observed(&mut self, name: &str, o: &Observed) -> Result<bool> {
+        self.write(|tx| {
+            let n = tx.execute(
+                "UPDATE instances SET state = ?2, state_detail = ?3, container_id = ?4,
+                     runtime_id = ?5, last_exit_code = ?6, state_changed_at = ?7
+                 WHERE name = ?1 AND removed_at IS NULL
+                   AND (state IS NOT ?2 OR state_detail IS NOT ?3 OR container_id IS NOT ?4
+                        OR runtime_id IS NOT ?5 OR last_exit_code IS NOT ?6)",
+                params![
+                    name,
+                    o.state,
+                    o.detail,
+                    o.container_id,
+                    o.runtime_id,
+                    o.last_exit_code,
+                    now_ms()
+                ],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    pub fn bump_restart_count(&mut self, name: &str) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE instances SET restart_count = restart_count + 1 WHERE name = ?1 AND removed_at IS NULL",
+                [name],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records an audit event outside any other change.
+    pub fn record_event(
+        &mut self,
+        instance: Option<&str>,
+        actor: &str,
+        kind: &str,
+        detail: Option<&serde_json::Value>,
+    ) -> Result<()> {
+        self.write(|tx| events::record(tx, instance, actor, kind, detail))
+    }
+
     pub fn instance(&self, name: &str) -> Result<InstanceRecord> {
         find_live(self.conn(), name)?.ok_or_else(|| StoreError::NoSuchInstance(name.to_string()))
     }

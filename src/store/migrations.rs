@@ -138,6 +138,10 @@ CREATE TABLE runtime_activations (
 ) STRICT;
 CREATE INDEX runtime_activations_status ON runtime_activations(status);
 "#,
+    // 3: `restart` asks the daemon to restart an instance's container once.
+    r#"
+ALTER TABLE instances ADD COLUMN restart_requested_at INTEGER;
+"#,
 ];
 
 /// The schema version this build writes.

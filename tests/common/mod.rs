@@ -112,3 +112,5 @@ pub fn tree(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+pub mod daemon;

@@ -1,0 +1,287 @@
+//! The steps of `supervisor-agent run` before and after the agent's work: checking the
+//! mounts it needs, announcing itself to the host, and (in `main`) waiting to be stopped.
+
+use crate::ipc;
+use crate::protocol::{Envelope, Payload, PROTOCOL_VERSION};
+use crate::self_check::{IPC_DIR, WORKSPACE_DIR};
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+/// Where the agent finds its workspace and IPC directories.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Layout {
+    /// The instance workspace (`/workspace`).
+    pub workspace: PathBuf,
+    /// Host → agent envelopes (`/ipc/in`).
+    pub ipc_in: PathBuf,
+    /// Agent → host envelopes (`/ipc/out`).
+    pub ipc_out: PathBuf,
+}
+
+impl Layout {
+    /// The paths inside an instance container.
+    pub fn container() -> Layout {
+        Layout::under(Path::new(WORKSPACE_DIR), Path::new(IPC_DIR))
+    }
+
+    /// `workspace`, and `in`/`out` under `ipc`.
+    pub fn under(workspace: &Path, ipc: &Path) -> Layout {
+        Layout {
+            workspace: workspace.to_path_buf(),
+            ipc_in: ipc.join("in"),
+            ipc_out: ipc.join("out"),
+        }
+    }
+
+    /// The persona file, `SOUL.md` in the workspace.
+    pub fn soul(&self) -> PathBuf {
+        self.workspace.join("SOUL.md")
+    }
+}
+
+/// Why the environment is unfit to run in; its `Display` is the one-line message to print.
+#[derive(Debug)]
+pub enum EnvError {
+    /// A required directory is missing or is something else.
+    NotADirectory { path: PathBuf, reason: String },
+    /// `SOUL.md` is missing, not a regular file, or cannot be read.
+    Soul { path: PathBuf, reason: String },
+}
+
+impl fmt::Display for EnvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EnvError::NotADirectory { path, reason } => write!(
+                f,
+                "{} is missing or not a directory: {reason}",
+                path.display()
+            ),
+            EnvError::Soul { path, reason } => {
+                write!(f, "{} is missing or unreadable: {reason}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for EnvError {}
+
+/// Checks, in this order, that the workspace is a directory, that its `SOUL.md` is a readable
+/// regular file, and that the IPC `in` and `out` directories exist. Symlinks are followed.
+pub fn check_environment(layout: &Layout) -> Result<(), EnvError> {
+    require_dir(&layout.workspace)?;
+    let soul = layout.soul();
+    check_readable_file(&soul).map_err(|reason| EnvError::Soul { path: soul, reason })?;
+    require_dir(&layout.ipc_in)?;
+    require_dir(&layout.ipc_out)?;
+    Ok(())
+}
+
+fn require_dir(path: &Path) -> Result<(), EnvError> {
+    let reason = match fs::metadata(path) {
+        Ok(m) if m.is_dir() => return Ok(()),
+        Ok(m) => format!("it is {}", describe(&m.file_type())),
+        Err(e) => e.to_string(),
+    };
+    Err(EnvError::NotADirectory {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+/// Opens `path` and reads from it. O_NONBLOCK keeps a FIFO planted at the path from hanging
+/// the open; it is then refused as not a regular file.
+fn check_readable_file(path: &Path) -> Result<(), String> {
+    let mut file: File = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err(format!("it is {}", describe(&meta.file_type())));
+    }
+    let mut byte = [0u8; 1];
+    file.read(&mut byte).map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+fn describe(t: &fs::FileType) -> &'static str {
+    if t.is_dir() {
+        "a directory"
+    } else if t.is_file() {
+        "a regular file"
+    } else if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The `ready` envelope the agent writes once it has started, with a fresh id and the
+/// current time.
+pub fn ready_envelope() -> Envelope {
+    Envelope::new(
+        ipc::new_id(),
+        ipc::now_ms(),
+        Payload::Ready {
+            agent_version: crate::AGENT_VERSION.to_string(),
+            protocol: PROTOCOL_VERSION,
+        },
+    )
+}
+
+/// Writes [`ready_envelope`] into `ipc_out`, returning the envelope and its path.
+pub fn announce_ready(ipc_out: &Path) -> io::Result<(Envelope, PathBuf)> {
+    let env = ready_envelope();
+    let path = ipc::write_envelope(ipc_out, &env)?;
+    Ok((env, path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::parse_envelope;
+    use std::os::unix::fs::PermissionsExt;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    struct TempDir(PathBuf);
+
+    impl TempDir {
+        fn new(tag: &str) -> Self {
+            static N: AtomicU32 = AtomicU32::new(0);
+            let dir = std::env::temp_dir().join(format!(
+                "agent-lifecycle-{tag}-{}-{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+            TempDir(dir)
+        }
+    }
+
+    impl Drop for TempDir {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    /// A complete layout under `root`: workspace/SOUL.md, ipc/in, ipc/out.
+    fn full(root: &Path) -> Layout {
+        let layout = Layout::under(&root.join("workspace"), &root.join("ipc"));
+        fs::create_dir_all(&layout.workspace).unwrap();
+        fs::write(layout.soul(), "# Soul\n").unwrap();
+        fs::create_dir_all(&layout.ipc_in).unwrap();
+        fs::create_dir_all(&layout.ipc_out).unwrap();
+        layout
+    }
+
+    fn err(layout: &Layout) -> String {
+        check_environment(layout).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn container_paths() {
+        let l = Layout::container();
+        assert_eq!(l.soul(), Path::new("/workspace/SOUL.md"));
+        assert_eq!(l.ipc_in, Path::new("/ipc/in"));
+        assert_eq!(l.ipc_out, Path::new("/ipc/out"));
+    }
+
+    #[test]
+    fn a_complete_layout_passes() {
+        let tmp = TempDir::new("ok");
+        check_environment(&full(&tmp.0)).unwrap();
+        // An empty SOUL.md is still a readable regular file.
+        let layout = full(&tmp.0);
+        fs::write(layout.soul(), "").unwrap();
+        check_environment(&layout).unwrap();
+    }
+
+    #[test]
+    fn missing_soul() {
+        let tmp = TempDir::new("nosoul");
+        let layout = full(&tmp.0);
+        fs::remove_file(layout.soul()).unwrap();
+        let msg = err(&layout);
+        let expected = format!("{} is missing or unreadable: ", layout.soul().display());
+        assert!(msg.starts_with(&expected), "{msg}");
+        assert!(msg.contains("No such file"), "{msg}");
+    }
+
+    #[test]
+    fn soul_that_is_not_a_file() {
+        let tmp = TempDir::new("soulkind");
+        let layout = full(&tmp.0);
+        fs::remove_file(layout.soul()).unwrap();
+        fs::create_dir(layout.soul()).unwrap();
+        assert!(err(&layout).ends_with("is missing or unreadable: it is a directory"));
+        fs::remove_dir(layout.soul()).unwrap();
+
+        let path = std::ffi::CString::new(layout.soul().as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o644) }, 0);
+        assert!(err(&layout).ends_with("is missing or unreadable: it is a FIFO"));
+    }
+
+    #[test]
+    fn unreadable_soul() {
+        let tmp = TempDir::new("soulperm");
+        let layout = full(&tmp.0);
+        fs::set_permissions(layout.soul(), fs::Permissions::from_mode(0o000)).unwrap();
+        // Root reads through any mode, so only check the refusal when it is really refused.
+        if File::open(layout.soul()).is_err() {
+            assert!(err(&layout).contains("Permission denied"));
+        }
+    }
+
+    #[test]
+    fn missing_directories() {
+        let tmp = TempDir::new("dirs");
+        let layout = full(&tmp.0);
+        fs::remove_dir(&layout.ipc_out).unwrap();
+        let msg = err(&layout);
+        assert!(
+            msg.starts_with(&format!(
+                "{} is missing or not a directory: ",
+                layout.ipc_out.display()
+            )),
+            "{msg}"
+        );
+        fs::remove_dir(&layout.ipc_in).unwrap();
+        fs::write(&layout.ipc_in, "").unwrap();
+        assert!(
+            err(&layout).ends_with("/ipc/in is missing or not a directory: it is a regular file")
+        );
+
+        let gone = Layout::under(&tmp.0.join("nope"), &tmp.0.join("ipc"));
+        assert!(err(&gone).contains("nope is missing or not a directory"));
+    }
+
+    #[test]
+    fn ready_is_announced() {
+        let tmp = TempDir::new("ready");
+        let layout = full(&tmp.0);
+        let (env, path) = announce_ready(&layout.ipc_out).unwrap();
+        assert_eq!(env.id.len(), 32);
+        match &env.payload {
+            Payload::Ready {
+                agent_version,
+                protocol,
+            } => {
+                assert_eq!(agent_version, crate::AGENT_VERSION);
+                assert_eq!(*protocol, PROTOCOL_VERSION);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert_eq!(parse_envelope(&fs::read(&path).unwrap()).unwrap(), env);
+        assert_eq!(fs::read_dir(&layout.ipc_out).unwrap().count(), 1);
+    }
+}

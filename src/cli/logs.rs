@@ -1,0 +1,53 @@
+use std::io::Write;
+use std::process::ExitCode;
+
+use futures_util::StreamExt;
+
+use crate::docker::{self, container::LogChunk};
+use crate::home::Home;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    pub name: String,
+    /// Keep printing new output
+    #[arg(long, short)]
+    pub follow: bool,
+    /// Only the last N lines
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u64>,
+}
+
+pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
+    let name = super::parse_name(&args.name)?;
+    let mut store = home.open()?;
+    store.instance(name.as_str())?;
+    let home_id = store.home_id()?;
+    let config = home.host_config()?;
+    docker::block_on(async {
+        let client = docker::connect(&config.docker).await?;
+        let owned = docker::container::list_owned(&client, &home_id).await?;
+        let Some(c) = owned
+            .iter()
+            .filter(|c| c.instance == name.as_str())
+            .max_by_key(|c| c.created)
+        else {
+            anyhow::bail!("{name} has no container yet (start it with `supervisor start {name}`)");
+        };
+        let mut stream = std::pin::pin!(docker::container::logs(
+            &client,
+            &c.id,
+            args.tail,
+            args.follow
+        ));
+        let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+        while let Some(chunk) = stream.next().await {
+            match chunk? {
+                LogChunk::Stdout(b) => out.write_all(&b)?,
+                LogChunk::Stderr(b) => err.write_all(&b)?,
+            }
+        }
+        out.flush()?;
+        Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,551 @@
+//! One reconcile pass: read what should run (store + configs), see what runs (Docker),
+//! account for exits, plan, apply, and record what was observed.
+//!
+//! Errors about one instance (bad config, a failed create) are recorded on that instance and
+//! the pass carries on; only losing the Docker engine ends a pass early.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use futures_util::StreamExt;
+
+use super::plan::{self, Action, Actual, Desired};
+use super::restart::{RestartTracker, CRASH_LOOP_AFTER, QUICK_FAILURE_MS};
+use super::user::ContainerUser;
+use crate::agent_image;
+use crate::container_spec::{ContainerSpec, SpecInputs, LABEL_RUNTIME};
+use crate::docker::container::{self, LogChunk, OwnedContainer};
+use crate::docker::{Client, DockerError};
+use crate::home::Home;
+use crate::host_config::HostConfig;
+use crate::instance::config::LifecycleMode;
+use crate::instance::{InstanceConfig, InstanceName};
+use crate::store::instances::{InstanceRecord, Observed};
+use crate::store::{now_ms, Store, StoreError};
+
+pub const ACTOR: &str = "daemon";
+
+#[derive(Debug, thiserror::Error)]
+pub enum PassError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassOutcome {
+    /// When to plan again even if nothing wakes us (backoff end, idle timeout), unix ms.
+    pub next_wake: Option<i64>,
+    /// Nothing was left to do and no instance is in error.
+    pub converged: bool,
+    pub actions: usize,
+}
+
+pub struct Reconciler {
+    home: Home,
+    store: Store,
+    home_id: String,
+    host: HostConfig,
+    user: ContainerUser,
+    tracker: RestartTracker,
+    /// Desired state seen last pass, to notice a fresh start (which forgets past failures).
+    last_desired: HashMap<String, String>,
+}
+
+/// One instance's inputs for this pass.
+struct Prepared {
+    record: InstanceRecord,
+    config: InstanceConfig,
+    spec: Option<ContainerSpec>,
+    run: bool,
+}
+
+impl Reconciler {
+    pub fn new(
+        home: Home,
+        store: Store,
+        home_id: String,
+        host: HostConfig,
+        user: ContainerUser,
+    ) -> Self {
+        Self {
+            home,
+            store,
+            home_id,
+            host,
+            user,
+            tracker: RestartTracker::default(),
+            last_desired: HashMap::new(),
+        }
+    }
+
+    pub fn home_id(&self) -> &str {
+        &self.home_id
+    }
+
+    pub fn store_mut(&mut self) -> &mut Store {
+        &mut self.store
+    }
+
+    pub async fn pass(&mut self, docker: &Client) -> Result<PassOutcome, PassError> {
+        let now = now_ms();
+        let records = self.store.instances()?;
+        let active = self.store.active_runtime()?;
+        let image = agent_image::current_tag(&self.host.docker.image);
+        let mut problems: BTreeMap<String, String> = BTreeMap::new();
+        let mut prepared: BTreeMap<String, Prepared> = BTreeMap::new();
+
+        for record in records {
+            let name = record.name.clone();
+            if self
+                .last_desired
+                .insert(name.clone(), record.desired_state.clone())
+                .as_deref()
+                != Some(record.desired_state.as_str())
+            {
+                self.tracker.reset(&name);
+            }
+            let Ok(iname) = InstanceName::parse(&name) else {
+                continue;
+            };
+            let paths = self.home.instance_paths(&iname);
+            let config = match InstanceConfig::load(&paths.config) {
+                Ok(c) => c,
+                Err(e) => {
+                    problems.insert(name, e.to_string());
+                    continue;
+                }
+            };
+            let wants = record.desired_state == "running";
+            let run = wants
+                && match config.lifecycle.mode {
+                    LifecycleMode::Persistent => true,
+                    LifecycleMode::OnDemand => {
+                        let idle = config.lifecycle.idle_timeout().as_millis() as i64;
+                        record.last_activity_at.is_some_and(|t| now - t < idle)
+                    }
+                };
+            let spec = active.as_ref().map(|a| {
+                ContainerSpec::for_instance(&SpecInputs {
+                    home_id: &self.home_id,
+                    instance: &name,
+                    config: &config,
+                    paths: &paths,
+                    runtime_id: &a.runtime_id,
+                    runtime_dir: self.home.runtime_dir().join(&a.runtime_id),
+                    image: &image,
+                    user: &self.user.spec,
+                })
+            });
+            if run && spec.is_none() {
+                problems.insert(
+                    name,
+                    "no active runtime: run `supervisor runtime build --activate`".into(),
+                );
+                continue;
+            }
+            prepared.insert(
+                name,
+                Prepared {
+                    record,
+                    config,
+                    spec,
+                    run,
+                },
+            );
+        }
+
+        let mut owned = container::list_owned(docker, &self.home_id).await?;
+        // Instances we cannot plan for (bad config) keep whatever container they have.
+        owned.retain(|c| !problems.contains_key(&c.instance));
+
+        // A restart request stops the running container; the plan below starts it again.
+        for name in self.store.restart_requests()? {
+            for c in owned.iter_mut().filter(|c| c.instance == name && c.running) {
+                container::stop(docker, &c.id, self.host.daemon.stop_timeout_secs()).await?;
+                c.running = false;
+            }
+            self.account_exit_as_seen(docker, &owned, &name).await?;
+            self.tracker.reset(&name);
+            self.store.clear_restart_request(&name)?;
+        }
+
+        let mut last_exit: HashMap<String, i64> = HashMap::new();
+        for (name, p) in &prepared {
+            if p.run {
+                if let Some(code) = self.account_exits(docker, &owned, name, now).await? {
+                    last_exit.insert(name.clone(), code);
+                }
+            }
+        }
+
+        let desired: Vec<Desired> = prepared
+            .iter()
+            .map(|(name, p)| Desired {
+                name: name.clone(),
+                run: p.run,
+                spec_hash: p
+                    .spec
+                    .as_ref()
+                    .map(|s| s.spec_hash().to_string())
+                    .unwrap_or_default(),
+                not_before: self.tracker.not_before(name),
+                waiting_since: p.record.state_changed_at.unwrap_or(p.record.created_at),
+            })
+            .collect();
+        let actual: Vec<Actual> = owned
+            .iter()
+            .map(|c| Actual {
+                id: c.id.clone(),
+                instance: c.instance.clone(),
+                spec_hash: c.spec_hash.clone(),
+                running: c.running,
+                created: c.created,
+            })
+            .collect();
+        let plan = plan::plan(&desired, &actual, now, self.host.daemon.max_running());
+
+        // Containers running after the actions: instance → (container id, runtime id).
+        let mut running: HashMap<String, (String, Option<String>)> = owned
+            .iter()
+            .filter(|c| c.running)
+            .map(|c| {
+                (
+                    c.instance.clone(),
+                    (c.id.clone(), c.labels.get(LABEL_RUNTIME).cloned()),
+                )
+            })
+            .collect();
+        for action in &plan.actions {
+            tracing::info!(?action, "reconcile");
+            if let Err(e) = self.apply(docker, action, &prepared, &mut running).await {
+                if crate::docker::ping(docker).await.is_err() {
+                    return Err(e.into());
+                }
+                let who = match action {
+                    Action::Create { instance }
+                    | Action::Start { instance, .. }
+                    | Action::Recreate { instance, .. }
+                    | Action::Stop { instance, .. } => Some(instance.clone()),
+                    Action::Remove { .. } => None,
+                };
+                tracing::warn!(error = %e, ?action, "reconcile action failed");
+                if let Some(name) = who {
+                    problems.insert(name, e.to_string());
+                }
+            }
+        }
+
+        let queued: BTreeSet<&String> = plan.queued.iter().collect();
+        let mut next_wake = plan.next_wake;
+        // After starting anything, look again once a quick failure would have shown itself,
+        // in case its exit event raced this pass.
+        if plan
+            .actions
+            .iter()
+            .any(|a| !matches!(a, Action::Stop { .. } | Action::Remove { .. }))
+        {
+            let at = now + QUICK_FAILURE_MS;
+            next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
+        }
+        for (name, p) in &prepared {
+            let observed = if let Some(problem) = problems.get(name) {
+                Observed {
+                    state: "error".into(),
+                    detail: Some(problem.clone()),
+                    ..self.keep(&p.record)
+                }
+            } else if queued.contains(name) {
+                Observed {
+                    state: "queued".into(),
+                    detail: Some(format!(
+                        "waiting for a free slot (daemon.max_running = {})",
+                        self.host.daemon.max_running
+                    )),
+                    ..self.keep(&p.record)
+                }
+            } else if let Some(r) = self
+                .tracker
+                .get(name)
+                .filter(|r| r.not_before.is_some_and(|t| t > now))
+            {
+                let code = last_exit.get(name).copied().or(p.record.last_exit_code);
+                let wait = (r.not_before.unwrap_or(now) - now).max(0) / 1000;
+                let output = self.last_output(docker, &owned, name).await;
+                let (state, detail) = if r.crash_loop {
+                    (
+                        "crash-loop",
+                        format!(
+                            "exited {} times in a row within {}s of starting (last exit code {}); retrying in {wait}s; last output: {output}",
+                            r.quick_failures.max(CRASH_LOOP_AFTER),
+                            QUICK_FAILURE_MS / 1000,
+                            code.map_or("unknown".into(), |c| c.to_string()),
+                        ),
+                    )
+                } else {
+                    (
+                        "restarting",
+                        format!(
+                            "exited with code {}; restarting in {wait}s; last output: {output}",
+                            code.map_or("unknown".into(), |c| c.to_string())
+                        ),
+                    )
+                };
+                Observed {
+                    state: state.into(),
+                    detail: Some(detail),
+                    last_exit_code: code,
+                    ..self.keep(&p.record)
+                }
+            } else if let Some((id, runtime)) = running.get(name) {
+                if p.config.lifecycle.mode == LifecycleMode::OnDemand {
+                    let idle = p.config.lifecycle.idle_timeout().as_millis() as i64;
+                    if let Some(t) = p.record.last_activity_at {
+                        let at = t + idle;
+                        next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
+                    }
+                }
+                Observed {
+                    state: "running".into(),
+                    detail: None,
+                    container_id: Some(id.clone()),
+                    runtime_id: runtime.clone(),
+                    last_exit_code: last_exit.get(name).copied().or(p.record.last_exit_code),
+                }
+            } else if p.record.desired_state == "running" && !p.run {
+                Observed {
+                    state: "idle".into(),
+                    detail: Some("on-demand: starts when work arrives".into()),
+                    ..self.keep(&p.record)
+                }
+            } else {
+                Observed {
+                    state: "stopped".into(),
+                    detail: None,
+                    ..self.keep(&p.record)
+                }
+            };
+            self.store.record_observed(name, &observed)?;
+        }
+        for (name, problem) in &problems {
+            if !prepared.contains_key(name) {
+                let observed = Observed {
+                    state: "error".into(),
+                    detail: Some(problem.clone()),
+                    ..Observed::default()
+                };
+                self.store.record_observed(name, &observed)?;
+            }
+        }
+        Ok(PassOutcome {
+            next_wake,
+            converged: plan.actions.is_empty()
+                && plan.backing_off.is_empty()
+                && problems.is_empty(),
+            actions: plan.actions.len(),
+        })
+    }
+
+    /// The observed fields that carry over when only the state changes.
+    fn keep(&self, r: &InstanceRecord) -> Observed {
+        Observed {
+            state: r.state.clone(),
+            detail: None,
+            container_id: r.container_id.clone(),
+            runtime_id: r.runtime_id.clone(),
+            last_exit_code: r.last_exit_code,
+        }
+    }
+
+    async fn apply(
+        &mut self,
+        docker: &Client,
+        action: &Action,
+        prepared: &BTreeMap<String, Prepared>,
+        running: &mut HashMap<String, (String, Option<String>)>,
+    ) -> Result<(), DockerError> {
+        let stop_timeout = self.host.daemon.stop_timeout_secs();
+        match action {
+            Action::Create { instance } => {
+                self.create_and_start(docker, instance, prepared, running)
+                    .await?;
+            }
+            Action::Recreate { instance, id } => {
+                container::stop(docker, id, stop_timeout).await?;
+                container::remove(docker, id).await?;
+                running.remove(instance);
+                self.create_and_start(docker, instance, prepared, running)
+                    .await?;
+                self.store
+                    .record_event(Some(instance), ACTOR, "container.recreated", None)
+                    .ok();
+            }
+            Action::Start { instance, id } => {
+                container::start(docker, id).await?;
+                let runtime = prepared
+                    .get(instance)
+                    .and_then(|p| p.spec.as_ref())
+                    .map(|s| s.labels[LABEL_RUNTIME].clone());
+                running.insert(instance.clone(), (id.clone(), runtime));
+            }
+            Action::Stop { instance, id } => {
+                container::stop(docker, id, stop_timeout).await?;
+                running.remove(instance);
+                self.tracker.reset(instance);
+            }
+            Action::Remove { id } => {
+                container::stop(docker, id, stop_timeout).await?;
+                container::remove(docker, id).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_and_start(
+        &mut self,
+        docker: &Client,
+        instance: &str,
+        prepared: &BTreeMap<String, Prepared>,
+        running: &mut HashMap<String, (String, Option<String>)>,
+    ) -> Result<(), DockerError> {
+        let p = &prepared[instance];
+        let spec = p.spec.as_ref().expect("a runnable instance has a spec");
+        let paths = self
+            .home
+            .instance_paths(&InstanceName::parse(instance).expect("stored names are valid"));
+        for dir in [&paths.workspace, &paths.ipc] {
+            self.user
+                .prepare(dir)
+                .map_err(|source| DockerError::Prepare {
+                    path: dir.clone(),
+                    source,
+                })?;
+        }
+        let id = container::create(docker, spec).await?;
+        container::start(docker, &id).await?;
+        running.insert(
+            instance.to_string(),
+            (id, Some(spec.labels[LABEL_RUNTIME].clone())),
+        );
+        Ok(())
+    }
+
+    /// Counts an exited container of `name` as a failure (once per exit). Returns its code.
+    async fn account_exits(
+        &mut self,
+        docker: &Client,
+        owned: &[OwnedContainer],
+        name: &str,
+        now: i64,
+    ) -> Result<Option<i64>, PassError> {
+        let Some(c) = owned
+            .iter()
+            .filter(|c| c.instance == name)
+            .max_by_key(|c| c.created)
+        else {
+            return Ok(None);
+        };
+        if c.running {
+            return Ok(None);
+        }
+        let Some(state) = container::state(docker, &c.id).await? else {
+            return Ok(None);
+        };
+        let (Some(started), Some(finished)) = (
+            state.started_at.as_deref().and_then(parse_docker_time),
+            state.finished_at.as_deref().and_then(parse_docker_time),
+        ) else {
+            // Created but never started: not an exit.
+            return Ok(None);
+        };
+        let key = (c.id.clone(), state.finished_at.clone().unwrap_or_default());
+        let counted = self
+            .tracker
+            .on_exit(name, key, Some(finished - started), now)
+            .is_some();
+        if counted {
+            self.store.bump_restart_count(name)?;
+            let detail = serde_json::json!({
+                "exit_code": state.exit_code,
+                "oom_killed": state.oom_killed,
+                "ran_ms": finished - started,
+            });
+            self.store
+                .record_event(Some(name), ACTOR, "container.exited", Some(&detail))?;
+            tracing::warn!(instance = name, exit_code = ?state.exit_code, "container exited unexpectedly");
+        }
+        Ok(state.exit_code)
+    }
+
+    /// After an operator's restart, the exit it causes is not a failure.
+    async fn account_exit_as_seen(
+        &mut self,
+        docker: &Client,
+        owned: &[OwnedContainer],
+        name: &str,
+    ) -> Result<(), PassError> {
+        if let Some(c) = owned
+            .iter()
+            .filter(|c| c.instance == name)
+            .max_by_key(|c| c.created)
+        {
+            if let Some(state) = container::state(docker, &c.id).await? {
+                let key = (c.id.clone(), state.finished_at.unwrap_or_default());
+                self.tracker.on_exit(name, key, None, 0);
+            }
+        }
+        Ok(())
+    }
+
+    /// The last few lines a container printed, on one line, for state details.
+    async fn last_output(&self, docker: &Client, owned: &[OwnedContainer], name: &str) -> String {
+        let Some(c) = owned
+            .iter()
+            .filter(|c| c.instance == name)
+            .max_by_key(|c| c.created)
+        else {
+            return "(none)".into();
+        };
+        let mut text = Vec::new();
+        let mut logs = std::pin::pin!(container::logs(docker, &c.id, Some(3), false));
+        while let Some(Ok(chunk)) = logs.next().await {
+            let (LogChunk::Stdout(b) | LogChunk::Stderr(b)) = chunk;
+            text.extend(b);
+        }
+        let text = String::from_utf8_lossy(&text);
+        let mut lines: Vec<&str> = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        lines.dedup();
+        let line = lines.join(" | ");
+        if line.is_empty() {
+            "(none)".into()
+        } else {
+            line.chars().take(300).collect()
+        }
+    }
+}
+
+/// Docker's RFC 3339 times (nanoseconds, `0001-01-01T00:00:00Z` for never) as unix ms.
+fn parse_docker_time(s: &str) -> Option<i64> {
+    let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+    let ms = t.timestamp_millis();
+    (ms > 0).then_some(ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_times() {
+        assert_eq!(parse_docker_time("0001-01-01T00:00:00Z"), None);
+        assert_eq!(
+            parse_docker_time("2026-11-22T05:00:00.123456789Z"),
+            Some(1_795_323_600_123)
+        );
+        assert_eq!(parse_docker_time("garbage"), None);
+    }
+}

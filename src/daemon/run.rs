@@ -1,0 +1,232 @@
+//! The daemon's main loop. It sleeps until something happens: the CLI changed the store
+//! (socket), Docker reported an event for one of our containers, a backoff or idle deadline
+//! came, or the slow safety tick. Then it runs one reconcile pass.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+
+use super::api::{self, PassReport, Wake};
+use super::lock::DaemonLock;
+use super::reconcile::{PassError, Reconciler};
+use super::user::ContainerUser;
+use crate::docker::{self, container, Client};
+use crate::home::Home;
+use crate::host_config::ShutdownPolicy;
+use crate::store::now_ms;
+
+/// Reconcile at least this often, whatever else happens (catches anything events missed).
+pub const SAFETY_TICK: Duration = Duration::from_secs(30);
+const DOCKER_RETRY_MAX: Duration = Duration::from_secs(30);
+
+/// Runs the daemon in the foreground until SIGTERM or SIGINT.
+pub fn run(home: &Home) -> anyhow::Result<()> {
+    let lock = DaemonLock::acquire(&home.run_dir())?;
+    let mut store = home.open_or_init()?;
+    let home_id = store.home_id()?;
+    let host = home.host_config()?;
+    let user = ContainerUser::detect();
+    tracing::info!(home = %home.root().display(), %home_id, user = %user.spec, "supervisor daemon starting");
+    let reconciler = Reconciler::new(home.clone(), store, home_id, host.clone(), user);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(main_loop(home.clone(), host, reconciler))?;
+    drop(lock);
+    tracing::info!("supervisor daemon stopped");
+    Ok(())
+}
+
+async fn main_loop(
+    home: Home,
+    host: crate::host_config::HostConfig,
+    mut reconciler: Reconciler,
+) -> anyhow::Result<()> {
+    let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<Wake>();
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    spawn_signal_handler(stop_tx);
+
+    let mut api_stop = stop_rx.clone();
+    let api_task = api::serve(
+        &home.run_dir(),
+        reconciler.home_id().to_string(),
+        wake_tx.clone(),
+        async move {
+            let _ = api_stop.wait_for(|s| *s).await;
+        },
+    )
+    .await?;
+
+    let mut docker: Option<Client> = None;
+    let mut events: Option<tokio::task::JoinHandle<()>> = None;
+    let mut docker_retry = Duration::from_secs(1);
+    // Requests waiting for the pass that is about to run.
+    let mut waiters: Vec<tokio::sync::oneshot::Sender<PassReport>> = Vec::new();
+
+    loop {
+        if docker.is_none() {
+            match docker::connect(&host.docker).await {
+                Ok(client) => {
+                    tracing::info!("connected to the Docker engine");
+                    events = Some(tokio::spawn(watch_events(
+                        client.clone(),
+                        reconciler.home_id().to_string(),
+                        wake_tx.clone(),
+                    )));
+                    docker = Some(client);
+                    docker_retry = Duration::from_secs(1);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, retry_in = ?docker_retry, "Docker engine unreachable; instances keep their last state");
+                }
+            }
+        }
+
+        let mut sleep_for = SAFETY_TICK;
+        let mut report = PassReport::default();
+        if let Some(client) = &docker {
+            match reconciler.pass(client).await {
+                Ok(outcome) => {
+                    report = PassReport {
+                        actions: outcome.actions,
+                        converged: outcome.converged,
+                        docker: true,
+                    };
+                    if let Some(at) = outcome.next_wake {
+                        let ms = (at - now_ms()).max(0) as u64;
+                        sleep_for = sleep_for.min(Duration::from_millis(ms));
+                    }
+                }
+                Err(PassError::Docker(e)) => {
+                    tracing::warn!(error = %e, "lost the Docker engine");
+                    docker = None;
+                    if let Some(t) = events.take() {
+                        t.abort();
+                    }
+                }
+                // The database is the source of truth: without it there is nothing safe to do.
+                Err(PassError::Store(e)) => return Err(e.into()),
+            }
+        }
+        for w in waiters.drain(..) {
+            let _ = w.send(report.clone());
+        }
+        if docker.is_none() {
+            sleep_for = sleep_for.min(docker_retry);
+            docker_retry = (docker_retry * 2).min(DOCKER_RETRY_MAX);
+        }
+
+        tokio::select! {
+            _ = stop_rx.wait_for(|s| *s) => break,
+            wake = wake_rx.recv() => {
+                // Everything already queued is covered by the pass we are about to run.
+                let mut lost = false;
+                let mut next = wake;
+                while let Some(w) = next {
+                    match w {
+                        Wake::DockerLost => lost = true,
+                        Wake::Api(Some(tx)) => waiters.push(tx),
+                        Wake::Api(None) | Wake::Docker => {}
+                    }
+                    next = wake_rx.try_recv().ok();
+                }
+                if lost {
+                    tracing::warn!("Docker event stream ended");
+                    docker = None;
+                }
+            }
+            _ = tokio::time::sleep(sleep_for) => {}
+        }
+    }
+
+    tracing::info!(policy = ?host.daemon.on_shutdown, "shutting down");
+    if let Some(t) = events.take() {
+        t.abort();
+    }
+    if host.daemon.on_shutdown == ShutdownPolicy::Stop {
+        if let Some(client) = &docker {
+            stop_all(
+                client,
+                reconciler.home_id(),
+                host.daemon.stop_timeout_secs(),
+            )
+            .await;
+        }
+    }
+    let _ = api_task.await;
+    Ok(())
+}
+
+/// First SIGTERM/SIGINT: stop gracefully. Second: exit at once.
+fn spawn_signal_handler(stop: watch::Sender<bool>) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        for n in 0.. {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            if n == 0 {
+                tracing::info!("signal received: stopping (send it again to exit at once)");
+                let _ = stop.send(true);
+            } else {
+                tracing::warn!("second signal: exiting now");
+                std::process::exit(130);
+            }
+        }
+    });
+}
+
+async fn watch_events(docker: Client, home_id: String, wake: mpsc::UnboundedSender<Wake>) {
+    let mut stream = std::pin::pin!(container::events(&docker, &home_id));
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(ev) => {
+                tracing::debug!(instance = %ev.instance, action = %ev.action, "docker event");
+                if matches!(
+                    ev.action.as_str(),
+                    "die" | "start" | "stop" | "destroy" | "oom" | "kill"
+                ) {
+                    let _ = wake.send(Wake::Docker);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "Docker event stream failed");
+                break;
+            }
+        }
+    }
+    let _ = wake.send(Wake::DockerLost);
+}
+
+async fn stop_all(docker: &Client, home_id: &str, timeout: i32) {
+    let owned = match container::list_owned(docker, home_id).await {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list containers to stop them");
+            return;
+        }
+    };
+    let stops = owned
+        .iter()
+        .filter(|c| c.running)
+        .map(|c| container::stop(docker, &c.id, timeout));
+    for (c, result) in owned
+        .iter()
+        .filter(|c| c.running)
+        .zip(futures_util::future::join_all(stops).await)
+    {
+        if let Err(e) = result {
+            tracing::warn!(container = %c.name, error = %e, "stop failed");
+        }
+    }
+}

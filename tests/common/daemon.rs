@@ -1,0 +1,184 @@
+//! A real `supervisor run` for tests, a prepared home (image + active runtime), and Docker
+//! helpers that clean up after themselves.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use supervisor::docker::{self, container, Client};
+use supervisor::host_config::DockerConfig;
+
+use super::{bin, TestHome};
+
+/// The static agent scripts/build-agent makes; tests never skip for want of it.
+pub fn require_agent_bin() -> PathBuf {
+    let path = std::env::var_os("SUPERVISOR_AGENT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
+                "target/{}-unknown-linux-gnu/release/supervisor-agent",
+                std::env::consts::ARCH
+            ))
+        });
+    assert!(
+        path.is_file(),
+        "{} is missing: run scripts/test (it builds the static agent with scripts/build-agent)",
+        path.display()
+    );
+    path
+}
+
+/// Runs `f` with a Docker client on a fresh runtime.
+pub fn with_docker<T>(f: impl AsyncFnOnce(Client) -> T) -> T {
+    docker::block_on(async {
+        let client = docker::connect(&DockerConfig::default())
+            .await
+            .expect("Docker engine");
+        f(client).await
+    })
+}
+
+/// A home with the agent image built and a runtime active, ready for containers; its
+/// containers are removed when it is dropped.
+pub struct ReadyHome {
+    pub home: TestHome,
+    pub home_id: String,
+}
+
+impl ReadyHome {
+    pub fn new() -> Self {
+        let home = TestHome::new();
+        home.run(&["init"]).ok();
+        home.run(&["image", "build", "--quiet"]).ok();
+        let agent = require_agent_bin();
+        home.run(&[
+            "runtime",
+            "build",
+            "--activate",
+            "--agent-bin",
+            agent.to_str().unwrap(),
+        ])
+        .ok();
+        let home_id = supervisor::store::Store::open(&home.path("supervisor.db"))
+            .unwrap()
+            .home_id()
+            .unwrap();
+        Self { home, home_id }
+    }
+
+    pub fn containers(&self) -> Vec<container::OwnedContainer> {
+        let id = self.home_id.clone();
+        with_docker(async move |c| container::list_owned(&c, &id).await.unwrap())
+    }
+
+    /// The one container of `instance` (panics if there are several).
+    pub fn container_of(&self, instance: &str) -> Option<container::OwnedContainer> {
+        let mut mine: Vec<_> = self
+            .containers()
+            .into_iter()
+            .filter(|c| c.instance == instance)
+            .collect();
+        assert!(
+            mine.len() <= 1,
+            "duplicate containers for {instance}: {mine:?}"
+        );
+        mine.pop()
+    }
+
+    pub fn record(&self, instance: &str) -> supervisor::store::instances::InstanceRecord {
+        supervisor::store::Store::open(&self.home.path("supervisor.db"))
+            .unwrap()
+            .instance(instance)
+            .unwrap()
+    }
+}
+
+impl Drop for ReadyHome {
+    fn drop(&mut self) {
+        let id = self.home_id.clone();
+        with_docker(async move |c| {
+            for owned in container::list_owned(&c, &id).await.unwrap_or_default() {
+                let _ = container::remove(&c, &owned.id).await;
+            }
+        });
+    }
+}
+
+/// `supervisor run` as a child process; killed when dropped.
+pub struct Daemon {
+    child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(home: &TestHome) -> Self {
+        let log = home
+            .scratch()
+            .join(format!("daemon-{}.log", uuid::Uuid::new_v4().simple()));
+        let child = bin()
+            .arg("--home")
+            .arg(&home.root)
+            .arg("run")
+            .env("RUST_LOG", "supervisor=debug")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let d = Self { child, log };
+        let socket = home.path("run/supervisor.sock");
+        assert!(
+            wait_until(Duration::from_secs(20), || socket.exists()
+                && home.run(&["--help"]).code == 0
+                && std::os::unix::net::UnixStream::connect(&socket).is_ok()),
+            "daemon did not come up: {}",
+            d.log_text()
+        );
+        d
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM, then wait for exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `cond` every 100 ms until it holds or `timeout` passes. A deadline for liveness,
+/// never a performance threshold.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    cond()
+}
+
+pub fn spawn_quiet(cmd: &mut Command) -> Child {
+    cmd.stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap()
+}

@@ -1,0 +1,401 @@
+//! The daemon on the real Docker engine: lifecycle commands, hardening, drift, restarts with
+//! backoff, crash loops, adoption after SIGKILL, two homes side by side, shutdown policy.
+
+mod common;
+
+use std::time::Duration;
+
+use common::daemon::{wait_until, with_docker, Daemon, ReadyHome};
+use supervisor::docker::container;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn set_config(h: &ReadyHome, instance: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+    let path = h.home.path(&format!("instances/{instance}/config.json"));
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    edit(&mut v);
+    std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+}
+
+#[test]
+fn without_a_daemon_changes_are_saved_and_the_user_is_told() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let out = h.home.run(&["start", "alice"]).ok();
+    assert!(
+        out.stderr.contains("no supervisor daemon is running"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("run`"),
+        "says what to run: {}",
+        out.stderr
+    );
+    assert_eq!(h.record("alice").desired_state, "running");
+    h.home
+        .run(&["start", "alice", "--wait"])
+        .fails(1, "no daemon is running");
+    h.home
+        .run(&["start", "nobody"])
+        .fails(1, "no instance named \"nobody\"");
+    assert!(h.containers().is_empty());
+}
+
+#[test]
+fn start_stop_restart_and_every_hardening_setting() {
+    let h = ReadyHome::new();
+    h.home
+        .run(&[
+            "create-instance",
+            "alice",
+            "--memory",
+            "256m",
+            "--cpus",
+            "0.5",
+            "--pids",
+            "100",
+        ])
+        .ok();
+    let daemon = Daemon::start(&h.home);
+    let second = h.home.run(&["run"]);
+    assert_eq!(second.code, 1);
+    assert!(
+        second
+            .stderr
+            .contains("another supervisor daemon is already running"),
+        "{}",
+        second.stderr
+    );
+
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    let c = h.container_of("alice").expect("a container");
+    assert!(c.running);
+    let rec = h.record("alice");
+    assert_eq!(
+        (rec.state.as_str(), rec.container_id.as_deref()),
+        ("running", Some(c.id.as_str()))
+    );
+
+    let id = c.id.clone();
+    let inspect = with_docker(async move |d| container::inspect_raw(&d, &id).await.unwrap());
+    let hc = inspect.host_config.clone().unwrap();
+    assert_eq!(hc.readonly_rootfs, Some(true));
+    assert_eq!(hc.cap_drop, Some(vec!["ALL".to_string()]));
+    assert!(hc.cap_add.unwrap_or_default().is_empty());
+    assert_eq!(hc.privileged, Some(false));
+    assert!(hc
+        .security_opt
+        .unwrap()
+        .iter()
+        .any(|o| o == "no-new-privileges"));
+    assert_eq!(hc.init, Some(true));
+    assert_eq!(hc.pids_limit, Some(100));
+    assert_eq!(hc.memory, Some(256 << 20));
+    assert_eq!(hc.memory_swap, Some(256 << 20));
+    assert_eq!(hc.nano_cpus, Some(500_000_000));
+    assert_eq!(hc.network_mode.as_deref(), Some("none"));
+    let tmp = &hc.tmpfs.unwrap()["/tmp"];
+    assert!(
+        tmp.contains(&format!("size={}", 64 << 20)) && tmp.contains("noexec"),
+        "{tmp}"
+    );
+    let log = hc.log_config.unwrap();
+    assert_eq!(log.typ.as_deref(), Some("json-file"));
+    assert_eq!(log.config.unwrap()["max-size"], "10m");
+    assert!(hc.binds.unwrap_or_default().is_empty());
+    let config = inspect.config.clone().unwrap();
+    let uid = nix::unistd::geteuid();
+    let user = config.user.unwrap();
+    if uid.is_root() {
+        assert_eq!(user, "65532:65532");
+    } else {
+        assert_eq!(user, format!("{}:{}", uid, nix::unistd::getegid()));
+    }
+    assert_ne!(user.split(':').next(), Some("0"), "never root");
+    let labels = config.labels.unwrap();
+    assert_eq!(labels["supervisor.home"], h.home_id);
+    assert_eq!(labels["supervisor.instance"], "alice");
+    assert!(
+        labels.contains_key("supervisor.spec-hash") && labels.contains_key("supervisor.runtime")
+    );
+    // Exactly the runtime (read-only), the workspace and the IPC directory: nothing else.
+    let mut mounts: Vec<(String, String, bool)> = inspect
+        .mounts
+        .unwrap()
+        .into_iter()
+        .map(|m| {
+            (
+                m.destination.unwrap(),
+                m.source.unwrap_or_default(),
+                m.rw.unwrap(),
+            )
+        })
+        .collect();
+    mounts.sort();
+    let runtime = labels["supervisor.runtime"].clone();
+    let inst = h.home.path("instances/alice");
+    let path = |p: std::path::PathBuf| p.display().to_string();
+    assert_eq!(
+        mounts,
+        [
+            ("/ipc".to_string(), path(inst.join("ipc")), true),
+            (
+                "/opt/runtime".to_string(),
+                path(h.home.path("runtime").join(&runtime)),
+                false
+            ),
+            ("/workspace".to_string(), path(inst.join("workspace")), true),
+        ]
+    );
+    // The agent came up and announced itself in its own IPC directory.
+    let out = inst.join("ipc/out");
+    assert!(
+        wait_until(LONG, || std::fs::read_dir(&out).unwrap().count() > 0),
+        "no ready envelope"
+    );
+
+    h.home.run(&["stop", "alice", "--wait"]).ok();
+    assert!(!h.container_of("alice").unwrap().running);
+    assert_eq!(h.record("alice").state, "stopped");
+
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    let before = started_at(&h, "alice");
+    h.home.run(&["restart", "alice", "--wait"]).ok();
+    let after = started_at(&h, "alice");
+    assert!(
+        after > before,
+        "restart started the container again ({before} → {after})"
+    );
+    assert_eq!(
+        h.container_of("alice").unwrap().id,
+        c.id,
+        "restart keeps the container"
+    );
+    let logs = h.home.run(&["logs", "alice", "--tail", "5"]).ok();
+    assert!(
+        logs.stderr.contains("ready (protocol 1)"),
+        "{}",
+        logs.stderr
+    );
+    drop(daemon);
+}
+
+fn started_at(h: &ReadyHome, instance: &str) -> String {
+    let id = h.container_of(instance).unwrap().id;
+    with_docker(async move |d| {
+        container::state(&d, &id)
+            .await
+            .unwrap()
+            .unwrap()
+            .started_at
+            .unwrap()
+    })
+}
+
+#[test]
+fn spec_drift_recreates_and_no_drift_changes_nothing() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    let first = h.container_of("alice").unwrap();
+
+    // No drift: asking again (a full pass runs before the command returns) changes nothing.
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    assert_eq!(h.container_of("alice").unwrap().id, first.id);
+
+    set_config(&h, "alice", |v| v["limits"]["memory"] = "300m".into());
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    let second = h.container_of("alice").unwrap();
+    assert_ne!(
+        second.id, first.id,
+        "a changed limit recreates the container"
+    );
+    assert!(second.running);
+    assert_ne!(second.spec_hash, first.spec_hash);
+    let id = second.id.clone();
+    let hc = with_docker(async move |d| {
+        container::inspect_raw(&d, &id)
+            .await
+            .unwrap()
+            .host_config
+            .unwrap()
+    });
+    assert_eq!(hc.memory, Some(300 << 20));
+
+    // A config edit that is not valid keeps the running container and reports the error.
+    set_config(&h, "alice", |v| v["limits"]["memory"] = "lots".into());
+    h.home.run(&["start", "alice"]).ok();
+    assert!(wait_until(LONG, || h.record("alice").state == "error"));
+    assert!(h
+        .record("alice")
+        .state_detail
+        .unwrap()
+        .contains("limits.memory"));
+    assert_eq!(h.container_of("alice").unwrap().id, second.id);
+    assert!(h.container_of("alice").unwrap().running);
+}
+
+#[test]
+fn a_killed_container_is_restarted_with_backoff() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    let id = h.container_of("alice").unwrap().id;
+    let kill_id = id.clone();
+    with_docker(async move |d| container::kill(&d, &kill_id).await.unwrap());
+    assert!(
+        wait_until(LONG, || h.record("alice").restart_count >= 1
+            && h.container_of("alice").is_some_and(|c| c.running)),
+        "not restarted: {:?}",
+        h.record("alice")
+    );
+    let rec = h.record("alice");
+    assert_eq!(rec.state, "running");
+    assert_eq!(rec.last_exit_code, Some(137));
+    let store = supervisor::store::Store::open(&h.home.path("supervisor.db")).unwrap();
+    let exited = store
+        .recent_events(Some("alice"), 20)
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == "container.exited")
+        .unwrap();
+    assert_eq!(exited.detail.unwrap()["exit_code"], 137);
+}
+
+#[test]
+fn a_container_that_always_fails_ends_in_crash_loop() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    std::fs::remove_file(h.home.path("instances/alice/workspace/SOUL.md")).unwrap();
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice"]).ok();
+    assert!(
+        wait_until(Duration::from_secs(90), || h.record("alice").state
+            == "crash-loop"),
+        "no crash loop: {:?}",
+        h.record("alice")
+    );
+    let rec = h.record("alice");
+    assert_eq!(rec.last_exit_code, Some(1));
+    assert!(rec.restart_count >= 5);
+    let detail = rec.state_detail.unwrap();
+    assert!(
+        detail.contains("SOUL.md is missing"),
+        "last log lines shown: {detail}"
+    );
+    let show = h.home.run(&["show", "alice"]).ok().stdout;
+    assert!(show.contains("crash-loop"), "{show}");
+    assert!(h.home.run(&["list"]).ok().stdout.contains("crash-loop"));
+
+    // Fixed and restarted by the operator: it runs again.
+    std::fs::write(
+        h.home.path("instances/alice/workspace/SOUL.md"),
+        "# Soul\nBack.\n",
+    )
+    .unwrap();
+    h.home.run(&["restart", "alice", "--wait"]).ok();
+    assert!(wait_until(LONG, || h.record("alice").state == "running"));
+}
+
+#[test]
+fn after_sigkill_the_next_daemon_adopts_running_containers() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    h.home.run(&["create-instance", "bob"]).ok();
+    let mut daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "--all", "--wait"]).ok();
+    let before: Vec<_> = h
+        .containers()
+        .into_iter()
+        .map(|c| (c.instance, c.id))
+        .collect();
+    assert_eq!(before.len(), 2);
+    daemon.kill9();
+
+    let _again = Daemon::start(&h.home);
+    h.home.run(&["start", "--all", "--wait"]).ok();
+    let mut after: Vec<_> = h
+        .containers()
+        .into_iter()
+        .map(|c| (c.instance, c.id))
+        .collect();
+    let mut before = before;
+    before.sort();
+    after.sort();
+    assert_eq!(after, before, "adopted, not recreated or duplicated");
+    assert!(h.containers().iter().all(|c| c.running));
+    let store = supervisor::store::Store::open(&h.home.path("supervisor.db")).unwrap();
+    assert!(!store
+        .recent_events(None, 50)
+        .unwrap()
+        .iter()
+        .any(|e| e.kind == "container.recreated"));
+}
+
+#[test]
+fn two_homes_on_one_engine_never_touch_each_other() {
+    let a = ReadyHome::new();
+    let b = ReadyHome::new();
+    for h in [&a, &b] {
+        h.home.run(&["create-instance", "alice"]).ok();
+    }
+    let _da = Daemon::start(&a.home);
+    let _db = Daemon::start(&b.home);
+    a.home.run(&["start", "alice", "--wait"]).ok();
+    b.home.run(&["start", "alice", "--wait"]).ok();
+    let b_id = b.container_of("alice").unwrap().id;
+    assert_ne!(a.container_of("alice").unwrap().id, b_id);
+
+    a.home.run(&["stop", "alice", "--wait"]).ok();
+    assert!(
+        b.container_of("alice").unwrap().running,
+        "B's alice kept running"
+    );
+    a.home.run(&["remove", "alice"]).ok();
+    assert!(
+        wait_until(LONG, || a.container_of("alice").is_none()),
+        "A's container removed"
+    );
+    let b_now = b.container_of("alice").unwrap();
+    assert_eq!(b_now.id, b_id);
+    assert!(b_now.running);
+    assert!(a
+        .containers()
+        .iter()
+        .all(|c| c.labels["supervisor.home"] == a.home_id));
+}
+
+#[test]
+fn shutdown_leaves_containers_by_default_and_stops_them_when_configured() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let mut daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    assert!(daemon.terminate().success());
+    assert!(
+        h.container_of("alice").unwrap().running,
+        "policy leave: still running"
+    );
+    assert!(!h.home.path("run/daemon.pid").exists());
+
+    std::fs::write(
+        h.home.path("supervisor.toml"),
+        "[daemon]\non_shutdown = \"stop\"\n",
+    )
+    .unwrap();
+    let mut daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    assert!(daemon.terminate().success());
+    assert!(
+        !h.container_of("alice").unwrap().running,
+        "policy stop: stopped"
+    );
+    assert!(
+        daemon.log_text().contains("shutting down"),
+        "{}",
+        daemon.log_text()
+    );
+}
