@@ -160,6 +160,12 @@ fn start_stop_restart_and_every_hardening_setting() {
     assert_eq!(h.record("alice").state, "stopped");
 
     h.home.run(&["start", "alice", "--wait"]).ok();
+    let rec = h.record("alice");
+    assert_eq!(
+        (rec.state.as_str(), rec.restart_count),
+        ("running", 0),
+        "a stop we asked for is no crash"
+    );
     let before = started_at(&h, "alice");
     h.home.run(&["restart", "alice", "--wait"]).ok();
     let after = started_at(&h, "alice");
@@ -235,6 +241,14 @@ fn spec_drift_recreates_and_no_drift_changes_nothing() {
         .contains("limits.memory"));
     assert_eq!(h.container_of("alice").unwrap().id, second.id);
     assert!(h.container_of("alice").unwrap().running);
+    // Stopping needs no config: it stops, and says what to fix.
+    h.home.run(&["stop", "alice", "--wait"]).ok();
+    assert!(!h.container_of("alice").unwrap().running);
+    assert!(h
+        .record("alice")
+        .state_detail
+        .unwrap()
+        .contains("limits.memory"));
 }
 
 #[test]
@@ -398,4 +412,140 @@ fn shutdown_leaves_containers_by_default_and_stops_them_when_configured() {
         "{}",
         daemon.log_text()
     );
+    let rec = h.record("alice");
+    assert_eq!(
+        (rec.state.as_str(), rec.desired_state.as_str()),
+        ("stopped", "running")
+    );
+    assert!(
+        !h.home.path("run/supervisor.sock").exists(),
+        "socket removed on exit"
+    );
+
+    // The next daemon starts it again at once: a stop at shutdown is not a crash.
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    let rec = h.record("alice");
+    assert_eq!((rec.state.as_str(), rec.restart_count), ("running", 0));
+}
+
+#[test]
+fn the_daemon_survives_losing_the_engine_and_reconverges() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let mut proxy = common::proxy::DockerProxy::start(&h.home.scratch().join("docker.sock"));
+    std::fs::write(
+        h.home.path("supervisor.toml"),
+        format!("[docker]\nhost = \"{}\"\n", proxy.uri()),
+    )
+    .unwrap();
+    let daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+
+    proxy.cut();
+    let out = h.home.run(&["stop", "alice"]).ok();
+    assert!(
+        out.stderr.contains("cannot reach the Docker engine"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        h.container_of("alice").unwrap().running,
+        "nothing could be applied"
+    );
+    assert!(
+        daemon.log_text().contains("Docker engine"),
+        "{}",
+        daemon.log_text()
+    );
+
+    proxy.resume();
+    assert!(
+        wait_until(LONG, || !h.container_of("alice").unwrap().running),
+        "did not reconverge: {}",
+        daemon.log_text()
+    );
+    assert!(wait_until(LONG, || h.record("alice").state == "stopped"));
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    assert!(h.container_of("alice").unwrap().running);
+}
+
+#[test]
+fn on_demand_instances_stop_when_idle() {
+    let h = ReadyHome::new();
+    h.home
+        .run(&["create-instance", "bob", "--lifecycle", "on-demand"])
+        .ok();
+    set_config(&h, "bob", |v| v["lifecycle"]["idle_timeout"] = "10s".into());
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "bob", "--wait"]).ok();
+    assert!(h.container_of("bob").unwrap().running);
+    assert!(
+        wait_until(LONG, || h.record("bob").state == "idle"),
+        "still {:?}",
+        h.record("bob")
+    );
+    assert!(!h.container_of("bob").unwrap().running);
+    assert_eq!(
+        h.record("bob").desired_state,
+        "running",
+        "idle is not stopped: work starts it"
+    );
+}
+
+#[test]
+fn the_running_cap_queues_the_rest_fairly() {
+    let h = ReadyHome::new();
+    std::fs::write(
+        h.home.path("supervisor.toml"),
+        "[daemon]\nmax_running = 1\n",
+    )
+    .unwrap();
+    for name in ["alice", "bob"] {
+        h.home.run(&["create-instance", name]).ok();
+    }
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    h.home.run(&["start", "bob"]).ok();
+    let bob = h.record("bob");
+    assert_eq!(bob.state, "queued");
+    assert!(bob.state_detail.unwrap().contains("max_running = 1"));
+    assert!(h.container_of("bob").is_none());
+
+    h.home.run(&["stop", "alice", "--wait"]).ok();
+    assert!(wait_until(LONG, || h
+        .container_of("bob")
+        .is_some_and(|c| c.running)));
+    assert_eq!(h.record("bob").state, "running");
+}
+
+#[test]
+fn a_missing_image_is_reported_and_running_containers_are_left_alone() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let mut daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    let id = h.container_of("alice").unwrap().id;
+    daemon.terminate();
+
+    // A new image name changes the spec, and no such image exists.
+    std::fs::write(
+        h.home.path("supervisor.toml"),
+        "[docker]\nimage = \"supervisor-agent-never-built\"\n",
+    )
+    .unwrap();
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice"]).ok();
+    let rec = h.record("alice");
+    assert_eq!(rec.state, "error");
+    assert!(rec
+        .state_detail
+        .unwrap()
+        .contains("run `supervisor image build`"));
+    let c = h.container_of("alice").unwrap();
+    assert_eq!(
+        c.id, id,
+        "the old container is not removed for a new one that cannot be made"
+    );
+    assert!(c.running);
 }

@@ -54,6 +54,10 @@ pub fn run(home: &Home, verb: Verb, args: Args) -> anyhow::Result<ExitCode> {
     match docker::block_on(client.reconcile()) {
         Ok(Some(report)) if !report.docker => {
             eprintln!("note: saved, but the daemon cannot reach the Docker engine; it applies the change when the engine is back");
+            if args.wait {
+                anyhow::bail!("cannot wait: the daemon cannot reach the Docker engine");
+            }
+            return Ok(ExitCode::SUCCESS);
         }
         Ok(_) => {}
         Err(e @ ClientError::NotRunning { .. }) => {

@@ -55,6 +55,9 @@ pub fn run(home: &Home, cmd: Command) -> anyhow::Result<ExitCode> {
         Command::Activate { id } => {
             let mut store = home.open()?;
             let previous = runtime::activate(home, &mut store, &id, super::CLI_ACTOR)?;
+            // A running daemon moves containers onto it at once.
+            let client = crate::daemon::client::DaemonClient::for_home(home);
+            let _ = crate::docker::block_on(client.reconcile());
             match previous {
                 Some(prev) if prev != id => {
                     println!("runtime {id} is active (previous: {prev}, kept as rollback target)")

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use futures_util::StreamExt;
 
 use super::plan::{self, Action, Actual, Desired};
-use super::restart::{RestartTracker, CRASH_LOOP_AFTER, QUICK_FAILURE_MS};
+use super::restart::{RestartTracker, CRASH_LOOP_AFTER, CRASH_LOOP_RETRY_MS, QUICK_FAILURE_MS};
 use super::user::ContainerUser;
 use crate::agent_image;
 use crate::container_spec::{ContainerSpec, SpecInputs, LABEL_RUNTIME};
@@ -50,6 +50,8 @@ pub struct Reconciler {
     tracker: RestartTracker,
     /// Desired state seen last pass, to notice a fresh start (which forgets past failures).
     last_desired: HashMap<String, String>,
+    /// When this daemon started: exits from before then are not judged as failures.
+    started_at: i64,
 }
 
 /// One instance's inputs for this pass.
@@ -76,6 +78,7 @@ impl Reconciler {
             user,
             tracker: RestartTracker::default(),
             last_desired: HashMap::new(),
+            started_at: now_ms(),
         }
     }
 
@@ -92,8 +95,14 @@ impl Reconciler {
         let records = self.store.instances()?;
         let active = self.store.active_runtime()?;
         let image = agent_image::current_tag(&self.host.docker.image);
+        // Without the image nothing can be (re)created: leave existing containers alone.
+        let image_missing = crate::docker::image::inspect(docker, &image)
+            .await?
+            .is_none();
         let mut problems: BTreeMap<String, String> = BTreeMap::new();
         let mut prepared: BTreeMap<String, Prepared> = BTreeMap::new();
+        // Instances whose config cannot be read but that should stop: stopping needs no config.
+        let mut stop_only: Vec<Desired> = Vec::new();
 
         for record in records {
             let name = record.name.clone();
@@ -112,6 +121,15 @@ impl Reconciler {
             let config = match InstanceConfig::load(&paths.config) {
                 Ok(c) => c,
                 Err(e) => {
+                    if record.desired_state != "running" {
+                        stop_only.push(Desired {
+                            name: name.clone(),
+                            run: false,
+                            spec_hash: String::new(),
+                            not_before: None,
+                            waiting_since: now,
+                        });
+                    }
                     problems.insert(name, e.to_string());
                     continue;
                 }
@@ -144,6 +162,13 @@ impl Reconciler {
                 );
                 continue;
             }
+            if run && image_missing {
+                problems.insert(
+                    name,
+                    format!("the agent image {image} is missing: run `supervisor image build`"),
+                );
+                continue;
+            }
             prepared.insert(
                 name,
                 Prepared {
@@ -156,16 +181,18 @@ impl Reconciler {
         }
 
         let mut owned = container::list_owned(docker, &self.home_id).await?;
-        // Instances we cannot plan for (bad config) keep whatever container they have.
-        owned.retain(|c| !problems.contains_key(&c.instance));
+        // Instances we cannot plan for keep whatever container they have, unless they are
+        // to stop.
+        let stoppable: BTreeSet<String> = stop_only.iter().map(|d| d.name.clone()).collect();
+        owned.retain(|c| !problems.contains_key(&c.instance) || stoppable.contains(&c.instance));
 
         // A restart request stops the running container; the plan below starts it again.
         for name in self.store.restart_requests()? {
             for c in owned.iter_mut().filter(|c| c.instance == name && c.running) {
                 container::stop(docker, &c.id, self.host.daemon.stop_timeout_secs()).await?;
                 c.running = false;
+                self.expect_exit(docker, &name, &c.id).await?;
             }
-            self.account_exit_as_seen(docker, &owned, &name).await?;
             self.tracker.reset(&name);
             self.store.clear_restart_request(&name)?;
         }
@@ -190,8 +217,14 @@ impl Reconciler {
                     .map(|s| s.spec_hash().to_string())
                     .unwrap_or_default(),
                 not_before: self.tracker.not_before(name),
-                waiting_since: p.record.state_changed_at.unwrap_or(p.record.created_at),
+                // Queued: since it was queued. Otherwise since it was asked to run.
+                waiting_since: if p.record.state == "queued" {
+                    p.record.state_changed_at.unwrap_or(now)
+                } else {
+                    p.record.last_activity_at.unwrap_or(now)
+                },
             })
+            .chain(stop_only)
             .collect();
         let actual: Vec<Actual> = owned
             .iter()
@@ -269,25 +302,27 @@ impl Reconciler {
                 .get(name)
                 .filter(|r| r.not_before.is_some_and(|t| t > now))
             {
+                // The detail stays the same for one exit (no countdown), so the state is
+                // recorded once per exit, not once per pass.
                 let code = last_exit.get(name).copied().or(p.record.last_exit_code);
-                let wait = (r.not_before.unwrap_or(now) - now).max(0) / 1000;
+                let code_text = code.map_or("unknown".into(), |c| c.to_string());
                 let output = self.last_output(docker, &owned, name).await;
                 let (state, detail) = if r.crash_loop {
                     (
                         "crash-loop",
                         format!(
-                            "exited {} times in a row within {}s of starting (last exit code {}); retrying in {wait}s; last output: {output}",
+                            "exited {} times in a row within {}s of starting (last exit code {code_text}); retrying every {}m; last output: {output}",
                             r.quick_failures.max(CRASH_LOOP_AFTER),
                             QUICK_FAILURE_MS / 1000,
-                            code.map_or("unknown".into(), |c| c.to_string()),
+                            CRASH_LOOP_RETRY_MS / 60_000,
                         ),
                     )
                 } else {
                     (
                         "restarting",
                         format!(
-                            "exited with code {}; restarting in {wait}s; last output: {output}",
-                            code.map_or("unknown".into(), |c| c.to_string())
+                            "exited with code {code_text}; restarting after {}s; last output: {output}",
+                            r.delay_ms / 1000
                         ),
                     )
                 };
@@ -329,8 +364,15 @@ impl Reconciler {
         }
         for (name, problem) in &problems {
             if !prepared.contains_key(name) {
+                // Stopped on request even though its config is broken: it is stopped, and
+                // the detail says what to fix before it can run again.
+                let state = if stoppable.contains(name) {
+                    "stopped"
+                } else {
+                    "error"
+                };
                 let observed = Observed {
-                    state: "error".into(),
+                    state: state.into(),
                     detail: Some(problem.clone()),
                     ..Observed::default()
                 };
@@ -390,6 +432,7 @@ impl Reconciler {
             }
             Action::Stop { instance, id } => {
                 container::stop(docker, id, stop_timeout).await?;
+                self.expect_exit(docker, instance, id).await?;
                 running.remove(instance);
                 self.tracker.reset(instance);
             }
@@ -459,9 +502,15 @@ impl Reconciler {
             return Ok(None);
         };
         let key = (c.id.clone(), state.finished_at.clone().unwrap_or_default());
+        if finished < self.started_at {
+            // It stopped while no daemon was watching (a crash, a reboot, a shutdown that
+            // stopped containers): start it again, without counting it against the instance.
+            self.tracker.on_expected_exit(name, key);
+            return Ok(state.exit_code);
+        }
         let counted = self
             .tracker
-            .on_exit(name, key, Some(finished - started), now)
+            .on_exit(name, key, finished - started, now)
             .is_some();
         if counted {
             self.store.bump_restart_count(name)?;
@@ -477,22 +526,30 @@ impl Reconciler {
         Ok(state.exit_code)
     }
 
-    /// After an operator's restart, the exit it causes is not a failure.
-    async fn account_exit_as_seen(
+    /// Records that a container the daemon itself just stopped exited on purpose.
+    async fn expect_exit(
         &mut self,
         docker: &Client,
-        owned: &[OwnedContainer],
         name: &str,
-    ) -> Result<(), PassError> {
-        if let Some(c) = owned
-            .iter()
-            .filter(|c| c.instance == name)
-            .max_by_key(|c| c.created)
-        {
-            if let Some(state) = container::state(docker, &c.id).await? {
-                let key = (c.id.clone(), state.finished_at.unwrap_or_default());
-                self.tracker.on_exit(name, key, None, 0);
-            }
+        id: &str,
+    ) -> Result<(), DockerError> {
+        if let Some(state) = container::state(docker, id).await? {
+            let key = (id.to_string(), state.finished_at.unwrap_or_default());
+            self.tracker.on_expected_exit(name, key);
+        }
+        Ok(())
+    }
+
+    /// Records every instance as stopped after the daemon stopped their containers on exit.
+    pub fn mark_stopped_at_shutdown(&mut self, names: &[String]) -> Result<(), StoreError> {
+        for name in names {
+            let record = self.store.instance(name)?;
+            let observed = Observed {
+                state: "stopped".into(),
+                detail: Some("stopped when the daemon shut down".into()),
+                ..self.keep(&record)
+            };
+            self.store.record_observed(name, &observed)?;
         }
         Ok(())
     }

@@ -147,15 +147,13 @@ async fn main_loop(
     }
     if host.daemon.on_shutdown == ShutdownPolicy::Stop {
         if let Some(client) = &docker {
-            stop_all(
-                client,
-                reconciler.home_id(),
-                host.daemon.stop_timeout_secs(),
-            )
-            .await;
+            let timeout = host.daemon.stop_timeout_secs();
+            let stopped = stop_all(client, reconciler.home_id(), timeout).await;
+            reconciler.mark_stopped_at_shutdown(&stopped)?;
         }
     }
     let _ = api_task.await;
+    let _ = std::fs::remove_file(home.run_dir().join(api::SOCKET_FILE));
     Ok(())
 }
 
@@ -208,14 +206,16 @@ async fn watch_events(docker: Client, home_id: String, wake: mpsc::UnboundedSend
     let _ = wake.send(Wake::DockerLost);
 }
 
-async fn stop_all(docker: &Client, home_id: &str, timeout: i32) {
+/// Stops every running container of this home; returns the instances stopped.
+async fn stop_all(docker: &Client, home_id: &str, timeout: i32) -> Vec<String> {
     let owned = match container::list_owned(docker, home_id).await {
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list containers to stop them");
-            return;
+            return Vec::new();
         }
     };
+    let mut stopped = Vec::new();
     let stops = owned
         .iter()
         .filter(|c| c.running)
@@ -225,8 +225,10 @@ async fn stop_all(docker: &Client, home_id: &str, timeout: i32) {
         .filter(|c| c.running)
         .zip(futures_util::future::join_all(stops).await)
     {
-        if let Err(e) = result {
-            tracing::warn!(container = %c.name, error = %e, "stop failed");
+        match result {
+            Ok(()) => stopped.push(c.instance.clone()),
+            Err(e) => tracing::warn!(container = %c.name, error = %e, "stop failed"),
         }
     }
+    stopped
 }

@@ -114,3 +114,4 @@ pub fn tree(dir: &Path) -> Vec<String> {
 }
 
 pub mod daemon;
+pub mod proxy;
