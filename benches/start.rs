@@ -52,10 +52,9 @@ fn main() {
     let agent = std::env::var_os("SUPERVISOR_AGENT_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
-                "target/{}-unknown-linux-gnu/release/supervisor-agent",
-                std::env::consts::ARCH
-            ))
+            supervisor::runtime::locate::built_agent_path(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+            )
         });
     sv(&root, &["init"]);
     sv(&root, &["image", "build", "--quiet"]);

@@ -102,29 +102,6 @@ mod tests {
     use crate::protocol::{is_temp_name, is_valid_id, parse_envelope, Payload, PROTOCOL_VERSION};
     use std::os::unix::fs::PermissionsExt;
 
-    /// A fresh, empty directory under the system temp dir, removed on drop.
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            static N: AtomicU64 = AtomicU64::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "agent-ipc-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
-
     fn names(dir: &Path) -> Vec<String> {
         let mut names: Vec<String> = fs::read_dir(dir)
             .unwrap()
@@ -147,52 +124,52 @@ mod tests {
 
     #[test]
     fn writes_under_the_final_name_and_parses_back() {
-        let dir = TempDir::new("write");
+        let dir = tempfile::tempdir().unwrap();
         let env = ready("r-1");
-        let path = write_envelope(&dir.0, &env).unwrap();
-        assert_eq!(path, dir.0.join("1700000000000-r-1.json"));
-        assert_eq!(names(&dir.0), vec!["1700000000000-r-1.json"]);
-        assert!(!names(&dir.0).iter().any(|n| is_temp_name(n)));
+        let path = write_envelope(dir.path(), &env).unwrap();
+        assert_eq!(path, dir.path().join("1700000000000-r-1.json"));
+        assert_eq!(names(dir.path()), vec!["1700000000000-r-1.json"]);
+        assert!(!names(dir.path()).iter().any(|n| is_temp_name(n)));
         assert_eq!(parse_envelope(&fs::read(&path).unwrap()).unwrap(), env);
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o644);
 
         let second = Envelope::new("r-2", 1_700_000_000_001, Payload::Shutdown {});
-        write_envelope(&dir.0, &second).unwrap();
+        write_envelope(dir.path(), &second).unwrap();
         assert_eq!(
-            names(&dir.0),
+            names(dir.path()),
             vec!["1700000000000-r-1.json", "1700000000001-r-2.json"]
         );
     }
 
     #[test]
     fn refused_envelope_leaves_nothing() {
-        let dir = TempDir::new("refused");
-        let err = write_envelope(&dir.0, &ready("bad.id")).unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        let err = write_envelope(dir.path(), &ready("bad.id")).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
-        assert!(names(&dir.0).is_empty());
+        assert!(names(dir.path()).is_empty());
     }
 
     #[test]
     fn existing_temp_name_is_not_reused() {
-        let dir = TempDir::new("stale");
+        let dir = tempfile::tempdir().unwrap();
         let env = ready("r-1");
-        let stale = dir.0.join(temp_name_for(&env));
+        let stale = dir.path().join(temp_name_for(&env));
         fs::write(&stale, b"stale").unwrap();
-        let err = write_envelope(&dir.0, &env).unwrap_err();
+        let err = write_envelope(dir.path(), &env).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
         assert!(err.to_string().contains(&*stale.to_string_lossy()), "{err}");
         // Someone else's file is left alone, and no final file appears.
         assert_eq!(fs::read(&stale).unwrap(), b"stale");
-        assert_eq!(names(&dir.0), vec![temp_name_for(&env)]);
+        assert_eq!(names(dir.path()), vec![temp_name_for(&env)]);
     }
 
     #[test]
     fn missing_directory_is_an_error() {
-        let dir = TempDir::new("missing");
-        let err = write_envelope(&dir.0.join("nope"), &ready("r-1")).unwrap_err();
+        let dir = tempfile::tempdir().unwrap();
+        let err = write_envelope(&dir.path().join("nope"), &ready("r-1")).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::NotFound);
-        assert!(names(&dir.0).is_empty());
+        assert!(names(dir.path()).is_empty());
     }
 
     #[test]

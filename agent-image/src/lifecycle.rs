@@ -149,29 +149,6 @@ mod tests {
     use super::*;
     use crate::protocol::parse_envelope;
     use std::os::unix::fs::PermissionsExt;
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    struct TempDir(PathBuf);
-
-    impl TempDir {
-        fn new(tag: &str) -> Self {
-            static N: AtomicU32 = AtomicU32::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "agent-lifecycle-{tag}-{}-{}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            TempDir(dir)
-        }
-    }
-
-    impl Drop for TempDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
 
     /// A complete layout under `root`: workspace/SOUL.md, ipc/in, ipc/out.
     fn full(root: &Path) -> Layout {
@@ -197,18 +174,18 @@ mod tests {
 
     #[test]
     fn a_complete_layout_passes() {
-        let tmp = TempDir::new("ok");
-        check_environment(&full(&tmp.0)).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        check_environment(&full(tmp.path())).unwrap();
         // An empty SOUL.md is still a readable regular file.
-        let layout = full(&tmp.0);
+        let layout = full(tmp.path());
         fs::write(layout.soul(), "").unwrap();
         check_environment(&layout).unwrap();
     }
 
     #[test]
     fn missing_soul() {
-        let tmp = TempDir::new("nosoul");
-        let layout = full(&tmp.0);
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = full(tmp.path());
         fs::remove_file(layout.soul()).unwrap();
         let msg = err(&layout);
         let expected = format!("{} is missing or unreadable: ", layout.soul().display());
@@ -218,8 +195,8 @@ mod tests {
 
     #[test]
     fn soul_that_is_not_a_file() {
-        let tmp = TempDir::new("soulkind");
-        let layout = full(&tmp.0);
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = full(tmp.path());
         fs::remove_file(layout.soul()).unwrap();
         fs::create_dir(layout.soul()).unwrap();
         assert!(err(&layout).ends_with("is missing or unreadable: it is a directory"));
@@ -233,8 +210,8 @@ mod tests {
 
     #[test]
     fn unreadable_soul() {
-        let tmp = TempDir::new("soulperm");
-        let layout = full(&tmp.0);
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = full(tmp.path());
         fs::set_permissions(layout.soul(), fs::Permissions::from_mode(0o000)).unwrap();
         // Root reads through any mode, so only check the refusal when it is really refused.
         if File::open(layout.soul()).is_err() {
@@ -244,8 +221,8 @@ mod tests {
 
     #[test]
     fn missing_directories() {
-        let tmp = TempDir::new("dirs");
-        let layout = full(&tmp.0);
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = full(tmp.path());
         fs::remove_dir(&layout.ipc_out).unwrap();
         let msg = err(&layout);
         assert!(
@@ -261,14 +238,14 @@ mod tests {
             err(&layout).ends_with("/ipc/in is missing or not a directory: it is a regular file")
         );
 
-        let gone = Layout::under(&tmp.0.join("nope"), &tmp.0.join("ipc"));
+        let gone = Layout::under(&tmp.path().join("nope"), &tmp.path().join("ipc"));
         assert!(err(&gone).contains("nope is missing or not a directory"));
     }
 
     #[test]
     fn ready_is_announced() {
-        let tmp = TempDir::new("ready");
-        let layout = full(&tmp.0);
+        let tmp = tempfile::tempdir().unwrap();
+        let layout = full(tmp.path());
         let (env, path) = announce_ready(&layout.ipc_out).unwrap();
         assert_eq!(env.id.len(), 32);
         match &env.payload {

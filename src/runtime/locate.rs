@@ -7,6 +7,13 @@ use super::RuntimeError;
 
 pub const AGENT_BIN_ENV: &str = "SUPERVISOR_AGENT_BIN";
 
+/// Where scripts/build-agent leaves the static agent under a cargo target directory.
+pub fn built_agent_path(target_dir: &Path) -> PathBuf {
+    target_dir
+        .join(format!("{}-unknown-linux-gnu", std::env::consts::ARCH))
+        .join("release/supervisor-agent")
+}
+
 /// Where to look for the agent binary when none is named: beside this executable (installed
 /// side by side), then where scripts/build-agent leaves it in a source checkout.
 pub fn agent_candidates() -> Vec<PathBuf> {
@@ -18,11 +25,7 @@ pub fn agent_candidates() -> Vec<PathBuf> {
         out.push(dir.join("supervisor-agent"));
         // target/{debug,release}/supervisor → target/<triple>/release/supervisor-agent
         if let Some(target) = dir.parent() {
-            out.push(
-                target
-                    .join(format!("{}-unknown-linux-gnu", std::env::consts::ARCH))
-                    .join("release/supervisor-agent"),
-            );
+            out.push(built_agent_path(target));
         }
     }
     out

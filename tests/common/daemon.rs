@@ -15,10 +15,9 @@ pub fn require_agent_bin() -> PathBuf {
     let path = std::env::var_os("SUPERVISOR_AGENT_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join(format!(
-                "target/{}-unknown-linux-gnu/release/supervisor-agent",
-                std::env::consts::ARCH
-            ))
+            supervisor::runtime::locate::built_agent_path(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+            )
         });
     assert!(
         path.is_file(),
