@@ -427,7 +427,11 @@ fn validate_allow_from(list: &[String]) -> Result<(), FieldError> {
              use [\"local\"] for the operator or [\"*\"] for everyone",
         ));
     }
-    let sender = Regex::new(r"^[a-z][a-z0-9-]*:\S{1,128}$").expect("static regex");
+    // Compiled once: validation runs for every config `list` reads.
+    static SENDER: std::sync::LazyLock<Regex> = std::sync::LazyLock::new(|| {
+        Regex::new(r"^[a-z][a-z0-9-]*:\S{1,128}$").expect("static regex")
+    });
+    let sender = &*SENDER;
     for (i, entry) in list.iter().enumerate() {
         if !(entry == "*" || entry == "local" || sender.is_match(entry)) {
             return Err(FieldError::new(
