@@ -97,13 +97,19 @@ pub enum Payload {
         reply_to: Vec<String>,
         body: String,
     },
+    /// Agent → host: an extra chat message during a turn (the `send_message` tool).
+    Message { turn_id: String, body: String },
+    /// Agent → host: the turn cannot be completed; the host tells the user.
+    TurnFailed { turn_id: String, error: String },
     /// Agent → host: please call the model (the host holds the credentials).
     ModelRequest {
         request_id: String,
+        /// The turn this request serves.
+        turn_id: String,
         messages: Vec<ModelMessage>,
-        /// Tool definitions, passed through to the provider as given.
+        /// Tools the model may call.
         #[serde(default)]
-        tools: Vec<serde_json::Value>,
+        tools: Vec<ToolSpec>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
         max_tokens: Option<u32>,
     },
@@ -113,14 +119,31 @@ pub enum Payload {
         /// The text content; empty when the model only called tools or on error.
         #[serde(default)]
         content: String,
-        /// Tool calls as the provider returned them.
+        /// Tools the model asked to call.
         #[serde(default)]
-        tool_calls: Vec<serde_json::Value>,
+        tool_calls: Vec<ToolCall>,
         /// Set when the call failed; `content` and `tool_calls` are then empty.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
         #[serde(default)]
         usage: Usage,
+    },
+    /// Agent → host: a request about this instance's scheduled tasks (`schedule_task`).
+    TaskRequest {
+        request_id: String,
+        /// `create`, `list`, `pause` or `cancel`.
+        action: String,
+        #[serde(default)]
+        args: serde_json::Value,
+    },
+    /// Host → agent: the answer to a [`Payload::TaskRequest`].
+    TaskResponse {
+        request_id: String,
+        ok: bool,
+        #[serde(default)]
+        result: serde_json::Value,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
     },
     /// Host → agent: finish the current step and exit.
     Shutdown {},
@@ -131,8 +154,12 @@ pub const PAYLOAD_TYPES: &[&str] = &[
     "ready",
     "turn",
     "reply",
+    "message",
+    "turn_failed",
     "model_request",
     "model_response",
+    "task_request",
+    "task_response",
     "shutdown",
 ];
 
@@ -143,8 +170,12 @@ impl Payload {
             Payload::Ready { .. } => "ready",
             Payload::Turn { .. } => "turn",
             Payload::Reply { .. } => "reply",
+            Payload::Message { .. } => "message",
+            Payload::TurnFailed { .. } => "turn_failed",
             Payload::ModelRequest { .. } => "model_request",
             Payload::ModelResponse { .. } => "model_response",
+            Payload::TaskRequest { .. } => "task_request",
+            Payload::TaskResponse { .. } => "task_response",
             Payload::Shutdown {} => "shutdown",
         }
     }
@@ -152,9 +183,18 @@ impl Payload {
     /// Whether the correlation ids in the body (`turn_id`, `request_id`) obey [`is_valid_id`].
     fn ids_valid(&self) -> bool {
         match self {
-            Payload::Turn { turn_id, .. } | Payload::Reply { turn_id, .. } => is_valid_id(turn_id),
-            Payload::ModelRequest { request_id, .. }
-            | Payload::ModelResponse { request_id, .. } => is_valid_id(request_id),
+            Payload::Turn { turn_id, .. }
+            | Payload::Reply { turn_id, .. }
+            | Payload::Message { turn_id, .. }
+            | Payload::TurnFailed { turn_id, .. } => is_valid_id(turn_id),
+            Payload::ModelRequest {
+                request_id,
+                turn_id,
+                ..
+            } => is_valid_id(request_id) && is_valid_id(turn_id),
+            Payload::ModelResponse { request_id, .. }
+            | Payload::TaskRequest { request_id, .. }
+            | Payload::TaskResponse { request_id, .. } => is_valid_id(request_id),
             Payload::Ready { .. } | Payload::Shutdown {} => true,
         }
     }
@@ -196,7 +236,31 @@ pub struct HistoryItem {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelMessage {
     pub role: Role,
+    #[serde(default)]
     pub content: String,
+    /// For an assistant message: the tools it called.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tool_calls: Vec<ToolCall>,
+    /// For a tool message: the call it answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+/// A tool the model may call: a name, what it does, and a JSON Schema for its arguments.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolSpec {
+    pub name: String,
+    pub description: String,
+    pub parameters: serde_json::Value,
+}
+
+/// A call of a tool by the model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolCall {
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub arguments: serde_json::Value,
 }
 
 /// Token counts reported with a [`Payload::ModelResponse`]; zero when unknown.
@@ -362,24 +426,76 @@ mod tests {
                 reply_to: vec!["m-1".into()],
                 body: "hi".into(),
             },
+            Payload::Message {
+                turn_id: "t-1".into(),
+                body: "working on it".into(),
+            },
+            Payload::TurnFailed {
+                turn_id: "t-1".into(),
+                error: "step limit reached".into(),
+            },
             Payload::ModelRequest {
                 request_id: "r-1".into(),
-                messages: vec![ModelMessage {
-                    role: Role::System,
-                    content: "be brief".into(),
+                turn_id: "t-1".into(),
+                messages: vec![
+                    ModelMessage {
+                        role: Role::System,
+                        content: "be brief".into(),
+                        tool_calls: vec![],
+                        tool_call_id: None,
+                    },
+                    ModelMessage {
+                        role: Role::Assistant,
+                        content: String::new(),
+                        tool_calls: vec![ToolCall {
+                            id: "c1".into(),
+                            name: "read_file".into(),
+                            arguments: json!({"path": "notes.md"}),
+                        }],
+                        tool_call_id: None,
+                    },
+                    ModelMessage {
+                        role: Role::Tool,
+                        content: "the notes".into(),
+                        tool_calls: vec![],
+                        tool_call_id: Some("c1".into()),
+                    },
+                ],
+                tools: vec![ToolSpec {
+                    name: "read_file".into(),
+                    description: "Reads a file.".into(),
+                    parameters: json!({
+                        "type": "object",
+                        "properties": {"path": {"type": "string"}},
+                        "required": ["path"]
+                    }),
                 }],
-                tools: vec![json!({"name": "read_file"})],
                 max_tokens: Some(512),
             },
             Payload::ModelResponse {
                 request_id: "r-1".into(),
                 content: "ok".into(),
-                tool_calls: vec![json!({"id": "c1", "name": "read_file"})],
+                tool_calls: vec![ToolCall {
+                    id: "c2".into(),
+                    name: "list_dir".into(),
+                    arguments: json!({}),
+                }],
                 error: None,
                 usage: Usage {
                     input_tokens: 10,
                     output_tokens: 2,
                 },
+            },
+            Payload::TaskRequest {
+                request_id: "q-1".into(),
+                action: "create".into(),
+                args: json!({"schedule_kind": "every", "schedule": "1h", "prompt": "check"}),
+            },
+            Payload::TaskResponse {
+                request_id: "q-1".into(),
+                ok: true,
+                result: json!({"task_id": 3}),
+                error: None,
             },
             Payload::Shutdown {},
         ]
@@ -568,6 +684,296 @@ mod tests {
         assert!(!is_temp_name(".tmp"));
         assert!(!is_temp_name("x.tmp"));
         assert!(!is_temp_name(".hidden.json"));
+    }
+
+    #[test]
+    fn new_payloads_wire_format() {
+        let raw = |payload: Payload| -> serde_json::Value {
+            let bytes = Envelope::new("e", 9, payload).to_json_bytes().unwrap();
+            serde_json::from_slice(&bytes).unwrap()
+        };
+        let head = json!({"v": 1, "id": "e", "ts": 9});
+        let with = |extra: serde_json::Value| {
+            let mut all = head.clone();
+            for (k, v) in extra.as_object().unwrap() {
+                all[k] = v.clone();
+            }
+            all
+        };
+        assert_eq!(
+            raw(Payload::Message {
+                turn_id: "t".into(),
+                body: "b".into()
+            }),
+            with(json!({"type": "message", "turn_id": "t", "body": "b"}))
+        );
+        assert_eq!(
+            raw(Payload::TurnFailed {
+                turn_id: "t".into(),
+                error: "e".into()
+            }),
+            with(json!({"type": "turn_failed", "turn_id": "t", "error": "e"}))
+        );
+        // Empty tool_calls, a missing tool_call_id and max_tokens are left out.
+        assert_eq!(
+            raw(Payload::ModelRequest {
+                request_id: "r".into(),
+                turn_id: "t".into(),
+                messages: vec![
+                    ModelMessage {
+                        role: Role::User,
+                        content: "hi".into(),
+                        tool_calls: vec![],
+                        tool_call_id: None,
+                    },
+                    ModelMessage {
+                        role: Role::Assistant,
+                        content: String::new(),
+                        tool_calls: vec![ToolCall {
+                            id: "c".into(),
+                            name: "list_dir".into(),
+                            arguments: json!({"path": "."}),
+                        }],
+                        tool_call_id: None,
+                    },
+                    ModelMessage {
+                        role: Role::Tool,
+                        content: "x".into(),
+                        tool_calls: vec![],
+                        tool_call_id: Some("c".into()),
+                    },
+                ],
+                tools: vec![ToolSpec {
+                    name: "list_dir".into(),
+                    description: "d".into(),
+                    parameters: json!({"type": "object"}),
+                }],
+                max_tokens: None,
+            }),
+            with(json!({
+                "type": "model_request", "request_id": "r", "turn_id": "t",
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "assistant", "content": "",
+                     "tool_calls": [{"id": "c", "name": "list_dir", "arguments": {"path": "."}}]},
+                    {"role": "tool", "content": "x", "tool_call_id": "c"}
+                ],
+                "tools": [{"name": "list_dir", "description": "d", "parameters": {"type": "object"}}]
+            }))
+        );
+        assert_eq!(
+            raw(Payload::TaskRequest {
+                request_id: "q".into(),
+                action: "list".into(),
+                args: json!({}),
+            }),
+            with(json!({"type": "task_request", "request_id": "q", "action": "list", "args": {}}))
+        );
+        assert_eq!(
+            raw(Payload::TaskResponse {
+                request_id: "q".into(),
+                ok: false,
+                result: serde_json::Value::Null,
+                error: Some("no such task".into()),
+            }),
+            with(json!({
+                "type": "task_response", "request_id": "q", "ok": false,
+                "result": null, "error": "no such task"
+            }))
+        );
+    }
+
+    #[test]
+    fn new_payloads_parse_with_defaults() {
+        let env = parse_envelope(&obj(json!({
+            "v": 1, "id": "h1", "ts": 1, "type": "model_response", "request_id": "r",
+            "tool_calls": [{"id": "call_0", "name": "read_file", "arguments": {"path": "a"}},
+                           {"id": "call_1", "name": "list_dir"}]
+        })))
+        .unwrap();
+        match env.payload {
+            Payload::ModelResponse {
+                content,
+                tool_calls,
+                error,
+                usage,
+                ..
+            } => {
+                assert_eq!(content, "");
+                assert_eq!(tool_calls.len(), 2);
+                assert_eq!(tool_calls[0].arguments, json!({"path": "a"}));
+                assert_eq!(tool_calls[1].arguments, serde_json::Value::Null);
+                assert_eq!(error, None);
+                assert_eq!(usage, Usage::default());
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+
+        let env = parse_envelope(&obj(json!({
+            "v": 1, "id": "h2", "ts": 1, "type": "model_request", "request_id": "r",
+            "turn_id": "t", "messages": [{"role": "assistant"}]
+        })))
+        .unwrap();
+        match env.payload {
+            Payload::ModelRequest {
+                messages,
+                tools,
+                max_tokens,
+                ..
+            } => {
+                assert_eq!(messages[0].content, "");
+                assert!(messages[0].tool_calls.is_empty());
+                assert_eq!(messages[0].tool_call_id, None);
+                assert!(tools.is_empty());
+                assert_eq!(max_tokens, None);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+
+        let env = parse_envelope(&obj(json!({
+            "v": 1, "id": "h3", "ts": 1, "type": "task_request", "request_id": "q",
+            "action": "list"
+        })))
+        .unwrap();
+        assert_eq!(
+            env.payload,
+            Payload::TaskRequest {
+                request_id: "q".into(),
+                action: "list".into(),
+                args: serde_json::Value::Null,
+            }
+        );
+
+        let env = parse_envelope(&obj(json!({
+            "v": 1, "id": "h4", "ts": 1, "type": "task_response", "request_id": "q",
+            "ok": false, "error": "unknown action"
+        })))
+        .unwrap();
+        assert_eq!(
+            env.payload,
+            Payload::TaskResponse {
+                request_id: "q".into(),
+                ok: false,
+                result: serde_json::Value::Null,
+                error: Some("unknown action".into()),
+            }
+        );
+    }
+
+    #[test]
+    fn new_payloads_missing_fields() {
+        for bad in [
+            json!({"type": "message", "turn_id": "t"}),
+            json!({"type": "turn_failed", "turn_id": "t"}),
+            json!({"type": "model_request", "request_id": "r", "messages": []}),
+            json!({"type": "model_request", "request_id": "r", "turn_id": "t",
+                   "messages": [{"role": "robot"}]}),
+            json!({"type": "model_response", "request_id": "r",
+                   "tool_calls": [{"id": "c"}]}),
+            json!({"type": "model_response", "request_id": "r",
+                   "tool_calls": [{"id": "c", "name": "x"}], "content": 5}),
+            json!({"type": "task_request", "request_id": "q"}),
+            json!({"type": "task_response", "request_id": "q"}),
+        ] {
+            let mut full = bad.clone();
+            full["v"] = json!(1);
+            full["id"] = json!("a");
+            full["ts"] = json!(1);
+            match parse_envelope(&obj(full)) {
+                Err(EnvelopeError::InvalidJson(_)) => {}
+                other => panic!("{bad}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn bad_ids_in_new_fields() {
+        let bad_ids = [
+            json!(""),
+            json!("../x"),
+            json!("a b"),
+            json!("x".repeat(65)),
+        ];
+        for id in &bad_ids {
+            for body in [
+                json!({"type": "message", "turn_id": id, "body": "b"}),
+                json!({"type": "turn_failed", "turn_id": id, "error": "e"}),
+                json!({"type": "model_request", "request_id": "r", "turn_id": id,
+                       "messages": []}),
+                json!({"type": "model_request", "request_id": id, "turn_id": "t",
+                       "messages": []}),
+                json!({"type": "model_response", "request_id": id}),
+                json!({"type": "task_request", "request_id": id, "action": "list"}),
+                json!({"type": "task_response", "request_id": id, "ok": true}),
+            ] {
+                let mut full = body.clone();
+                full["v"] = json!(1);
+                full["id"] = json!("a");
+                full["ts"] = json!(1);
+                assert_eq!(
+                    parse_envelope(&obj(full)),
+                    Err(EnvelopeError::BadId),
+                    "{body}"
+                );
+            }
+        }
+        // A non-string id is a decoding error, not a bad id.
+        let bytes = obj(json!({
+            "v": 1, "id": "a", "ts": 1, "type": "task_request", "request_id": 7, "action": "x"
+        }));
+        assert!(matches!(
+            parse_envelope(&bytes),
+            Err(EnvelopeError::InvalidJson(_))
+        ));
+        // The writer refuses the same envelopes.
+        for payload in [
+            Payload::Message {
+                turn_id: "a/b".into(),
+                body: "b".into(),
+            },
+            Payload::TurnFailed {
+                turn_id: String::new(),
+                error: "e".into(),
+            },
+            Payload::ModelRequest {
+                request_id: "r".into(),
+                turn_id: "t.1".into(),
+                messages: vec![],
+                tools: vec![],
+                max_tokens: None,
+            },
+            Payload::TaskRequest {
+                request_id: "q q".into(),
+                action: "list".into(),
+                args: json!({}),
+            },
+            Payload::TaskResponse {
+                request_id: "é".into(),
+                ok: true,
+                result: json!(null),
+                error: None,
+            },
+        ] {
+            let env = Envelope::new("a", 1, payload);
+            assert_eq!(env.to_json_bytes(), Err(EnvelopeError::BadId), "{env:?}");
+        }
+        // Tool call ids come from the model provider and are not file names: any string goes.
+        let env = Envelope::new(
+            "a",
+            1,
+            Payload::ModelResponse {
+                request_id: "r".into(),
+                content: String::new(),
+                tool_calls: vec![ToolCall {
+                    id: "toolu_01/a.b".into(),
+                    name: "x".into(),
+                    arguments: json!({}),
+                }],
+                error: None,
+                usage: Usage::default(),
+            },
+        );
+        assert_eq!(parse_envelope(&env.to_json_bytes().unwrap()).unwrap(), env);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each with its arguments and its `run`.
 
 mod create_instance;
+mod history;
 mod image;
 mod init;
 mod lifecycle;
@@ -9,6 +10,7 @@ mod logs;
 mod remove;
 mod run;
 mod runtime;
+mod send;
 mod show;
 
 use std::path::PathBuf;
@@ -54,6 +56,10 @@ pub enum Command {
     Restart(lifecycle::Args),
     /// Print an instance's container output.
     Logs(logs::Args),
+    /// Send a message to an instance.
+    Send(send::Args),
+    /// Show an instance's conversation.
+    History(history::Args),
     /// The agent image.
     #[command(subcommand)]
     Image(image::Command),
@@ -79,6 +85,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Stop(args) => lifecycle::run(&home, lifecycle::Verb::Stop, args),
         Command::Restart(args) => lifecycle::run(&home, lifecycle::Verb::Restart, args),
         Command::Logs(args) => logs::run(&home, args),
+        Command::Send(args) => send::run(&home, args),
+        Command::History(args) => history::run(&home, args),
         Command::Image(cmd) => image::run(&home, cmd),
         Command::Runtime(cmd) => runtime::run(&home, cmd),
     }

@@ -16,7 +16,7 @@ pub enum ClientError {
         "no supervisor daemon is running on {home}: start one with `supervisor --home {home} run`"
     )]
     NotRunning { home: String },
-    #[error("the daemon answered {status}: {body}")]
+    #[error("{body} (daemon status {status})")]
     Status { status: u16, body: String },
     #[error("talking to the daemon failed: {0}")]
     Transport(String),
@@ -42,6 +42,15 @@ impl DaemonClient {
         method: hyper::Method,
         path: &str,
     ) -> Result<serde_json::Value, ClientError> {
+        self.request_with(method, path, Bytes::new()).await
+    }
+
+    async fn request_with(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<serde_json::Value, ClientError> {
         if !self.socket.exists() {
             return Err(ClientError::NotRunning {
                 home: self.home.clone(),
@@ -51,7 +60,8 @@ impl DaemonClient {
         let req = hyper::Request::builder()
             .method(method)
             .uri(uri)
-            .body(Full::new(Bytes::new()))
+            .header("content-type", "application/json")
+            .body(Full::new(body))
             .map_err(|e| ClientError::Transport(e.to_string()))?;
         let resp = self.client.request(req).await.map_err(|e| {
             // A socket file with nobody listening: the daemon died without cleaning up.
@@ -71,10 +81,12 @@ impl DaemonClient {
             .map_err(|e| ClientError::Transport(e.to_string()))?
             .to_bytes();
         if status >= 400 {
-            return Err(ClientError::Status {
-                status,
-                body: String::from_utf8_lossy(&body).into_owned(),
-            });
+            // The API's errors are {"error": "..."}; show the sentence, not the JSON.
+            let text = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+            return Err(ClientError::Status { status, body: text });
         }
         serde_json::from_slice(&body).map_err(|e| ClientError::Transport(e.to_string()))
     }
@@ -88,5 +100,21 @@ impl DaemonClient {
     pub async fn reconcile(&self) -> Result<Option<PassReport>, ClientError> {
         let v = self.request(hyper::Method::POST, "/v1/reconcile").await?;
         Ok(serde_json::from_value(v["pass"].clone()).ok())
+    }
+}
+
+impl DaemonClient {
+    /// Sends a message to an instance through the daemon.
+    pub async fn send(
+        &self,
+        instance: &str,
+        req: &super::api::SendRequest,
+    ) -> Result<super::api::SendResponse, ClientError> {
+        let body = serde_json::to_vec(req).map_err(|e| ClientError::Transport(e.to_string()))?;
+        let path = format!("/v1/instances/{instance}/messages");
+        let v = self
+            .request_with(hyper::Method::POST, &path, Bytes::from(body))
+            .await?;
+        serde_json::from_value(v).map_err(|e| ClientError::Transport(e.to_string()))
     }
 }

@@ -3,6 +3,7 @@
 pub mod api;
 pub mod client;
 pub mod lock;
+pub mod messaging;
 pub mod plan;
 pub mod reconcile;
 pub mod restart;

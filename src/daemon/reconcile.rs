@@ -39,6 +39,8 @@ pub struct PassOutcome {
     /// Nothing was left to do and no instance is in error.
     pub converged: bool,
     pub actions: usize,
+    /// The live instances this pass saw.
+    pub live: Vec<String>,
 }
 
 pub struct Reconciler {
@@ -93,6 +95,7 @@ impl Reconciler {
     pub async fn pass(&mut self, docker: &Client) -> Result<PassOutcome, PassError> {
         let now = now_ms();
         let records = self.store.instances()?;
+        let live: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
         let active = self.store.active_runtime()?;
         let image = agent_image::current_tag(&self.host.docker.image);
         // Without the image nothing can be (re)created: leave existing containers alone.
@@ -385,6 +388,7 @@ impl Reconciler {
                 && plan.backing_off.is_empty()
                 && problems.is_empty(),
             actions: plan.actions.len(),
+            live,
         })
     }
 

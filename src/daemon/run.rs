@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, watch};
 
 use super::api::{self, PassReport, Wake};
 use super::lock::DaemonLock;
+use super::messaging::Messaging;
 use super::reconcile::{PassError, Reconciler};
 use super::user::ContainerUser;
 use crate::docker::{self, container, Client};
@@ -48,10 +49,12 @@ async fn main_loop(
     let (stop_tx, mut stop_rx) = watch::channel(false);
     spawn_signal_handler(stop_tx);
 
+    let mut messaging = Messaging::new(home.clone(), ContainerUser::detect().chown_to);
     let mut api_stop = stop_rx.clone();
     let api_task = api::serve(
-        &home.run_dir(),
+        &home,
         reconciler.home_id().to_string(),
+        messaging.handle(),
         wake_tx.clone(),
         async move {
             let _ = api_stop.wait_for(|s| *s).await;
@@ -89,6 +92,7 @@ async fn main_loop(
         if let Some(client) = &docker {
             match reconciler.pass(client).await {
                 Ok(outcome) => {
+                    messaging.ensure(&outcome.live);
                     report = PassReport {
                         actions: outcome.actions,
                         converged: outcome.converged,

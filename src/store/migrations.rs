@@ -142,6 +142,14 @@ CREATE INDEX runtime_activations_status ON runtime_activations(status);
     r#"
 ALTER TABLE instances ADD COLUMN restart_requested_at INTEGER;
 "#,
+    // 4: at most one final answer per turn, whatever crashes and re-deliveries happen.
+    r#"
+CREATE UNIQUE INDEX messages_one_final_per_turn ON messages(turn_id)
+    WHERE direction = 'out' AND state = 'final';
+CREATE INDEX messages_by_turn ON messages(turn_id);
+-- Whether an inbound message started its turn (1) or rides along as context (0).
+ALTER TABLE messages ADD COLUMN triggered INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// The schema version this build writes.

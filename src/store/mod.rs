@@ -2,9 +2,11 @@
 
 pub mod events;
 pub mod instances;
+pub mod messages;
 pub mod meta;
 mod migrations;
 pub mod runtimes;
+pub mod usage;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,44 @@
+use std::process::ExitCode;
+
+use crate::home::Home;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    pub name: String,
+    /// How many messages (newest), both directions
+    #[arg(long, default_value_t = 20)]
+    pub limit: u32,
+    /// Print JSON (an array of message objects, oldest first)
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
+    let name = super::parse_name(&args.name)?;
+    let store = home.open()?;
+    store.instance(name.as_str())?;
+    let rows = store.history(name.as_str(), args.limit)?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    for m in rows {
+        let who = if m.direction == "in" {
+            m.sender.clone()
+        } else {
+            name.to_string()
+        };
+        let note = match m.state.as_str() {
+            "refused" => " (refused: sender not allowed)",
+            "context" | "queued" => " (waiting)",
+            "delivered" => " (in a turn)",
+            _ => "",
+        };
+        println!(
+            "{}  {who}{note}: {}",
+            crate::render::timestamp(m.created_at),
+            m.body
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}

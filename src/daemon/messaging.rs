@@ -1,0 +1,349 @@
+//! Messaging: one actor per instance, so instances run in parallel and one slow instance
+//! never delays another, while each instance handles its turns strictly one at a time.
+//!
+//! An actor wakes when a message is accepted for its instance or when its `out/` changes.
+//! Every step is recorded in the store before the next happens, so after any crash the
+//! actor rebuilds its state from the store and the files: an open turn is re-delivered
+//! (same turn id, same file name), and an answer that already exists is never recorded twice.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use supervisor_agent::protocol::{Envelope, Payload, TurnMessage};
+use tokio::sync::{broadcast, mpsc};
+
+use crate::home::Home;
+use crate::instance::{InstanceConfig, InstanceName};
+use crate::ipc::{watch::OutWatcher, Incoming, InstanceIpc};
+use crate::llm;
+use crate::router::policy;
+use crate::store::usage::UsageRecord;
+use crate::store::{Store, StoreError};
+
+/// A turn's final answer, as waiters (`send --wait`) hear of it.
+#[derive(Debug, Clone)]
+pub struct AnswerEvent {
+    pub instance: String,
+    pub turn_id: String,
+    /// The inbound messages the turn answered.
+    pub message_ids: Vec<String>,
+    pub body: String,
+    pub failed: bool,
+}
+
+/// What the API needs to reach the actors: cheap to clone.
+#[derive(Clone)]
+pub struct MessagingHandle {
+    actors: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<()>>>>,
+    answers: broadcast::Sender<AnswerEvent>,
+}
+
+impl MessagingHandle {
+    /// Tells an instance's actor to look for work.
+    pub fn poke(&self, instance: &str) {
+        if let Some(tx) = self.actors.lock().expect("actors").get(instance) {
+            let _ = tx.send(());
+        }
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<AnswerEvent> {
+        self.answers.subscribe()
+    }
+}
+
+/// Owns the actors and the `out/` watcher; the daemon keeps it in step with the instances.
+pub struct Messaging {
+    home: Home,
+    owner: Option<(u32, u32)>,
+    watcher: OutWatcher,
+    handle: MessagingHandle,
+}
+
+impl Messaging {
+    pub fn new(home: Home, owner: Option<(u32, u32)>) -> Self {
+        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
+        let handle = MessagingHandle {
+            actors: Arc::default(),
+            answers: broadcast::channel(1024).0,
+        };
+        let forward = handle.clone();
+        tokio::spawn(async move {
+            while let Some(instance) = rx.recv().await {
+                forward.poke(&instance);
+            }
+        });
+        Self {
+            home,
+            owner,
+            watcher: OutWatcher::new(tx),
+            handle,
+        }
+    }
+
+    pub fn handle(&self) -> MessagingHandle {
+        self.handle.clone()
+    }
+
+    /// Starts actors for new instances and stops those of removed ones.
+    pub fn ensure(&mut self, live: &[String]) {
+        let mut actors = self.handle.actors.lock().expect("actors");
+        actors.retain(|name, _| live.contains(name));
+        self.watcher.retain(live);
+        for name in live {
+            if actors.contains_key(name) {
+                continue;
+            }
+            let Ok(iname) = InstanceName::parse(name) else {
+                continue;
+            };
+            let paths = self.home.instance_paths(&iname);
+            let ipc = InstanceIpc::new(&paths, self.owner);
+            self.watcher.watch(name, &ipc.out_dir);
+            let (tx, rx) = mpsc::unbounded_channel();
+            let _ = tx.send(());
+            actors.insert(name.clone(), tx);
+            let actor = Actor {
+                name: name.clone(),
+                home: self.home.clone(),
+                ipc,
+                answers: self.handle.answers.clone(),
+                in_flight: None,
+            };
+            tokio::spawn(actor.run(rx));
+        }
+    }
+}
+
+struct Actor {
+    name: String,
+    home: Home,
+    ipc: InstanceIpc,
+    answers: broadcast::Sender<AnswerEvent>,
+    in_flight: Option<String>,
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<()>) {
+        let mut store = match Store::open(&self.home.db_path()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(instance = %self.name, error = %e, "messaging cannot open the store");
+                return;
+            }
+        };
+        while rx.recv().await.is_some() {
+            while rx.try_recv().is_ok() {}
+            if let Err(e) = self.step(&mut store).await {
+                tracing::warn!(instance = %self.name, error = %e, "messaging step failed");
+            }
+        }
+    }
+
+    /// Handles everything in `out/`, then starts the next turn if none is in flight.
+    async fn step(&mut self, store: &mut Store) -> Result<(), StepError> {
+        if self.in_flight.is_none() {
+            // After a restart: the open turn (if any) is the one in flight; deliver it again
+            // unless its file is still waiting in in/.
+            if let Some(turn) = store.open_turns(&self.name)?.into_iter().next() {
+                self.deliver(store, &turn)?;
+                self.in_flight = Some(turn);
+            }
+        }
+        for item in self.ipc.drain_out()? {
+            match item {
+                Incoming::Quarantined { name, reason } => {
+                    tracing::warn!(instance = %self.name, file = %name, %reason, "quarantined IPC file");
+                    let detail = serde_json::json!({ "file": name, "reason": reason });
+                    store.record_event(
+                        Some(&self.name),
+                        "daemon",
+                        "ipc.quarantined",
+                        Some(&detail),
+                    )?;
+                }
+                Incoming::Envelope { path, envelope } => {
+                    self.handle(store, envelope).await?;
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
+        }
+        if self.in_flight.is_none() {
+            let waiting = store.waiting_messages(&self.name)?;
+            if let Some(ids) = policy::next_turn(&waiting) {
+                let turn = uuid::Uuid::now_v7().simple().to_string();
+                store.begin_turn(&turn, &ids)?;
+                self.deliver(store, &turn)?;
+                self.in_flight = Some(turn);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the turn's envelope into in/ (idempotent: same id and time, same file name).
+    fn deliver(&self, store: &Store, turn: &str) -> Result<(), StepError> {
+        let messages = store.turn_messages(turn)?;
+        let Some(first) = messages.first() else {
+            return Ok(());
+        };
+        let all = store.history(&self.name, 200)?;
+        let before: Vec<_> = all
+            .into_iter()
+            .filter(|m| m.created_at < first.created_at)
+            .collect();
+        let envelope = Envelope::new(
+            turn,
+            first.created_at,
+            Payload::Turn {
+                turn_id: turn.to_string(),
+                messages: messages
+                    .iter()
+                    .map(|m| TurnMessage {
+                        id: m.id.clone(),
+                        sender: m.sender.clone(),
+                        body: m.body.clone(),
+                        ts: m.created_at,
+                        triggered: m.triggered,
+                    })
+                    .collect(),
+                history: policy::history(&before, policy::HISTORY_BUDGET_CHARS),
+                scheduled: false,
+            },
+        );
+        if !self.ipc.has_sent(&envelope) {
+            self.ipc.send(&envelope)?;
+        }
+        Ok(())
+    }
+
+    async fn handle(&mut self, store: &mut Store, envelope: Envelope) -> Result<(), StepError> {
+        match envelope.payload {
+            Payload::Ready { agent_version, .. } => {
+                tracing::info!(instance = %self.name, %agent_version, "agent ready");
+            }
+            Payload::Reply { turn_id, body, .. } => {
+                self.finish(store, &turn_id, &envelope.id, &body, None)?;
+            }
+            Payload::TurnFailed { turn_id, error } => {
+                let body = format!("Sorry, I could not answer this time: {error}");
+                self.finish(store, &turn_id, &envelope.id, &body, Some(&error))?;
+            }
+            Payload::Message { turn_id, body } => {
+                store.record_extra(&self.name, &turn_id, &envelope.id, &body)?;
+            }
+            Payload::ModelRequest {
+                request_id,
+                messages,
+                tools,
+                max_tokens,
+                ..
+            } => {
+                let config = self.config()?;
+                let started = Instant::now();
+                let result = llm::complete(&config.model, &messages, &tools, max_tokens).await;
+                let latency_ms = started.elapsed().as_millis() as i64;
+                let (payload, usage_row) = match result {
+                    Ok(answer) => (
+                        Payload::ModelResponse {
+                            request_id: request_id.clone(),
+                            content: answer.content,
+                            tool_calls: answer.tool_calls,
+                            error: None,
+                            usage: answer.usage,
+                        },
+                        (answer.usage, "ok", None),
+                    ),
+                    Err(e) => (
+                        Payload::ModelResponse {
+                            request_id: request_id.clone(),
+                            content: String::new(),
+                            tool_calls: Vec::new(),
+                            error: Some(e.to_string()),
+                            usage: Default::default(),
+                        },
+                        (Default::default(), "error", Some(e.to_string())),
+                    ),
+                };
+                let (usage, status, error) = usage_row;
+                store.record_usage(&UsageRecord {
+                    instance: &self.name,
+                    request_id: &request_id,
+                    provider: config.model.provider.as_str(),
+                    model: &config.model.name,
+                    prompt_tokens: usage.input_tokens,
+                    completion_tokens: usage.output_tokens,
+                    latency_ms,
+                    status,
+                    error: error.as_deref(),
+                })?;
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                self.ipc
+                    .send(&Envelope::new(id, crate::store::now_ms(), payload))?;
+            }
+            Payload::TaskRequest { request_id, .. } => {
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                let payload = Payload::TaskResponse {
+                    request_id,
+                    ok: false,
+                    result: serde_json::Value::Null,
+                    error: Some("scheduled tasks are not available in this version".into()),
+                };
+                self.ipc
+                    .send(&Envelope::new(id, crate::store::now_ms(), payload))?;
+            }
+            // drain_out() only returns payloads an agent may send.
+            other => {
+                tracing::warn!(instance = %self.name, kind = other.type_name(), "unexpected envelope")
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(
+        &mut self,
+        store: &mut Store,
+        turn_id: &str,
+        envelope_id: &str,
+        body: &str,
+        error: Option<&str>,
+    ) -> Result<(), StepError> {
+        let message_ids: Vec<String> = store
+            .turn_messages(turn_id)?
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        if store
+            .record_final(&self.name, turn_id, envelope_id, body, error)?
+            .is_some()
+        {
+            let _ = self.answers.send(AnswerEvent {
+                instance: self.name.clone(),
+                turn_id: turn_id.to_string(),
+                message_ids,
+                body: body.to_string(),
+                failed: error.is_some(),
+            });
+        }
+        if self.in_flight.as_deref() == Some(turn_id) {
+            self.in_flight = None;
+        }
+        Ok(())
+    }
+
+    fn config(&self) -> Result<InstanceConfig, StepError> {
+        let name = InstanceName::parse(&self.name).expect("stored names are valid");
+        Ok(InstanceConfig::load(
+            &self.home.instance_paths(&name).config,
+        )?)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum StepError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Config(#[from] crate::instance::config::ConfigError),
+}

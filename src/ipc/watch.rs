@@ -1,0 +1,100 @@
+//! Learning that an instance's `out/` has new files: inotify through `notify`, with a polling
+//! fallback where the file system delivers no events. The notify callback only sends on an
+//! unbounded channel, so it never blocks the watcher thread.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc::UnboundedSender;
+
+/// How often directories are scanned when events are not available.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// Watches `out/` directories and reports the instance whose directory changed.
+pub struct OutWatcher {
+    watcher: Option<notify::RecommendedWatcher>,
+    dirs: Arc<Mutex<HashMap<PathBuf, String>>>,
+    tx: UnboundedSender<String>,
+}
+
+impl OutWatcher {
+    pub fn new(tx: UnboundedSender<String>) -> Self {
+        let dirs: Arc<Mutex<HashMap<PathBuf, String>>> = Arc::default();
+        let map = dirs.clone();
+        let events = tx.clone();
+        let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
+            let Ok(event) = res else { return };
+            let map = map.lock().expect("watch map");
+            for path in &event.paths {
+                if let Some(name) = path.parent().and_then(|d| map.get(d)) {
+                    let _ = events.send(name.clone());
+                }
+            }
+        });
+        let watcher = match watcher {
+            Ok(w) => Some(w),
+            Err(e) => {
+                tracing::warn!(error = %e, "file events unavailable; polling IPC directories");
+                None
+            }
+        };
+        let poller = Self { watcher, dirs, tx };
+        if poller.watcher.is_none() {
+            poller.spawn_poller();
+        }
+        poller
+    }
+
+    /// Starts watching `dir` for `instance` (idempotent).
+    pub fn watch(&mut self, instance: &str, dir: &Path) {
+        let mut map = self.dirs.lock().expect("watch map");
+        if map.contains_key(dir) {
+            return;
+        }
+        map.insert(dir.to_path_buf(), instance.to_string());
+        drop(map);
+        if let Some(w) = self.watcher.as_mut() {
+            if let Err(e) = w.watch(dir, RecursiveMode::NonRecursive) {
+                tracing::warn!(instance, error = %e, "cannot watch IPC directory; it is polled instead");
+                self.spawn_poller();
+            }
+        }
+    }
+
+    /// Stops watching the directories of instances not in `live`.
+    pub fn retain(&mut self, live: &[String]) {
+        let mut map = self.dirs.lock().expect("watch map");
+        let gone: Vec<PathBuf> = map
+            .iter()
+            .filter(|(_, name)| !live.contains(name))
+            .map(|(d, _)| d.clone())
+            .collect();
+        for dir in gone {
+            map.remove(&dir);
+            if let Some(w) = self.watcher.as_mut() {
+                let _ = w.unwatch(&dir);
+            }
+        }
+    }
+
+    fn spawn_poller(&self) {
+        let dirs = self.dirs.clone();
+        let tx = self.tx.clone();
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(POLL_INTERVAL);
+            loop {
+                ticker.tick().await;
+                let names: Vec<String> =
+                    dirs.lock().expect("watch map").values().cloned().collect();
+                for name in names {
+                    if tx.send(name).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+}

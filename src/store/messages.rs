@@ -1,0 +1,329 @@
+//! The `messages` table: inbound messages and their journey through turns, and the answers.
+//!
+//! Inbound states: `queued` (waiting for a turn), `context` (did not match the trigger: given
+//! to the next turn as context), `refused` (sender not allowed; never delivered),
+//! `delivered` (part of a turn in flight), `answered` (its turn has a final answer).
+//! Outbound states: `final` (the turn's answer, or the notice that it failed) and `extra`
+//! (a `send_message` during the turn).
+
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use serde::Serialize;
+
+use super::{now_ms, Result, Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageRow {
+    pub id: String,
+    pub instance: String,
+    pub direction: String,
+    pub channel: String,
+    pub sender: String,
+    pub body: String,
+    pub state: String,
+    pub reply_to: Option<String>,
+    pub turn_id: Option<String>,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub triggered: bool,
+}
+
+const COLUMNS: &str = "m.id, i.name, m.direction, m.channel, m.sender, m.body, m.state, \
+     m.reply_to, m.turn_id, m.error, m.created_at, m.updated_at, m.triggered";
+
+fn from_row(r: &Row) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        id: r.get(0)?,
+        instance: r.get(1)?,
+        direction: r.get(2)?,
+        channel: r.get(3)?,
+        sender: r.get(4)?,
+        body: r.get(5)?,
+        state: r.get(6)?,
+        reply_to: r.get(7)?,
+        turn_id: r.get(8)?,
+        error: r.get(9)?,
+        created_at: r.get(10)?,
+        updated_at: r.get(11)?,
+        triggered: r.get(12)?,
+    })
+}
+
+fn instance_id(conn: &Connection, name: &str) -> Result<i64> {
+    conn.query_row(
+        "SELECT id FROM instances WHERE name = ?1 AND removed_at IS NULL",
+        [name],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::NoSuchInstance(name.to_string()))
+}
+
+/// A new inbound message, before it is committed.
+#[derive(Debug, Clone)]
+pub struct Inbound<'a> {
+    pub instance: &'a str,
+    pub channel: &'a str,
+    pub sender: &'a str,
+    pub body: &'a str,
+    /// `queued`, `context` or `refused`, as the router's policy decided.
+    pub state: &'a str,
+}
+
+impl Store {
+    /// Commits an inbound message (the first thing that happens to it). Starting work also
+    /// counts as activity, so an on-demand instance's container is started for it.
+    pub fn accept_message(&mut self, m: &Inbound) -> Result<MessageRow> {
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        self.write(|tx| {
+            let iid = instance_id(tx, m.instance)?;
+            let now = now_ms();
+            tx.execute(
+                "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, triggered, created_at, updated_at)
+                 VALUES (?1, ?2, 'in', ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+                params![id, iid, m.channel, m.sender, m.body, m.state, m.state == "queued", now],
+            )?;
+            if m.state != "refused" {
+                tx.execute("UPDATE instances SET last_activity_at = ?2 WHERE id = ?1", params![iid, now])?;
+            }
+            Ok(())
+        })?;
+        self.message(&id)
+    }
+
+    pub fn message(&self, id: &str) -> Result<MessageRow> {
+        Ok(self.conn().query_row(
+            &format!("SELECT {COLUMNS} FROM messages m JOIN instances i ON i.id = m.instance_id WHERE m.id = ?1"),
+            [id],
+            from_row,
+        )?)
+    }
+
+    /// Inbound messages waiting for a turn (queued and context), oldest first.
+    pub fn waiting_messages(&self, instance: &str) -> Result<Vec<MessageRow>> {
+        self.select(
+            "WHERE i.name = ?1 AND i.removed_at IS NULL AND m.direction = 'in'
+               AND m.state IN ('queued', 'context') ORDER BY m.created_at, m.id",
+            params![instance],
+        )
+    }
+
+    /// Puts `ids` into turn `turn_id` (state `delivered`).
+    pub fn begin_turn(&mut self, turn_id: &str, ids: &[String]) -> Result<()> {
+        self.write(|tx| {
+            let now = now_ms();
+            for id in ids {
+                tx.execute(
+                    "UPDATE messages SET state = 'delivered', turn_id = ?2, attempts = attempts + 1, updated_at = ?3
+                     WHERE id = ?1 AND state IN ('queued', 'context')",
+                    params![id, turn_id, now],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// The inbound messages of a turn, oldest first.
+    pub fn turn_messages(&self, turn_id: &str) -> Result<Vec<MessageRow>> {
+        self.select(
+            "WHERE m.turn_id = ?1 AND m.direction = 'in' ORDER BY m.created_at, m.id",
+            params![turn_id],
+        )
+    }
+
+    /// Turns in flight (delivered, no final answer yet) of an instance, oldest first.
+    pub fn open_turns(&self, instance: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT m.turn_id FROM messages m JOIN instances i ON i.id = m.instance_id
+             WHERE i.name = ?1 AND i.removed_at IS NULL AND m.direction = 'in' AND m.state = 'delivered'
+             GROUP BY m.turn_id ORDER BY min(m.created_at)",
+        )?;
+        let rows = stmt.query_map([instance], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records a turn's final answer (or failure notice) and marks its messages answered.
+    /// Idempotent: a turn that already has its final answer keeps it, and None is returned.
+    pub fn record_final(
+        &mut self,
+        instance: &str,
+        turn_id: &str,
+        envelope_id: &str,
+        body: &str,
+        error: Option<&str>,
+    ) -> Result<Option<MessageRow>> {
+        let inserted = self.write(|tx| {
+            let iid = instance_id(tx, instance)?;
+            let exists: Option<String> = tx
+                .query_row(
+                    "SELECT id FROM messages WHERE turn_id = ?1 AND direction = 'out' AND state = 'final'",
+                    [turn_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            if exists.is_some() {
+                return Ok(false);
+            }
+            let first: Option<String> = tx
+                .query_row(
+                    "SELECT id FROM messages WHERE turn_id = ?1 AND direction = 'in' ORDER BY created_at LIMIT 1",
+                    [turn_id],
+                    |r| r.get(0),
+                )
+                .optional()?;
+            let now = now_ms();
+            tx.execute(
+                "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, reply_to, turn_id, error, created_at, updated_at)
+                 VALUES (?1, ?2, 'out', 'agent', ?3, ?4, 'final', ?5, ?6, ?7, ?8, ?8)",
+                params![envelope_id, iid, instance, body, first, turn_id, error, now],
+            )?;
+            tx.execute(
+                "UPDATE messages SET state = 'answered', updated_at = ?2
+                 WHERE turn_id = ?1 AND direction = 'in' AND state = 'delivered'",
+                params![turn_id, now],
+            )?;
+            tx.execute("UPDATE instances SET last_activity_at = ?2 WHERE id = ?1", params![iid, now])?;
+            Ok(true)
+        })?;
+        if inserted {
+            Ok(Some(self.message(envelope_id)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Records an extra message sent during a turn; a re-delivered envelope is ignored.
+    pub fn record_extra(
+        &mut self,
+        instance: &str,
+        turn_id: &str,
+        envelope_id: &str,
+        body: &str,
+    ) -> Result<bool> {
+        self.write(|tx| {
+            let iid = instance_id(tx, instance)?;
+            let now = now_ms();
+            let n = tx.execute(
+                "INSERT OR IGNORE INTO messages (id, instance_id, direction, channel, sender, body, state, turn_id, created_at, updated_at)
+                 VALUES (?1, ?2, 'out', 'agent', ?3, ?4, 'extra', ?5, ?6, ?6)",
+                params![envelope_id, iid, instance, body, turn_id, now],
+            )?;
+            Ok(n > 0)
+        })
+    }
+
+    /// The final answer of the turn a message belongs to, if it has one.
+    pub fn answer_to(&self, message_id: &str) -> Result<Option<MessageRow>> {
+        Ok(self
+            .select(
+                "WHERE m.direction = 'out' AND m.state = 'final'
+                   AND m.turn_id = (SELECT turn_id FROM messages WHERE id = ?1)",
+                params![message_id],
+            )?
+            .into_iter()
+            .next())
+    }
+
+    /// The last `limit` messages of an instance (both directions), oldest first.
+    pub fn history(&self, instance: &str, limit: u32) -> Result<Vec<MessageRow>> {
+        let mut rows = self.select(
+            "WHERE i.name = ?1 AND i.removed_at IS NULL ORDER BY m.created_at DESC, m.id DESC LIMIT ?2",
+            params![instance, limit],
+        )?;
+        rows.reverse();
+        Ok(rows)
+    }
+
+    fn select(&self, tail: &str, p: impl rusqlite::Params) -> Result<Vec<MessageRow>> {
+        let mut stmt = self.conn().prepare(&format!(
+            "SELECT {COLUMNS} FROM messages m JOIN instances i ON i.id = m.instance_id {tail}"
+        ))?;
+        let rows = stmt.query_map(p, from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::instances;
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::open(&dir.path().join("s.db")).unwrap();
+        s.write(|tx| instances::insert(tx, "alice", "expert").map(drop))
+            .unwrap();
+        (dir, s)
+    }
+
+    fn inbound<'a>(body: &'a str, state: &'a str) -> Inbound<'a> {
+        Inbound {
+            instance: "alice",
+            channel: "cli",
+            sender: "local",
+            body,
+            state,
+        }
+    }
+
+    #[test]
+    fn a_turn_gets_exactly_one_final_answer() {
+        let (_d, mut s) = store();
+        let a = s.accept_message(&inbound("hi", "queued")).unwrap();
+        let b = s.accept_message(&inbound("fyi", "context")).unwrap();
+        s.accept_message(&inbound("spam", "refused")).unwrap();
+        let waiting: Vec<_> = s
+            .waiting_messages("alice")
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        assert_eq!(waiting, [a.id.clone(), b.id.clone()]);
+
+        s.begin_turn("t1", &waiting).unwrap();
+        assert_eq!(s.open_turns("alice").unwrap(), ["t1"]);
+        assert!(s.waiting_messages("alice").unwrap().is_empty());
+        let first = s
+            .record_final("alice", "t1", "r1", "hello", None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(first.reply_to.as_deref(), Some(a.id.as_str()));
+        // A re-produced answer (agent redid the turn after a crash) is not recorded again.
+        assert!(s
+            .record_final("alice", "t1", "r2", "hello again", None)
+            .unwrap()
+            .is_none());
+        assert!(s.open_turns("alice").unwrap().is_empty());
+        assert_eq!(s.answer_to(&b.id).unwrap().unwrap().body, "hello");
+        assert_eq!(s.message(&a.id).unwrap().state, "answered");
+        let finals = s
+            .history("alice", 50)
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.state == "final")
+            .count();
+        assert_eq!(finals, 1);
+    }
+
+    #[test]
+    fn extras_are_recorded_once_and_history_is_ordered() {
+        let (_d, mut s) = store();
+        let a = s.accept_message(&inbound("one", "queued")).unwrap();
+        s.begin_turn("t1", std::slice::from_ref(&a.id)).unwrap();
+        assert!(s
+            .record_extra("alice", "t1", "e1", "working on it")
+            .unwrap());
+        assert!(!s
+            .record_extra("alice", "t1", "e1", "working on it")
+            .unwrap());
+        s.record_final("alice", "t1", "r1", "done", None).unwrap();
+        let bodies: Vec<_> = s
+            .history("alice", 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.body)
+            .collect();
+        assert_eq!(bodies, ["one", "working on it", "done"]);
+        assert_eq!(s.history("alice", 1).unwrap()[0].body, "done");
+    }
+}

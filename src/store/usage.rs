@@ -1,0 +1,43 @@
+//! The `model_usage` table: one row per model request.
+
+use rusqlite::params;
+
+use super::{now_ms, Result, Store, StoreError};
+
+#[derive(Debug, Clone)]
+pub struct UsageRecord<'a> {
+    pub instance: &'a str,
+    pub request_id: &'a str,
+    pub provider: &'a str,
+    pub model: &'a str,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub latency_ms: i64,
+    /// `ok` or `error`.
+    pub status: &'a str,
+    pub error: Option<&'a str>,
+}
+
+impl Store {
+    pub fn record_usage(&mut self, u: &UsageRecord) -> Result<()> {
+        self.write(|tx| {
+            let iid: i64 = tx
+                .query_row(
+                    "SELECT id FROM instances WHERE name = ?1 AND removed_at IS NULL",
+                    [u.instance],
+                    |r| r.get(0),
+                )
+                .map_err(|_| StoreError::NoSuchInstance(u.instance.to_string()))?;
+            tx.execute(
+                "INSERT INTO model_usage (instance_id, at, request_id, provider, model, prompt_tokens,
+                     completion_tokens, latency_ms, status, error)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                params![
+                    iid, now_ms(), u.request_id, u.provider, u.model, u.prompt_tokens as i64,
+                    u.completion_tokens as i64, u.latency_ms, u.status, u.error
+                ],
+            )?;
+            Ok(())
+        })
+    }
+}

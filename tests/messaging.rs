@@ -1,0 +1,229 @@
+//! Messages through the real daemon, store and IPC files, with the test playing the agent
+//! (so each step can be checked and crashes placed exactly).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::daemon::{wait_until, Daemon, ReadyHome};
+use serde_json::json;
+
+const LONG: Duration = Duration::from_secs(30);
+
+fn in_dir(h: &ReadyHome) -> PathBuf {
+    h.home.path("instances/alice/ipc/in")
+}
+
+fn out_dir(h: &ReadyHome) -> PathBuf {
+    h.home.path("instances/alice/ipc/out")
+}
+
+/// The Turn envelopes waiting in in/.
+fn turns(h: &ReadyHome) -> Vec<serde_json::Value> {
+    let mut names: Vec<_> = std::fs::read_dir(in_dir(h))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .filter_map(|p| serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).ok()?).ok())
+        .filter(|v| v["type"] == "turn")
+        .collect()
+}
+
+/// Writes an envelope into out/ the way the agent does (temp name, then rename).
+fn agent_writes(dir: &Path, env: serde_json::Value) {
+    let name = format!("{}-{}.json", env["ts"], env["id"].as_str().unwrap());
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, env.to_string()).unwrap();
+    std::fs::rename(tmp, dir.join(name)).unwrap();
+}
+
+fn reply(turn: &str, id: &str, body: &str) -> serde_json::Value {
+    json!({"v": 1, "id": id, "ts": 1, "type": "reply", "turn_id": turn, "reply_to": [], "body": body})
+}
+
+fn finals(h: &ReadyHome) -> Vec<serde_json::Value> {
+    let history = h
+        .home
+        .run(&["history", "alice", "--json", "--limit", "100"])
+        .ok()
+        .json();
+    history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["state"] == "final")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn a_message_sent_without_a_daemon_is_kept_and_answered_later() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let out = h.home.run(&["send", "alice", "are you there?"]).ok();
+    assert!(out.stderr.contains("saved"), "{}", out.stderr);
+    h.home
+        .run(&["send", "alice", "x", "--wait"])
+        .fails(1, "no daemon is running");
+    let history = h.home.run(&["history", "alice"]).ok().stdout;
+    assert!(
+        history.contains("are you there? ") || history.contains("are you there?"),
+        "{history}"
+    );
+
+    let _daemon = Daemon::start(&h.home);
+    assert!(
+        wait_until(LONG, || turns(&h).len() == 1),
+        "no turn delivered"
+    );
+    let turn = turns(&h)[0].clone();
+    let bodies: Vec<_> = turn["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].clone())
+        .collect();
+    assert_eq!(
+        bodies,
+        [json!("are you there?"), json!("x")],
+        "both waiting messages in one turn, in order"
+    );
+    agent_writes(
+        &out_dir(&h),
+        reply(turn["turn_id"].as_str().unwrap(), "r1", "yes"),
+    );
+    assert!(wait_until(LONG, || finals(&h).len() == 1));
+    assert_eq!(finals(&h)[0]["body"], "yes");
+}
+
+#[test]
+fn send_wait_returns_the_answer_and_refused_senders_never_reach_the_agent() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let _daemon = Daemon::start(&h.home);
+    let mut child = common::bin()
+        .arg("--home")
+        .arg(&h.home.root)
+        .args(["send", "alice", "hello", "--wait", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(wait_until(LONG, || turns(&h).len() == 1));
+    let turn = turns(&h)[0]["turn_id"].as_str().unwrap().to_string();
+    agent_writes(&out_dir(&h), reply(&turn, "r1", "hi!"));
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (v["state"].as_str(), v["reply"].as_str()),
+        (Some("answered"), Some("hi!"))
+    );
+    assert!(v["latency_ms"].as_u64().is_some());
+
+    // Only telegram:42 may speak now: the operator's message is stored as refused.
+    let cfg = h.home.path("instances/alice/config.json");
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    c["allow_from"] = json!(["telegram:42"]);
+    std::fs::write(&cfg, c.to_string()).unwrap();
+    let out = h
+        .home
+        .run(&["send", "alice", "let me in", "--wait", "--json"])
+        .ok()
+        .json();
+    assert_eq!(out["state"], "refused");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(turns(&h).len(), 1, "no new turn for a refused sender");
+}
+
+#[test]
+fn a_flood_of_malformed_files_is_quarantined_and_valid_traffic_still_answered() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["send", "alice", "hello"]).ok();
+    assert!(wait_until(LONG, || turns(&h).len() == 1));
+    let turn = turns(&h)[0]["turn_id"].as_str().unwrap().to_string();
+    let out = out_dir(&h);
+    for i in 0..300 {
+        let name = out.join(format!("{i:05}-junk.json"));
+        match i % 6 {
+            0 => std::fs::write(&name, b"{truncated").unwrap(),
+            1 => std::fs::write(&name, [0xff, 0xfe, 0xfd]).unwrap(),
+            2 => std::fs::write(&name, json!({"v": 1, "id": "a/b", "ts": 1, "type": "ready", "agent_version": "x", "protocol": 1}).to_string()).unwrap(),
+            3 => std::os::unix::fs::symlink("/etc/shadow", &name).unwrap(),
+            4 => std::fs::write(&name, "[".repeat(100_000)).unwrap(),
+            _ => std::fs::write(&name, json!({"v": 1, "id": "t", "ts": 1, "type": "turn", "turn_id": "t", "messages": []}).to_string()).unwrap(),
+        }
+    }
+    agent_writes(&out, reply(&turn, "r1", "still here"));
+    assert!(
+        wait_until(LONG, || finals(&h).len() == 1),
+        "valid reply not recorded"
+    );
+    assert!(
+        wait_until(LONG, || std::fs::read_dir(&out).unwrap().count() == 0),
+        "out/ not drained"
+    );
+    let quarantine = h.home.path("instances/alice/quarantine");
+    let reasons = std::fs::read_dir(&quarantine)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".reason"))
+        .count();
+    assert_eq!(reasons, 300);
+    let health = h.home.run(&["send", "alice", "again"]).ok();
+    assert!(
+        health.stdout.contains("queued"),
+        "daemon still serving: {}",
+        health.stdout
+    );
+}
+
+#[test]
+fn exactly_one_answer_per_turn_across_a_daemon_kill_and_a_repeated_reply() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let mut daemon = Daemon::start(&h.home);
+    h.home.run(&["send", "alice", "one"]).ok();
+    assert!(wait_until(LONG, || turns(&h).len() == 1));
+    let turn = turns(&h)[0]["turn_id"].as_str().unwrap().to_string();
+    daemon.kill9();
+
+    // The agent answers while the daemon is down; then answers again (it redid the turn).
+    agent_writes(&out_dir(&h), reply(&turn, "r1", "first answer"));
+    let mut daemon = Daemon::start(&h.home);
+    assert!(wait_until(LONG, || finals(&h).len() == 1));
+    agent_writes(&out_dir(&h), reply(&turn, "r2", "second answer"));
+    assert!(wait_until(LONG, || std::fs::read_dir(out_dir(&h))
+        .unwrap()
+        .count()
+        == 0));
+    let f = finals(&h);
+    assert_eq!(f.len(), 1);
+    assert_eq!(f[0]["body"], "first answer");
+
+    // A turn in flight when the daemon dies is delivered again under the same id, once.
+    h.home.run(&["send", "alice", "two"]).ok();
+    assert!(wait_until(LONG, || turns(&h)
+        .iter()
+        .any(|t| t["turn_id"] != json!(turn))));
+    let second: Vec<_> = turns(&h)
+        .into_iter()
+        .filter(|t| t["turn_id"] != json!(turn))
+        .collect();
+    daemon.kill9();
+    for f in std::fs::read_dir(in_dir(&h)).unwrap().flatten() {
+        std::fs::remove_file(f.path()).unwrap();
+    }
+    let _daemon = Daemon::start(&h.home);
+    assert!(
+        wait_until(LONG, || turns(&h).len() == 1),
+        "turn not re-delivered"
+    );
+    assert_eq!(turns(&h)[0]["turn_id"], second[0]["turn_id"]);
+}
