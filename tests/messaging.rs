@@ -106,7 +106,7 @@ fn send_wait_returns_the_answer_and_refused_senders_never_reach_the_agent() {
     let h = ReadyHome::new();
     h.home.run(&["create-instance", "alice"]).ok();
     let _daemon = Daemon::start(&h.home);
-    let mut child = common::bin()
+    let child = common::bin()
         .arg("--home")
         .arg(&h.home.root)
         .args(["send", "alice", "hello", "--wait", "--json"])
