@@ -54,6 +54,7 @@ impl MessagingHandle {
 
 /// Owns the actors and the `out/` watcher; the daemon keeps it in step with the instances.
 pub struct Messaging {
+    http: reqwest::Client,
     home: Home,
     owner: Option<(u32, u32)>,
     watcher: OutWatcher,
@@ -74,6 +75,7 @@ impl Messaging {
             }
         });
         Self {
+            http: llm::http_client(),
             home,
             owner,
             watcher: OutWatcher::new(tx),
@@ -109,6 +111,7 @@ impl Messaging {
                 ipc,
                 answers: self.handle.answers.clone(),
                 in_flight: None,
+                http: self.http.clone(),
             };
             tokio::spawn(actor.run(rx));
         }
@@ -116,6 +119,7 @@ impl Messaging {
 }
 
 struct Actor {
+    http: reqwest::Client,
     name: String,
     home: Home,
     ipc: InstanceIpc,
@@ -240,7 +244,12 @@ impl Actor {
             } => {
                 let config = self.config()?;
                 let started = Instant::now();
-                let result = llm::complete(&config.model, &messages, &tools, max_tokens).await;
+                let request = llm::Request {
+                    messages: &messages,
+                    tools: &tools,
+                    max_tokens,
+                };
+                let result = llm::complete(&self.http, &config.model, request).await;
                 let latency_ms = started.elapsed().as_millis() as i64;
                 let (payload, usage_row) = match result {
                     Ok(answer) => (
