@@ -197,7 +197,11 @@ fn exactly_one_answer_per_turn_across_a_daemon_kill_and_a_repeated_reply() {
     // The agent answers while the daemon is down; then answers again (it redid the turn).
     agent_writes(&out_dir(&h), reply(&turn, "r1", "first answer"));
     let mut daemon = Daemon::start(&h.home);
-    assert!(wait_until(LONG, || finals(&h).len() == 1));
+    assert!(
+        wait_until(LONG, || finals(&h).len() == 1),
+        "{}",
+        daemon.log_text()
+    );
     agent_writes(&out_dir(&h), reply(&turn, "r2", "second answer"));
     assert!(wait_until(LONG, || std::fs::read_dir(out_dir(&h))
         .unwrap()
@@ -226,4 +230,70 @@ fn exactly_one_answer_per_turn_across_a_daemon_kill_and_a_repeated_reply() {
         "turn not re-delivered"
     );
     assert_eq!(turns(&h)[0]["turn_id"], second[0]["turn_id"]);
+}
+
+/// ModelResponse envelopes the host wrote into in/.
+fn model_responses(h: &ReadyHome) -> Vec<serde_json::Value> {
+    let mut names: Vec<_> = std::fs::read_dir(in_dir(h))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    names
+        .iter()
+        .filter_map(|p| serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).ok()?).ok())
+        .filter(|v| v["type"] == "model_response")
+        .collect()
+}
+
+fn model_request(id: &str, text: &str) -> serde_json::Value {
+    json!({"v": 1, "id": format!("env{id}"), "ts": 2, "type": "model_request", "request_id": id, "turn_id": "t1",
+           "messages": [{"role": "user", "content": text}], "tools": []})
+}
+
+#[test]
+fn the_host_answers_model_requests_and_enforces_the_daily_budget() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let cfg = h.home.path("instances/alice/config.json");
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    c["budget"]["daily_tokens"] = json!(5);
+    std::fs::write(&cfg, c.to_string()).unwrap();
+    let _daemon = Daemon::start(&h.home);
+
+    agent_writes(
+        &out_dir(&h),
+        model_request("q1", "a question long enough to cost some tokens"),
+    );
+    assert!(wait_until(LONG, || model_responses(&h).len() == 1));
+    let first = &model_responses(&h)[0];
+    assert_eq!(first["request_id"], "q1");
+    assert_eq!(
+        first["content"],
+        "echo: a question long enough to cost some tokens"
+    );
+    assert!(first.get("error").is_none());
+
+    agent_writes(&out_dir(&h), model_request("q2", "again"));
+    assert!(wait_until(LONG, || model_responses(&h).len() == 2));
+    let second = model_responses(&h)
+        .into_iter()
+        .find(|r| r["request_id"] == "q2")
+        .unwrap();
+    let error = second["error"].as_str().unwrap();
+    assert!(
+        error.contains("daily model budget of 5 tokens is used up"),
+        "{error}"
+    );
+
+    let db = rusqlite::Connection::open(h.home.path("supervisor.db")).unwrap();
+    let statuses: Vec<String> = db
+        .prepare("SELECT status FROM model_usage ORDER BY id")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect();
+    assert_eq!(statuses, ["ok", "refused"]);
 }

@@ -16,7 +16,7 @@ use tokio::sync::{broadcast, mpsc};
 use crate::home::Home;
 use crate::instance::{InstanceConfig, InstanceName};
 use crate::ipc::{watch::OutWatcher, Incoming, InstanceIpc};
-use crate::llm;
+use crate::llm::{self, budget};
 use crate::router::policy;
 use crate::store::usage::UsageRecord;
 use crate::store::{Store, StoreError};
@@ -112,6 +112,7 @@ impl Messaging {
                 answers: self.handle.answers.clone(),
                 in_flight: None,
                 http: self.http.clone(),
+                recent_requests: Default::default(),
             };
             tokio::spawn(actor.run(rx));
         }
@@ -120,6 +121,8 @@ impl Messaging {
 
 struct Actor {
     http: reqwest::Client,
+    /// Start times of recent model requests, for the per-minute rate limit.
+    recent_requests: std::collections::VecDeque<i64>,
     name: String,
     home: Home,
     ipc: InstanceIpc,
@@ -144,16 +147,9 @@ impl Actor {
         }
     }
 
-    /// Handles everything in `out/`, then starts the next turn if none is in flight.
+    /// Handles everything in `out/`, then makes sure the turn in flight is delivered, or
+    /// starts the next one. Answers are read first, so a failing delivery never holds them up.
     async fn step(&mut self, store: &mut Store) -> Result<(), StepError> {
-        if self.in_flight.is_none() {
-            // After a restart: the open turn (if any) is the one in flight; deliver it again
-            // unless its file is still waiting in in/.
-            if let Some(turn) = store.open_turns(&self.name)?.into_iter().next() {
-                self.deliver(store, &turn)?;
-                self.in_flight = Some(turn);
-            }
-        }
         for item in self.ipc.drain_out()? {
             match item {
                 Incoming::Quarantined { name, reason } => {
@@ -173,10 +169,20 @@ impl Actor {
             }
         }
         if self.in_flight.is_none() {
+            // After a restart: the open turn (if any) is the one in flight; deliver it again
+            // unless its file is still waiting in in/.
+            if let Some(turn) = store.open_turns(&self.name)?.into_iter().next() {
+                self.deliver(store, &turn)?;
+                self.in_flight = Some(turn);
+            }
+        }
+        if self.in_flight.is_none() {
             let waiting = store.waiting_messages(&self.name)?;
             if let Some(ids) = policy::next_turn(&waiting) {
                 let turn = uuid::Uuid::now_v7().simple().to_string();
                 store.begin_turn(&turn, &ids)?;
+                // If this fails, the turn stays open in the store and the next step
+                // delivers it (in_flight is only set once the file is in place).
                 self.deliver(store, &turn)?;
                 self.in_flight = Some(turn);
             }
@@ -243,14 +249,45 @@ impl Actor {
                 ..
             } => {
                 let config = self.config()?;
+                let now = crate::store::now_ms();
+                let used = store.tokens_since(&self.name, budget::day_start(now))?;
+                // Over budget: the agent gets a clear error and no request goes out.
+                let refusal = budget::check_daily(used, config.budget.daily_tokens).err();
+                if refusal.is_none() {
+                    let wait = budget::rate_delay(
+                        self.recent_requests.make_contiguous(),
+                        config.budget.requests_per_minute,
+                        now,
+                    );
+                    if !wait.is_zero() {
+                        tracing::info!(instance = %self.name, wait_ms = wait.as_millis() as u64, "rate limit: request waits");
+                        tokio::time::sleep(wait).await;
+                    }
+                    self.recent_requests.push_back(crate::store::now_ms());
+                    while self.recent_requests.len() > 1024 {
+                        self.recent_requests.pop_front();
+                    }
+                }
                 let started = Instant::now();
-                let request = llm::Request {
-                    messages: &messages,
-                    tools: &tools,
-                    max_tokens,
+                let result = match &refusal {
+                    Some(over) => Err(over.to_string()),
+                    None => {
+                        let request = llm::Request {
+                            messages: &messages,
+                            tools: &tools,
+                            max_tokens,
+                        };
+                        llm::complete(&self.http, &config.model, request)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
                 };
-                let result = llm::complete(&self.http, &config.model, request).await;
                 let latency_ms = started.elapsed().as_millis() as i64;
+                let status = match (&result, refusal.is_some()) {
+                    (Ok(_), _) => "ok",
+                    (Err(_), true) => "refused",
+                    (Err(_), false) => "error",
+                };
                 let (payload, usage_row) = match result {
                     Ok(answer) => (
                         Payload::ModelResponse {
@@ -260,17 +297,17 @@ impl Actor {
                             error: None,
                             usage: answer.usage,
                         },
-                        (answer.usage, "ok", None),
+                        (answer.usage, status, None),
                     ),
                     Err(e) => (
                         Payload::ModelResponse {
                             request_id: request_id.clone(),
                             content: String::new(),
                             tool_calls: Vec::new(),
-                            error: Some(e.to_string()),
+                            error: Some(e.clone()),
                             usage: Default::default(),
                         },
-                        (Default::default(), "error", Some(e.to_string())),
+                        (Default::default(), status, Some(e)),
                     ),
                 };
                 let (usage, status, error) = usage_row;

@@ -35,6 +35,27 @@ pub struct InstanceConfig {
     pub lifecycle: Lifecycle,
     #[serde(default)]
     pub network: NetworkPolicy,
+    #[serde(default)]
+    pub budget: Budget,
+}
+
+/// Limits on model use, enforced by the host before any request goes out.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Prompt + completion tokens per UTC day; 0 means no limit.
+    pub daily_tokens: u64,
+    /// Model requests per minute; 0 means no limit. Requests over it wait for a slot.
+    pub requests_per_minute: u32,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            daily_tokens: 0,
+            requests_per_minute: 60,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -104,6 +125,7 @@ impl Default for InstanceConfig {
             limits: Limits::default(),
             lifecycle: Lifecycle::default(),
             network: NetworkPolicy::None,
+            budget: Budget::default(),
         }
     }
 }

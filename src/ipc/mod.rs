@@ -53,6 +53,15 @@ impl InstanceIpc {
 
     /// Writes an envelope into `in/` atomically (temp file, fsync, rename, fsync dir).
     pub fn send(&self, envelope: &Envelope) -> io::Result<PathBuf> {
+        // The host is the only writer of this temp name: one left behind is from a write a
+        // crash interrupted, and it must not block the retry.
+        let stale = self
+            .in_dir
+            .join(supervisor_agent::protocol::temp_name_for(envelope));
+        match fs::remove_file(&stale) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let path = supervisor_agent::ipc::write_envelope(&self.in_dir, envelope)?;
         if let Some((uid, gid)) = self.owner {
             std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
@@ -284,11 +293,23 @@ mod tests {
     }
 
     #[test]
-    fn send_is_atomic_and_idempotent_to_check() {
+    fn send_is_atomic_idempotent_to_check_and_survives_a_crashed_write() {
         let (_d, ipc) = ipc();
         let env = reply("x1");
+        // A write that a crash interrupted left its temp file behind.
+        fs::write(
+            ipc.in_dir
+                .join(supervisor_agent::protocol::temp_name_for(&env)),
+            b"{",
+        )
+        .unwrap();
         assert!(!ipc.has_sent(&env));
         ipc.send(&env).unwrap();
         assert!(ipc.has_sent(&env));
+        assert_eq!(
+            fs::read_dir(&ipc.in_dir).unwrap().count(),
+            1,
+            "no temp file left"
+        );
     }
 }

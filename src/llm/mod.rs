@@ -3,6 +3,7 @@
 //! names; they are never logged and never written anywhere.
 
 pub mod anthropic;
+pub mod budget;
 pub mod echo;
 pub mod openai;
 pub mod retry;

@@ -41,3 +41,17 @@ impl Store {
         })
     }
 }
+
+impl Store {
+    /// Prompt + completion tokens an instance used since `since` (unix ms).
+    pub fn tokens_since(&self, instance: &str, since: i64) -> Result<u64> {
+        let n: i64 = self.conn().query_row(
+            "SELECT coalesce(sum(u.prompt_tokens + u.completion_tokens), 0)
+             FROM model_usage u JOIN instances i ON i.id = u.instance_id
+             WHERE i.name = ?1 AND i.removed_at IS NULL AND u.at >= ?2",
+            params![instance, since],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
+}
