@@ -16,6 +16,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 /// the rename survives a crash. On failure the temporary file is removed and the error names
 /// the step and path. An envelope that [`Envelope::to_json_bytes`] refuses is `InvalidInput`.
 pub fn write_envelope(dir: &Path, env: &Envelope) -> io::Result<PathBuf> {
+    write_envelope_owned(dir, env, None)
+}
+
+/// [`write_envelope`], giving the file to `owner` (uid, gid) before it appears under its final
+/// name, so the reader can open it the moment it sees it (the host writing for the agent).
+pub fn write_envelope_owned(
+    dir: &Path,
+    env: &Envelope,
+    owner: Option<(u32, u32)>,
+) -> io::Result<PathBuf> {
     let bytes = env.to_json_bytes().map_err(|e| {
         io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -32,9 +42,16 @@ pub fn write_envelope(dir: &Path, env: &Envelope) -> io::Result<PathBuf> {
         .mode(0o644)
         .open(&tmp)
         .map_err(|e| context(e, "cannot create", &tmp))?;
-    let written = file
-        .write_all(&bytes)
-        .map_err(|e| context(e, "cannot write", &tmp))
+    let owned = match owner {
+        Some((uid, gid)) => std::os::unix::fs::fchown(&file, Some(uid), Some(gid))
+            .map_err(|e| context(e, "cannot chown", &tmp)),
+        None => Ok(()),
+    };
+    let written = owned
+        .and_then(|()| {
+            file.write_all(&bytes)
+                .map_err(|e| context(e, "cannot write", &tmp))
+        })
         .and_then(|()| {
             file.sync_all()
                 .map_err(|e| context(e, "cannot fsync", &tmp))

@@ -2,12 +2,24 @@
 //! of envelope files, the steps of the agent's lifecycle, the sandbox self-check whose JSON
 //! report the host can read back, and the files the host installs for the agent (the image
 //! build context and the built-in skills).
+//!
+//! The turn loop of `supervisor-agent run`: [`agent`] takes envelopes from the [`inbox`] and
+//! runs each turn ([`turn`]) against the [`host`], with the system prompt from [`prompt`] and
+//! the [`tools`] (files through [`workspace`], commands through [`exec`]).
+pub mod agent;
+pub mod exec;
+pub mod host;
 pub mod image;
+pub mod inbox;
 pub mod ipc;
 pub mod lifecycle;
+pub mod prompt;
 pub mod protocol;
 pub mod self_check;
 pub mod signals;
+pub mod tools;
+pub mod turn;
+pub mod workspace;
 
 /// This agent build's version (the crate version).
 pub const AGENT_VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -19,6 +31,13 @@ pub const BUILTIN_SKILLS: &[(&str, &str)] = &[
     ("notes.md", include_str!("../skills/notes.md")),
     ("skills.md", include_str!("../skills/skills.md")),
 ];
+
+/// One line to stderr, prefixed `supervisor-agent: `; a failed write is ignored, as there is
+/// nowhere else to report it.
+pub(crate) fn note(msg: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "supervisor-agent: {msg}");
+}
 
 #[cfg(test)]
 mod tests {

@@ -2,7 +2,8 @@
 
 use std::io::{self, Write};
 use std::process::ExitCode;
-use supervisor_agent::lifecycle::{self, Layout};
+use supervisor_agent::agent::{self, Config};
+use supervisor_agent::lifecycle;
 use supervisor_agent::protocol::PROTOCOL_VERSION;
 use supervisor_agent::signals::{self, ShutdownSignals};
 use supervisor_agent::{self_check, AGENT_VERSION};
@@ -13,8 +14,9 @@ usage: supervisor-agent <command>
 commands:
   run                  run the agent (the image's default command): check that
                        /workspace/SOUL.md is a readable file and /ipc/in and /ipc/out are
-                       directories, write a ready message to /ipc/out, then wait; exit 0 on
-                       SIGTERM or SIGINT, 1 if a check or the write fails
+                       directories, write a ready message to /ipc/out, then answer the turns
+                       that arrive in /ipc/in; exit 0 on SIGTERM, SIGINT or a shutdown
+                       message, 1 if a check or a write fails or /ipc/in cannot be read
   self-check [--json]  inspect this sandbox; exit 0 when every check passes, 1 otherwise
   version [--json]     print the agent and protocol versions
   --version, -V        same as `version`
@@ -57,8 +59,9 @@ fn run() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&format!("cannot block SIGTERM and SIGINT: {e}")),
     };
-    let layout = Layout::container();
-    if let Err(e) = lifecycle::check_environment(&layout) {
+    let config = Config::container();
+    let layout = &config.layout;
+    if let Err(e) = lifecycle::check_environment(layout) {
         return fail(&e.to_string());
     }
     if let Err(e) = lifecycle::announce_ready(&layout.ipc_out) {
@@ -71,7 +74,34 @@ fn run() -> ExitCode {
         "supervisor-agent {AGENT_VERSION} ready (protocol {PROTOCOL_VERSION})"
     ));
 
-    // The message loop goes here, on a thread of its own; this thread only waits to be stopped.
+    // The message loop runs on a thread of its own and ends the process itself on a shutdown
+    // message or a fatal error; this thread only waits to be stopped.
+    let worker = std::thread::Builder::new()
+        .name("turns".into())
+        .spawn(move || {
+            let code = match std::panic::catch_unwind(|| agent::serve(&config)) {
+                Ok(Ok(())) => {
+                    note("supervisor-agent: stopping on a shutdown message");
+                    0
+                }
+                Ok(Err(e)) => {
+                    note(&format!("supervisor-agent: {e}"));
+                    1
+                }
+                // The panic message is already on stderr.
+                Err(_) => 1,
+            };
+            std::process::exit(code)
+        });
+    if let Err(e) = worker {
+        return fail(&format!("cannot start the message loop: {e}"));
+    }
+
+    // On SIGTERM or SIGINT the process exits at once, abandoning any turn in progress. That is
+    // safe: every envelope is written atomically (temporary name, then rename), so the host
+    // never sees half of one, and a turn's file stays in /ipc/in until its answer has been
+    // written, so an abandoned turn is simply done again on the next start. A workspace file
+    // being written by a tool at that moment may be left short.
     match signals::wait_for_shutdown_signal(&shutdown) {
         Ok(sig) => {
             note(&format!("supervisor-agent: stopping on {sig}"));

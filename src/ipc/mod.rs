@@ -62,11 +62,7 @@ impl InstanceIpc {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
-        let path = supervisor_agent::ipc::write_envelope(&self.in_dir, envelope)?;
-        if let Some((uid, gid)) = self.owner {
-            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))?;
-        }
-        Ok(path)
+        supervisor_agent::ipc::write_envelope_owned(&self.in_dir, envelope, self.owner)
     }
 
     /// Whether `in/` already holds this envelope (re-delivery after a restart is idempotent).
