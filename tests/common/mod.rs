@@ -114,4 +114,5 @@ pub fn tree(dir: &Path) -> Vec<String> {
 }
 
 pub mod daemon;
+pub mod fake_llm;
 pub mod proxy;

@@ -1,0 +1,169 @@
+//! Conversations through real containers: the agent in its sandbox, the host's broker, the
+//! store. Models are `echo` or a small OpenAI-compatible server on loopback.
+
+mod common;
+
+use std::time::Duration;
+
+use common::daemon::{wait_until, with_docker, Daemon, ReadyHome};
+use common::fake_llm::FakeLlm;
+use serde_json::json;
+use supervisor::docker::container;
+
+const LONG: Duration = Duration::from_secs(60);
+
+fn use_model(h: &ReadyHome, instance: &str, name: &str, fake: &FakeLlm) {
+    let cfg = h.home.path(&format!("instances/{instance}/config.json"));
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    c["model"] =
+        json!({"provider": "openai", "name": name, "base_url": fake.base_url, "api_key_env": null});
+    std::fs::write(&cfg, c.to_string()).unwrap();
+}
+
+fn finals(h: &ReadyHome, instance: &str) -> Vec<serde_json::Value> {
+    let history = h
+        .home
+        .run(&["history", instance, "--json", "--limit", "200"])
+        .ok()
+        .json();
+    history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["state"] == "final")
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn send_wait_through_the_container_with_echo() {
+    let h = ReadyHome::new();
+    h.home
+        .run(&["create-instance", "alice", "--soul", "expert"])
+        .ok();
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    let out = h
+        .home
+        .run(&["send", "alice", "what is on my list today?", "--wait"])
+        .ok();
+    assert_eq!(out.stdout.trim(), "echo: [local] what is on my list today?");
+    let v = h
+        .home
+        .run(&["send", "alice", "and tomorrow?", "--wait", "--json"])
+        .ok()
+        .json();
+    assert_eq!(v["reply"], "echo: [local] and tomorrow?");
+    for field in ["id", "instance", "state", "latency_ms"] {
+        assert!(v.get(field).is_some(), "{field}");
+    }
+    let history = h.home.run(&["history", "alice"]).ok().stdout;
+    assert_eq!(history.lines().count(), 4, "{history}");
+}
+
+#[test]
+fn a_tool_calling_conversation_writes_the_workspace() {
+    let fake = FakeLlm::start();
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    use_model(&h, "alice", "tools", &fake);
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    let out = h
+        .home
+        .run(&["send", "alice", "please take a note", "--wait"])
+        .ok();
+    assert!(out.stdout.starts_with("done: "), "{}", out.stdout);
+    let note =
+        std::fs::read_to_string(h.home.path("instances/alice/workspace/notes/from-agent.md"))
+            .unwrap();
+    assert_eq!(note, "written by the agent\n");
+    assert_eq!(fake.calls(), 2, "one tool round, then the answer");
+    let db = rusqlite::Connection::open(h.home.path("supervisor.db")).unwrap();
+    let (n, tokens): (i64, i64) = db
+        .query_row("SELECT count(*), sum(prompt_tokens + completion_tokens) FROM model_usage WHERE status = 'ok'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    assert_eq!((n, tokens), (2, 43));
+}
+
+#[test]
+fn a_slow_instance_never_delays_another() {
+    let fake = FakeLlm::start();
+    let h = ReadyHome::new();
+    for (name, model) in [("slowpoke", "slow"), ("quick", "fast")] {
+        h.home.run(&["create-instance", name]).ok();
+        use_model(&h, name, model, &fake);
+    }
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "--all", "--wait"]).ok();
+    h.home.run(&["send", "slowpoke", "take your time"]).ok();
+    assert!(wait_until(LONG, || fake.calls() >= 1), "slow request sent");
+    let out = h.home.run(&["send", "quick", "hurry", "--wait"]).ok();
+    assert_eq!(out.stdout.trim(), "fast answer");
+    assert!(
+        finals(&h, "slowpoke").is_empty(),
+        "quick was answered while slowpoke still thinks"
+    );
+    assert!(wait_until(LONG, || finals(&h, "slowpoke").len() == 1));
+}
+
+#[test]
+fn a_container_killed_mid_turn_still_answers_exactly_once() {
+    let fake = FakeLlm::start();
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    use_model(&h, "alice", "slow", &fake);
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    h.home.run(&["send", "alice", "think hard"]).ok();
+    assert!(
+        wait_until(LONG, || fake.calls() >= 1),
+        "the turn reached the model"
+    );
+    let id = h.container_of("alice").unwrap().id;
+    with_docker(async move |d| container::kill(&d, &id).await.unwrap());
+    assert!(
+        wait_until(Duration::from_secs(90), || finals(&h, "alice").len() == 1),
+        "never answered"
+    );
+    std::thread::sleep(Duration::from_secs(5));
+    let f = finals(&h, "alice");
+    assert_eq!(f.len(), 1, "answered exactly once: {f:?}");
+    assert_eq!(f[0]["body"], "slow answer");
+    assert!(fake.calls() >= 2, "the restarted agent redid the turn");
+}
+
+#[test]
+fn over_budget_gets_a_clear_reply_and_no_request() {
+    let fake = FakeLlm::start();
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    use_model(&h, "alice", "fast", &fake);
+    let cfg = h.home.path("instances/alice/config.json");
+    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
+    c["budget"]["daily_tokens"] = json!(10);
+    std::fs::write(&cfg, c.to_string()).unwrap();
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    assert_eq!(
+        h.home
+            .run(&["send", "alice", "one", "--wait"])
+            .ok()
+            .stdout
+            .trim(),
+        "fast answer"
+    );
+    let calls = fake.calls();
+    let out = h.home.run(&["send", "alice", "two", "--wait", "--json"]);
+    assert_eq!(out.code, 1, "a failed turn is a failed send");
+    let v = out.json();
+    assert_eq!(v["failed"], true);
+    assert!(
+        v["reply"]
+            .as_str()
+            .unwrap()
+            .contains("daily model budget of 10 tokens"),
+        "{v}"
+    );
+    assert_eq!(fake.calls(), calls, "no request went out");
+}
