@@ -167,3 +167,34 @@ fn over_budget_gets_a_clear_reply_and_no_request() {
     );
     assert_eq!(fake.calls(), calls, "no request went out");
 }
+
+#[test]
+fn chat_reads_lines_and_prints_answers() {
+    use std::io::Write;
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    let mut child = common::bin()
+        .arg("--home")
+        .arg(&h.home.root)
+        .args(["chat", "alice"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(b"first\n\nsecond\n/quit\nnever sent\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(
+        text,
+        "alice> echo: [local] first\nalice> echo: [local] second\n"
+    );
+    assert_eq!(finals(&h, "alice").len(), 2);
+}

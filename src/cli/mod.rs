@@ -1,5 +1,6 @@
 //! The command line: one file per subcommand, each with its arguments and its `run`.
 
+mod chat;
 mod create_instance;
 mod history;
 mod image;
@@ -60,6 +61,8 @@ pub enum Command {
     Send(send::Args),
     /// Show an instance's conversation.
     History(history::Args),
+    /// Talk with an instance interactively (one line, one message).
+    Chat(chat::Args),
     /// The agent image.
     #[command(subcommand)]
     Image(image::Command),
@@ -87,6 +90,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => logs::run(&home, args),
         Command::Send(args) => send::run(&home, args),
         Command::History(args) => history::run(&home, args),
+        Command::Chat(args) => chat::run(&home, args),
         Command::Image(cmd) => image::run(&home, cmd),
         Command::Runtime(cmd) => runtime::run(&home, cmd),
     }

@@ -3,7 +3,7 @@
 
 use std::process::ExitCode;
 
-use crate::daemon::api::{SendRequest, SendResponse};
+use crate::daemon::api::{SendRequest, SendResponse, MAX_MESSAGE_BYTES};
 use crate::daemon::client::{ClientError, DaemonClient};
 use crate::docker;
 use crate::home::Home;
@@ -40,6 +40,9 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     let response = match docker::block_on(client.send(name.as_str(), &request)) {
         Ok(r) => r,
         Err(e @ ClientError::NotRunning { .. }) => {
+            if args.text.len() > MAX_MESSAGE_BYTES {
+                anyhow::bail!("a message may carry at most {MAX_MESSAGE_BYTES} bytes");
+            }
             let mut store = home.open()?;
             store.instance(name.as_str())?;
             let config = InstanceConfig::load(&home.instance_paths(&name).config)?;

@@ -87,9 +87,13 @@ impl Messaging {
         self.handle.clone()
     }
 
-    /// Starts actors for new instances and stops those of removed ones.
+    /// Starts actors for new instances and stops those of removed ones; every actor then
+    /// looks at its directory once (a safety net for a lost file event).
     pub fn ensure(&mut self, live: &[String]) {
         let mut actors = self.handle.actors.lock().expect("actors");
+        for tx in actors.values() {
+            let _ = tx.send(());
+        }
         actors.retain(|name, _| live.contains(name));
         self.watcher.retain(live);
         for name in live {
@@ -172,8 +176,9 @@ impl Actor {
             // After a restart: the open turn (if any) is the one in flight; deliver it again
             // unless its file is still waiting in in/.
             if let Some(turn) = store.open_turns(&self.name)?.into_iter().next() {
-                self.deliver(store, &turn)?;
-                self.in_flight = Some(turn);
+                if self.deliver_or_fail(store, &turn)? {
+                    self.in_flight = Some(turn);
+                }
             }
         }
         if self.in_flight.is_none() {
@@ -183,8 +188,9 @@ impl Actor {
                 store.begin_turn(&turn, &ids)?;
                 // If this fails, the turn stays open in the store and the next step
                 // delivers it (in_flight is only set once the file is in place).
-                self.deliver(store, &turn)?;
-                self.in_flight = Some(turn);
+                if self.deliver_or_fail(store, &turn)? {
+                    self.in_flight = Some(turn);
+                }
             }
         }
         Ok(())
@@ -239,7 +245,10 @@ impl Actor {
                 self.finish(store, &turn_id, &envelope.id, &body, Some(&error))?;
             }
             Payload::Message { turn_id, body } => {
-                store.record_extra(&self.name, &turn_id, &envelope.id, &body)?;
+                match store.record_extra(&self.name, &turn_id, &envelope.id, &body) {
+                    Err(StoreError::UnknownTurn(t)) => self.unknown_turn(store, &t)?,
+                    other => drop(other?),
+                }
             }
             Payload::ModelRequest {
                 request_id,
@@ -248,12 +257,30 @@ impl Actor {
                 max_tokens,
                 ..
             } => {
-                let config = self.config()?;
+                let config = match self.config() {
+                    Ok(c) => c,
+                    Err(e) => {
+                        // The agent hears why; the turn fails with a clear answer.
+                        let payload = Payload::ModelResponse {
+                            request_id,
+                            content: String::new(),
+                            tool_calls: Vec::new(),
+                            error: Some(format!("the instance's configuration is invalid: {e}")),
+                            usage: Default::default(),
+                        };
+                        let id = uuid::Uuid::now_v7().simple().to_string();
+                        self.ipc
+                            .send(&Envelope::new(id, crate::store::now_ms(), payload))?;
+                        return Ok(());
+                    }
+                };
                 let now = crate::store::now_ms();
                 let used = store.tokens_since(&self.name, budget::day_start(now))?;
                 // Over budget: the agent gets a clear error and no request goes out.
                 let refusal = budget::check_daily(used, config.budget.daily_tokens).err();
-                if refusal.is_none() {
+                // The rate limit protects providers' quotas; echo calls no one.
+                let rate_limited = config.model.provider != crate::instance::config::Provider::Echo;
+                if refusal.is_none() && rate_limited {
                     let wait = budget::rate_delay(
                         self.recent_requests.make_contiguous(),
                         config.budget.requests_per_minute,
@@ -374,6 +401,40 @@ impl Actor {
             self.in_flight = None;
         }
         Ok(())
+    }
+
+    /// An answer naming a turn this instance does not have: recorded and ignored.
+    fn unknown_turn(&self, store: &mut Store, turn: &str) -> Result<(), StepError> {
+        tracing::warn!(instance = %self.name, turn, "answer for a turn this instance does not have");
+        let detail = serde_json::json!({ "turn_id": turn });
+        store.record_event(
+            Some(&self.name),
+            "daemon",
+            "ipc.unknown_turn",
+            Some(&detail),
+        )?;
+        Ok(())
+    }
+
+    /// Delivers a turn; one that cannot be written at all (too large for an envelope) is
+    /// answered with a failure instead of blocking the instance forever.
+    fn deliver_or_fail(&mut self, store: &mut Store, turn: &str) -> Result<bool, StepError> {
+        match self.deliver(store, turn) {
+            Ok(()) => Ok(true),
+            Err(StepError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {
+                let error = format!("the messages of this turn cannot be delivered: {e}");
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                self.finish(
+                    store,
+                    turn,
+                    &id,
+                    &format!("Sorry, I could not answer this time: {error}"),
+                    Some(&error),
+                )?;
+                Ok(false)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn config(&self) -> Result<InstanceConfig, StepError> {

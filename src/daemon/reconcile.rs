@@ -92,6 +92,15 @@ impl Reconciler {
         &mut self.store
     }
 
+    pub fn live_instances(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self
+            .store
+            .instances()?
+            .into_iter()
+            .map(|r| r.name)
+            .collect())
+    }
+
     pub async fn pass(&mut self, docker: &Client) -> Result<PassOutcome, PassError> {
         let now = now_ms();
         let records = self.store.instances()?;

@@ -50,6 +50,8 @@ async fn main_loop(
     spawn_signal_handler(stop_tx);
 
     let mut messaging = Messaging::new(home.clone(), ContainerUser::detect().chown_to);
+    // Messages flow even while the Docker engine is away (containers that run keep answering).
+    messaging.ensure(&reconciler.live_instances()?);
     let mut api_stop = stop_rx.clone();
     let api_task = api::serve(
         &home,

@@ -75,15 +75,15 @@ impl InstanceIpc {
     /// Reads every finished entry of `out/`, oldest name first. Anything that is not a valid
     /// agent-to-host envelope is moved to quarantine, never parsed twice and never fatal.
     pub fn drain_out(&self) -> io::Result<Vec<Incoming>> {
-        let mut names: Vec<String> = fs::read_dir(&self.out_dir)?
+        // Keep each entry's real path: a name that is not UTF-8 must still be moved.
+        let mut entries: Vec<(String, PathBuf)> = fs::read_dir(&self.out_dir)?
             .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .filter(|n| !is_temp_name(n))
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+            .filter(|(n, _)| !is_temp_name(n))
             .collect();
-        names.sort();
-        let mut out = Vec::with_capacity(names.len());
-        for name in names {
-            let path = self.out_dir.join(&name);
+        entries.sort();
+        let mut out = Vec::with_capacity(entries.len());
+        for (name, path) in entries {
             match check(&path) {
                 Ok(envelope) => out.push(Incoming::Envelope { path, envelope }),
                 Err(reason) => {
@@ -237,6 +237,11 @@ mod tests {
         .unwrap();
         symlink("/etc/passwd", ipc.out_dir.join("8-link.json")).unwrap();
         fs::create_dir(ipc.out_dir.join("9-dir.json")).unwrap();
+        {
+            use std::os::unix::ffi::OsStrExt;
+            let name = std::ffi::OsStr::from_bytes(b"9-\xff\xfe.json");
+            fs::write(ipc.out_dir.join(name), b"{").unwrap();
+        }
         nix::unistd::mkfifo(
             &ipc.out_dir.join("9-fifo.json"),
             nix::sys::stat::Mode::S_IRWXU,
@@ -257,7 +262,7 @@ mod tests {
             .iter()
             .filter(|i| matches!(i, Incoming::Quarantined { .. }))
             .count();
-        assert_eq!(quarantined, 10);
+        assert_eq!(quarantined, 11);
         let reasons: Vec<String> = got
             .iter()
             .filter_map(|i| match i {
@@ -281,7 +286,7 @@ mod tests {
         let left = fs::read_dir(&ipc.out_dir).unwrap().count();
         assert_eq!(left, 3);
         let q = fs::read_dir(&ipc.quarantine_dir).unwrap().count();
-        assert_eq!(q, 20, "each entry with its .reason file");
+        assert_eq!(q, 22, "each entry with its .reason file");
         assert!(
             fs::read_to_string("/etc/passwd").unwrap().contains("root"),
             "the link target is untouched"

@@ -22,8 +22,9 @@ pub struct Answer {
     pub usage: Usage,
 }
 
-/// How long one HTTP call to a provider may take.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(120);
+/// How long one HTTP call to a provider may take. With the retries this stays under the
+/// 300 s the agent waits for an answer.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LlmError {

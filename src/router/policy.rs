@@ -49,13 +49,27 @@ pub fn classify(config: &InstanceConfig, sender: &str, body: &str) -> Dispositio
     }
 }
 
-/// The next turn from the waiting messages: all of them, once at least one triggers.
-/// Messages that arrived while the previous turn ran are thereby delivered together.
+/// Most message text one turn carries; the rest waits for the next turn. Keeps every turn
+/// envelope well under the protocol's size limit.
+pub const TURN_BUDGET_BYTES: usize = 256 * 1024;
+
+/// The next turn from the waiting messages, oldest first, once at least one triggers:
+/// everything waiting, so messages that arrived during the previous turn are delivered
+/// together, up to [`TURN_BUDGET_BYTES`] (always at least one message).
 pub fn next_turn(waiting: &[MessageRow]) -> Option<Vec<String>> {
-    waiting
-        .iter()
-        .any(|m| m.state == "queued")
-        .then(|| waiting.iter().map(|m| m.id.clone()).collect())
+    if !waiting.iter().any(|m| m.state == "queued") {
+        return None;
+    }
+    let mut used = 0;
+    let mut ids = Vec::new();
+    for m in waiting {
+        used += m.body.len();
+        if used > TURN_BUDGET_BYTES && !ids.is_empty() {
+            break;
+        }
+        ids.push(m.id.clone());
+    }
+    Some(ids)
 }
 
 /// Most characters of history a turn carries; the agent's long-term memory is its workspace.
@@ -141,6 +155,17 @@ mod tests {
         ];
         assert_eq!(next_turn(&waiting).unwrap(), ["a", "b", "c"]);
         assert_eq!(next_turn(&[]), None);
+        let big = "x".repeat(TURN_BUDGET_BYTES / 2 + 1);
+        let waiting = [
+            row("a", "in", "queued", &big),
+            row("b", "in", "queued", &big),
+            row("c", "in", "queued", "z"),
+        ];
+        assert_eq!(
+            next_turn(&waiting).unwrap(),
+            ["a"],
+            "the rest waits for the next turn"
+        );
     }
 
     #[test]

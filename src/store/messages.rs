@@ -164,13 +164,18 @@ impl Store {
             if exists.is_some() {
                 return Ok(false);
             }
+            // Only a turn of this instance can be answered from its directory.
             let first: Option<String> = tx
                 .query_row(
-                    "SELECT id FROM messages WHERE turn_id = ?1 AND direction = 'in' ORDER BY created_at LIMIT 1",
-                    [turn_id],
+                    "SELECT id FROM messages WHERE turn_id = ?1 AND instance_id = ?2 AND direction = 'in'
+                     ORDER BY triggered DESC, created_at LIMIT 1",
+                    params![turn_id, iid],
                     |r| r.get(0),
                 )
                 .optional()?;
+            if first.is_none() {
+                return Err(StoreError::UnknownTurn(turn_id.to_string()));
+            }
             let now = now_ms();
             tx.execute(
                 "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, reply_to, turn_id, error, created_at, updated_at)
@@ -202,6 +207,14 @@ impl Store {
     ) -> Result<bool> {
         self.write(|tx| {
             let iid = instance_id(tx, instance)?;
+            let known: i64 = tx.query_row(
+                "SELECT count(*) FROM messages WHERE turn_id = ?1 AND instance_id = ?2 AND direction = 'in'",
+                params![turn_id, iid],
+                |r| r.get(0),
+            )?;
+            if known == 0 {
+                return Err(StoreError::UnknownTurn(turn_id.to_string()));
+            }
             let now = now_ms();
             let n = tx.execute(
                 "INSERT OR IGNORE INTO messages (id, instance_id, direction, channel, sender, body, state, turn_id, created_at, updated_at)
@@ -303,6 +316,26 @@ mod tests {
             .filter(|m| m.state == "final")
             .count();
         assert_eq!(finals, 1);
+    }
+
+    #[test]
+    fn answers_only_for_this_instances_own_turns() {
+        let (_d, mut s) = store();
+        s.write(|tx| instances::insert(tx, "bob", "expert").map(drop))
+            .unwrap();
+        let a = s.accept_message(&inbound("for alice", "queued")).unwrap();
+        s.begin_turn("t-alice", std::slice::from_ref(&a.id))
+            .unwrap();
+        for r in [
+            s.record_final("bob", "t-alice", "x1", "spoofed", None)
+                .map(drop),
+            s.record_extra("bob", "t-alice", "x2", "spoofed").map(drop),
+            s.record_final("alice", "t-unknown", "x3", "orphan", None)
+                .map(drop),
+        ] {
+            assert!(matches!(r, Err(StoreError::UnknownTurn(_))), "{r:?}");
+        }
+        assert_eq!(s.open_turns("alice").unwrap(), ["t-alice"]);
     }
 
     #[test]

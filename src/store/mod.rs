@@ -40,6 +40,8 @@ pub enum StoreError {
     },
     #[error("an instance named {0:?} already exists")]
     InstanceExists(String),
+    #[error("no turn {0:?} of this instance")]
+    UnknownTurn(String),
     #[error("no instance named {0:?}")]
     NoSuchInstance(String),
     #[error("database error: {0}")]
@@ -70,8 +72,7 @@ impl Store {
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
         // WAL lets the CLI read while the daemon writes; NORMAL sync is durable in WAL mode
         // except for the last transactions on power loss, never corrupting.
-        conn.pragma_update(None, "journal_mode", "WAL")
-            .map_err(open_err)?;
+        set_wal(&conn).map_err(open_err)?;
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(open_err)?;
         conn.pragma_update(None, "foreign_keys", "ON")
@@ -153,6 +154,23 @@ impl Store {
         Ok(self
             .conn
             .query_row("PRAGMA integrity_check", [], |r| r.get(0))?)
+    }
+}
+
+/// Switches to WAL. Two processes creating the same new database at once can see
+/// SQLITE_BUSY here without the busy handler being consulted, so retry for a while.
+fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        match conn.pragma_update(None, "journal_mode", "WAL") {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy
+                    && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -1,0 +1,64 @@
+//! `chat`: an interactive conversation, one line one message. The history lives in the
+//! store, so a chat can be left and picked up again (`history` shows it).
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use crate::daemon::api::SendRequest;
+use crate::daemon::client::DaemonClient;
+use crate::docker;
+use crate::home::Home;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    pub name: String,
+    /// How long to wait for each answer, in seconds
+    #[arg(long, default_value_t = 300)]
+    pub timeout: u64,
+}
+
+pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
+    let name = super::parse_name(&args.name)?;
+    home.open()?.instance(name.as_str())?;
+    let client = DaemonClient::for_home(home);
+    // Fail early, before the user types anything, when no daemon can answer.
+    docker::block_on(client.health())?;
+    let interactive = std::io::stdin().is_terminal();
+    if interactive {
+        eprintln!("chatting with {name}; /quit or Ctrl-D to leave");
+    }
+    let stdin = std::io::stdin();
+    let mut out = std::io::stdout();
+    loop {
+        if interactive {
+            eprint!("you> ");
+        }
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 {
+            break;
+        }
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if text == "/quit" || text == "/exit" {
+            break;
+        }
+        let request = SendRequest {
+            text: text.to_string(),
+            sender: "local".into(),
+            channel: "cli".into(),
+            wait: true,
+            timeout_secs: Some(args.timeout),
+        };
+        match docker::block_on(client.send(name.as_str(), &request)) {
+            Ok(resp) => match resp.reply {
+                Some(reply) => writeln!(out, "{name}> {reply}")?,
+                None => writeln!(out, "({} is {})", resp.id, resp.state)?,
+            },
+            Err(e) => eprintln!("error: {e}"),
+        }
+        out.flush()?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
