@@ -198,3 +198,35 @@ fn chat_reads_lines_and_prints_answers() {
     );
     assert_eq!(finals(&h, "alice").len(), 2);
 }
+
+#[test]
+fn the_daemon_killed_mid_turn_still_answers_exactly_once() {
+    let fake = FakeLlm::start();
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    use_model(&h, "alice", "slow", &fake);
+    let mut daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    h.home.run(&["send", "alice", "think hard"]).ok();
+    assert!(
+        wait_until(LONG, || fake.calls() >= 1),
+        "the turn reached the model"
+    );
+    daemon.kill9();
+    let _again = Daemon::start(&h.home);
+    assert!(
+        wait_until(Duration::from_secs(90), || finals(&h, "alice").len() == 1),
+        "never answered"
+    );
+    h.home.run(&["send", "alice", "and then?", "--wait"]).ok();
+    let f = finals(&h, "alice");
+    assert_eq!(f.len(), 2, "each message answered exactly once: {f:?}");
+    let history = h.home.run(&["history", "alice", "--json"]).ok().json();
+    let answered = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["direction"] == "in" && m["state"] == "answered")
+        .count();
+    assert_eq!(answered, 2);
+}
