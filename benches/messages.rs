@@ -5,28 +5,14 @@
 //!
 //! Run with scripts/bench/messages. N=messages for the round trip (default 1000).
 
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+mod common;
+
+use common::sv;
+use std::time::Instant;
 
 use supervisor::daemon::api::SendRequest;
 use supervisor::daemon::client::DaemonClient;
 use supervisor::home::Home;
-
-fn sv(home: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_supervisor"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .output()
-        .expect("run supervisor");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
@@ -61,27 +47,8 @@ fn main() {
         .unwrap_or(1000);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("home");
-    let agent = std::env::var("SUPERVISOR_AGENT_BIN")
-        .expect("SUPERVISOR_AGENT_BIN (scripts/bench/messages sets it)");
-    sv(&root, &["init"]);
-    sv(&root, &["image", "build", "--quiet"]);
-    sv(
-        &root,
-        &["runtime", "build", "--activate", "--agent-bin", &agent],
-    );
-    for i in 0..10 {
-        sv(&root, &["create-instance", &format!("b{i}")]);
-    }
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_supervisor"))
-        .arg("--home")
-        .arg(&root)
-        .arg("run")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while !root.join("run/supervisor.sock").exists() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::prepared_home(&root, "b", 10);
+    let daemon = common::start_daemon(&root);
     sv(&root, &["start", "--all", "--wait"]);
     let home = Home::new(&root).unwrap();
 
@@ -180,22 +147,5 @@ fn main() {
     assert_eq!(inbound, answered, "a message was lost");
     assert_eq!(finals, turns, "a turn was answered twice");
 
-    sv(&root, &["stop", "--all"]);
-    let _ = daemon.kill();
-    let _ = daemon.wait();
-    let home_id = supervisor::store::Store::open(&root.join("supervisor.db"))
-        .unwrap()
-        .home_id()
-        .unwrap();
-    supervisor::docker::block_on(async {
-        let d = supervisor::docker::connect(&Default::default())
-            .await
-            .unwrap();
-        for c in supervisor::docker::container::list_owned(&d, &home_id)
-            .await
-            .unwrap()
-        {
-            let _ = supervisor::docker::container::remove(&d, &c.id).await;
-        }
-    });
+    common::tear_down(&root, daemon);
 }

@@ -4,8 +4,9 @@
 //!
 //! Run with scripts/bench/start (or `cargo bench --bench start`). REPS=N sets repetitions.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+mod common;
+
+use common::sv;
 use std::time::{Duration, Instant};
 
 use supervisor::container_spec::{ContainerSpec, SpecInputs};
@@ -13,21 +14,6 @@ use supervisor::docker::{self, container};
 use supervisor::home::Home;
 use supervisor::host_config::DockerConfig;
 use supervisor::instance::{InstanceConfig, InstanceName};
-
-fn sv(home: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_supervisor"))
-        .arg("--home")
-        .arg(home)
-        .args(args)
-        .output()
-        .expect("run supervisor");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 fn stats(name: &str, xs: &mut [Duration]) -> f64 {
     xs.sort();
@@ -49,38 +35,8 @@ fn main() {
         .unwrap_or(10);
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("home");
-    let agent = std::env::var_os("SUPERVISOR_AGENT_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            supervisor::runtime::locate::built_agent_path(
-                &Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
-            )
-        });
-    sv(&root, &["init"]);
-    sv(&root, &["image", "build", "--quiet"]);
-    sv(
-        &root,
-        &[
-            "runtime",
-            "build",
-            "--activate",
-            "--agent-bin",
-            agent.to_str().unwrap(),
-        ],
-    );
-    for i in 0..reps {
-        sv(&root, &["create-instance", &format!("bench-{i}")]);
-    }
-    let mut daemon = Command::new(env!("CARGO_BIN_EXE_supervisor"))
-        .arg("--home")
-        .arg(&root)
-        .arg("run")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    while !root.join("run/supervisor.sock").exists() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    common::prepared_home(&root, "bench-", reps);
+    let daemon = common::start_daemon(&root);
     std::thread::sleep(Duration::from_millis(300));
 
     // supervisor start: returns once the daemon's pass has created and started the container.
@@ -133,13 +89,5 @@ fn main() {
         s / r
     );
 
-    sv(&root, &["stop", "--all"]);
-    let _ = daemon.kill();
-    let _ = daemon.wait();
-    docker::block_on(async {
-        let d = docker::connect(&DockerConfig::default()).await.unwrap();
-        for c in container::list_owned(&d, &home_id).await.unwrap() {
-            let _ = container::remove(&d, &c.id).await;
-        }
-    });
+    common::tear_down(&root, daemon);
 }

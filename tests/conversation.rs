@@ -20,21 +20,6 @@ fn use_model(h: &ReadyHome, instance: &str, name: &str, fake: &FakeLlm) {
     std::fs::write(&cfg, c.to_string()).unwrap();
 }
 
-fn finals(h: &ReadyHome, instance: &str) -> Vec<serde_json::Value> {
-    let history = h
-        .home
-        .run(&["history", instance, "--json", "--limit", "200"])
-        .ok()
-        .json();
-    history
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["state"] == "final")
-        .cloned()
-        .collect()
-}
-
 #[test]
 fn send_wait_through_the_container_with_echo() {
     let h = ReadyHome::new();
@@ -101,10 +86,14 @@ fn a_slow_instance_never_delays_another() {
     let out = h.home.run(&["send", "quick", "hurry", "--wait"]).ok();
     assert_eq!(out.stdout.trim(), "fast answer");
     assert!(
-        finals(&h, "slowpoke").is_empty(),
+        common::daemon::finals(&h.home, "slowpoke").is_empty(),
         "quick was answered while slowpoke still thinks"
     );
-    assert!(wait_until(LONG, || finals(&h, "slowpoke").len() == 1));
+    assert!(wait_until(LONG, || common::daemon::finals(
+        &h.home, "slowpoke"
+    )
+    .len()
+        == 1));
 }
 
 #[test]
@@ -123,11 +112,15 @@ fn a_container_killed_mid_turn_still_answers_exactly_once() {
     let id = h.container_of("alice").unwrap().id;
     with_docker(async move |d| container::kill(&d, &id).await.unwrap());
     assert!(
-        wait_until(Duration::from_secs(90), || finals(&h, "alice").len() == 1),
+        wait_until(Duration::from_secs(90), || common::daemon::finals(
+            &h.home, "alice"
+        )
+        .len()
+            == 1),
         "never answered"
     );
     std::thread::sleep(Duration::from_secs(5));
-    let f = finals(&h, "alice");
+    let f = common::daemon::finals(&h.home, "alice");
     assert_eq!(f.len(), 1, "answered exactly once: {f:?}");
     assert_eq!(f[0]["body"], "slow answer");
     assert!(fake.calls() >= 2, "the restarted agent redid the turn");
@@ -196,7 +189,7 @@ fn chat_reads_lines_and_prints_answers() {
         text,
         "alice> echo: [local] first\nalice> echo: [local] second\n"
     );
-    assert_eq!(finals(&h, "alice").len(), 2);
+    assert_eq!(common::daemon::finals(&h.home, "alice").len(), 2);
 }
 
 #[test]
@@ -215,11 +208,15 @@ fn the_daemon_killed_mid_turn_still_answers_exactly_once() {
     daemon.kill9();
     let _again = Daemon::start(&h.home);
     assert!(
-        wait_until(Duration::from_secs(90), || finals(&h, "alice").len() == 1),
+        wait_until(Duration::from_secs(90), || common::daemon::finals(
+            &h.home, "alice"
+        )
+        .len()
+            == 1),
         "never answered"
     );
     h.home.run(&["send", "alice", "and then?", "--wait"]).ok();
-    let f = finals(&h, "alice");
+    let f = common::daemon::finals(&h.home, "alice");
     assert_eq!(f.len(), 2, "each message answered exactly once: {f:?}");
     let history = h.home.run(&["history", "alice", "--json"]).ok().json();
     let answered = history

@@ -46,21 +46,6 @@ fn reply(turn: &str, id: &str, body: &str) -> serde_json::Value {
     json!({"v": 1, "id": id, "ts": 1, "type": "reply", "turn_id": turn, "reply_to": [], "body": body})
 }
 
-fn finals(h: &ReadyHome) -> Vec<serde_json::Value> {
-    let history = h
-        .home
-        .run(&["history", "alice", "--json", "--limit", "100"])
-        .ok()
-        .json();
-    history
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|m| m["state"] == "final")
-        .cloned()
-        .collect()
-}
-
 #[test]
 fn a_message_sent_without_a_daemon_is_kept_and_answered_later() {
     let h = ReadyHome::new();
@@ -97,8 +82,12 @@ fn a_message_sent_without_a_daemon_is_kept_and_answered_later() {
         &out_dir(&h),
         reply(turn["turn_id"].as_str().unwrap(), "r1", "yes"),
     );
-    assert!(wait_until(LONG, || finals(&h).len() == 1));
-    assert_eq!(finals(&h)[0]["body"], "yes");
+    assert!(wait_until(LONG, || common::daemon::finals(
+        &h.home, "alice"
+    )
+    .len()
+        == 1));
+    assert_eq!(common::daemon::finals(&h.home, "alice")[0]["body"], "yes");
 }
 
 #[test]
@@ -162,7 +151,7 @@ fn a_flood_of_malformed_files_is_quarantined_and_valid_traffic_still_answered() 
     }
     agent_writes(&out, reply(&turn, "r1", "still here"));
     assert!(
-        wait_until(LONG, || finals(&h).len() == 1),
+        wait_until(LONG, || common::daemon::finals(&h.home, "alice").len() == 1),
         "valid reply not recorded"
     );
     assert!(
@@ -198,7 +187,7 @@ fn exactly_one_answer_per_turn_across_a_daemon_kill_and_a_repeated_reply() {
     agent_writes(&out_dir(&h), reply(&turn, "r1", "first answer"));
     let mut daemon = Daemon::start(&h.home);
     assert!(
-        wait_until(LONG, || finals(&h).len() == 1),
+        wait_until(LONG, || common::daemon::finals(&h.home, "alice").len() == 1),
         "{}",
         daemon.log_text()
     );
@@ -207,7 +196,7 @@ fn exactly_one_answer_per_turn_across_a_daemon_kill_and_a_repeated_reply() {
         .unwrap()
         .count()
         == 0));
-    let f = finals(&h);
+    let f = common::daemon::finals(&h.home, "alice");
     assert_eq!(f.len(), 1);
     assert_eq!(f[0]["body"], "first answer");
 

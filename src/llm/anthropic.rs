@@ -3,7 +3,7 @@
 use serde_json::{json, Value};
 use supervisor_agent::protocol::{Role, ToolCall, Usage};
 
-use super::{check_status, transport, Answer, LlmError, Request};
+use super::{Answer, LlmError, Request};
 use crate::instance::config::ModelConfig;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.anthropic.com";
@@ -100,11 +100,7 @@ pub async fn complete(
     key: Option<&str>,
     req: Request<'_>,
 ) -> Result<Answer, LlmError> {
-    let base = model
-        .base_url
-        .as_deref()
-        .unwrap_or(DEFAULT_BASE_URL)
-        .trim_end_matches('/');
+    let base = super::base_url(model, DEFAULT_BASE_URL);
     let mut call = http
         .post(format!("{base}/v1/messages"))
         .header("anthropic-version", API_VERSION)
@@ -112,16 +108,7 @@ pub async fn complete(
     if let Some(key) = key {
         call = call.header("x-api-key", key);
     }
-    let resp = call.send().await.map_err(|e| transport(NAME, e))?;
-    let v: Value = check_status(NAME, resp)
-        .await?
-        .json()
-        .await
-        .map_err(|e| LlmError::Decode {
-            provider: NAME,
-            message: e.to_string(),
-        })?;
-    parse(&v)
+    parse(&super::send_json(NAME, call).await?)
 }
 
 #[cfg(test)]

@@ -138,6 +138,31 @@ pub(crate) async fn check_status(
     })
 }
 
+/// The provider's base URL: the instance's override, else the provider's public endpoint.
+pub(crate) fn base_url<'a>(model: &'a ModelConfig, default: &'a str) -> &'a str {
+    model
+        .base_url
+        .as_deref()
+        .unwrap_or(default)
+        .trim_end_matches('/')
+}
+
+/// Sends a prepared request and decodes the JSON answer, turning failures into [`LlmError`]s.
+pub(crate) async fn send_json(
+    provider: &'static str,
+    call: reqwest::RequestBuilder,
+) -> Result<serde_json::Value, LlmError> {
+    let resp = call.send().await.map_err(|e| transport(provider, e))?;
+    check_status(provider, resp)
+        .await?
+        .json()
+        .await
+        .map_err(|e| LlmError::Decode {
+            provider,
+            message: e.to_string(),
+        })
+}
+
 pub(crate) fn transport(provider: &'static str, e: reqwest::Error) -> LlmError {
     // reqwest's messages do not include headers, so the key cannot leak through here.
     LlmError::Transport {

@@ -181,3 +181,18 @@ pub fn spawn_quiet(cmd: &mut Command) -> Child {
         .spawn()
         .unwrap()
 }
+
+/// The final answers in an instance's history, oldest first.
+pub fn finals(home: &TestHome, instance: &str) -> Vec<serde_json::Value> {
+    let history = home
+        .run(&["history", instance, "--json", "--limit", "200"])
+        .ok()
+        .json();
+    history
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["state"] == "final")
+        .cloned()
+        .collect()
+}

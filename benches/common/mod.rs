@@ -1,0 +1,84 @@
+//! What the benchmarks share: the real binary, a prepared home, the daemon, and clean-up.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Runs the supervisor binary against `home`; panics on failure.
+pub fn sv(home: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+        .arg("--home")
+        .arg(home)
+        .args(args)
+        .output()
+        .expect("run supervisor");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A home with the image built, a runtime active and `instances` instances created.
+pub fn prepared_home(root: &Path, prefix: &str, instances: usize) {
+    let agent: PathBuf = std::env::var_os("SUPERVISOR_AGENT_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            supervisor::runtime::locate::built_agent_path(
+                &Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
+            )
+        });
+    sv(root, &["init"]);
+    sv(root, &["image", "build", "--quiet"]);
+    sv(
+        root,
+        &[
+            "runtime",
+            "build",
+            "--activate",
+            "--agent-bin",
+            agent.to_str().unwrap(),
+        ],
+    );
+    for i in 0..instances {
+        sv(root, &["create-instance", &format!("{prefix}{i}")]);
+    }
+}
+
+/// Starts `supervisor run` and waits for its socket.
+pub fn start_daemon(root: &Path) -> Child {
+    let child = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+        .arg("--home")
+        .arg(root)
+        .arg("run")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    while !root.join("run/supervisor.sock").exists() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+/// Stops the daemon and removes every container of the home.
+pub fn tear_down(root: &Path, mut daemon: Child) {
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+    let home_id = supervisor::store::Store::open(&root.join("supervisor.db"))
+        .unwrap()
+        .home_id()
+        .unwrap();
+    supervisor::docker::block_on(async {
+        let d = supervisor::docker::connect(&Default::default())
+            .await
+            .unwrap();
+        for c in supervisor::docker::container::list_owned(&d, &home_id)
+            .await
+            .unwrap()
+        {
+            let _ = supervisor::docker::container::remove(&d, &c.id).await;
+        }
+    });
+}
