@@ -148,11 +148,13 @@ fn start_stop_restart_and_every_hardening_setting() {
             ("/workspace".to_string(), path(inst.join("workspace")), true),
         ]
     );
-    // The agent came up and announced itself in its own IPC directory.
-    let out = inst.join("ipc/out");
+    // The agent came up and announced itself through its IPC directory (the daemon reads it).
     assert!(
-        wait_until(LONG, || std::fs::read_dir(&out).unwrap().count() > 0),
-        "no ready envelope"
+        wait_until(LONG, || daemon
+            .log_text()
+            .contains("agent ready instance=alice")),
+        "no ready envelope: {}",
+        daemon.log_text()
     );
 
     h.home.run(&["stop", "alice", "--wait"]).ok();

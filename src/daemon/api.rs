@@ -28,6 +28,9 @@ pub enum Wake {
     Api(Option<oneshot::Sender<PassReport>>),
     /// A Docker event for one of our containers.
     Docker,
+    /// A container of ours exited. The engine's container list can still say "running" when
+    /// the event arrives, so it is worth another look shortly after.
+    DockerExit,
     /// The Docker event stream ended: the engine went away.
     DockerLost,
 }

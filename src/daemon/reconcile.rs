@@ -54,6 +54,8 @@ pub struct Reconciler {
     last_desired: HashMap<String, String>,
     /// When this daemon started: exits from before then are not judged as failures.
     started_at: i64,
+    /// A second look after starting containers (see `pass`).
+    recheck_at: Option<i64>,
 }
 
 /// One instance's inputs for this pass.
@@ -81,6 +83,7 @@ impl Reconciler {
             tracker: RestartTracker::default(),
             last_desired: HashMap::new(),
             started_at: now_ms(),
+            recheck_at: None,
         }
     }
 
@@ -193,6 +196,10 @@ impl Reconciler {
         }
 
         let mut owned = container::list_owned(docker, &self.home_id).await?;
+        tracing::debug!(
+            containers = ?owned.iter().map(|c| (c.instance.as_str(), c.running)).collect::<Vec<_>>(),
+            "reconcile pass"
+        );
         // Instances we cannot plan for keep whatever container they have, unless they are
         // to stop.
         let stoppable: BTreeSet<String> = stop_only.iter().map(|d| d.name.clone()).collect();
@@ -284,13 +291,15 @@ impl Reconciler {
         let queued: BTreeSet<&String> = plan.queued.iter().collect();
         let mut next_wake = plan.next_wake;
         // After starting anything, look again once a quick failure would have shown itself,
-        // in case its exit event raced this pass.
+        // in case its exit raced this pass. Kept across passes until it has passed.
         if plan
             .actions
             .iter()
             .any(|a| !matches!(a, Action::Stop { .. } | Action::Remove { .. }))
         {
-            let at = now + QUICK_FAILURE_MS;
+            self.recheck_at = Some(now + QUICK_FAILURE_MS);
+        }
+        if let Some(at) = self.recheck_at.filter(|at| *at > now) {
             next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
         }
         for (name, p) in &prepared {

@@ -20,6 +20,8 @@ use crate::store::now_ms;
 /// Reconcile at least this often, whatever else happens (catches anything events missed).
 pub const SAFETY_TICK: Duration = Duration::from_secs(30);
 const DOCKER_RETRY_MAX: Duration = Duration::from_secs(30);
+/// How soon to look again after an exit event (the engine's list can lag the event).
+const EXIT_SETTLE: Duration = Duration::from_millis(250);
 
 /// Runs the daemon in the foreground until SIGTERM or SIGINT.
 pub fn run(home: &Home) -> anyhow::Result<()> {
@@ -69,6 +71,8 @@ async fn main_loop(
     let mut docker_retry = Duration::from_secs(1);
     // Requests waiting for the pass that is about to run.
     let mut waiters: Vec<tokio::sync::oneshot::Sender<PassReport>> = Vec::new();
+    // A container exited: look again shortly after the pass it triggers.
+    let mut exit_seen = false;
 
     loop {
         if docker.is_none() {
@@ -119,6 +123,9 @@ async fn main_loop(
         for w in waiters.drain(..) {
             let _ = w.send(report.clone());
         }
+        if std::mem::take(&mut exit_seen) {
+            sleep_for = sleep_for.min(EXIT_SETTLE);
+        }
         if docker.is_none() {
             sleep_for = sleep_for.min(docker_retry);
             docker_retry = (docker_retry * 2).min(DOCKER_RETRY_MAX);
@@ -134,6 +141,7 @@ async fn main_loop(
                     match w {
                         Wake::DockerLost => lost = true,
                         Wake::Api(Some(tx)) => waiters.push(tx),
+                        Wake::DockerExit => exit_seen = true,
                         Wake::Api(None) | Wake::Docker => {}
                     }
                     next = wake_rx.try_recv().ok();
@@ -196,11 +204,14 @@ async fn watch_events(docker: Client, home_id: String, wake: mpsc::UnboundedSend
         match event {
             Ok(ev) => {
                 tracing::debug!(instance = %ev.instance, action = %ev.action, "docker event");
-                if matches!(
-                    ev.action.as_str(),
-                    "die" | "start" | "stop" | "destroy" | "oom" | "kill"
-                ) {
-                    let _ = wake.send(Wake::Docker);
+                match ev.action.as_str() {
+                    "die" | "oom" => {
+                        let _ = wake.send(Wake::DockerExit);
+                    }
+                    "start" | "stop" | "destroy" | "kill" => {
+                        let _ = wake.send(Wake::Docker);
+                    }
+                    _ => {}
                 }
             }
             Err(e) => {
