@@ -19,8 +19,8 @@ fn out_dir(h: &ReadyHome) -> PathBuf {
     h.home.path("instances/alice/ipc/out")
 }
 
-/// The Turn envelopes waiting in in/.
-fn turns(h: &ReadyHome) -> Vec<serde_json::Value> {
+/// The envelopes of one type waiting in in/, in file-name order.
+fn envelopes_in(h: &ReadyHome, kind: &str) -> Vec<serde_json::Value> {
     let mut names: Vec<_> = std::fs::read_dir(in_dir(h))
         .unwrap()
         .flatten()
@@ -30,8 +30,12 @@ fn turns(h: &ReadyHome) -> Vec<serde_json::Value> {
     names
         .iter()
         .filter_map(|p| serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).ok()?).ok())
-        .filter(|v| v["type"] == "turn")
+        .filter(|v| v["type"] == kind)
         .collect()
+}
+
+fn turns(h: &ReadyHome) -> Vec<serde_json::Value> {
+    envelopes_in(h, "turn")
 }
 
 /// Writes an envelope into out/ the way the agent does (temp name, then rename).
@@ -221,19 +225,8 @@ fn exactly_one_answer_per_turn_across_a_daemon_kill_and_a_repeated_reply() {
     assert_eq!(turns(&h)[0]["turn_id"], second[0]["turn_id"]);
 }
 
-/// ModelResponse envelopes the host wrote into in/.
 fn model_responses(h: &ReadyHome) -> Vec<serde_json::Value> {
-    let mut names: Vec<_> = std::fs::read_dir(in_dir(h))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    names.sort();
-    names
-        .iter()
-        .filter_map(|p| serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).ok()?).ok())
-        .filter(|v| v["type"] == "model_response")
-        .collect()
+    envelopes_in(h, "model_response")
 }
 
 fn model_request(id: &str, text: &str) -> serde_json::Value {
