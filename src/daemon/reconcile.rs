@@ -91,10 +91,6 @@ impl Reconciler {
         &self.home_id
     }
 
-    pub fn store_mut(&mut self) -> &mut Store {
-        &mut self.store
-    }
-
     pub fn live_instances(&self) -> Result<Vec<String>, StoreError> {
         Ok(self
             .store

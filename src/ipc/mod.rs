@@ -11,7 +11,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use supervisor_agent::protocol::{
-    is_temp_name, parse_envelope, Envelope, EnvelopeError, Payload, MAX_ENVELOPE_BYTES,
+    is_temp_name, parse_envelope, Envelope, Payload, MAX_ENVELOPE_BYTES,
 };
 
 use crate::fsutil;
@@ -161,7 +161,7 @@ fn check(path: &Path) -> Result<Envelope, String> {
             .map_err(|e| format!("cannot read: {e}"))?;
         buf
     };
-    let envelope = parse_envelope(&bytes).map_err(|e| describe(&e))?;
+    let envelope = parse_envelope(&bytes).map_err(|e| e.to_string())?;
     if !from_agent(&envelope.payload) {
         return Err(format!(
             "type {:?} is not sent by an agent",
@@ -169,10 +169,6 @@ fn check(path: &Path) -> Result<Envelope, String> {
         ));
     }
     Ok(envelope)
-}
-
-fn describe(e: &EnvelopeError) -> String {
-    e.to_string()
 }
 
 /// The payloads an agent may write into `out/`.
