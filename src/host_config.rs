@@ -14,6 +14,26 @@ pub const TEMPLATE: &str = include_str!("../templates/supervisor.toml");
 pub struct HostConfig {
     pub docker: DockerConfig,
     pub daemon: DaemonConfig,
+    pub api: ApiConfig,
+}
+
+/// The optional TCP listener for the daemon's API (the unix socket is always there).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiConfig {
+    /// `host:port` to listen on, e.g. `127.0.0.1:8787`; unset means no TCP listener.
+    pub listen: Option<String>,
+    /// The NAME of the environment variable that holds the bearer token (never the token).
+    pub token_env: String,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            token_env: "SUPERVISOR_API_TOKEN".to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -142,6 +162,20 @@ impl HostConfig {
                 ))
             }
         }
+        if let Some(listen) = &self.api.listen {
+            if listen.parse::<std::net::SocketAddr>().is_err() {
+                return Err(FieldError::new(
+                    "api.listen",
+                    format!("expected an address and port like \"127.0.0.1:8787\", got {listen:?}"),
+                ));
+            }
+        }
+        if !crate::instance::config::is_env_var_name(&self.api.token_env) {
+            return Err(FieldError::new(
+                "api.token_env",
+                "expected the NAME of an environment variable (like SUPERVISOR_API_TOKEN), never the token itself",
+            ));
+        }
         let image_ok = !self.docker.image.is_empty()
             && self.docker.image.len() <= 128
             && self
@@ -191,6 +225,10 @@ mod tests {
         assert_eq!(e.path, "daemon.stop_timeout");
         let e = HostConfig::parse("[daemon]\nmax_running = -1\n").unwrap_err();
         assert_eq!(e.path, "daemon.max_running");
+        let e = HostConfig::parse("[api]\nlisten = \"localhost\"\n").unwrap_err();
+        assert_eq!(e.path, "api.listen");
+        let e = HostConfig::parse("[api]\ntoken_env = \"s3cr3t-t0ken\"\n").unwrap_err();
+        assert_eq!(e.path, "api.token_env");
         let e = HostConfig::parse("[docker\n").unwrap_err();
         assert_eq!(e.path, "(syntax)");
         assert!(e.message.contains("line 1"), "{e}");

@@ -13,11 +13,10 @@ use supervisor::docker::container;
 const LONG: Duration = Duration::from_secs(60);
 
 fn use_model(h: &ReadyHome, instance: &str, name: &str, fake: &FakeLlm) {
-    let cfg = h.home.path(&format!("instances/{instance}/config.json"));
-    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
-    c["model"] =
-        json!({"provider": "openai", "name": name, "base_url": fake.base_url, "api_key_env": null});
-    std::fs::write(&cfg, c.to_string()).unwrap();
+    h.edit_config(instance, |c| {
+        c["model"] = json!({"provider": "openai", "name": name, "base_url": fake.base_url,
+                            "api_key_env": null});
+    });
 }
 
 #[test]

@@ -66,7 +66,7 @@ pub fn serve_with(host: &mut FileHost, tools: &ToolBox) -> io::Result<()> {
         let item = host.next_item()?;
         match &item.envelope.payload {
             Payload::Turn { .. } => {
-                let turn = Turn::from_payload(&item.envelope.payload).expect("a turn");
+                let turn = Turn::from_envelope(&item.envelope).expect("a turn");
                 if handle_turn(host, tools, &item, &turn).is_err() {
                     return Ok(());
                 }

@@ -2,7 +2,7 @@
 //! workspace (persona, manual, memory, skills) and the conversation built from the turn.
 
 use crate::protocol::{ModelMessage, Role, TurnMessage};
-use crate::tools::{BUILTIN_SKILLS_PREFIX, MEMORY_FILE};
+use crate::tools::{utc_date_time, BUILTIN_SKILLS_PREFIX, MEMORY_FILE};
 use crate::turn::Turn;
 use crate::workspace::{Kind, Workspace};
 
@@ -140,10 +140,30 @@ pub fn format_message(m: &TurnMessage) -> String {
     format!("{prefix}[{}] {}", m.sender, m.body)
 }
 
-/// The messages of the first model call: the system prompt, the turn's history, its
-/// messages (one user message each), and for a scheduled turn the note that nobody waits.
+/// The line that tells the model the time of the turn at `now_ms` (Unix milliseconds).
+/// Always in UTC: the container has no time zone database to name local time with, and UTC
+/// is also what `schedule_task` assumes without a `tz`.
+pub fn clock_line(now_ms: i64) -> String {
+    format!(
+        "Current date and time: {} UTC (scheduled tasks take an IANA time zone; default UTC).",
+        utc_date_time(now_ms.div_euclid(1000))
+    )
+}
+
+/// The system message: the system prompt followed by the [`clock_line`], which sits in the
+/// system message so that the model sees it on every turn, whatever the history holds.
+fn system_message(system_prompt: &str, now_ms: i64) -> String {
+    format!("{}\n\n{}\n", system_prompt.trim_end(), clock_line(now_ms))
+}
+
+/// The messages of the first model call: the system message (the system prompt and the
+/// clock line), the turn's history, its messages (one user message each), and for a
+/// scheduled turn the note that nobody waits.
 pub fn conversation(system_prompt: String, turn: &Turn) -> Vec<ModelMessage> {
-    let mut messages = vec![text_message(Role::System, system_prompt)];
+    let mut messages = vec![text_message(
+        Role::System,
+        system_message(&system_prompt, turn.now_ms),
+    )];
     messages.extend(
         turn.history
             .iter()
@@ -255,6 +275,22 @@ mod tests {
     }
 
     #[test]
+    fn clock() {
+        assert_eq!(
+            clock_line(1_795_329_600_000),
+            "Current date and time: 2026-11-22 06:40 UTC (scheduled tasks take an IANA time \
+             zone; default UTC)."
+        );
+        // Seconds and milliseconds are dropped, not rounded.
+        assert!(clock_line(1_795_329_659_999).contains(" 2026-11-22 06:40 UTC "));
+        assert!(clock_line(-1).contains(" 1969-12-31 23:59 UTC "));
+        // The line follows the system prompt after one blank line, however it ends.
+        let expected = format!("# Soul\n\nBe kind.\n\n{}\n", clock_line(0));
+        assert_eq!(system_message("# Soul\n\nBe kind.", 0), expected);
+        assert_eq!(system_message("# Soul\n\nBe kind.\n\n\n", 0), expected);
+    }
+
+    #[test]
     fn conversation_layout() {
         let m = |id: &str, sender: &str, body: &str, triggered: bool| TurnMessage {
             id: id.into(),
@@ -280,13 +316,18 @@ mod tests {
                 },
             ],
             scheduled: false,
+            now_ms: 1_795_329_600_000,
         };
         let msgs = conversation("SYS".into(), &turn);
         let got: Vec<(Role, &str)> = msgs.iter().map(|m| (m.role, m.content.as_str())).collect();
         assert_eq!(
             got,
             [
-                (Role::System, "SYS"),
+                (
+                    Role::System,
+                    "SYS\n\nCurrent date and time: 2026-11-22 06:40 UTC (scheduled tasks take \
+                     an IANA time zone; default UTC).\n"
+                ),
                 (Role::User, "[bob] hi"),
                 (Role::Assistant, "hello"),
                 (

@@ -131,7 +131,7 @@ pub enum Payload {
     /// Agent → host: a request about this instance's scheduled tasks (`schedule_task`).
     TaskRequest {
         request_id: String,
-        /// `create`, `list`, `pause` or `cancel`.
+        /// `create`, `list`, `pause`, `resume` or `cancel`.
         action: String,
         #[serde(default)]
         args: serde_json::Value,

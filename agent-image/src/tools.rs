@@ -16,7 +16,16 @@ pub const NOTE_CAP: usize = 2048;
 /// The path under which `read_file` reads the built-in skills.
 pub const BUILTIN_SKILLS_PREFIX: &str = "/opt/runtime/skills/";
 /// The actions of `schedule_task`.
-pub const TASK_ACTIONS: &[&str] = &["create", "list", "pause", "cancel"];
+pub const TASK_ACTIONS: &[&str] = &["create", "list", "pause", "resume", "cancel"];
+/// How `schedule` is written for each `schedule_kind`. Spelled out in full because a model
+/// guesses otherwise (a seconds field, "every day at 9", a time without a zone), and the host
+/// can only refuse what it cannot read.
+const SCHEDULE_FORMATS: &str = "For create. cron: a standard 5-field cron expression, \
+\"minute hour day-of-month month day-of-week\", e.g. \"0 9 * * 1-5\"; names like MON and \
+the extensions L, # and W are allowed; there is no seconds field; read in tz. every: a \
+duration such as \"30m\", \"2h\" or \"1h30m\" (at least 1s), counted from the first run. \
+at: a local date-time such as \"2026-12-01T09:00\", read in tz, or RFC 3339 with an offset \
+such as \"2026-12-01T09:00:00+01:00\".";
 
 /// A shutdown arrived while a tool waited for the host; the turn must stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,24 +158,28 @@ impl ToolBox {
             ),
             spec(
                 "schedule_task",
-                "Manage tasks that start a turn for you later. \"create\" needs schedule_kind, \
-                 schedule and prompt; \"list\" shows your tasks with their ids; \"pause\" and \
-                 \"cancel\" need task_id. The prompt is all your future self will see of this \
-                 conversation, so make it complete. Returns the host's answer.",
+                "Manage your scheduled tasks: each one starts a turn for you later. You can \
+                 only see and change the tasks of this instance. \"create\" needs \
+                 schedule_kind, schedule and prompt (tz and context_mode are optional); \
+                 \"list\" shows your tasks with their ids; \"pause\", \"resume\" and \
+                 \"cancel\" need task_id, and a paused task does not run until it is resumed. \
+                 Cron and at times are read in tz, UTC if it is left out. The prompt is all \
+                 your future self will see of this conversation, so make it complete. Returns \
+                 the host's answer.",
                 json!({
                     "type": "object",
                     "properties": {
                         "action": {"type": "string", "enum": TASK_ACTIONS},
-                        "task_id": {"type": "integer", "description": "For pause and cancel: the id shown by list."},
+                        "task_id": {"type": "integer", "description": "Needed for pause, resume and cancel: the id shown by list."},
                         "schedule_kind": {
                             "type": "string", "enum": ["cron", "every", "at"],
-                            "description": "cron: a cron expression; every: a fixed interval; at: once."
+                            "description": "For create. cron: repeatedly, by a cron expression read in tz; every: repeatedly, at a fixed interval; at: once, at a given time in the future."
                         },
                         "schedule": {
                             "type": "string",
-                            "description": "For cron: 5 fields, e.g. \"0 9 * * 1-5\"; for every: an interval, e.g. \"30m\", \"6h\", \"1d\"; for at: a time, e.g. \"2025-03-14T09:00:00Z\"."
+                            "description": SCHEDULE_FORMATS
                         },
-                        "tz": {"type": "string", "description": "IANA time zone for cron and at, e.g. \"Europe/Lisbon\"; UTC if left out."},
+                        "tz": {"type": "string", "description": "For cron and at only (leave it out for every): an IANA time zone name such as \"Europe/Berlin\"; default \"UTC\"."},
                         "prompt": {"type": "string", "description": "What to do when the task runs, self-contained."},
                         "context_mode": {
                             "type": "string", "enum": ["isolated", "continue"],
@@ -415,6 +428,17 @@ fn unix_now() -> i64 {
 pub fn utc_date(unix_secs: i64) -> String {
     let (y, m, d) = civil_from_days(unix_secs.div_euclid(86_400));
     format!("{y:04}-{m:02}-{d:02}")
+}
+
+/// The UTC date and time of a Unix time, to the minute, as `YYYY-MM-DD HH:MM`.
+pub fn utc_date_time(unix_secs: i64) -> String {
+    let secs_of_day = unix_secs.rem_euclid(86_400);
+    format!(
+        "{} {:02}:{:02}",
+        utc_date(unix_secs),
+        secs_of_day / 3600,
+        secs_of_day % 3600 / 60
+    )
 }
 
 /// The proleptic Gregorian date of a day count since 1970-01-01 (Howard Hinnant's algorithm).
@@ -669,6 +693,60 @@ mod tests {
     }
 
     #[test]
+    fn date_times() {
+        assert_eq!(utc_date_time(0), "1970-01-01 00:00");
+        assert_eq!(utc_date_time(59), "1970-01-01 00:00");
+        assert_eq!(utc_date_time(86_399), "1970-01-01 23:59");
+        assert_eq!(utc_date_time(-1), "1969-12-31 23:59");
+        assert_eq!(utc_date_time(-86_400), "1969-12-31 00:00");
+        assert_eq!(utc_date_time(951_825_600), "2000-02-29 12:00");
+        assert_eq!(utc_date_time(1_795_329_600), "2026-11-22 06:40");
+    }
+
+    #[test]
+    fn schedule_task_spec() {
+        let tmp = tempfile::tempdir().unwrap();
+        let specs = toolbox(tmp.path(), false).specs();
+        let spec = specs.iter().find(|s| s.name == "schedule_task").unwrap();
+        let props = &spec.parameters["properties"];
+        assert_eq!(
+            props["action"]["enum"],
+            json!(["create", "list", "pause", "resume", "cancel"])
+        );
+        assert_eq!(spec.parameters["required"], json!(["action"]));
+        assert!(spec
+            .description
+            .contains("\"pause\", \"resume\" and \"cancel\" need task_id"));
+        assert!(spec
+            .description
+            .contains("only see and change the tasks of this instance"));
+        let task_id = props["task_id"]["description"].as_str().unwrap();
+        assert!(task_id.contains("pause, resume and cancel"), "{task_id}");
+        let schedule = props["schedule"]["description"].as_str().unwrap();
+        for needle in [
+            "5-field cron",
+            "minute hour day-of-month month day-of-week",
+            "MON",
+            "L, # and W",
+            "no seconds field",
+            "\"1h30m\"",
+            "at least 1s",
+            "counted from the first run",
+            "\"2026-12-01T09:00\", read in tz",
+            "RFC 3339 with an offset",
+        ] {
+            assert!(schedule.contains(needle), "{needle:?} in {schedule}");
+        }
+        let tz = props["tz"]["description"].as_str().unwrap();
+        assert!(
+            tz.contains("IANA") && tz.contains("\"Europe/Berlin\""),
+            "{tz}"
+        );
+        assert!(tz.contains("default \"UTC\""), "{tz}");
+        assert!(tz.contains("leave it out for every"), "{tz}");
+    }
+
+    #[test]
     fn exec_tool() {
         let tmp = tempfile::tempdir().unwrap();
         let tb = toolbox(tmp.path(), true);
@@ -734,8 +812,28 @@ mod tests {
         let out = run(&tb, &mut host, "schedule_task", json!({"action": "delete"}));
         assert_eq!(
             out,
-            "error: action must be one of: create, list, pause, cancel"
+            "error: action must be one of: create, list, pause, resume, cancel"
         );
+        for action in ["pause", "resume", "cancel"] {
+            host.task_answer = Box::new(|| {
+                Ok(TaskAnswer {
+                    ok: true,
+                    result: Value::Null,
+                    error: None,
+                })
+            });
+            let out = run(
+                &tb,
+                &mut host,
+                "schedule_task",
+                json!({"action": action, "task_id": 4}),
+            );
+            assert_eq!(out, "ok", "{action}");
+            let (sent_action, args) = host.tasks.last().unwrap();
+            assert_eq!(sent_action, action);
+            assert_eq!(args, &json!({"task_id": 4}));
+        }
+        assert_eq!(host.tasks.len(), 4);
 
         host.task_answer = Box::new(|| {
             Ok(TaskAnswer {

@@ -4,25 +4,29 @@
 use crate::host::{Host, HostError, ModelCall};
 use crate::ipc;
 use crate::prompt;
-use crate::protocol::{HistoryItem, ModelMessage, Payload, Role, TurnMessage};
+use crate::protocol::{Envelope, HistoryItem, ModelMessage, Payload, Role, TurnMessage};
 use crate::tools::ToolBox;
 
 /// The most model calls in one turn.
 pub const MAX_MODEL_CALLS: usize = 8;
 
-/// A [`Payload::Turn`]'s fields.
+/// A [`Payload::Turn`]'s fields, and when the host sent it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Turn {
     pub turn_id: String,
     pub messages: Vec<TurnMessage>,
     pub history: Vec<HistoryItem>,
     pub scheduled: bool,
+    /// The turn envelope's `ts`, Unix milliseconds: the "now" the model is told. Taken from
+    /// the turn rather than the clock so that the prompt depends on the turn alone: a turn
+    /// redone after a restart is shown the same one.
+    pub now_ms: i64,
 }
 
 impl Turn {
-    /// The turn in `payload`, if it is one.
-    pub fn from_payload(payload: &Payload) -> Option<Turn> {
-        match payload {
+    /// The turn in `envelope`, if it is one.
+    pub fn from_envelope(envelope: &Envelope) -> Option<Turn> {
+        match &envelope.payload {
             Payload::Turn {
                 turn_id,
                 messages,
@@ -33,6 +37,7 @@ impl Turn {
                 messages: messages.clone(),
                 history: history.clone(),
                 scheduled: *scheduled,
+                now_ms: envelope.ts,
             }),
             _ => None,
         }
@@ -233,8 +238,24 @@ mod tests {
             ],
             history: vec![],
             scheduled: false,
+            now_ms: 1_795_329_600_000,
         };
         (tmp, tools, turn)
+    }
+
+    #[test]
+    fn turn_from_envelope() {
+        let (_tmp, _tools, turn) = setup();
+        let payload = Payload::Turn {
+            turn_id: turn.turn_id.clone(),
+            messages: turn.messages.clone(),
+            history: vec![],
+            scheduled: false,
+        };
+        let envelope = Envelope::new("e-1", 1_795_329_600_000, payload);
+        assert_eq!(Turn::from_envelope(&envelope), Some(turn));
+        let shutdown = Envelope::new("e-2", 5, Payload::Shutdown {});
+        assert_eq!(Turn::from_envelope(&shutdown), None);
     }
 
     #[test]
@@ -255,7 +276,10 @@ mod tests {
         assert_eq!(call.turn_id, "t-1");
         assert!(crate::protocol::is_valid_id(&call.request_id));
         assert_eq!(call.messages.len(), 3);
-        assert_eq!(call.messages[0].content, "SYS");
+        assert_eq!(
+            call.messages[0].content,
+            format!("SYS\n\n{}\n", prompt::clock_line(1_795_329_600_000))
+        );
         assert_eq!(call.tools, tools.specs());
     }
 

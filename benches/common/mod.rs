@@ -49,10 +49,16 @@ pub fn prepared_home(root: &Path, prefix: &str, instances: usize) {
 
 /// Starts `supervisor run` and waits for its socket.
 pub fn start_daemon(root: &Path) -> Child {
+    start_daemon_with_env(root, &[])
+}
+
+/// Starts `supervisor run` with extra environment variables and waits for its socket.
+pub fn start_daemon_with_env(root: &Path, env: &[(&str, &str)]) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_supervisor"))
         .arg("--home")
         .arg(root)
         .arg("run")
+        .envs(env.iter().copied())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
@@ -60,6 +66,24 @@ pub fn start_daemon(root: &Path) -> Child {
         std::thread::sleep(Duration::from_millis(20));
     }
     child
+}
+
+/// Counts, in the database, inbound messages never answered and turns answered more than
+/// once; panics unless both are 0 (a benchmark that loses messages has no figures worth
+/// keeping).
+pub fn lost_and_duplicated(root: &Path) -> (i64, i64) {
+    let db = rusqlite::Connection::open(root.join("supervisor.db")).unwrap();
+    let q = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    let lost = q("SELECT count(*) FROM messages WHERE direction = 'in' AND state != 'answered'");
+    let turns = q("SELECT count(DISTINCT turn_id) FROM messages WHERE direction = 'in'");
+    let finals = q("SELECT count(*) FROM messages WHERE direction = 'out' AND state = 'final'");
+    let duplicated = finals - turns;
+    assert_eq!(
+        (lost, duplicated),
+        (0, 0),
+        "messages lost or answered twice"
+    );
+    (lost, duplicated)
 }
 
 /// Stops the daemon and removes every container of the home.

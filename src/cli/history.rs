@@ -17,7 +17,12 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     let name = super::parse_name(&args.name)?;
     let store = home.open()?;
     store.instance(name.as_str())?;
-    let rows = store.history(name.as_str(), args.limit)?;
+    // Silent task runs (nothing to say) are not part of the conversation; `task runs` has them.
+    let rows: Vec<_> = store
+        .history(name.as_str(), args.limit)?
+        .into_iter()
+        .filter(|m| m.scope != "silent")
+        .collect();
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
         return Ok(ExitCode::SUCCESS);
@@ -29,6 +34,9 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
             name.to_string()
         };
         let note = match m.state.as_str() {
+            _ if m.channel == crate::router::policy::TASK_CHANNEL && m.direction == "in" => {
+                " (scheduled task)"
+            }
             "refused" => " (refused: sender not allowed)",
             "context" | "queued" => " (waiting)",
             "delivered" => " (in a turn)",

@@ -3,7 +3,7 @@ use std::process::ExitCode;
 
 use futures_util::StreamExt;
 
-use crate::docker::{self, container::LogChunk};
+use crate::docker::{self, container::LogChunk, container::OwnedContainer};
 use crate::home::Home;
 
 #[derive(Debug, clap::Args)]
@@ -26,13 +26,7 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     docker::block_on(async {
         let client = docker::connect(&config.docker).await?;
         let owned = docker::container::list_owned(&client, &home_id).await?;
-        let Some(c) = owned
-            .iter()
-            .filter(|c| c.instance == name.as_str())
-            .max_by_key(|c| c.created)
-        else {
-            anyhow::bail!("{name} has no container yet (start it with `supervisor start {name}`)");
-        };
+        let c = newest_container(&owned, name.as_str())?;
         let mut stream = std::pin::pin!(docker::container::logs(
             &client,
             &c.id,
@@ -47,7 +41,22 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
             }
         }
         out.flush()?;
-        Ok(())
+        anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The container whose output an instance's logs are: its newest, running or stopped, so
+/// that the output of one that exited can still be read. `status --watch` shows the same.
+pub(super) fn newest_container<'a>(
+    owned: &'a [OwnedContainer],
+    name: &str,
+) -> anyhow::Result<&'a OwnedContainer> {
+    owned
+        .iter()
+        .filter(|c| c.instance == name)
+        .max_by_key(|c| c.created)
+        .ok_or_else(|| {
+            anyhow::anyhow!("{name} has no container yet (start it with `supervisor start {name}`)")
+        })
 }

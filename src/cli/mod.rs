@@ -1,7 +1,10 @@
 //! The command line: one file per subcommand, each with its arguments and its `run`.
 
+mod backup;
 mod chat;
 mod create_instance;
+mod db;
+mod doctor;
 mod history;
 mod image;
 mod init;
@@ -9,10 +12,14 @@ mod lifecycle;
 mod list;
 mod logs;
 mod remove;
+mod restore;
 mod run;
 mod runtime;
 mod send;
+mod service;
 mod show;
+mod status;
+mod task;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -43,6 +50,8 @@ pub enum Command {
     CreateInstance(create_instance::Args),
     /// List instances.
     List(list::Args),
+    /// The daemon, the Docker engine and every instance at a glance.
+    Status(status::Args),
     /// Show one instance: config, paths, soul, state.
     Show(show::Args),
     /// Remove an instance (its files are archived; --purge deletes them).
@@ -63,12 +72,27 @@ pub enum Command {
     History(history::Args),
     /// Talk with an instance interactively (one line, one message).
     Chat(chat::Args),
+    /// Scheduled tasks: recurring or one-shot turns of an instance.
+    #[command(subcommand)]
+    Task(task::Command),
     /// The agent image.
     #[command(subcommand)]
     Image(image::Command),
     /// The shared agent runtimes mounted read-only into every container.
     #[command(subcommand)]
     Runtime(runtime::Command),
+    /// Write one archive of the home (database, host config, instances); safe while the daemon runs.
+    Backup(backup::Args),
+    /// Make a new home (--home) from a backup archive, checking all of it first.
+    Restore(restore::Args),
+    /// Database maintenance: prune old history.
+    #[command(subcommand)]
+    Db(db::Command),
+    /// Run the daemon as a service: install, uninstall or check its systemd (launchd) unit.
+    #[command(subcommand)]
+    Service(service::Command),
+    /// Check the installation and say how to fix what is wrong (--fix repairs the safe part).
+    Doctor(doctor::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -82,6 +106,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::CreateInstance(args) => create_instance::run(&home, args),
         Command::List(args) => list::run(&home, args),
         Command::Show(args) => show::run(&home, args),
+        Command::Status(args) => status::run(&home, args),
         Command::Remove(args) => remove::run(&home, args),
         Command::Run(args) => run::run(&home, args),
         Command::Start(args) => lifecycle::run(&home, lifecycle::Verb::Start, args),
@@ -91,8 +116,14 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => send::run(&home, args),
         Command::History(args) => history::run(&home, args),
         Command::Chat(args) => chat::run(&home, args),
+        Command::Task(cmd) => task::run(&home, cmd),
         Command::Image(cmd) => image::run(&home, cmd),
         Command::Runtime(cmd) => runtime::run(&home, cmd),
+        Command::Backup(args) => backup::run(&home, args),
+        Command::Restore(args) => restore::run(&home, args),
+        Command::Db(cmd) => db::run(&home, cmd),
+        Command::Service(cmd) => service::run(&home, cmd),
+        Command::Doctor(args) => doctor::run(&home, args),
     }
 }
 

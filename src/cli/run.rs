@@ -1,21 +1,35 @@
 use std::process::ExitCode;
 
+use anyhow::Context;
+
 use crate::home::Home;
+use crate::logging::{self, LogFormat, LogOptions};
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Log format on stderr: text (for people and journald) or json (one object per line)
+    #[arg(
+        long,
+        value_enum,
+        env = "SUPERVISOR_LOG_FORMAT",
+        default_value_t = LogFormat::Text,
+        value_name = "FORMAT"
+    )]
+    pub log_format: LogFormat,
 
-pub fn run(home: &Home, _args: Args) -> anyhow::Result<ExitCode> {
-    // Logs go to stderr (journald-friendly); RUST_LOG adjusts levels per module.
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(colour)
-        .with_writer(std::io::stderr)
-        .try_init();
+    /// Log levels per module, like `info,supervisor::daemon::messaging=debug`; wins over
+    /// RUST_LOG [default: RUST_LOG, else info]
+    #[arg(long, value_name = "DIRECTIVES", value_parser = logging::level_arg)]
+    pub log_level: Option<String>,
+}
+
+pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
+    // Logs go to stderr only (a service manager or journald keeps them), redacted of secrets.
+    logging::init(&LogOptions {
+        format: args.log_format,
+        level: args.log_level,
+    })
+    .context("cannot set up logging")?;
     crate::daemon::run::run(home)?;
     Ok(ExitCode::SUCCESS)
 }

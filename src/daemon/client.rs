@@ -96,6 +96,19 @@ impl DaemonClient {
         serde_json::from_value(v).map_err(|e| ClientError::Transport(e.to_string()))
     }
 
+    /// The daemon's live view: readiness and resource samples.
+    pub async fn status(&self) -> Result<super::live::LiveSnapshot, ClientError> {
+        let v = self.request(hyper::Method::GET, "/v1/status").await?;
+        serde_json::from_value(v).map_err(|e| ClientError::Transport(e.to_string()))
+    }
+
+    /// Tells the scheduler that tasks changed in the store.
+    pub async fn wake_scheduler(&self) -> Result<(), ClientError> {
+        self.request(hyper::Method::POST, "/v1/scheduler/wake")
+            .await
+            .map(drop)
+    }
+
     /// Asks the daemon to act on the store now; returns once a pass has run.
     pub async fn reconcile(&self) -> Result<Option<PassReport>, ClientError> {
         let v = self.request(hyper::Method::POST, "/v1/reconcile").await?;

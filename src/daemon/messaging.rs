@@ -5,19 +5,28 @@
 //! Every step is recorded in the store before the next happens, so after any crash the
 //! actor rebuilds its state from the store and the files: an open turn is re-delivered
 //! (same turn id, same file name), and an answer that already exists is never recorded twice.
+//! A turn that agent runs keep taking up without ever answering (each run stopped first) is
+//! parked after [`policy::MAX_TURN_ATTEMPTS`] of them, with a failure answer, so the
+//! instance moves on.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use supervisor_agent::protocol::{Envelope, Payload, TurnMessage};
+use supervisor_agent::protocol::{file_name_for, Envelope, Payload, TurnMessage};
 use tokio::sync::{broadcast, mpsc};
 
+use super::live::Live;
+use super::metrics::Metrics;
+use super::scheduler::SchedulerHandle;
+use super::task_requests;
 use crate::home::Home;
+use crate::instance::last_good::LastGoodConfigs;
 use crate::instance::{InstanceConfig, InstanceName};
 use crate::ipc::{watch::OutWatcher, Incoming, InstanceIpc};
 use crate::llm::{self, budget};
 use crate::router::policy;
+use crate::store::messages::MessageRow;
 use crate::store::usage::UsageRecord;
 use crate::store::{Store, StoreError};
 
@@ -59,10 +68,21 @@ pub struct Messaging {
     owner: Option<(u32, u32)>,
     watcher: OutWatcher,
     handle: MessagingHandle,
+    scheduler: SchedulerHandle,
+    live: Live,
+    configs: LastGoodConfigs,
+    metrics: Metrics,
 }
 
 impl Messaging {
-    pub fn new(home: Home, owner: Option<(u32, u32)>) -> Self {
+    pub fn new(
+        home: Home,
+        owner: Option<(u32, u32)>,
+        scheduler: SchedulerHandle,
+        live: Live,
+        configs: LastGoodConfigs,
+        metrics: Metrics,
+    ) -> Self {
         let (tx, mut rx) = mpsc::unbounded_channel::<String>();
         let handle = MessagingHandle {
             actors: Arc::default(),
@@ -80,6 +100,10 @@ impl Messaging {
             owner,
             watcher: OutWatcher::new(tx),
             handle,
+            scheduler,
+            live,
+            configs,
+            metrics,
         }
     }
 
@@ -115,12 +139,29 @@ impl Messaging {
                 ipc,
                 answers: self.handle.answers.clone(),
                 in_flight: None,
+                tries: None,
                 http: self.http.clone(),
                 recent_requests: Default::default(),
+                scheduler: self.scheduler.clone(),
+                live: self.live.clone(),
+                configs: self.configs.clone(),
+                metrics: self.metrics.clone(),
             };
             tokio::spawn(actor.run(rx));
         }
     }
+}
+
+/// What this daemon knows of the agent runs taking up the turn in flight, to count the
+/// turn's attempts. An agent run begins with its `ready` envelope, and takes up every turn
+/// whose file is in `in/`: a turn is only left there until it is answered (or parked).
+struct Tries {
+    turn: String,
+    /// When this daemon knew the turn's file to be in `in/` (Unix ms).
+    delivered_at: i64,
+    /// Whether the current agent run is known to have taken the turn up: it started after the
+    /// file was in `in/`, or it asked the host something for the turn.
+    current_run_has_it: bool,
 }
 
 struct Actor {
@@ -132,6 +173,12 @@ struct Actor {
     ipc: InstanceIpc,
     answers: broadcast::Sender<AnswerEvent>,
     in_flight: Option<String>,
+    /// The agent runs that took up the turn in flight, as far as this daemon has seen them.
+    tries: Option<Tries>,
+    scheduler: SchedulerHandle,
+    live: Live,
+    configs: LastGoodConfigs,
+    metrics: Metrics,
 }
 
 impl Actor {
@@ -177,7 +224,7 @@ impl Actor {
             // unless its file is still waiting in in/.
             if let Some(turn) = store.open_turns(&self.name)?.into_iter().next() {
                 if self.deliver_or_fail(store, &turn)? {
-                    self.in_flight = Some(turn);
+                    self.take_in_flight(turn);
                 }
             }
         }
@@ -186,13 +233,76 @@ impl Actor {
             if let Some(ids) = policy::next_turn(&waiting) {
                 let turn = uuid::Uuid::now_v7().simple().to_string();
                 store.begin_turn(&turn, &ids)?;
+                self.metrics.messages_in(&self.name, ids.len() as u64);
                 // If this fails, the turn stays open in the store and the next step
                 // delivers it (in_flight is only set once the file is in place).
                 if self.deliver_or_fail(store, &turn)? {
-                    self.in_flight = Some(turn);
+                    self.take_in_flight(turn);
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The turn whose file is now in `in/` is the one in flight.
+    fn take_in_flight(&mut self, turn: String) {
+        self.tries = Some(Tries {
+            turn: turn.clone(),
+            delivered_at: crate::store::now_ms(),
+            current_run_has_it: false,
+        });
+        self.in_flight = Some(turn);
+    }
+
+    /// An agent run asked the host something for `turn`: it has taken the turn up.
+    fn working_on(&mut self, turn: &str) {
+        if let Some(tries) = self.tries.as_mut().filter(|t| t.turn == turn) {
+            tries.current_run_has_it = true;
+        }
+    }
+
+    /// A new agent run began (its `ready`, written at `ready_ts`). If the run before it had
+    /// taken up the turn in flight, that run stopped without answering: the turn is taken up
+    /// again by the new run (its file is still in `in/`), which counts one more attempt, or,
+    /// once it has had its attempts (`policy::should_park`), it is parked.
+    fn agent_started(&mut self, store: &mut Store, ready_ts: i64) -> Result<(), StepError> {
+        let Some(tries) = self.tries.as_mut() else {
+            return Ok(());
+        };
+        let had_it =
+            std::mem::replace(&mut tries.current_run_has_it, ready_ts > tries.delivered_at);
+        if !had_it {
+            return Ok(());
+        }
+        let turn = tries.turn.clone();
+        let attempts = store.turn_attempts(&turn)?;
+        if policy::should_park(attempts) {
+            return self.park(store, &turn, attempts);
+        }
+        let attempt = store.count_attempt(&turn)?;
+        tracing::warn!(instance = %self.name, turn, attempt, "the agent stopped during a turn; a new run takes it up again");
+        Ok(())
+    }
+
+    /// Sets a turn aside: `attempts` agent runs took it up and none answered. Its file leaves
+    /// `in/` first (were the daemon to die before the answer is recorded, the turn is still
+    /// open and is delivered again), then the failure answer and a `message.parked` event are
+    /// recorded, and the instance moves on to its next turn.
+    fn park(&mut self, store: &mut Store, turn: &str, attempts: u32) -> Result<(), StepError> {
+        let messages = store.turn_messages(turn)?;
+        if let Some(first) = messages.first() {
+            let name = file_name_for(&Envelope::new(turn, first.created_at, Payload::Shutdown {}));
+            match std::fs::remove_file(self.ipc.in_dir.join(name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
+        }
+        let error = policy::parked_error(attempts);
+        let body = format!("Sorry, I could not answer this time: {error}");
+        let id = uuid::Uuid::now_v7().simple().to_string();
+        tracing::warn!(instance = %self.name, turn, attempts, "turn parked: no agent run finished it");
+        let recorded = store.park_turn(&self.name, turn, &id, &body, &error, attempts)?;
+        self.answered(turn, messages, recorded, &body, true);
         Ok(())
     }
 
@@ -202,11 +312,19 @@ impl Actor {
         let Some(first) = messages.first() else {
             return Ok(());
         };
-        let all = store.history(&self.name, 200)?;
-        let before: Vec<_> = all
-            .into_iter()
-            .filter(|m| m.created_at < first.created_at)
-            .collect();
+        // A task run is marked scheduled (nobody waits for it); an isolated one starts
+        // without the conversation.
+        let scheduled = messages.iter().any(|m| m.channel == policy::TASK_CHANNEL);
+        let isolated = messages.iter().any(|m| m.scope != "conversation");
+        let before: Vec<_> = if isolated {
+            Vec::new()
+        } else {
+            store
+                .history(&self.name, 200)?
+                .into_iter()
+                .filter(|m| m.created_at < first.created_at)
+                .collect()
+        };
         let envelope = Envelope::new(
             turn,
             first.created_at,
@@ -223,7 +341,7 @@ impl Actor {
                     })
                     .collect(),
                 history: policy::history(&before, policy::HISTORY_BUDGET_CHARS),
-                scheduled: false,
+                scheduled,
             },
         );
         if !self.ipc.has_sent(&envelope) {
@@ -233,9 +351,16 @@ impl Actor {
     }
 
     async fn handle(&mut self, store: &mut Store, envelope: Envelope) -> Result<(), StepError> {
+        if let Payload::ModelRequest { turn_id, .. } | Payload::Message { turn_id, .. } =
+            &envelope.payload
+        {
+            self.working_on(turn_id);
+        }
         match envelope.payload {
             Payload::Ready { agent_version, .. } => {
                 tracing::info!(instance = %self.name, %agent_version, "agent ready");
+                self.live.agent_ready(&self.name);
+                self.agent_started(store, envelope.ts)?;
             }
             Payload::Reply { turn_id, body, .. } => {
                 self.finish(store, &turn_id, &envelope.id, &body, None)?;
@@ -338,6 +463,12 @@ impl Actor {
                     ),
                 };
                 let (usage, status, error) = usage_row;
+                self.metrics.model_request(
+                    &self.name,
+                    status,
+                    usage.input_tokens,
+                    usage.output_tokens,
+                );
                 store.record_usage(&UsageRecord {
                     instance: &self.name,
                     request_id: &request_id,
@@ -353,16 +484,32 @@ impl Actor {
                 self.ipc
                     .send(&Envelope::new(id, crate::store::now_ms(), payload))?;
             }
-            Payload::TaskRequest { request_id, .. } => {
-                let id = uuid::Uuid::now_v7().simple().to_string();
-                let payload = Payload::TaskResponse {
-                    request_id,
-                    ok: false,
-                    result: serde_json::Value::Null,
-                    error: Some("scheduled tasks are not available in this version".into()),
+            Payload::TaskRequest {
+                request_id,
+                action,
+                args,
+            } => {
+                let now = crate::store::now_ms();
+                let answer = task_requests::handle(store, &self.name, &action, &args, now);
+                if answer.is_ok() && action != "list" {
+                    self.scheduler.wake();
+                }
+                let payload = match answer {
+                    Ok(result) => Payload::TaskResponse {
+                        request_id,
+                        ok: true,
+                        result,
+                        error: None,
+                    },
+                    Err(error) => Payload::TaskResponse {
+                        request_id,
+                        ok: false,
+                        result: serde_json::Value::Null,
+                        error: Some(error),
+                    },
                 };
-                self.ipc
-                    .send(&Envelope::new(id, crate::store::now_ms(), payload))?;
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                self.ipc.send(&Envelope::new(id, now, payload))?;
             }
             // drain_out() only returns payloads an agent may send.
             other => {
@@ -380,27 +527,46 @@ impl Actor {
         body: &str,
         error: Option<&str>,
     ) -> Result<(), StepError> {
-        let message_ids: Vec<String> = store
-            .turn_messages(turn_id)?
-            .into_iter()
-            .map(|m| m.id)
-            .collect();
-        if store
-            .record_final(&self.name, turn_id, envelope_id, body, error)?
-            .is_some()
-        {
+        let messages = store.turn_messages(turn_id)?;
+        // An answer naming a turn this instance does not have is recorded and dropped, never
+        // an error: its file would stay in out/ and hold up everything after it.
+        let recorded = match store.record_final(&self.name, turn_id, envelope_id, body, error) {
+            Err(StoreError::UnknownTurn(t)) => return self.unknown_turn(store, &t),
+            other => other?,
+        };
+        self.answered(turn_id, messages, recorded, body, error.is_some());
+        Ok(())
+    }
+
+    /// After a turn's final answer: waiters hear of it (when it was `recorded` now), and the
+    /// instance is free for its next turn.
+    fn answered(
+        &mut self,
+        turn_id: &str,
+        messages: Vec<MessageRow>,
+        recorded: Option<MessageRow>,
+        body: &str,
+        failed: bool,
+    ) {
+        let first_at = messages.iter().map(|m| m.created_at).min();
+        let message_ids: Vec<String> = messages.into_iter().map(|m| m.id).collect();
+        if let Some(answer) = recorded {
+            if let Some(first) = first_at {
+                let secs = (answer.created_at - first).max(0) as f64 / 1000.0;
+                self.metrics.answered(&self.name, secs);
+            }
             let _ = self.answers.send(AnswerEvent {
                 instance: self.name.clone(),
                 turn_id: turn_id.to_string(),
                 message_ids,
                 body: body.to_string(),
-                failed: error.is_some(),
+                failed,
             });
         }
         if self.in_flight.as_deref() == Some(turn_id) {
             self.in_flight = None;
+            self.tries = None;
         }
-        Ok(())
     }
 
     /// An answer naming a turn this instance does not have: recorded and ignored.
@@ -439,9 +605,8 @@ impl Actor {
 
     fn config(&self) -> Result<InstanceConfig, StepError> {
         let name = InstanceName::parse(&self.name).expect("stored names are valid");
-        Ok(InstanceConfig::load(
-            &self.home.instance_paths(&name).config,
-        )?)
+        let path = self.home.instance_paths(&name).config;
+        Ok(self.configs.load(&self.name, &path)?.into_config())
     }
 }
 

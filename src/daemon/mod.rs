@@ -2,10 +2,16 @@
 
 pub mod api;
 pub mod client;
+pub mod config_watch;
+pub mod live;
 pub mod lock;
 pub mod messaging;
+pub mod metrics;
+pub mod notify;
 pub mod plan;
 pub mod reconcile;
 pub mod restart;
 pub mod run;
+pub mod scheduler;
+pub mod task_requests;
 pub mod user;

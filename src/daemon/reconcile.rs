@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures_util::StreamExt;
 
+use super::live::Live;
 use super::plan::{self, Action, Actual, Desired};
 use super::restart::{RestartTracker, CRASH_LOOP_AFTER, CRASH_LOOP_RETRY_MS, QUICK_FAILURE_MS};
 use super::user::ContainerUser;
@@ -18,6 +19,7 @@ use crate::docker::{Client, DockerError};
 use crate::home::Home;
 use crate::host_config::HostConfig;
 use crate::instance::config::LifecycleMode;
+use crate::instance::last_good::{LastGoodConfigs, Loaded};
 use crate::instance::{InstanceConfig, InstanceName};
 use crate::store::instances::{InstanceRecord, Observed};
 use crate::store::{now_ms, Store, StoreError};
@@ -56,6 +58,10 @@ pub struct Reconciler {
     started_at: i64,
     /// A second look after starting containers (see `pass`).
     recheck_at: Option<i64>,
+    /// Each instance's last valid config, shared with the rest of the daemon.
+    configs: LastGoodConfigs,
+    /// Told when a container is started, so readiness is judged per start.
+    live: Live,
 }
 
 /// One instance's inputs for this pass.
@@ -84,6 +90,30 @@ impl Reconciler {
             last_desired: HashMap::new(),
             started_at: now_ms(),
             recheck_at: None,
+            configs: LastGoodConfigs::default(),
+            live: Live::default(),
+        }
+    }
+
+    /// The daemon's live view, shared with the API and the message actors.
+    pub fn live(&self) -> Live {
+        self.live.clone()
+    }
+
+    /// The daemon's shared view of instance configs (see [`LastGoodConfigs`]).
+    pub fn configs(&self) -> LastGoodConfigs {
+        self.configs.clone()
+    }
+
+    /// Takes a new host config (hot reload); the next pass plans with it.
+    pub fn set_host(&mut self, host: HostConfig) {
+        self.host = host;
+    }
+
+    /// Records a daemon-wide event (not about one instance); failures only logged.
+    pub fn record_event(&mut self, kind: &str, detail: Option<&serde_json::Value>) {
+        if let Err(e) = self.store.record_event(None, ACTOR, kind, detail) {
+            tracing::warn!(error = %e, kind, "cannot record event");
         }
     }
 
@@ -104,6 +134,7 @@ impl Reconciler {
         let now = now_ms();
         let records = self.store.instances()?;
         let live: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
+        self.configs.retain(&live);
         let active = self.store.active_runtime()?;
         let image = agent_image::current_tag(&self.host.docker.image);
         // Without the image nothing can be (re)created: leave existing containers alone.
@@ -111,6 +142,8 @@ impl Reconciler {
             .await?
             .is_none();
         let mut problems: BTreeMap<String, String> = BTreeMap::new();
+        // Invalid edits of instances that run on their last valid config.
+        let mut kept: BTreeMap<String, String> = BTreeMap::new();
         let mut prepared: BTreeMap<String, Prepared> = BTreeMap::new();
         // Instances whose config cannot be read but that should stop: stopping needs no config.
         let mut stop_only: Vec<Desired> = Vec::new();
@@ -129,8 +162,32 @@ impl Reconciler {
                 continue;
             };
             let paths = self.home.instance_paths(&iname);
-            let config = match InstanceConfig::load(&paths.config) {
-                Ok(c) => c,
+            let config = match self.configs.load(&name, &paths.config) {
+                Ok(Loaded::Current(c)) => c,
+                Ok(Loaded::Kept {
+                    config,
+                    error,
+                    new_problem,
+                }) => {
+                    kept.insert(
+                        name.clone(),
+                        format!("config.json is invalid, running on the last valid one: {error}"),
+                    );
+                    if new_problem {
+                        tracing::warn!(instance = %name, %error, "config.json is invalid; keeping the last valid config");
+                        let detail = serde_json::json!({
+                            "error": error.to_string(),
+                            "kept": "the last valid config",
+                        });
+                        self.store.record_event(
+                            Some(&name),
+                            ACTOR,
+                            "config.invalid",
+                            Some(&detail),
+                        )?;
+                    }
+                    config
+                }
                 Err(e) => {
                     if record.desired_state != "running" {
                         stop_only.push(Desired {
@@ -377,6 +434,13 @@ impl Reconciler {
                     ..self.keep(&p.record)
                 }
             };
+            let observed = match kept.get(name) {
+                Some(note) if observed.detail.is_none() => Observed {
+                    detail: Some(note.clone()),
+                    ..observed
+                },
+                _ => observed,
+            };
             self.store.record_observed(name, &observed)?;
         }
         for (name, problem) in &problems {
@@ -441,6 +505,7 @@ impl Reconciler {
                     .ok();
             }
             Action::Start { instance, id } => {
+                self.live.container_starting(instance);
                 container::start(docker, id).await?;
                 let runtime = prepared
                     .get(instance)
@@ -483,6 +548,7 @@ impl Reconciler {
                 })?;
         }
         let id = container::create(docker, spec).await?;
+        self.live.container_starting(instance);
         container::start(docker, &id).await?;
         running.insert(
             instance.to_string(),

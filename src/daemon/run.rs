@@ -8,14 +8,19 @@ use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use super::api::{self, PassReport, Wake};
+use super::config_watch::ConfigWatcher;
+use super::live;
 use super::lock::DaemonLock;
 use super::messaging::Messaging;
+use super::metrics::Metrics;
 use super::reconcile::{PassError, Reconciler};
+use super::scheduler::{Scheduler, SchedulerHandle};
 use super::user::ContainerUser;
 use crate::docker::{self, container, Client};
 use crate::home::Home;
-use crate::host_config::ShutdownPolicy;
+use crate::host_config::{HostConfig, ShutdownPolicy};
 use crate::store::now_ms;
+use anyhow::Context;
 
 /// Reconcile at least this often, whatever else happens (catches anything events missed).
 pub const SAFETY_TICK: Duration = Duration::from_secs(30);
@@ -47,24 +52,76 @@ async fn main_loop(
     host: crate::host_config::HostConfig,
     mut reconciler: Reconciler,
 ) -> anyhow::Result<()> {
+    // The TCP listener, if configured: its rules are checked before anything binds, and a
+    // refusal stops the daemon from starting rather than serving something unsafe.
+    let token = std::env::var(&host.api.token_env).ok();
+    if let Some(t) = &token {
+        crate::logging::protect(t);
+    }
+    let tcp = api::listen::plan(&host.api, token)?;
     let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<Wake>();
     let (stop_tx, mut stop_rx) = watch::channel(false);
     spawn_signal_handler(stop_tx);
+    super::notify::spawn_watchdog(); // systemd: WATCHDOG=1, if asked
 
-    let mut messaging = Messaging::new(home.clone(), ContainerUser::detect().chown_to);
+    let _config_watch = ConfigWatcher::start(&home, wake_tx.clone());
+    let mut host = host;
+    let live = reconciler.live();
+    // The sampler follows the daemon's engine connection (None while it is away).
+    let (docker_tx, docker_rx) = watch::channel::<Option<Client>>(None);
+    tokio::spawn(live::sample_forever(
+        live.clone(),
+        reconciler.home_id().to_string(),
+        docker_rx,
+    ));
+    let scheduler = SchedulerHandle::default();
+    let metrics = Metrics::default();
+    let mut messaging = Messaging::new(
+        home.clone(),
+        ContainerUser::detect().chown_to,
+        scheduler.clone(),
+        live.clone(),
+        reconciler.configs(),
+        metrics.clone(),
+    );
     // Messages flow even while the Docker engine is away (containers that run keep answering).
     messaging.ensure(&reconciler.live_instances()?);
-    let mut api_stop = stop_rx.clone();
-    let api_task = api::serve(
-        &home,
-        reconciler.home_id().to_string(),
-        messaging.handle(),
-        wake_tx.clone(),
-        async move {
-            let _ = api_stop.wait_for(|s| *s).await;
-        },
-    )
-    .await?;
+    let scheduler_task = tokio::spawn(
+        Scheduler::new(
+            home.clone(),
+            scheduler.clone(),
+            messaging.handle(),
+            wake_tx.clone(),
+            reconciler.configs(),
+        )
+        .run(stop_rx.clone()),
+    );
+    let api_state = api::AppState::new(api::ApiContext {
+        home: home.clone(),
+        home_id: reconciler.home_id().to_string(),
+        messaging: messaging.handle(),
+        scheduler: scheduler.clone(),
+        live: live.clone(),
+        configs: reconciler.configs(),
+        metrics,
+        wake: wake_tx.clone(),
+    });
+    let stopped = |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let api_task = api::serve_unix(api_state.clone(), stopped(stop_rx.clone())).await?;
+    let port_token = api::Token(tcp.as_ref().and_then(|p| p.token.clone()).map(Into::into));
+    if let Some(plan) = tcp {
+        let addr = plan.addr;
+        if plan.token.is_none() {
+            tracing::warn!(%addr, "the TCP API has no token: any local user can use it");
+        }
+        api::serve_tcp(api_state.clone(), plan, stopped(stop_rx.clone()))
+            .await
+            .with_context(|| format!("cannot listen on {addr} (api.listen)"))?;
+        tracing::info!(%addr, "TCP API listening");
+    }
+    let mut ports = api::ports::InstancePorts::default();
 
     let mut docker: Option<Client> = None;
     let mut events: Option<tokio::task::JoinHandle<()>> = None;
@@ -84,10 +141,13 @@ async fn main_loop(
                         reconciler.home_id().to_string(),
                         wake_tx.clone(),
                     )));
+                    live.set_docker(true, docker::stats::engine_version(&client).await.ok());
+                    let _ = docker_tx.send(Some(client.clone()));
                     docker = Some(client);
                     docker_retry = Duration::from_secs(1);
                 }
                 Err(e) => {
+                    live.set_docker(false, None);
                     tracing::warn!(error = %e, retry_in = ?docker_retry, "Docker engine unreachable; instances keep their last state");
                 }
             }
@@ -99,6 +159,17 @@ async fn main_loop(
             match reconciler.pass(client).await {
                 Ok(outcome) => {
                     messaging.ensure(&outcome.live);
+                    live.set_converged(outcome.converged);
+                    let configs = reconciler.configs();
+                    let wanted = api::ports::InstancePorts::wanted(
+                        outcome
+                            .live
+                            .iter()
+                            .map(|n| (n.as_str(), configs.port_of(n))),
+                    );
+                    ports.ensure(&wanted, &api_state, &port_token).await;
+                    // Instances and their configs may have changed: heartbeats follow.
+                    scheduler.wake();
                     report = PassReport {
                         actions: outcome.actions,
                         converged: outcome.converged,
@@ -111,6 +182,8 @@ async fn main_loop(
                 }
                 Err(PassError::Docker(e)) => {
                     tracing::warn!(error = %e, "lost the Docker engine");
+                    live.set_docker(false, None);
+                    let _ = docker_tx.send(None);
                     docker = None;
                     if let Some(t) = events.take() {
                         t.abort();
@@ -123,6 +196,7 @@ async fn main_loop(
         for w in waiters.drain(..) {
             let _ = w.send(report.clone());
         }
+        super::notify::ready(docker.is_some()); // systemd: READY=1 (first pass), STATUS=
         if std::mem::take(&mut exit_seen) {
             sleep_for = sleep_for.min(EXIT_SETTLE);
         }
@@ -136,18 +210,34 @@ async fn main_loop(
             wake = wake_rx.recv() => {
                 // Everything already queued is covered by the pass we are about to run.
                 let mut lost = false;
+                let mut config_changed = false;
                 let mut next = wake;
                 while let Some(w) = next {
                     match w {
                         Wake::DockerLost => lost = true,
+                        Wake::Config => config_changed = true,
                         Wake::Api(Some(tx)) => waiters.push(tx),
                         Wake::DockerExit => exit_seen = true,
                         Wake::Api(None) | Wake::Docker => {}
                     }
                     next = wake_rx.try_recv().ok();
                 }
+                if config_changed {
+                    tracing::debug!("config file changed: reloading");
+                    // Instance configs are re-read by the pass about to run; the host
+                    // config is applied here, or reported and the running one kept.
+                    if let Some(changed) = reload_host_config(&home, &host, &mut reconciler) {
+                        if changed.docker != host.docker {
+                            tracing::info!("docker settings changed: reconnecting");
+                            lost = true;
+                        }
+                        host = changed;
+                    }
+                }
                 if lost {
                     tracing::warn!("Docker event stream ended");
+                    live.set_docker(false, None);
+                    let _ = docker_tx.send(None);
                     docker = None;
                 }
             }
@@ -155,6 +245,7 @@ async fn main_loop(
         }
     }
 
+    super::notify::stopping(); // systemd: STOPPING=1
     tracing::info!(policy = ?host.daemon.on_shutdown, "shutting down");
     if let Some(t) = events.take() {
         t.abort();
@@ -167,8 +258,36 @@ async fn main_loop(
         }
     }
     let _ = api_task.await;
+    let _ = scheduler_task.await;
     let _ = std::fs::remove_file(home.run_dir().join(api::SOCKET_FILE));
     Ok(())
+}
+
+/// Reads supervisor.toml again. A valid change is handed to the reconciler and returned; an
+/// invalid file is reported (log and event) and the running config kept.
+fn reload_host_config(
+    home: &Home,
+    current: &HostConfig,
+    reconciler: &mut Reconciler,
+) -> Option<HostConfig> {
+    match home.host_config() {
+        Ok(new) if &new == current => None,
+        Ok(new) => {
+            tracing::info!("supervisor.toml changed: applying it");
+            if new.api != current.api {
+                tracing::warn!("[api] settings take effect when the daemon restarts");
+            }
+            reconciler.record_event("config.reloaded", None);
+            reconciler.set_host(new.clone());
+            Some(new)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "supervisor.toml is invalid; keeping the running config");
+            let detail = serde_json::json!({ "error": e.to_string() });
+            reconciler.record_event("config.invalid", Some(&detail));
+            None
+        }
+    }
 }
 
 /// First SIGTERM/SIGINT: stop gracefully. Second: exit at once.

@@ -2,8 +2,11 @@
 //! its own error variant; "not found" is decided by HTTP status, never by message text.
 
 pub mod container;
+pub mod exec;
+pub mod hardening;
 pub mod image;
 pub mod probe;
+pub mod stats;
 
 use bollard::Docker;
 
@@ -79,6 +82,13 @@ pub enum DockerError {
         id: String,
         source: bollard::errors::Error,
     },
+    #[error("reading stats of container {id} failed: {source}")]
+    Stats {
+        id: String,
+        source: bollard::errors::Error,
+    },
+    #[error("asking the engine for its version failed: {0}")]
+    Version(bollard::errors::Error),
 }
 
 /// The endpoint the config asks for: `docker.host`, else `DOCKER_HOST`, else the local socket.

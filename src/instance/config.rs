@@ -37,6 +37,73 @@ pub struct InstanceConfig {
     pub network: NetworkPolicy,
     #[serde(default)]
     pub budget: Budget,
+    /// A built-in scheduled task; off by default.
+    #[serde(default)]
+    pub heartbeat: Heartbeat,
+}
+
+/// The heartbeat: a turn every `every`, with `prompt`, whose runs that have nothing to say
+/// stay silent (the agent replies with nothing).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    #[serde(default)]
+    pub enabled: bool,
+    #[serde(default = "default_heartbeat_every")]
+    pub every: String,
+    #[serde(default = "default_heartbeat_prompt")]
+    pub prompt: String,
+    /// `isolated` (default): no chat history; `continue`: the recent conversation too.
+    #[serde(default = "default_heartbeat_context")]
+    pub context_mode: String,
+}
+
+fn default_heartbeat_every() -> String {
+    "30m".into()
+}
+
+fn default_heartbeat_prompt() -> String {
+    "Heartbeat: look over your notes and pending work. If something needs the person's \
+     attention now, say it briefly; otherwise reply with nothing."
+        .into()
+}
+
+fn default_heartbeat_context() -> String {
+    "isolated".into()
+}
+
+impl Default for Heartbeat {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            every: default_heartbeat_every(),
+            prompt: default_heartbeat_prompt(),
+            context_mode: default_heartbeat_context(),
+        }
+    }
+}
+
+impl Heartbeat {
+    fn validate(&self) -> Result<(), FieldError> {
+        crate::schedule::parse_interval(&self.every)
+            .map_err(|e| FieldError::new("heartbeat.every", e.to_string()))?;
+        if self.prompt.trim().is_empty() || self.prompt.len() > 16 * 1024 {
+            return Err(FieldError::new(
+                "heartbeat.prompt",
+                "expected a prompt of 1 to 16384 bytes",
+            ));
+        }
+        if !matches!(self.context_mode.as_str(), "isolated" | "continue") {
+            return Err(FieldError::new(
+                "heartbeat.context_mode",
+                format!(
+                    "expected \"isolated\" or \"continue\", got {:?}",
+                    self.context_mode
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// Limits on model use, enforced by the host before any request goes out.
@@ -126,6 +193,7 @@ impl Default for InstanceConfig {
             lifecycle: Lifecycle::default(),
             network: NetworkPolicy::None,
             budget: Budget::default(),
+            heartbeat: Heartbeat::default(),
         }
     }
 }
@@ -347,6 +415,7 @@ impl InstanceConfig {
         validate_allow_from(&self.allow_from)?;
         self.limits.validate()?;
         self.lifecycle.validate()?;
+        self.heartbeat.validate()?;
         Ok(())
     }
 }

@@ -51,6 +51,38 @@ pub enum LlmError {
 }
 
 impl LlmError {
+    /// The same error with `key` replaced wherever a provider or transport put it: a proxy or
+    /// provider may echo the request (headers included) in its error body, and these errors
+    /// reach the daemon's log, the usage table and the agent, none of which may see a key.
+    pub fn without_key(self, key: Option<&str>) -> Self {
+        let Some(key) = key.filter(|k| k.len() >= crate::logging::MIN_SECRET_LEN) else {
+            return self;
+        };
+        let hide = |text: String| text.replace(key, crate::logging::REDACTED);
+        match self {
+            LlmError::Status {
+                provider,
+                status,
+                body,
+                retry_after,
+            } => LlmError::Status {
+                provider,
+                status,
+                body: hide(body),
+                retry_after,
+            },
+            LlmError::Transport { provider, message } => LlmError::Transport {
+                provider,
+                message: hide(message),
+            },
+            LlmError::Decode { provider, message } => LlmError::Decode {
+                provider,
+                message: hide(message),
+            },
+            missing @ LlmError::MissingKey(_) => missing,
+        }
+    }
+
     /// Worth another try: rate limits, server errors, timeouts and dropped connections.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -73,11 +105,16 @@ pub struct Request<'a> {
 pub fn api_key(model: &ModelConfig) -> Result<Option<String>, LlmError> {
     match &model.api_key_env {
         None => Ok(None),
-        Some(var) => std::env::var(var)
-            .ok()
-            .filter(|v| !v.is_empty())
-            .map(Some)
-            .ok_or_else(|| LlmError::MissingKey(var.clone())),
+        Some(var) => {
+            let key = std::env::var(var)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| LlmError::MissingKey(var.clone()))?;
+            // The variable may have any name, so the log redactor, which only knows the
+            // values of secret-looking names from its start, learns this key now.
+            crate::logging::protect(&key);
+            Ok(Some(key))
+        }
     }
 }
 
@@ -89,13 +126,24 @@ pub async fn complete(
 ) -> Result<Answer, LlmError> {
     match model.provider {
         Provider::Echo => Ok(echo::complete(req.messages)),
+        // The key is scrubbed inside the retried call, before `retry` logs a failed attempt.
         Provider::Openai => {
             let key = api_key(model)?;
-            retry::with_backoff(|| openai::complete(http, model, key.as_deref(), req)).await
+            let key = key.as_deref();
+            retry::with_backoff(move || async move {
+                let result = openai::complete(http, model, key, req).await;
+                result.map_err(|e| e.without_key(key))
+            })
+            .await
         }
         Provider::Anthropic => {
             let key = api_key(model)?;
-            retry::with_backoff(|| anthropic::complete(http, model, key.as_deref(), req)).await
+            let key = key.as_deref();
+            retry::with_backoff(move || async move {
+                let result = anthropic::complete(http, model, key, req).await;
+                result.map_err(|e| e.without_key(key))
+            })
+            .await
         }
     }
 }
@@ -159,14 +207,102 @@ pub(crate) async fn send_json(
         .await
         .map_err(|e| LlmError::Decode {
             provider,
-            message: e.to_string(),
+            // Like transport errors: the URL may carry credentials or an `api_key=` parameter.
+            message: e.without_url().to_string(),
         })
 }
 
 pub(crate) fn transport(provider: &'static str, e: reqwest::Error) -> LlmError {
-    // reqwest's messages do not include headers, so the key cannot leak through here.
+    // reqwest's messages do not include headers, so the key cannot leak through here; the URL
+    // is left out as it may hold credentials (`https://user:pass@…`, `?api_key=…`).
     LlmError::Transport {
         provider,
         message: e.without_url().to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::http::{HeaderMap, StatusCode};
+
+    #[test]
+    fn errors_lose_the_key_wherever_it_was_echoed() {
+        let key = "sk-live-0123456789abcdef";
+        let status = LlmError::Status {
+            provider: "openai",
+            status: 401,
+            body: format!("bad header Authorization: Bearer {key}"),
+            retry_after: None,
+        };
+        let text = status.without_key(Some(key)).to_string();
+        assert!(!text.contains(key), "{text}");
+        assert!(text.contains("Bearer [REDACTED]"), "{text}");
+        let transport = LlmError::Transport {
+            provider: "openai",
+            message: format!("refused {key}"),
+        };
+        assert_eq!(
+            transport.without_key(Some(key)).to_string(),
+            "calling openai failed: refused [REDACTED]"
+        );
+        // No key, or one too short to replace safely: the error is unchanged.
+        let decode = || LlmError::Decode {
+            provider: "anthropic",
+            message: "abc".into(),
+        };
+        assert_eq!(decode().without_key(None).to_string(), decode().to_string());
+        assert_eq!(
+            decode().without_key(Some("abc")).to_string(),
+            decode().to_string()
+        );
+    }
+
+    /// A provider that echoes the request's credentials in its error, as some proxies do.
+    async fn echoing_provider() -> String {
+        async fn reject(headers: HeaderMap) -> (StatusCode, String) {
+            let auth = headers
+                .get("authorization")
+                .or_else(|| headers.get("x-api-key"))
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            (
+                StatusCode::UNAUTHORIZED,
+                format!("invalid credentials {auth}"),
+            )
+        }
+        let app = axum::Router::new()
+            .route("/chat/completions", axum::routing::post(reject))
+            .route("/v1/messages", axum::routing::post(reject));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    #[tokio::test]
+    async fn a_provider_echoing_the_key_does_not_put_it_in_the_error() {
+        let base = echoing_provider().await;
+        let key = "llm-unit-test-key-0123456789";
+        std::env::set_var("LLM_UNIT_TEST_ECHOED", key);
+        for provider in [Provider::Openai, Provider::Anthropic] {
+            let model = ModelConfig {
+                provider,
+                name: "m".into(),
+                base_url: Some(base.clone()),
+                api_key_env: Some("LLM_UNIT_TEST_ECHOED".into()),
+            };
+            let req = Request {
+                messages: &[],
+                tools: &[],
+                max_tokens: None,
+            };
+            let err = complete(&http_client(), &model, req).await.unwrap_err();
+            let text = err.to_string();
+            assert!(text.contains("HTTP 401"), "{text}");
+            assert!(text.contains("invalid credentials"), "{text}");
+            assert!(!text.contains(key), "{text}");
+        }
     }
 }

@@ -53,34 +53,72 @@ pub fn classify(config: &InstanceConfig, sender: &str, body: &str) -> Dispositio
 /// envelope well under the protocol's size limit.
 pub const TURN_BUDGET_BYTES: usize = 256 * 1024;
 
-/// The next turn from the waiting messages, oldest first, once at least one triggers:
+/// The channel of the messages that scheduled tasks queue.
+pub const TASK_CHANNEL: &str = "task";
+
+/// The next turn from the waiting messages, oldest first.
+///
+/// A task run is a turn of its own (it may start without the chat history, and the agent is
+/// told nobody is waiting), so chat messages and task runs never share a turn; whichever
+/// kind was queued first goes first. Chat messages are batched once at least one triggers:
 /// everything waiting, so messages that arrived during the previous turn are delivered
 /// together, up to [`TURN_BUDGET_BYTES`] (always at least one message).
 pub fn next_turn(waiting: &[MessageRow]) -> Option<Vec<String>> {
-    if !waiting.iter().any(|m| m.state == "queued") {
-        return None;
-    }
-    let mut used = 0;
-    let mut ids = Vec::new();
-    for m in waiting {
-        used += m.body.len();
-        if used > TURN_BUDGET_BYTES && !ids.is_empty() {
-            break;
+    let is_task = |m: &&MessageRow| m.channel == TASK_CHANNEL;
+    let first_task = waiting.iter().find(is_task);
+    let chat: Vec<&MessageRow> = waiting.iter().filter(|m| !is_task(m)).collect();
+    let first_trigger = chat.iter().find(|m| m.state == "queued");
+    match (first_trigger, first_task) {
+        (Some(c), Some(t)) if (t.created_at, &t.id) < (c.created_at, &c.id) => {
+            Some(vec![t.id.clone()])
         }
-        ids.push(m.id.clone());
+        (None, Some(t)) => Some(vec![t.id.clone()]),
+        (None, None) => None,
+        (Some(_), _) => {
+            let mut used = 0;
+            let mut ids = Vec::new();
+            for m in chat {
+                used += m.body.len();
+                if used > TURN_BUDGET_BYTES && !ids.is_empty() {
+                    break;
+                }
+                ids.push(m.id.clone());
+            }
+            Some(ids)
+        }
     }
-    Some(ids)
+}
+
+/// How many agent runs may take up a turn without answering it before the host sets the turn
+/// aside ("parks" it) with a failure answer, so that a message that always kills the agent
+/// cannot hold its instance up forever.
+pub const MAX_TURN_ATTEMPTS: u32 = 3;
+
+/// Whether a turn that `attempts` agent runs took up, none of which answered (each stopped
+/// first), is parked instead of being taken up once more.
+pub fn should_park(attempts: u32) -> bool {
+    attempts >= MAX_TURN_ATTEMPTS
+}
+
+/// The error recorded for a parked turn; its answer is `Sorry, I could not answer this time:
+/// <error>`, like any failed turn.
+pub fn parked_error(attempts: u32) -> String {
+    format!(
+        "this message was set aside after {attempts} attempts that did not finish \
+         (the agent stopped each time)"
+    )
 }
 
 /// Most characters of history a turn carries; the agent's long-term memory is its workspace.
 pub const HISTORY_BUDGET_CHARS: usize = 16_000;
 
 /// Conversation history for a turn: the newest delivered and answered exchanges that fit the
-/// budget, oldest first. Refused messages and those still waiting are never history.
+/// budget, oldest first. Refused messages, those still waiting, and task runs kept out of the
+/// conversation (isolated or silent) are never history.
 pub fn history(rows: &[MessageRow], budget_chars: usize) -> Vec<HistoryItem> {
     let mut used = 0;
     let mut items = Vec::new();
-    for m in rows.iter().rev() {
+    for m in rows.iter().rev().filter(|m| m.scope == "conversation") {
         let (role, content) = match (m.direction.as_str(), m.state.as_str()) {
             ("in", "answered") => (Role::User, format!("[{}] {}", m.sender, m.body)),
             ("out", "final") | ("out", "extra") => (Role::Assistant, m.body.clone()),
@@ -123,6 +161,7 @@ mod tests {
             created_at: 0,
             updated_at: 0,
             triggered: state == "queued",
+            scope: "conversation".into(),
         }
     }
 
@@ -166,6 +205,71 @@ mod tests {
             ["a"],
             "the rest waits for the next turn"
         );
+    }
+
+    fn task_row(id: &str, at: i64, scope: &str) -> MessageRow {
+        MessageRow {
+            channel: TASK_CHANNEL.into(),
+            sender: "task:1".into(),
+            created_at: at,
+            scope: scope.into(),
+            ..row(id, "in", "queued", "run the report")
+        }
+    }
+
+    #[test]
+    fn a_task_run_is_a_turn_of_its_own_in_arrival_order() {
+        let chat = |id: &str, at: i64, state: &str| MessageRow {
+            created_at: at,
+            ..row(id, "in", state, "hi")
+        };
+        // Chat first: the chat batch goes, the task waits.
+        let waiting = [
+            chat("a", 1, "queued"),
+            task_row("t", 2, "isolated"),
+            chat("b", 3, "queued"),
+        ];
+        assert_eq!(next_turn(&waiting).unwrap(), ["a", "b"]);
+        // Task first: it goes alone.
+        let waiting = [task_row("t", 1, "isolated"), chat("a", 2, "queued")];
+        assert_eq!(next_turn(&waiting).unwrap(), ["t"]);
+        // Only untriggered chat: the task still runs, and the chat stays as context.
+        let waiting = [chat("c", 1, "context"), task_row("t", 2, "isolated")];
+        assert_eq!(next_turn(&waiting).unwrap(), ["t"]);
+    }
+
+    #[test]
+    fn a_turn_is_parked_after_three_unfinished_attempts() {
+        assert!(!should_park(0));
+        assert!(!should_park(1));
+        assert!(!should_park(MAX_TURN_ATTEMPTS - 1));
+        assert!(should_park(MAX_TURN_ATTEMPTS));
+        assert!(should_park(MAX_TURN_ATTEMPTS + 5), "late counts still park");
+        assert_eq!(MAX_TURN_ATTEMPTS, 3);
+        assert_eq!(
+            parked_error(3),
+            "this message was set aside after 3 attempts that did not finish \
+             (the agent stopped each time)"
+        );
+    }
+
+    #[test]
+    fn isolated_and_silent_runs_stay_out_of_history() {
+        let answered = |id: &str, scope: &str| MessageRow {
+            scope: scope.into(),
+            ..row(id, "in", "answered", id)
+        };
+        let rows = [
+            answered("chat", "conversation"),
+            answered("iso", "isolated"),
+            answered("quiet", "silent"),
+            answered("cont", "conversation"),
+        ];
+        let h: Vec<String> = history(&rows, 1_000)
+            .into_iter()
+            .map(|i| i.content)
+            .collect();
+        assert_eq!(h, ["[local] chat", "[local] cont"]);
     }
 
     #[test]

@@ -26,10 +26,12 @@ pub struct MessageRow {
     pub created_at: i64,
     pub updated_at: i64,
     pub triggered: bool,
+    /// `conversation`, `isolated` (a task run kept out of the chat history) or `silent`.
+    pub scope: String,
 }
 
 const COLUMNS: &str = "m.id, i.name, m.direction, m.channel, m.sender, m.body, m.state, \
-     m.reply_to, m.turn_id, m.error, m.created_at, m.updated_at, m.triggered";
+     m.reply_to, m.turn_id, m.error, m.created_at, m.updated_at, m.triggered, m.scope";
 
 fn from_row(r: &Row) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
@@ -46,10 +48,11 @@ fn from_row(r: &Row) -> rusqlite::Result<MessageRow> {
         created_at: r.get(10)?,
         updated_at: r.get(11)?,
         triggered: r.get(12)?,
+        scope: r.get(13)?,
     })
 }
 
-fn instance_id(conn: &Connection, name: &str) -> Result<i64> {
+pub(super) fn instance_id(conn: &Connection, name: &str) -> Result<i64> {
     conn.query_row(
         "SELECT id FROM instances WHERE name = ?1 AND removed_at IS NULL",
         [name],
@@ -68,6 +71,58 @@ pub struct Inbound<'a> {
     pub body: &'a str,
     /// `queued`, `context` or `refused`, as the router's policy decided.
     pub state: &'a str,
+}
+
+/// Inserts a turn's final message and marks its inbound messages answered, inside the
+/// caller's transaction. False when the turn already has its final answer.
+fn insert_final(
+    tx: &rusqlite::Transaction,
+    instance: &str,
+    turn_id: &str,
+    envelope_id: &str,
+    body: &str,
+    error: Option<&str>,
+) -> Result<bool> {
+    let iid = instance_id(tx, instance)?;
+    let exists: Option<String> = tx
+        .query_row(
+            "SELECT id FROM messages WHERE turn_id = ?1 AND direction = 'out' AND state = 'final'",
+            [turn_id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if exists.is_some() {
+        return Ok(false);
+    }
+    // Only a turn of this instance can be answered from its directory.
+    let first: Option<String> = tx
+        .query_row(
+            "SELECT id FROM messages WHERE turn_id = ?1 AND instance_id = ?2 AND direction = 'in'
+             ORDER BY triggered DESC, created_at LIMIT 1",
+            params![turn_id, iid],
+            |r| r.get(0),
+        )
+        .optional()?;
+    if first.is_none() {
+        return Err(StoreError::UnknownTurn(turn_id.to_string()));
+    }
+    let now = now_ms();
+    tx.execute(
+        "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, reply_to, turn_id, error, created_at, updated_at)
+         VALUES (?1, ?2, 'out', 'agent', ?3, ?4, 'final', ?5, ?6, ?7, ?8, ?8)",
+        params![envelope_id, iid, instance, body, first, turn_id, error, now],
+    )?;
+    tx.execute(
+        "UPDATE messages SET state = 'answered', updated_at = ?2
+         WHERE turn_id = ?1 AND direction = 'in' AND state = 'delivered'",
+        params![turn_id, now],
+    )?;
+    tx.execute(
+        "UPDATE instances SET last_activity_at = ?2 WHERE id = ?1",
+        params![iid, now],
+    )?;
+    super::tasks::finish_runs(tx, turn_id, body, error, now)?;
+    Ok(true)
 }
 
 impl Store {
@@ -119,6 +174,7 @@ impl Store {
                     params![id, turn_id, now],
                 )?;
             }
+            super::tasks::start_runs(tx, turn_id, now)?;
             Ok(())
         })
     }
@@ -152,42 +208,66 @@ impl Store {
         body: &str,
         error: Option<&str>,
     ) -> Result<Option<MessageRow>> {
+        let inserted =
+            self.write(|tx| insert_final(tx, instance, turn_id, envelope_id, body, error))?;
+        if inserted {
+            Ok(Some(self.message(envelope_id)?))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// How many agent runs have taken up a turn so far (the `attempts` of its messages).
+    pub fn turn_attempts(&self, turn_id: &str) -> Result<u32> {
+        Ok(self.conn().query_row(
+            "SELECT coalesce(max(attempts), 0) FROM messages WHERE turn_id = ?1 AND direction = 'in'",
+            [turn_id],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Counts one more agent run taking up an open turn; returns the new count.
+    pub fn count_attempt(&mut self, turn_id: &str) -> Result<u32> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE messages SET attempts = attempts + 1, updated_at = ?2
+                 WHERE turn_id = ?1 AND direction = 'in' AND state = 'delivered'",
+                params![turn_id, now_ms()],
+            )?;
+            Ok(tx.query_row(
+                "SELECT coalesce(max(attempts), 0) FROM messages WHERE turn_id = ?1 AND direction = 'in'",
+                [turn_id],
+                |r| r.get(0),
+            )?)
+        })
+    }
+
+    /// Sets aside (parks) a turn that `attempts` agent runs took up without answering: its
+    /// failure answer is recorded as its final message with `error`, and a `message.parked`
+    /// event with it, in one transaction. None when the turn already had its answer.
+    pub fn park_turn(
+        &mut self,
+        instance: &str,
+        turn_id: &str,
+        envelope_id: &str,
+        body: &str,
+        error: &str,
+        attempts: u32,
+    ) -> Result<Option<MessageRow>> {
         let inserted = self.write(|tx| {
-            let iid = instance_id(tx, instance)?;
-            let exists: Option<String> = tx
-                .query_row(
-                    "SELECT id FROM messages WHERE turn_id = ?1 AND direction = 'out' AND state = 'final'",
-                    [turn_id],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if exists.is_some() {
+            let ids: Vec<String> = tx
+                .prepare(
+                    "SELECT id FROM messages WHERE turn_id = ?1 AND direction = 'in' ORDER BY created_at, id",
+                )?
+                .query_map([turn_id], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            if !insert_final(tx, instance, turn_id, envelope_id, body, Some(error))? {
                 return Ok(false);
             }
-            // Only a turn of this instance can be answered from its directory.
-            let first: Option<String> = tx
-                .query_row(
-                    "SELECT id FROM messages WHERE turn_id = ?1 AND instance_id = ?2 AND direction = 'in'
-                     ORDER BY triggered DESC, created_at LIMIT 1",
-                    params![turn_id, iid],
-                    |r| r.get(0),
-                )
-                .optional()?;
-            if first.is_none() {
-                return Err(StoreError::UnknownTurn(turn_id.to_string()));
-            }
-            let now = now_ms();
-            tx.execute(
-                "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, reply_to, turn_id, error, created_at, updated_at)
-                 VALUES (?1, ?2, 'out', 'agent', ?3, ?4, 'final', ?5, ?6, ?7, ?8, ?8)",
-                params![envelope_id, iid, instance, body, first, turn_id, error, now],
-            )?;
-            tx.execute(
-                "UPDATE messages SET state = 'answered', updated_at = ?2
-                 WHERE turn_id = ?1 AND direction = 'in' AND state = 'delivered'",
-                params![turn_id, now],
-            )?;
-            tx.execute("UPDATE instances SET last_activity_at = ?2 WHERE id = ?1", params![iid, now])?;
+            let detail = serde_json::json!({
+                "turn_id": turn_id, "messages": ids, "attempts": attempts, "error": error,
+            });
+            super::events::record(tx, Some(instance), "daemon", "message.parked", Some(&detail))?;
             Ok(true)
         })?;
         if inserted {
@@ -262,11 +342,7 @@ mod tests {
     use crate::store::instances;
 
     fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(&dir.path().join("s.db")).unwrap();
-        s.write(|tx| instances::insert(tx, "alice", "expert").map(drop))
-            .unwrap();
-        (dir, s)
+        crate::store::test_store(&["alice"])
     }
 
     fn inbound<'a>(body: &'a str, state: &'a str) -> Inbound<'a> {
@@ -316,6 +392,53 @@ mod tests {
             .filter(|m| m.state == "final")
             .count();
         assert_eq!(finals, 1);
+    }
+
+    #[test]
+    fn a_parked_turn_is_answered_once_with_its_error_and_an_event() {
+        let (_d, mut s) = store();
+        let a = s.accept_message(&inbound("crash me", "queued")).unwrap();
+        let b = s.accept_message(&inbound("fyi", "context")).unwrap();
+        s.begin_turn("t1", &[a.id.clone(), b.id.clone()]).unwrap();
+        assert_eq!(s.turn_attempts("t1").unwrap(), 1);
+        assert_eq!(s.count_attempt("t1").unwrap(), 2);
+        assert_eq!(s.count_attempt("t1").unwrap(), 3);
+        assert_eq!(s.turn_attempts("t1").unwrap(), 3);
+        assert_eq!(s.turn_attempts("no-such-turn").unwrap(), 0);
+
+        let parked = s
+            .park_turn("alice", "t1", "p1", "Sorry: set aside", "set aside", 3)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (parked.state.as_str(), parked.error.as_deref()),
+            ("final", Some("set aside"))
+        );
+        assert_eq!(parked.reply_to.as_deref(), Some(a.id.as_str()));
+        assert!(s.open_turns("alice").unwrap().is_empty());
+        assert_eq!(s.message(&b.id).unwrap().state, "answered");
+        // Once parked, a late answer (or a second parking) changes nothing.
+        assert!(s
+            .record_final("alice", "t1", "r1", "late", None)
+            .unwrap()
+            .is_none());
+        assert!(s
+            .park_turn("alice", "t1", "p2", "again", "again", 4)
+            .unwrap()
+            .is_none());
+        // Counting stops with the turn: its messages are no longer delivered.
+        assert_eq!(s.count_attempt("t1").unwrap(), 3);
+        let events: Vec<_> = s
+            .recent_events(Some("alice"), 10)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "message.parked")
+            .collect();
+        assert_eq!(events.len(), 1);
+        let detail = events[0].detail.clone().unwrap();
+        assert_eq!(detail["turn_id"], "t1");
+        assert_eq!(detail["attempts"], 3);
+        assert_eq!(detail["messages"], serde_json::json!([a.id, b.id]));
     }
 
     #[test]

@@ -150,6 +150,19 @@ CREATE INDEX messages_by_turn ON messages(turn_id);
 -- Whether an inbound message started its turn (1) or rides along as context (0).
 ALTER TABLE messages ADD COLUMN triggered INTEGER NOT NULL DEFAULT 0;
 "#,
+    // 5: the scheduler. A run records what started it and how many missed occurrences it
+    // stands for; a message's scope says whether it belongs to the conversation (history),
+    // to an isolated task run, or to a silent run (nothing to say: never shown as chat).
+    r#"
+ALTER TABLE task_runs ADD COLUMN trigger TEXT NOT NULL DEFAULT 'schedule'
+    CHECK (trigger IN ('schedule', 'manual'));
+ALTER TABLE task_runs ADD COLUMN skipped INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX task_runs_by_task ON task_runs(task_id, scheduled_for);
+CREATE UNIQUE INDEX tasks_one_heartbeat ON tasks(instance_id) WHERE kind = 'heartbeat';
+ALTER TABLE messages ADD COLUMN scope TEXT NOT NULL DEFAULT 'conversation'
+    CHECK (scope IN ('conversation', 'isolated', 'silent'));
+CREATE INDEX messages_by_task_run ON messages(task_run_id);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -1,11 +1,15 @@
 //! The SQLite store: the single source of truth. All SQL in the product lives under here.
 
+pub mod activity;
+pub mod backup;
 pub mod events;
 pub mod instances;
 pub mod messages;
 pub mod meta;
 mod migrations;
+pub mod prune;
 pub mod runtimes;
+pub mod tasks;
 pub mod usage;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
@@ -42,6 +46,10 @@ pub enum StoreError {
     InstanceExists(String),
     #[error("no turn {0:?} of this instance")]
     UnknownTurn(String),
+    #[error("no task {0} (see `supervisor task list`)")]
+    NoSuchTask(i64),
+    #[error("task {0} was just started; try again in a moment")]
+    RunExists(i64),
     #[error("no instance named {0:?}")]
     NoSuchInstance(String),
     #[error("database error: {0}")]
@@ -175,6 +183,18 @@ fn set_wal(conn: &Connection) -> rusqlite::Result<()> {
 }
 
 /// Milliseconds since the Unix epoch: the one time format stored in the database.
+/// A fresh store in a temporary directory with the named instances, for unit tests.
+#[cfg(test)]
+pub(crate) fn test_store(instances: &[&str]) -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(&dir.path().join("s.db")).unwrap();
+    for name in instances {
+        s.write(|tx| instances::insert(tx, name, "expert").map(drop))
+            .unwrap();
+    }
+    (dir, s)
+}
+
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }

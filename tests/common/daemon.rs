@@ -65,6 +65,15 @@ impl ReadyHome {
         Self { home, home_id }
     }
 
+    /// Edits an instance's config.json as JSON.
+    pub fn edit_config(&self, instance: &str, edit: impl FnOnce(&mut serde_json::Value)) {
+        let path = self.home.path(&format!("instances/{instance}/config.json"));
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        edit(&mut v);
+        std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    }
+
     pub fn containers(&self) -> Vec<container::OwnedContainer> {
         let id = self.home_id.clone();
         with_docker(async move |c| container::list_owned(&c, &id).await.unwrap())
@@ -111,6 +120,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(home: &TestHome) -> Self {
+        Self::start_with_env(home, &[])
+    }
+
+    /// Starts the daemon with extra environment variables.
+    pub fn start_with_env(home: &TestHome, env: &[(&str, &str)]) -> Self {
         let log = home
             .scratch()
             .join(format!("daemon-{}.log", uuid::Uuid::new_v4().simple()));
@@ -119,6 +133,7 @@ impl Daemon {
             .arg(&home.root)
             .arg("run")
             .env("RUST_LOG", "supervisor=debug")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -133,6 +148,11 @@ impl Daemon {
             d.log_text()
         );
         d
+    }
+
+    /// Whether the daemon process is still running (it has not exited or died).
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
     }
 
     pub fn log_text(&self) -> String {

@@ -64,9 +64,61 @@ async fn chat(State(calls): State<Arc<AtomicU32>>, Json(body): Json<Value>) -> J
             "function": {"name": "write_file", "arguments": "{\"path\":\"notes/from-agent.md\",\"content\":\"written by the agent\\n\"}"}
         }]}}], "usage": {"prompt_tokens": 20, "completion_tokens": 8}}),
         ),
+        // Manages tasks through the agent's schedule_task tool, as a message asks; a
+        // scheduled turn has nothing to say.
+        "scheduler" if last["role"] == "tool" => Json(answer(&format!(
+            "tool said: {}",
+            last["content"].as_str().unwrap_or("")
+        ))),
+        "scheduler" => {
+            let said = |needle: &str| {
+                messages
+                    .iter()
+                    .any(|m| m["content"].as_str().is_some_and(|c| c.contains(needle)))
+            };
+            if said("started by a schedule") {
+                return Json(answer(""));
+            }
+            let text = messages
+                .iter()
+                .rev()
+                .find(|m| m["role"] == "user")
+                .and_then(|m| m["content"].as_str())
+                .unwrap_or("")
+                .to_string();
+            let args = match text.split("cancel task ").nth(1) {
+                Some(id) => {
+                    json!({"action": "cancel", "task_id": id.trim().parse::<i64>().unwrap_or(0)})
+                }
+                None => json!({"action": "create", "schedule_kind": "every", "schedule": "2s",
+                               "prompt": "agent tick"}),
+            };
+            Json(
+                json!({"choices": [{"message": {"content": null, "tool_calls": [{
+                "id": "call_1", "type": "function",
+                "function": {"name": "schedule_task", "arguments": args.to_string()}
+            }]}}], "usage": {"prompt_tokens": 20, "completion_tokens": 8}}),
+            )
+        }
         "slow" => {
             tokio::time::sleep(Duration::from_secs(4)).await;
             Json(answer("slow answer"))
+        }
+        // Thinks for a while about a message that says "stall" (so that a test can stop the
+        // agent during the call) and answers anything else at once.
+        "stall" => {
+            let text = messages
+                .iter()
+                .rev()
+                .find(|m| m["role"] == "user")
+                .and_then(|m| m["content"].as_str())
+                .unwrap_or("");
+            if text.contains("stall") {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Json(answer("answered after stalling"))
+            } else {
+                Json(answer("fast answer"))
+            }
         }
         _ => Json(answer("fast answer")),
     }

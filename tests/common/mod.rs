@@ -115,4 +115,5 @@ pub fn tree(dir: &Path) -> Vec<String> {
 
 pub mod daemon;
 pub mod fake_llm;
+pub mod malformed;
 pub mod proxy;

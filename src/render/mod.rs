@@ -1,5 +1,8 @@
 //! Pure rendering: records in, text out. No I/O here, so every view is unit-testable.
 
+pub mod status;
+pub mod tasks;
+
 use std::path::Path;
 
 use comfy_table::{presets::NOTHING, Table};

@@ -1,0 +1,146 @@
+//! Cold start: `supervisor start NAME` until the daemon has heard the agent announce
+//! readiness, against the floor: a raw create + start of the same image with the same
+//! hardened spec through the Docker API, until the same agent writes its ready file.
+//! REPS=N repetitions (default 10).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use crate::common::{self, sv};
+use crate::stats::{ms, ratio, summary};
+use supervisor::container_spec::{ContainerSpec, SpecInputs};
+use supervisor::daemon::client::DaemonClient;
+use supervisor::daemon::live::Live;
+use supervisor::daemon::user::ContainerUser;
+use supervisor::docker::{self, container};
+use supervisor::home::Home;
+use supervisor::instance::{InstanceConfig, InstanceName};
+
+pub fn reps() -> usize {
+    std::env::var("REPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(10)
+}
+
+/// Waits until the daemon reports `name`'s agent ready (polled every 2 ms).
+pub fn wait_ready(home: &Home, names: &[String]) {
+    let client = DaemonClient::for_home(home);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    docker::block_on(async {
+        loop {
+            let s = client.status().await.unwrap();
+            if names
+                .iter()
+                .all(|n| Live::is_ready(&s, n) && s.started.contains_key(n))
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "agents not ready: {names:?}");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+}
+
+/// Whether `out/` holds a ready envelope.
+fn has_ready(out: &Path) -> bool {
+    std::fs::read_dir(out)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            std::fs::read(e.path())
+                .map(|b| String::from_utf8_lossy(&b).contains("\"type\":\"ready\""))
+                .unwrap_or(false)
+        })
+}
+
+pub fn run() -> Value {
+    let reps = reps();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("home");
+    common::prepared_home(&root, "cs-", reps);
+    let home = Home::new(&root).unwrap();
+    let daemon = common::start_daemon(&root);
+    std::thread::sleep(Duration::from_millis(300));
+
+    let (mut started, mut ready) = (Vec::new(), Vec::new());
+    for i in 0..reps {
+        let name = format!("cs-{i}");
+        let t = Instant::now();
+        sv(&root, &["start", &name]);
+        started.push(ms(t.elapsed()));
+        wait_ready(&home, &[name]);
+        ready.push(ms(t.elapsed()));
+    }
+    common::tear_down(&root, daemon);
+
+    // The floor, in a home of its own with no daemon (which would read the ready files).
+    let raw_root = tmp.path().join("raw");
+    common::prepared_home(&raw_root, "raw-", reps);
+    let raw_home = Home::new(&raw_root).unwrap();
+    let mut store = raw_home.open().unwrap();
+    let home_id = store.home_id().unwrap();
+    let runtime = store.active_runtime().unwrap().unwrap().runtime_id;
+    let image = supervisor::agent_image::current_tag("supervisor-agent");
+    let user = ContainerUser::detect();
+    let (mut raw_started, mut raw_ready) = (Vec::new(), Vec::new());
+    docker::block_on(async {
+        let d = docker::connect(&Default::default()).await.unwrap();
+        for i in 0..reps {
+            let name = InstanceName::parse(&format!("raw-{i}")).unwrap();
+            let paths = raw_home.instance_paths(&name);
+            for dir in [&paths.workspace, &paths.ipc] {
+                user.prepare(dir).unwrap();
+            }
+            let config = InstanceConfig::load(&paths.config).unwrap();
+            let spec = ContainerSpec::for_instance(&SpecInputs {
+                home_id: &home_id,
+                instance: name.as_str(),
+                config: &config,
+                paths: &paths,
+                runtime_id: &runtime,
+                runtime_dir: raw_home.runtime_dir().join(&runtime),
+                image: &image,
+                user: &user.spec,
+            });
+            let out = paths.ipc.join("out");
+            let t = Instant::now();
+            let id = container::create(&d, &spec).await.unwrap();
+            container::start(&d, &id).await.unwrap();
+            raw_started.push(ms(t.elapsed()));
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while !has_ready(&out) {
+                assert!(Instant::now() < deadline, "raw agent never ready");
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            raw_ready.push(ms(t.elapsed()));
+            container::remove(&d, &id).await.unwrap();
+        }
+    });
+
+    println!("cold start, {reps} repetitions, same run:");
+    let s = summary("supervisor start → container running", &mut started);
+    let r = summary(
+        "supervisor start → agent ready (daemon heard it)",
+        &mut ready,
+    );
+    let rs = summary("raw create+start (Docker API) → running", &mut raw_started);
+    let rr = summary(
+        "raw create+start → agent's ready file written",
+        &mut raw_ready,
+    );
+    let ratio_ready = ratio("ratio, ready (supervisor / raw)", &r, &rr);
+    let ratio_start = ratio("ratio, running (supervisor / raw)", &s, &rs);
+    json!({
+        "reps": reps,
+        "supervisor_start_running": s,
+        "supervisor_start_ready": r,
+        "raw_create_start_running": rs,
+        "raw_create_start_ready": rr,
+        "ratio_ready": ratio_ready,
+        "ratio_running": ratio_start,
+    })
+}

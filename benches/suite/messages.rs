@@ -1,0 +1,127 @@
+//! Message round trip with the `echo` model through a real container, sequential, N messages
+//! (default 1000) each way: as the daemon measures it (accepted → answer stored), as a client
+//! on the unix socket sees it, through the CLI (`send --wait`, a process per message) and
+//! through the HTTP API on TCP with its bearer token.
+
+use std::time::Instant;
+
+use serde_json::{json, Value};
+
+use crate::common::{self, sv};
+use crate::stats::{ms, summary};
+use supervisor::daemon::api::SendRequest;
+use supervisor::daemon::client::DaemonClient;
+use supervisor::home::Home;
+
+const TOKEN: &str = "bench-token-0123456789abcdef0123456789";
+
+pub fn n() -> usize {
+    std::env::var("N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1000)
+}
+
+pub fn request(text: String) -> SendRequest {
+    SendRequest {
+        text,
+        sender: "local".into(),
+        channel: "cli".into(),
+        wait: true,
+        timeout_secs: Some(120),
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn run() -> Value {
+    let n = n();
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("home");
+    common::prepared_home(&root, "m", 1);
+    let port = free_port();
+    let toml = root.join("supervisor.toml");
+    let text = std::fs::read_to_string(&toml).unwrap();
+    std::fs::write(&toml, format!("{text}\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    let daemon = common::start_daemon_with_env(&root, &[("SUPERVISOR_API_TOKEN", TOKEN)]);
+    sv(&root, &["start", "--all", "--wait"]);
+    let home = Home::new(&root).unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    let (mut daemon_side, mut socket) = (Vec::new(), Vec::new());
+    let mut http = Vec::new();
+    rt.block_on(async {
+        let client = DaemonClient::for_home(&home);
+        for i in 0..20 {
+            client
+                .send("m0", &request(format!("warm {i}")))
+                .await
+                .unwrap();
+        }
+        for i in 0..n {
+            let t = Instant::now();
+            let r = client
+                .send("m0", &request(format!("message {i}")))
+                .await
+                .unwrap();
+            socket.push(ms(t.elapsed()));
+            daemon_side.push(r.latency_ms.unwrap() as f64);
+            assert_eq!(
+                r.reply.as_deref(),
+                Some(format!("echo: [local] message {i}").as_str())
+            );
+        }
+        let web = reqwest::Client::new();
+        let url = format!("http://127.0.0.1:{port}/v1/instances/m0/messages");
+        for i in 0..n {
+            let t = Instant::now();
+            let r: Value = web
+                .post(&url)
+                .bearer_auth(TOKEN)
+                .json(&json!({"text": format!("http {i}"), "wait": true}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            http.push(ms(t.elapsed()));
+            assert_eq!(r["reply"], format!("echo: [local] http {i}"));
+        }
+    });
+    let mut cli = Vec::new();
+    for i in 0..n {
+        let t = Instant::now();
+        let out = sv(&root, &["send", "m0", &format!("cli {i}"), "--wait"]);
+        cli.push(ms(t.elapsed()));
+        assert_eq!(out.trim(), format!("echo: [local] cli {i}"));
+    }
+    let (lost, duplicated) = common::lost_and_duplicated(&root);
+    common::tear_down(&root, daemon);
+
+    println!("round trip with echo, 1 instance, sequential, {n} messages each:");
+    let d = summary("accepted → answer stored (daemon)", &mut daemon_side);
+    let s = summary("client on the unix socket (send, wait)", &mut socket);
+    let h = summary("HTTP API on TCP with token (send, wait)", &mut http);
+    let c = summary("CLI `send --wait` (a process each)", &mut cli);
+    println!("lost: {lost}, duplicated: {duplicated}");
+    json!({
+        "messages_each": n,
+        "daemon": d,
+        "socket_client": s,
+        "http_api": h,
+        "cli_send_wait": c,
+        "lost": lost,
+        "duplicated": duplicated,
+    })
+}

@@ -1,0 +1,381 @@
+//! `supervisor restore`: a new home from a backup archive, all or nothing.
+//!
+//! 1. The target must be new or an empty directory (restoring over a home is not supported).
+//! 2. The whole archive is read and checked against its manifest, writing nothing.
+//! 3. It is extracted, and checked again, into a hidden staging directory beside the target,
+//!    with the home's private modes; the empty directories of a home are added.
+//! 4. The restored database must pass `PRAGMA integrity_check` and match the manifest.
+//! 5. The staging directory is renamed to the target: the home appears complete or not at all.
+
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use super::manifest::{Entry, Kind, Manifest, VerifyError};
+use super::scan::{self, ScanError};
+use crate::fsutil;
+use crate::home::{Home, DB_FILE};
+use crate::store::backup::{inspect_copy, CopySummary};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RestoreError {
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    #[error(
+        "{} already holds a supervisor database: restoring over an existing home is not supported; restore into a new or empty directory (--home DIR)",
+        .0.display()
+    )]
+    TargetHasDatabase(PathBuf),
+    #[error("{} is not empty: restore into a new or empty directory (--home DIR)", .0.display())]
+    TargetNotEmpty(PathBuf),
+    #[error("{} exists and is not a directory", .0.display())]
+    TargetNotDir(PathBuf),
+    #[error(
+        "the archive holds database schema version {found}, newer than this supervisor knows ({known}): upgrade supervisor"
+    )]
+    NewerSchema { found: i64, known: i64 },
+    #[error("the restored database fails its integrity check: {0}")]
+    Integrity(String),
+    #[error("the archive is refused: {0}")]
+    Mismatch(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> RestoreError {
+    let path = path.to_path_buf();
+    move |source| RestoreError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// What was restored.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RestoreReport {
+    pub home: PathBuf,
+    pub home_id: String,
+    pub created_at: String,
+    pub supervisor_version: String,
+    pub schema_version: i64,
+    pub instances: Vec<String>,
+    pub messages: u64,
+    pub tasks: u64,
+    pub files: usize,
+    pub integrity: String,
+}
+
+pub fn restore(archive: &Path, home: &Home) -> Result<RestoreReport, RestoreError> {
+    let target = home.root();
+    check_target(target)?;
+    let manifest = scan::scan(archive, &mut |_, _| Ok(()))?;
+    let known = crate::store::latest_version();
+    if manifest.schema_version > known {
+        return Err(RestoreError::NewerSchema {
+            found: manifest.schema_version,
+            known,
+        });
+    }
+
+    // Only now, with the archive known good, is anything created.
+    let parent = target.parent().unwrap_or(Path::new("/"));
+    if !parent.exists() {
+        fsutil::create_private_dir(parent).map_err(io_err("create", parent))?;
+    }
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned());
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".restoring-{}-", name.unwrap_or_default()))
+        .tempdir_in(parent)
+        .map_err(io_err("create a staging directory in", parent))?;
+    let root = staging.path().to_path_buf();
+    fsutil::set_mode(&root, fsutil::DIR_MODE).map_err(io_err("set the mode of", &root))?;
+
+    let again = scan::scan(archive, &mut |entry, data| extract(&root, entry, data))?;
+    if again != manifest {
+        return Err(RestoreError::Mismatch(
+            "the archive changed while it was being restored".into(),
+        ));
+    }
+    let staged = Home::new(&root).map_err(|e| RestoreError::Mismatch(e.to_string()))?;
+    for dir in [
+        staged.instances_dir(),
+        staged.archive_dir(),
+        staged.runtime_dir(),
+        staged.run_dir(),
+        staged.backups_dir(),
+    ] {
+        fsutil::create_private_dir(&dir).map_err(io_err("create", &dir))?;
+    }
+    let db = check_database(&staged.db_path(), &manifest)?;
+
+    fsutil::sync_dir(&root).map_err(io_err("sync", &root))?;
+    check_target(target)?;
+    let kept = staging.keep();
+    if let Err(e) = fs::rename(&kept, target) {
+        let _ = fs::remove_dir_all(&kept);
+        return Err(io_err("move the restored home into place at", target)(e));
+    }
+    fsutil::sync_dir(parent).map_err(io_err("sync", parent))?;
+    Ok(RestoreReport {
+        home: target.to_path_buf(),
+        home_id: manifest.home_id,
+        created_at: manifest.created_at,
+        supervisor_version: manifest.supervisor_version,
+        schema_version: db.schema_version,
+        instances: db.live_instances,
+        messages: db.messages,
+        tasks: db.tasks,
+        files: manifest
+            .entries
+            .iter()
+            .filter(|e| e.kind == Kind::File)
+            .count(),
+        integrity: db.integrity,
+    })
+}
+
+/// The target may not exist yet, or be an empty directory (which the restored home replaces).
+fn check_target(target: &Path) -> Result<(), RestoreError> {
+    let meta = match fs::symlink_metadata(target) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_err("inspect", target)(e)),
+    };
+    if !meta.is_dir() {
+        return Err(RestoreError::TargetNotDir(target.to_path_buf()));
+    }
+    if fs::symlink_metadata(target.join(DB_FILE)).is_ok() {
+        return Err(RestoreError::TargetHasDatabase(target.to_path_buf()));
+    }
+    let mut entries = fs::read_dir(target).map_err(io_err("read", target))?;
+    if entries.next().is_some() {
+        return Err(RestoreError::TargetNotEmpty(target.to_path_buf()));
+    }
+    Ok(())
+}
+
+/// Writes one checked entry below `root` with the modes a home uses: directories 0700, files
+/// 0600, or 0700 for files their owner could execute (scripts in a workspace).
+fn extract(root: &Path, entry: &Entry, data: Option<&mut dyn Read>) -> io::Result<()> {
+    // Checked by the manifest's checker: relative, plain names only.
+    let path = root.join(&entry.path);
+    match (entry.kind, data) {
+        (Kind::Dir, _) => fsutil::create_private_dir(&path),
+        (Kind::File, Some(data)) => {
+            if let Some(parent) = path.parent() {
+                fsutil::create_private_dir(parent)?;
+            }
+            let executable = u32::from_str_radix(&entry.mode, 8).is_ok_and(|m| m & 0o100 != 0);
+            let mode = if executable { 0o700 } else { fsutil::FILE_MODE };
+            let mut file = fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(mode)
+                .open(&path)?;
+            io::copy(data, &mut file)?;
+            fsutil::set_mode(&path, mode)?;
+            file.sync_all()
+        }
+        (Kind::File, None) => Err(io::Error::other("a file without data")),
+    }
+}
+
+/// The restored database must be intact and be the one the manifest describes.
+fn check_database(path: &Path, manifest: &Manifest) -> Result<CopySummary, RestoreError> {
+    let db = inspect_copy(path)?;
+    if db.integrity != "ok" {
+        return Err(RestoreError::Integrity(db.integrity));
+    }
+    if db.home_id.as_deref() != Some(manifest.home_id.as_str()) {
+        return Err(refused(VerifyError::Manifest(format!(
+            "home_id {} does not match the database's ({})",
+            manifest.home_id,
+            db.home_id.as_deref().unwrap_or("none")
+        ))));
+    }
+    if db.schema_version != manifest.schema_version {
+        return Err(refused(VerifyError::Manifest(format!(
+            "schema_version {} does not match the database's ({})",
+            manifest.schema_version, db.schema_version
+        ))));
+    }
+    Ok(db)
+}
+
+fn refused(e: VerifyError) -> RestoreError {
+    RestoreError::Scan(ScanError::Refused(e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backup::create::backup;
+    use crate::instance::create::{create, NewInstance};
+    use crate::instance::soul::{BuiltinSoul, Soul};
+    use crate::instance::{InstanceConfig, InstanceName};
+    use crate::store::messages::Inbound;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn mode(p: &Path) -> u32 {
+        fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// An initialised home with instance alice, two messages and a file in its workspace.
+    fn live_home(dir: &Path) -> Home {
+        let home = Home::new(&dir.join("home")).unwrap();
+        let mut store = home.init().unwrap();
+        let new = NewInstance {
+            name: InstanceName::parse("alice").unwrap(),
+            soul: Soul::builtin(BuiltinSoul::Expert),
+            config: InstanceConfig::default(),
+        };
+        create(&home, &mut store, &new, "test").unwrap();
+        for body in ["one", "two"] {
+            store
+                .accept_message(&Inbound {
+                    instance: "alice",
+                    channel: "cli",
+                    sender: "local",
+                    body,
+                    state: "queued",
+                })
+                .unwrap();
+        }
+        let ws = home.root().join("instances/alice/workspace");
+        fs::write(ws.join("notes.txt"), "remember").unwrap();
+        fs::set_permissions(ws.join("notes.txt"), fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(home.root().join("instances/alice/ipc/in/t.json"), "{}").unwrap();
+        home
+    }
+
+    #[test]
+    fn a_backup_restores_into_a_new_home() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = live_home(dir.path());
+        let report = backup(&home, None).unwrap();
+        assert!(report.path.starts_with(home.backups_dir()));
+        assert_eq!(mode(&report.path), 0o600);
+        assert_eq!(report.database.messages, 2);
+        assert!(report
+            .skipped
+            .iter()
+            .any(|s| s.path == "instances/alice/ipc/in/t.json"));
+
+        let target = Home::new(&dir.path().join("restored")).unwrap();
+        let r = restore(&report.path, &target).unwrap();
+        assert_eq!(
+            (r.instances.clone(), r.messages, r.tasks),
+            (vec!["alice".to_string()], 2, 0)
+        );
+        assert_eq!(r.integrity, "ok");
+        let root = target.root();
+        assert_eq!(mode(root), 0o700);
+        for rel in [
+            "instances/alice/config.json",
+            "instances/alice/workspace/SOUL.md",
+            "instances/alice/workspace/AGENTS.md",
+            "instances/alice/workspace/memory/MEMORY.md",
+            "supervisor.toml",
+        ] {
+            assert_eq!(
+                fs::read(root.join(rel)).unwrap(),
+                fs::read(home.root().join(rel)).unwrap(),
+                "{rel}"
+            );
+            assert_eq!(mode(&root.join(rel)), 0o600, "{rel}");
+        }
+        assert_eq!(mode(&root.join("supervisor.db")), 0o600);
+        assert_eq!(
+            fs::read_to_string(root.join("instances/alice/workspace/notes.txt")).unwrap(),
+            "remember"
+        );
+        assert_eq!(
+            mode(&root.join("instances/alice/workspace/notes.txt")),
+            0o600
+        );
+        for d in [
+            "instances/alice/ipc/in",
+            "instances/alice/ipc/out",
+            "run",
+            "runtime",
+            "archive",
+            "backups",
+        ] {
+            assert_eq!(mode(&root.join(d)), 0o700, "{d}");
+        }
+        assert!(!root.join("instances/alice/ipc/in/t.json").exists());
+        let mut store = target.open().unwrap();
+        assert_eq!(store.integrity_check().unwrap(), "ok");
+        assert_eq!(store.history("alice", 10).unwrap().len(), 2);
+        assert_eq!(store.home_id().unwrap(), report.home_id);
+        let leftovers: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.'))
+            .collect();
+        assert!(leftovers.is_empty(), "{leftovers:?}");
+    }
+
+    #[test]
+    fn refuses_a_home_with_a_database_and_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = live_home(dir.path());
+        let archive = backup(&home, None).unwrap().path;
+        let err = restore(&archive, &home).unwrap_err();
+        assert!(matches!(err, RestoreError::TargetHasDatabase(_)), "{err}");
+        let busy = dir.path().join("busy");
+        fs::create_dir(&busy).unwrap();
+        fs::write(busy.join("x"), "x").unwrap();
+        let err = restore(&archive, &Home::new(&busy).unwrap()).unwrap_err();
+        assert!(matches!(err, RestoreError::TargetNotEmpty(_)), "{err}");
+        let hidden = fs::read_dir(dir.path())
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with('.')
+            })
+            .count();
+        assert_eq!(hidden, 0, "no staging directory left behind");
+        // An empty directory is fine: the restored home takes its place.
+        let empty = dir.path().join("empty");
+        fs::create_dir(&empty).unwrap();
+        restore(&archive, &Home::new(&empty).unwrap()).unwrap();
+        assert!(empty.join("supervisor.db").is_file());
+    }
+
+    #[test]
+    fn refuses_to_write_the_archive_where_it_would_back_itself_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let home = live_home(dir.path());
+        let inside = home.root().join("instances/alice/workspace/b.tar.gz");
+        let err = backup(&home, Some(&inside)).unwrap_err();
+        assert!(
+            matches!(err, super::super::BackupError::BadOut { .. }),
+            "{err}"
+        );
+        let over_db = home.root().join("supervisor.db");
+        assert!(backup(&home, Some(&over_db)).is_err());
+        let fine = dir.path().join("b.tar.gz");
+        backup(&home, Some(&fine)).unwrap();
+        let again = backup(&home, Some(&fine)).unwrap_err();
+        assert!(again.to_string().contains("already exists"), "{again}");
+        assert!(!home
+            .root()
+            .join("instances/alice/workspace")
+            .read_dir()
+            .unwrap()
+            .any(|e| { e.unwrap().file_name().to_string_lossy().starts_with('.') }));
+    }
+}

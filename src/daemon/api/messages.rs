@@ -1,0 +1,168 @@
+//! Messages: send (and optionally wait for the answer) and read an instance's history.
+
+use axum::extract::{Path as UrlPath, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use tokio::sync::broadcast;
+
+use super::{api_error, blocking, ApiError, AppState, Wake};
+use crate::instance::InstanceName;
+use crate::router::policy;
+use crate::store::messages::{Inbound, MessageRow};
+use crate::store::Store;
+
+/// A message for an instance.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendRequest {
+    pub text: String,
+    /// Who wrote it; checked against the instance's allow-list.
+    #[serde(default = "local")]
+    pub sender: String,
+    #[serde(default = "cli")]
+    pub channel: String,
+    /// Answer only once the turn that carries it has its final answer.
+    #[serde(default)]
+    pub wait: bool,
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
+}
+
+fn local() -> String {
+    "local".into()
+}
+fn cli() -> String {
+    "cli".into()
+}
+
+/// What a send returns.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SendResponse {
+    pub id: String,
+    pub instance: String,
+    /// `queued`, `context`, `refused`, or `answered` when waited for.
+    pub state: String,
+    pub reply: Option<String>,
+    pub failed: bool,
+    pub latency_ms: Option<u64>,
+}
+
+/// Most text one message may carry.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+
+pub(super) async fn send_message(
+    State(s): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    Json(req): Json<SendRequest>,
+) -> Result<Json<SendResponse>, ApiError> {
+    let started = std::time::Instant::now();
+    let iname = InstanceName::parse(&name).map_err(|e| api_error(StatusCode::BAD_REQUEST, e))?;
+    if req.text.len() > MAX_MESSAGE_BYTES {
+        return Err(api_error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("a message may carry at most {MAX_MESSAGE_BYTES} bytes"),
+        ));
+    }
+    let home = s.home.clone();
+    let configs = s.configs.clone();
+    let (row, disposition) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+        let mut store = Store::open(&home.db_path())
+            .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        store
+            .instance(iname.as_str())
+            .map_err(|e| api_error(StatusCode::NOT_FOUND, e))?;
+        let config = configs
+            .load(iname.as_str(), &home.instance_paths(&iname).config)
+            .map_err(|e| api_error(StatusCode::CONFLICT, e))?
+            .into_config();
+        let disposition = policy::classify(&config, &req.sender, &req.text);
+        let row = store
+            .accept_message(&Inbound {
+                instance: iname.as_str(),
+                channel: &req.channel,
+                sender: &req.sender,
+                body: &req.text,
+                state: disposition.state(),
+            })
+            .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        Ok((row, disposition))
+    })
+    .await
+    .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))??;
+
+    let mut answers = s.messaging.subscribe();
+    if disposition != policy::Disposition::Refused {
+        s.messaging.poke(&name);
+        // An on-demand instance's container starts for the work.
+        let _ = s.wake.send(Wake::Api(None));
+    }
+    let mut response = SendResponse {
+        id: row.id.clone(),
+        instance: name.clone(),
+        state: row.state.clone(),
+        reply: None,
+        failed: false,
+        latency_ms: None,
+    };
+    if !req.wait || disposition != policy::Disposition::Queued {
+        return Ok(Json(response));
+    }
+    let timeout = std::time::Duration::from_secs(req.timeout_secs.unwrap_or(120).min(3600));
+    let wait = async {
+        loop {
+            match answers.recv().await {
+                Ok(ev) if ev.message_ids.contains(&row.id) => return Some(ev),
+                Ok(_) => {}
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    };
+    match tokio::time::timeout(timeout, wait).await {
+        Ok(Some(ev)) => {
+            response.state = "answered".into();
+            response.reply = Some(ev.body);
+            response.failed = ev.failed;
+            response.latency_ms = Some(started.elapsed().as_millis() as u64);
+            Ok(Json(response))
+        }
+        _ => Err(api_error(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "no answer within {}s; message {} stays queued and will be answered",
+                timeout.as_secs(),
+                row.id
+            ),
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct HistoryQuery {
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+fn default_limit() -> u32 {
+    20
+}
+
+/// An instance's last messages, both directions, oldest first (as `history --json`).
+pub(super) async fn history(
+    State(s): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    Query(q): Query<HistoryQuery>,
+) -> Result<Json<Vec<MessageRow>>, ApiError> {
+    let iname = InstanceName::parse(&name).map_err(|e| api_error(StatusCode::BAD_REQUEST, e))?;
+    let limit = q.limit.clamp(1, 1000);
+    blocking(&s, move |store: &mut Store| {
+        store
+            .instance(iname.as_str())
+            .map_err(|e| api_error(StatusCode::NOT_FOUND, e))?;
+        store
+            .history(iname.as_str(), limit)
+            .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))
+    })
+    .await
+    .map(Json)
+}

@@ -1,0 +1,160 @@
+//! What only the running daemon knows, kept in memory for `status` and the API: when it
+//! started, whether the Docker engine answers, which agents announced readiness, and recent
+//! resource samples of every running container. Sampling in the background means a status
+//! call never waits for the engine's stats.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::docker::stats::{self, RawStats};
+use crate::docker::{container, Client};
+use crate::store::now_ms;
+
+/// How often running containers are sampled.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+
+/// A container's latest resources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResourceSample {
+    /// Percent of one CPU since the previous sample; None for the first one.
+    pub cpu_percent: Option<f64>,
+    pub memory_bytes: u64,
+    pub memory_limit_bytes: u64,
+    /// Unix ms.
+    pub sampled_at: i64,
+    #[serde(skip)]
+    raw: Option<RawStats>,
+}
+
+/// The daemon's view, as `GET /v1/status` returns it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LiveSnapshot {
+    pub pid: u32,
+    pub version: String,
+    /// Unix ms.
+    pub started_at: i64,
+    pub docker_reachable: bool,
+    pub docker_version: Option<String>,
+    /// Whether the last reconcile pass left nothing to do.
+    pub converged: bool,
+    /// Instance → when its agent last announced readiness (Unix ms).
+    pub ready: HashMap<String, i64>,
+    /// Instance → when this daemon last started its container (Unix ms). Containers adopted
+    /// from an earlier daemon have no entry.
+    pub started: HashMap<String, i64>,
+    pub samples: HashMap<String, ResourceSample>,
+}
+
+/// Shared between the daemon's tasks; cheap to clone.
+#[derive(Clone)]
+pub struct Live(Arc<RwLock<LiveSnapshot>>);
+
+impl Default for Live {
+    fn default() -> Self {
+        Self(Arc::new(RwLock::new(LiveSnapshot {
+            pid: std::process::id(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            started_at: now_ms(),
+            ..Default::default()
+        })))
+    }
+}
+
+impl Live {
+    pub fn snapshot(&self) -> LiveSnapshot {
+        self.0.read().expect("live status").clone()
+    }
+
+    pub fn set_docker(&self, reachable: bool, version: Option<String>) {
+        let mut s = self.0.write().expect("live status");
+        s.docker_reachable = reachable;
+        if version.is_some() || !reachable {
+            s.docker_version = version;
+        }
+    }
+
+    /// Called just before a container is started: its agent is not ready until it says so.
+    pub fn container_starting(&self, instance: &str) {
+        let mut s = self.0.write().expect("live status");
+        s.started.insert(instance.to_string(), now_ms());
+    }
+
+    /// Whether an instance's agent has announced readiness since its container was last
+    /// started. A container this daemon adopted (it did not start it) counts as ready once
+    /// running: its agent announced readiness to the daemon before.
+    pub fn is_ready(snapshot: &LiveSnapshot, instance: &str) -> bool {
+        match (snapshot.started.get(instance), snapshot.ready.get(instance)) {
+            (Some(started), Some(ready)) => ready >= started,
+            (Some(_), None) => false,
+            (None, _) => true,
+        }
+    }
+
+    pub fn set_converged(&self, converged: bool) {
+        self.0.write().expect("live status").converged = converged;
+    }
+
+    pub fn agent_ready(&self, instance: &str) {
+        let mut s = self.0.write().expect("live status");
+        s.ready.insert(instance.to_string(), now_ms());
+    }
+
+    /// Replaces the samples with readings of the containers running now; a container that
+    /// is gone loses its sample.
+    fn record(&self, readings: Vec<(String, RawStats)>) {
+        let now = now_ms();
+        let mut s = self.0.write().expect("live status");
+        let mut next = HashMap::new();
+        for (instance, raw) in readings {
+            let cpu = s
+                .samples
+                .get(&instance)
+                .and_then(|prev| prev.raw.as_ref())
+                .and_then(|prev| stats::cpu_percent(prev, &raw));
+            next.insert(
+                instance,
+                ResourceSample {
+                    cpu_percent: cpu,
+                    memory_bytes: raw.mem_used,
+                    memory_limit_bytes: raw.mem_limit,
+                    sampled_at: now,
+                    raw: Some(raw),
+                },
+            );
+        }
+        s.samples = next;
+    }
+}
+
+/// Samples every running container of this home every [`SAMPLE_EVERY`] while the daemon
+/// has an engine connection (`docker` holds the current client, None while it is away).
+pub async fn sample_forever(
+    live: Live,
+    home_id: String,
+    mut docker: watch::Receiver<Option<Client>>,
+) {
+    loop {
+        let client = docker.borrow().clone();
+        if let Some(client) = client {
+            if let Ok(owned) = container::list_owned(&client, &home_id).await {
+                let running: Vec<_> = owned.into_iter().filter(|c| c.running).collect();
+                let reads = running.iter().map(|c| stats::sample(&client, &c.id));
+                let results = futures_util::future::join_all(reads).await;
+                let readings = running
+                    .iter()
+                    .zip(results)
+                    .filter_map(|(c, r)| r.ok().map(|raw| (c.instance.clone(), raw)))
+                    .collect();
+                live.record(readings);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(SAMPLE_EVERY) => {}
+            changed = docker.changed() => if changed.is_err() { return },
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! The `status` view: a header for the daemon, engine, runtime and database, then one row
+//! per instance.
+
+use comfy_table::{presets::NOTHING, Cell, Color, Table};
+
+use super::bytes;
+use crate::status::StatusReport;
+
+/// The instance table's columns, shared by the text view and the dashboard.
+pub(crate) const COLUMNS: [&str; 11] = [
+    "NAME",
+    "STATE",
+    "HEALTH",
+    "UPTIME",
+    "RESTARTS",
+    "CPU",
+    "MEMORY",
+    "QUEUED",
+    "LAST ACTIVITY",
+    "NEXT TASK",
+    "TOKENS TODAY",
+];
+
+/// `1d 2h`, `3h 4m`, `5m 6s`, `7s`.
+pub fn duration(secs: i64) -> String {
+    let (d, h, m, s) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60, secs % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+pub(crate) fn state_colour(state: &str) -> Option<Color> {
+    match state {
+        "running" => Some(Color::Green),
+        "starting" | "restarting" | "queued" => Some(Color::Yellow),
+        "crash-loop" | "error" => Some(Color::Red),
+        _ => None,
+    }
+}
+
+/// The report as text; `colour` paints states (off when piped or with NO_COLOR).
+pub fn status_text(r: &StatusReport, colour: bool) -> String {
+    let mut out = String::new();
+    let d = &r.daemon;
+    out.push_str(&match (d.running, d.pid, d.uptime_secs) {
+        (true, Some(pid), Some(up)) => format!(
+            "daemon    up, pid {pid}, uptime {}, version {}\n",
+            duration(up),
+            d.version.as_deref().unwrap_or("?")
+        ),
+        _ => "daemon    DOWN (start it with `supervisor run`); states below are from the store and Docker\n".into(),
+    });
+    out.push_str(&format!(
+        "docker    {}\n",
+        match (r.docker.reachable, &r.docker.version) {
+            (true, Some(v)) => format!("reachable, engine {v}"),
+            (true, None) => "reachable".into(),
+            (false, _) => "UNREACHABLE".into(),
+        }
+    ));
+    out.push_str(&format!(
+        "runtime   {}\n",
+        r.runtime
+            .as_deref()
+            .unwrap_or("none active (`supervisor runtime build --activate`)")
+    ));
+    out.push_str(&format!(
+        "database  {} ({})\n\n",
+        bytes(r.database.bytes),
+        r.database.path
+    ));
+    if r.instances.is_empty() {
+        out.push_str("no instances (create one with `supervisor create-instance NAME`)\n");
+        return out;
+    }
+    let mut table = Table::new();
+    table.load_style(NOTHING);
+    if colour {
+        table.enforce_styling();
+    } else {
+        table.force_no_tty();
+    }
+    table.set_header(COLUMNS);
+    for i in &r.instances {
+        let mut state = Cell::new(&i.state);
+        if let (true, Some(c)) = (colour, state_colour(&i.state)) {
+            state = state.fg(c);
+        }
+        let memory = match (i.memory_bytes, i.memory_limit_bytes) {
+            (Some(used), Some(limit)) if limit > 0 => format!("{} / {}", bytes(used), bytes(limit)),
+            (Some(used), _) => bytes(used),
+            _ => "-".into(),
+        };
+        table.add_row(vec![
+            Cell::new(&i.name),
+            state,
+            Cell::new(&i.health),
+            Cell::new(i.uptime_secs.map(duration).unwrap_or_else(|| "-".into())),
+            Cell::new(i.restarts),
+            Cell::new(
+                i.cpu_percent
+                    .map(|c| format!("{c:.1}%"))
+                    .unwrap_or_else(|| "-".into()),
+            ),
+            Cell::new(memory),
+            Cell::new(i.queued),
+            Cell::new(i.last_activity.as_deref().unwrap_or("-")),
+            Cell::new(i.next_task.as_deref().unwrap_or("-")),
+            Cell::new(i.tokens_today),
+        ]);
+    }
+    out.push_str(&table.to_string());
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::status::{DaemonStatus, DatabaseStatus, DockerStatus, InstanceStatus};
+
+    fn report(daemon_up: bool) -> StatusReport {
+        StatusReport {
+            daemon: DaemonStatus {
+                running: daemon_up,
+                pid: daemon_up.then_some(42),
+                version: daemon_up.then(|| "0.1.0".into()),
+                uptime_secs: daemon_up.then_some(3725),
+            },
+            docker: DockerStatus {
+                reachable: true,
+                version: Some("20.10.24".into()),
+                source: "daemon".into(),
+            },
+            runtime: Some("rt-abc".into()),
+            database: DatabaseStatus {
+                path: "/h/supervisor.db".into(),
+                bytes: 2 << 20,
+            },
+            instances: vec![InstanceStatus {
+                name: "alice".into(),
+                state: "crash-loop".into(),
+                desired: "running".into(),
+                health: "failing".into(),
+                detail: None,
+                uptime_secs: None,
+                restarts: 5,
+                cpu_percent: Some(1.25),
+                memory_bytes: Some(3 << 20),
+                memory_limit_bytes: Some(512 << 20),
+                queued: 2,
+                last_activity: None,
+                next_task: None,
+                tokens_today: 120,
+            }],
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(duration(7), "7s");
+        assert_eq!(duration(306), "5m 6s");
+        assert_eq!(duration(3725), "1h 2m");
+        assert_eq!(duration(93_600), "1d 2h");
+    }
+
+    #[test]
+    fn colour_only_when_asked() {
+        let plain = status_text(&report(true), false);
+        assert!(!plain.contains('\u{1b}'), "{plain}");
+        assert!(
+            plain.starts_with("daemon    up, pid 42, uptime 1h 2m, version 0.1.0\n"),
+            "{plain}"
+        );
+        assert!(plain.contains("engine 20.10.24"));
+        assert!(plain.contains("1.2%") || plain.contains("1.3%"), "{plain}");
+        let painted = status_text(&report(true), true);
+        assert!(painted.contains('\u{1b}'), "a crash-loop is painted");
+        let down = status_text(&report(false), false);
+        assert!(down.starts_with("daemon    DOWN"), "{down}");
+    }
+}

@@ -1,0 +1,180 @@
+//! The dashboard's I/O: the status report, and the selected instance's events (from the
+//! store) and last log lines (from the Docker engine). Anything that fails for the detail
+//! pane becomes a one-line note instead of an error: the dashboard keeps running.
+
+use std::pin::pin;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio::runtime::Runtime;
+
+use super::app::Detail;
+use crate::docker::{self, container, container::LogChunk, container::OwnedContainer, Client};
+use crate::home::Home;
+use crate::status::StatusReport;
+
+/// Events and log lines the detail pane shows.
+const EVENTS: u32 = 10;
+const LOG_LINES: u64 = 20;
+
+/// A Docker call that takes longer than this would freeze the screen: give up and say so.
+const DOCKER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Picks, among the home's containers, the one whose output is an instance's logs. `logs`
+/// owns that rule; the dashboard is handed it so that both show the same container.
+pub type PickContainer =
+    for<'a> fn(&'a [OwnedContainer], &str) -> anyhow::Result<&'a OwnedContainer>;
+
+pub struct Fetcher<'h> {
+    home: &'h Home,
+    pick: PickContainer,
+    /// One runtime for the whole session, so that the Docker client (and its connections)
+    /// outlive each call.
+    rt: Runtime,
+    /// Connected once, on first need, with the home's id that marks its containers.
+    docker: Option<(Client, String)>,
+}
+
+impl<'h> Fetcher<'h> {
+    pub fn new(home: &'h Home, pick: PickContainer) -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(Self {
+            home,
+            pick,
+            rt,
+            docker: None,
+        })
+    }
+
+    pub fn report(&self) -> anyhow::Result<StatusReport> {
+        crate::status::gather(self.home)
+    }
+
+    /// `docker_reachable`: the latest report's word, so that a dashboard without Docker
+    /// does not try to connect on every refresh.
+    pub fn detail(&mut self, name: &str, docker_reachable: bool) -> Detail {
+        let events = self
+            .home
+            .open()
+            .map_err(|e| e.to_string())
+            .and_then(|store| {
+                store
+                    .recent_events(Some(name), EVENTS)
+                    .map_err(|e| e.to_string())
+            });
+        Detail {
+            instance: name.to_string(),
+            events,
+            logs: self
+                .logs(name, docker_reachable)
+                .map_err(|e| format!("no logs: {}", crate::cli::one_line(&e))),
+        }
+    }
+
+    fn logs(&mut self, name: &str, docker_reachable: bool) -> anyhow::Result<Vec<String>> {
+        let session = match self.docker.take() {
+            Some(s) => s,
+            None => self.connect(docker_reachable)?,
+        };
+        let (client, home_id) = &session;
+        let pick = self.pick;
+        let lines = self.within_timeout(async {
+            let owned = container::list_owned(client, home_id).await?;
+            let id = pick(&owned, name)?.id.clone();
+            tail(client, &id).await
+        });
+        self.docker = Some(session);
+        lines
+    }
+
+    fn connect(&self, docker_reachable: bool) -> anyhow::Result<(Client, String)> {
+        anyhow::ensure!(docker_reachable, "the Docker engine is unreachable");
+        let cfg = self.home.host_config()?.docker;
+        let home_id = self.home.open()?.home_id()?;
+        let client = self.within_timeout(async { Ok(docker::connect(&cfg).await?) })?;
+        Ok((client, home_id))
+    }
+
+    fn within_timeout<T>(
+        &self,
+        fut: impl std::future::Future<Output = anyhow::Result<T>>,
+    ) -> anyhow::Result<T> {
+        // The timer needs the runtime's context: build it inside.
+        self.rt
+            .block_on(async { tokio::time::timeout(DOCKER_TIMEOUT, fut).await })
+            .map_err(|_| {
+                anyhow::anyhow!(
+                    "the Docker engine did not answer within {}s",
+                    DOCKER_TIMEOUT.as_secs()
+                )
+            })?
+    }
+}
+
+/// The container's last lines, stdout and stderr as they came.
+async fn tail(client: &Client, id: &str) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    let mut stream = pin!(container::logs(client, id, Some(LOG_LINES), false));
+    while let Some(chunk) = stream.next().await {
+        match chunk? {
+            LogChunk::Stdout(b) | LogChunk::Stderr(b) => out.extend_from_slice(&b),
+        }
+    }
+    Ok(printable_lines(&out))
+}
+
+/// Output as lines a terminal cell grid can hold: an agent's escape sequences or control
+/// characters written into the dashboard would move its cursor and garble the screen.
+fn printable_lines(raw: &[u8]) -> Vec<String> {
+    let text = String::from_utf8_lossy(raw);
+    let lines: Vec<String> = text.lines().map(printable).collect();
+    lines[lines.len().saturating_sub(LOG_LINES as usize)..].to_vec()
+}
+
+fn printable(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            // CSI sequences (colours, cursor moves): ESC [ parameters, then a final byte.
+            '\u{1b}' if chars.peek() == Some(&'[') => {
+                chars.next();
+                for c in chars.by_ref() {
+                    if ('\u{40}'..='\u{7e}').contains(&c) {
+                        break;
+                    }
+                }
+            }
+            '\t' => out.push_str("    "),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escape_sequences_and_control_characters_are_dropped() {
+        assert_eq!(
+            printable("\u{1b}[1;31merror\u{1b}[0m:\tdone\r\u{7}"),
+            "error:    done"
+        );
+        assert_eq!(printable("plain ünïcode"), "plain ünïcode");
+    }
+
+    #[test]
+    fn only_the_last_lines_are_kept() {
+        let raw: String = (1..=25).map(|n| format!("line {n}\n")).collect();
+        let lines = printable_lines(raw.as_bytes());
+        assert_eq!(lines.len(), LOG_LINES as usize);
+        assert_eq!(lines[0], "line 6");
+        assert_eq!(lines.last().unwrap(), "line 25");
+        assert!(printable_lines(b"").is_empty());
+    }
+}

@@ -1,0 +1,220 @@
+//! The daemon's API over real sockets: the TCP listener and its token rules, the JSON
+//! endpoints, metrics, and an instance's own port.
+
+mod common;
+
+use std::time::Duration;
+
+use common::daemon::{wait_until, Daemon, ReadyHome};
+use common::{bin, TestHome};
+use serde_json::{json, Value};
+
+const LONG: Duration = Duration::from_secs(60);
+const TOKEN: &str = "0123456789abcdef0123456789abcdef-test-token";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn listen_on(home: &TestHome, addr: &str) {
+    let path = home.path("supervisor.toml");
+    let original = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{original}\nlisten = \"{addr}\"\n")).unwrap();
+}
+
+/// One HTTP request; returns the status and the body (JSON when it parses, else a string).
+fn call(method: &str, url: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::new();
+        let mut req = client.request(method.parse().unwrap(), url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, value)
+    })
+}
+
+#[test]
+fn the_tcp_api_demands_its_token_and_serves_every_endpoint() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let alice_port = free_port();
+    h.edit_config("alice", |c| c["port"] = json!(alice_port));
+    let port = free_port();
+    listen_on(&h.home, &format!("127.0.0.1:{port}"));
+    let daemon = Daemon::start_with_env(&h.home, &[("SUPERVISOR_API_TOKEN", TOKEN)]);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    let base = format!("http://127.0.0.1:{port}");
+    let url = |p: &str| format!("{base}{p}");
+
+    // The token, exactly, or nothing.
+    assert_eq!(call("GET", &url("/v1/health"), None, None).0, 401);
+    assert_eq!(call("GET", &url("/v1/health"), Some("wrong"), None).0, 401);
+    assert_eq!(
+        call("GET", &url("/metrics"), Some(&TOKEN[1..]), None).0,
+        401
+    );
+    let (code, health) = call("GET", &url("/v1/health"), Some(TOKEN), None);
+    assert_eq!((code, health["status"].as_str()), (200, Some("ok")));
+
+    assert!(wait_until(LONG, || call(
+        "GET",
+        &url("/v1/ready"),
+        Some(TOKEN),
+        None
+    )
+    .0 == 200));
+    let (_, ready) = call("GET", &url("/v1/ready"), Some(TOKEN), None);
+    assert_eq!(ready["problems"], json!([]));
+
+    // Send and wait.
+    let (code, sent) = call(
+        "POST",
+        &url("/v1/instances/alice/messages"),
+        Some(TOKEN),
+        Some(json!({"text": "over tcp", "wait": true})),
+    );
+    assert_eq!(code, 200, "{sent}");
+    assert_eq!(sent["reply"], "echo: [local] over tcp");
+    let (_, history) = call(
+        "GET",
+        &url("/v1/instances/alice/messages?limit=10"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(history.as_array().unwrap().len(), 2);
+    let (_, alice) = call("GET", &url("/v1/instances/alice"), Some(TOKEN), None);
+    assert_eq!(alice["state"], "running");
+    assert_eq!(
+        call("GET", &url("/v1/instances/nobody"), Some(TOKEN), None).0,
+        404
+    );
+
+    // Tasks.
+    let (code, task) = call(
+        "POST",
+        &url("/v1/instances/alice/tasks"),
+        Some(TOKEN),
+        Some(json!({"every": "1h", "prompt": "hourly"})),
+    );
+    assert_eq!(code, 201, "{task}");
+    let id = task["id"].as_i64().unwrap();
+    let (code, bad) = call(
+        "POST",
+        &url("/v1/instances/alice/tasks"),
+        Some(TOKEN),
+        Some(json!({"cron": "61 * * * *", "prompt": "never"})),
+    );
+    assert_eq!(code, 422);
+    assert!(
+        bad["error"].as_str().unwrap().contains("invalid cron"),
+        "{bad}"
+    );
+    let (_, paused) = call(
+        "POST",
+        &url(&format!("/v1/tasks/{id}/pause")),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(paused["status"], "paused");
+    let (_, all) = call("GET", &url("/v1/tasks"), Some(TOKEN), None);
+    assert_eq!(all.as_array().unwrap().len(), 1);
+    let (code, _) = call(
+        "DELETE",
+        &url(&format!("/v1/tasks/{id}")),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        call("GET", &url(&format!("/v1/tasks/{id}")), Some(TOKEN), None).0,
+        404
+    );
+
+    // Metrics, in Prometheus text.
+    let (code, metrics) = call("GET", &url("/metrics"), Some(TOKEN), None);
+    assert_eq!(code, 200);
+    let text = metrics.as_str().unwrap();
+    for needle in [
+        "supervisor_instances{state=\"running\"} 1",
+        "supervisor_messages_answered_total{instance=\"alice\"} 1",
+        "supervisor_queue_depth{instance=\"alice\"} 0",
+        "supervisor_model_requests_total{instance=\"alice\",status=\"ok\"}",
+        "supervisor_message_latency_seconds_bucket",
+        "supervisor_docker_up 1",
+    ] {
+        assert!(text.contains(needle), "{needle} missing in:\n{text}");
+    }
+
+    // The instance's own port: its health and messages, behind the same token.
+    let own = |p: &str| format!("http://127.0.0.1:{alice_port}{p}");
+    assert!(wait_until(LONG, || call(
+        "GET",
+        &own("/health"),
+        Some(TOKEN),
+        None
+    )
+    .0 == 200));
+    assert_eq!(call("GET", &own("/health"), None, None).0, 401);
+    let (_, own_health) = call("GET", &own("/health"), Some(TOKEN), None);
+    assert_eq!(own_health["name"], "alice");
+    let (_, sent) = call(
+        "POST",
+        &own("/messages"),
+        Some(TOKEN),
+        Some(json!({"text": "on my port", "wait": true})),
+    );
+    assert_eq!(sent["reply"], "echo: [local] on my port");
+
+    // The token never reaches the log.
+    assert!(!daemon.log_text().contains(TOKEN));
+}
+
+#[test]
+fn unsafe_listeners_are_refused_before_anything_binds() {
+    let home = TestHome::new();
+    home.run(&["init"]).ok();
+    listen_on(&home, &format!("0.0.0.0:{}", free_port()));
+    let run = |env: &[(&str, &str)]| {
+        bin()
+            .arg("--home")
+            .arg(&home.root)
+            .arg("run")
+            .env_remove("SUPERVISOR_API_TOKEN")
+            .envs(env.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let out = run(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("needs a bearer token"), "{err}");
+    assert!(err.contains("SUPERVISOR_API_TOKEN"), "{err}");
+    let out = run(&[("SUPERVISOR_API_TOKEN", "too-short-a-token")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("17 characters"), "{err}");
+    assert!(
+        !err.contains("too-short-a-token"),
+        "the token is never printed: {err}"
+    );
+    assert!(
+        !home.path("run/supervisor.sock").exists(),
+        "nothing was served"
+    );
+}
