@@ -46,6 +46,9 @@ pub struct DaemonConfig {
     pub on_shutdown: ShutdownPolicy,
     /// How long a container gets to stop after SIGTERM before it is killed.
     pub stop_timeout: String,
+    /// How long an instance moved onto a newly activated runtime has to report ready before
+    /// the roll-out is stopped and the previous runtime put back.
+    pub rollout_ready_timeout: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +66,7 @@ impl Default for DaemonConfig {
             max_running: 0,
             on_shutdown: ShutdownPolicy::Leave,
             stop_timeout: "10s".to_string(),
+            rollout_ready_timeout: "60s".to_string(),
         }
     }
 }
@@ -72,6 +76,12 @@ impl DaemonConfig {
         humantime::parse_duration(&self.stop_timeout)
             .map(|d| d.as_secs().min(600) as i32)
             .unwrap_or(10)
+    }
+
+    pub fn rollout_ready_timeout_ms(&self) -> i64 {
+        humantime::parse_duration(&self.rollout_ready_timeout)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(60_000)
     }
 
     pub fn max_running(&self) -> Option<usize> {
@@ -162,6 +172,20 @@ impl HostConfig {
                 ))
             }
         }
+        match humantime::parse_duration(&self.daemon.rollout_ready_timeout) {
+            Ok(d)
+                if d >= std::time::Duration::from_secs(1)
+                    && d <= std::time::Duration::from_secs(3600) => {}
+            _ => {
+                return Err(FieldError::new(
+                    "daemon.rollout_ready_timeout",
+                    format!(
+                        "expected a duration from 1s to 1h like \"60s\", got {:?}",
+                        self.daemon.rollout_ready_timeout
+                    ),
+                ))
+            }
+        }
         if let Some(listen) = &self.api.listen {
             if listen.parse::<std::net::SocketAddr>().is_err() {
                 return Err(FieldError::new(
@@ -223,6 +247,10 @@ mod tests {
         assert_eq!(e.path, "daemon.on_shutdown");
         let e = HostConfig::parse("[daemon]\nstop_timeout = \"1d\"\n").unwrap_err();
         assert_eq!(e.path, "daemon.stop_timeout");
+        let e = HostConfig::parse("[daemon]\nrollout_ready_timeout = \"0s\"\n").unwrap_err();
+        assert_eq!(e.path, "daemon.rollout_ready_timeout");
+        let ok = HostConfig::parse("[daemon]\nrollout_ready_timeout = \"5s\"\n").unwrap();
+        assert_eq!(ok.daemon.rollout_ready_timeout_ms(), 5000);
         let e = HostConfig::parse("[daemon]\nmax_running = -1\n").unwrap_err();
         assert_eq!(e.path, "daemon.max_running");
         let e = HostConfig::parse("[api]\nlisten = \"localhost\"\n").unwrap_err();

@@ -298,14 +298,35 @@ fn a_weakened_container_started_by_hand_fails_the_hardening_check() {
         assert!(message.contains(needle), "{needle:?} not in {message}");
     }
     let fix = hardening[0]["fix"].as_str().unwrap();
-    assert!(
-        fix.starts_with(&format!(
-            "docker rm -f {} && supervisor restart alice",
-            spec.name
-        )),
-        "{fix}"
-    );
+    assert!(fix.starts_with("supervisor restart alice"), "{fix}");
     assert_eq!(problems(&report).len(), 1, "{:?}", problems(&report));
+
+    // Its labels and spec hash are right, so a daemon would adopt it as it is; but it is never
+    // started again: the daemon stops it (alice should not run), and starting alice replaces it.
+    let daemon = Daemon::start(&h.home);
+    assert!(
+        wait_until(LONG, || h
+            .containers()
+            .iter()
+            .any(|c| c.id == id && !c.running)),
+        "{}",
+        daemon.log_text()
+    );
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    let now = h.container_of("alice").unwrap();
+    assert_ne!(now.id, id, "the weakened container was started again");
+    assert!(now.running);
+    let (_, report) = doctor(&h.home, &[]);
+    assert_eq!(rows(&report, "hardening")[0]["status"], "ok");
+    let db = rusqlite::Connection::open(h.home.path("supervisor.db")).unwrap();
+    let detail: String = db
+        .query_row(
+            "SELECT detail FROM events WHERE kind = 'container.replaced' AND instance = 'alice'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert!(detail.contains("PidsLimit"), "{detail}");
 }
 
 #[test]

@@ -16,8 +16,18 @@ pub enum Command {
     },
     /// Re-hash every file of a runtime and report any difference from its manifest
     Verify { id: String },
-    /// Make a runtime the one instances run
-    Activate { id: String },
+    /// Make a runtime the one instances run; a running daemon moves them one at a time
+    Activate {
+        id: String,
+        /// Return once activated instead of following the roll-out
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Show the latest roll-out: each instance moved, and how it ended
+    Rollout {
+        #[arg(long)]
+        json: bool,
+    },
     /// Remove runtimes no instance uses (never the active one or its rollback target)
     Gc,
 }
@@ -52,17 +62,19 @@ pub fn run(home: &Home, cmd: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { id } => verify(home, &id),
-        Command::Activate { id } => {
-            let mut store = home.open()?;
-            let previous = runtime::activate(home, &mut store, &id, super::CLI_ACTOR)?;
-            // A running daemon moves containers onto it at once.
-            let client = crate::daemon::client::DaemonClient::for_home(home);
-            let _ = crate::docker::block_on(client.reconcile());
-            match previous {
-                Some(prev) if prev != id => {
-                    println!("runtime {id} is active (previous: {prev}, kept as rollback target)")
+        Command::Activate { id, no_wait } => activate(home, &id, no_wait),
+        Command::Rollout { json } => {
+            let store = home.open()?;
+            let rollout = store.latest_rollout()?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&rollout)?);
+            } else {
+                match rollout {
+                    Some(r) => print!("{}", render::rollout(&r)),
+                    None => {
+                        println!("no roll-out yet: the first activation has nothing to replace")
+                    }
                 }
-                _ => println!("runtime {id} is active"),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -77,6 +89,89 @@ pub fn run(home: &Home, cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Activates a runtime and, when a daemon runs, follows its roll-out to the end: exits 1 when
+/// it was stopped and the previous runtime put back.
+fn activate(home: &Home, id: &str, no_wait: bool) -> anyhow::Result<ExitCode> {
+    let mut store = home.open()?;
+    let previous = runtime::activate(home, &mut store, id, super::CLI_ACTOR)?;
+    let rollout = store.current_rollout()?.filter(|r| r.runtime_id == id);
+    match &previous {
+        Some(prev) if prev != id => {
+            println!("runtime {id} is active (previous: {prev}, kept as rollback target)")
+        }
+        _ => println!("runtime {id} is active"),
+    }
+    let client = crate::daemon::client::DaemonClient::for_home(home);
+    let daemon_runs = crate::docker::block_on(client.reconcile()).is_ok();
+    let Some(rollout) = rollout else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    if !daemon_runs {
+        println!(
+            "the daemon is not running: it moves running instances one at a time when it starts"
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    if no_wait {
+        println!("rolling out; follow it with `supervisor runtime rollout`");
+        return Ok(ExitCode::SUCCESS);
+    }
+    follow_rollout(&store, &client, rollout.activation_id)
+}
+
+/// Prints each step of a roll-out as the daemon records it, until the roll-out ends.
+fn follow_rollout(
+    store: &crate::store::Store,
+    client: &crate::daemon::client::DaemonClient,
+    activation_id: i64,
+) -> anyhow::Result<ExitCode> {
+    let mut printed: Vec<(String, String)> = Vec::new();
+    let mut polls: u64 = 0;
+    loop {
+        let r = store
+            .rollout(activation_id)?
+            .ok_or_else(|| anyhow::anyhow!("the roll-out's record is gone"))?;
+        for step in &r.steps {
+            let seen = (step.instance.clone(), step.state.clone());
+            if !printed.contains(&seen) {
+                println!("{}", render::rollout_step(step));
+                printed.push(seen);
+            }
+        }
+        match r.state.as_str() {
+            "done" => {
+                let moved = r.steps.iter().filter(|s| s.state == "ready").count();
+                println!(
+                    "roll-out done: {moved} running instance(s) moved to {}",
+                    r.runtime_id
+                );
+                return Ok(ExitCode::SUCCESS);
+            }
+            "failed" => {
+                let detail = r.detail.as_deref().unwrap_or("no reason recorded");
+                if detail.starts_with("superseded") {
+                    anyhow::bail!("roll-out of runtime {} stopped: {detail}", r.runtime_id);
+                }
+                anyhow::bail!(
+                    "roll-out of runtime {} stopped: {detail}; runtime {} is active again",
+                    r.runtime_id,
+                    r.previous_id
+                )
+            }
+            _ => {}
+        }
+        polls += 1;
+        // The daemon carries the roll-out: if it stops, say so rather than wait forever.
+        if polls.is_multiple_of(25) && crate::docker::block_on(client.health()).is_err() {
+            anyhow::bail!(
+                "the daemon stopped during the roll-out of runtime {}; it carries on when the daemon starts again (`supervisor runtime rollout` shows where it is)",
+                r.runtime_id
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
     }
 }
 

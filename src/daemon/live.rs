@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 use crate::docker::stats::{self, RawStats};
 use crate::docker::{container, Client};
@@ -51,26 +51,33 @@ pub struct LiveSnapshot {
 
 /// Shared between the daemon's tasks; cheap to clone.
 #[derive(Clone)]
-pub struct Live(Arc<RwLock<LiveSnapshot>>);
+pub struct Live {
+    state: Arc<RwLock<LiveSnapshot>>,
+    /// Signalled when an agent announces readiness (a roll-out waits on it).
+    ready_signal: Arc<Notify>,
+}
 
 impl Default for Live {
     fn default() -> Self {
-        Self(Arc::new(RwLock::new(LiveSnapshot {
-            pid: std::process::id(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            started_at: now_ms(),
-            ..Default::default()
-        })))
+        Self {
+            state: Arc::new(RwLock::new(LiveSnapshot {
+                pid: std::process::id(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                started_at: now_ms(),
+                ..Default::default()
+            })),
+            ready_signal: Arc::new(Notify::new()),
+        }
     }
 }
 
 impl Live {
     pub fn snapshot(&self) -> LiveSnapshot {
-        self.0.read().expect("live status").clone()
+        self.state.read().expect("live status").clone()
     }
 
     pub fn set_docker(&self, reachable: bool, version: Option<String>) {
-        let mut s = self.0.write().expect("live status");
+        let mut s = self.state.write().expect("live status");
         s.docker_reachable = reachable;
         if version.is_some() || !reachable {
             s.docker_version = version;
@@ -79,7 +86,7 @@ impl Live {
 
     /// Called just before a container is started: its agent is not ready until it says so.
     pub fn container_starting(&self, instance: &str) {
-        let mut s = self.0.write().expect("live status");
+        let mut s = self.state.write().expect("live status");
         s.started.insert(instance.to_string(), now_ms());
     }
 
@@ -95,19 +102,25 @@ impl Live {
     }
 
     pub fn set_converged(&self, converged: bool) {
-        self.0.write().expect("live status").converged = converged;
+        self.state.write().expect("live status").converged = converged;
     }
 
     pub fn agent_ready(&self, instance: &str) {
-        let mut s = self.0.write().expect("live status");
+        let mut s = self.state.write().expect("live status");
         s.ready.insert(instance.to_string(), now_ms());
+        self.ready_signal.notify_one();
+    }
+
+    /// Resolves when an agent announces readiness (at once if one did since the last call).
+    pub async fn agent_ready_signal(&self) {
+        self.ready_signal.notified().await
     }
 
     /// Replaces the samples with readings of the containers running now; a container that
     /// is gone loses its sample.
     fn record(&self, readings: Vec<(String, RawStats)>) {
         let now = now_ms();
-        let mut s = self.0.write().expect("live status");
+        let mut s = self.state.write().expect("live status");
         let mut next = HashMap::new();
         for (instance, raw) in readings {
             let cpu = s

@@ -11,6 +11,7 @@ pub mod notify;
 pub mod plan;
 pub mod reconcile;
 pub mod restart;
+pub mod rollout;
 pub mod run;
 pub mod scheduler;
 pub mod task_requests;

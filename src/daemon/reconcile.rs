@@ -11,10 +11,12 @@ use futures_util::StreamExt;
 use super::live::Live;
 use super::plan::{self, Action, Actual, Desired};
 use super::restart::{RestartTracker, CRASH_LOOP_AFTER, CRASH_LOOP_RETRY_MS, QUICK_FAILURE_MS};
+use super::rollout::{self, Next};
 use super::user::ContainerUser;
 use crate::agent_image;
 use crate::container_spec::{ContainerSpec, SpecInputs, LABEL_RUNTIME};
 use crate::docker::container::{self, LogChunk, OwnedContainer};
+use crate::docker::hardening::{self, Hardening};
 use crate::docker::{Client, DockerError};
 use crate::home::Home;
 use crate::host_config::HostConfig;
@@ -22,6 +24,7 @@ use crate::instance::config::LifecycleMode;
 use crate::instance::last_good::{LastGoodConfigs, Loaded};
 use crate::instance::{InstanceConfig, InstanceName};
 use crate::store::instances::{InstanceRecord, Observed};
+use crate::store::rollouts::Rollout;
 use crate::store::{now_ms, Store, StoreError};
 
 pub const ACTOR: &str = "daemon";
@@ -43,6 +46,8 @@ pub struct PassOutcome {
     pub actions: usize,
     /// The live instances this pass saw.
     pub live: Vec<String>,
+    /// A roll-out waits for an agent's readiness: plan again as soon as one reports.
+    pub awaiting_ready: bool,
 }
 
 pub struct Reconciler {
@@ -135,6 +140,9 @@ impl Reconciler {
         let records = self.store.instances()?;
         let live: Vec<String> = records.iter().map(|r| r.name.clone()).collect();
         self.configs.retain(&live);
+        // A roll-out step may end here (and a failed one put the previous runtime back), so
+        // the active runtime is read after it.
+        let rollout = self.advance_rollout(&records, now)?;
         let active = self.store.active_runtime()?;
         let image = agent_image::current_tag(&self.host.docker.image);
         // Without the image nothing can be (re)created: leave existing containers alone.
@@ -212,13 +220,19 @@ impl Reconciler {
                     }
                 };
             let spec = active.as_ref().map(|a| {
+                let runtime_id = match &rollout {
+                    Some((r, _)) => rollout::runtime_for(r, &record, |id| {
+                        self.home.runtime_dir().join(id).is_dir()
+                    }),
+                    None => a.runtime_id.clone(),
+                };
                 ContainerSpec::for_instance(&SpecInputs {
                     home_id: &self.home_id,
                     instance: &name,
                     config: &config,
                     paths: &paths,
-                    runtime_id: &a.runtime_id,
-                    runtime_dir: self.home.runtime_dir().join(&a.runtime_id),
+                    runtime_id: &runtime_id,
+                    runtime_dir: self.home.runtime_dir().join(&runtime_id),
                     image: &image,
                     user: &self.user.spec,
                 })
@@ -355,6 +369,9 @@ impl Reconciler {
         if let Some(at) = self.recheck_at.filter(|at| *at > now) {
             next_wake = Some(next_wake.map_or(at, |w| w.min(at)));
         }
+        if let Some((_, deadline)) = &rollout {
+            next_wake = Some(next_wake.map_or(*deadline, |w| w.min(*deadline)));
+        }
         for (name, p) in &prepared {
             let observed = if let Some(problem) = problems.get(name) {
                 Observed {
@@ -464,10 +481,57 @@ impl Reconciler {
             next_wake,
             converged: plan.actions.is_empty()
                 && plan.backing_off.is_empty()
-                && problems.is_empty(),
+                && problems.is_empty()
+                && rollout.is_none(),
             actions: plan.actions.len(),
             live,
+            awaiting_ready: rollout.is_some(),
         })
+    }
+
+    /// Takes the current roll-out as far as it can go now (see [`rollout::next`]). Returns it
+    /// with the deadline of its moving step while it goes on; None when there is none or it
+    /// just finished or failed.
+    fn advance_rollout(
+        &mut self,
+        records: &[InstanceRecord],
+        now: i64,
+    ) -> Result<Option<(Rollout, i64)>, StoreError> {
+        let timeout = self.host.daemon.rollout_ready_timeout_ms();
+        // Each round either ends or finishes one step, so this is bounded by the instances.
+        for _ in 0..=records.len() {
+            let Some(r) = self.store.current_rollout()? else {
+                return Ok(None);
+            };
+            match rollout::next(&r, records, &self.live.snapshot(), now, timeout) {
+                Next::Begin(instance) => {
+                    tracing::info!(%instance, runtime = %r.runtime_id, "roll-out: moving");
+                    self.store.begin_rollout_step(&r, &instance)?;
+                    // Earlier failures were on the old runtime; do not delay the move.
+                    self.tracker.reset(&instance);
+                    let r = self.store.current_rollout()?.expect("still rolling");
+                    return Ok(Some((r, now + timeout)));
+                }
+                Next::Ready { instance, took_ms } => {
+                    tracing::info!(%instance, took_ms, runtime = %r.runtime_id, "roll-out: ready");
+                    self.store.finish_rollout_step(&r, &instance, took_ms)?;
+                }
+                Next::Fail { instance, reason } => {
+                    tracing::warn!(%instance, %reason, back_to = %r.previous_id, "roll-out stopped; previous runtime restored");
+                    self.store.fail_rollout(&r, &instance, &reason)?;
+                    // Its failures belong to the runtime it leaves.
+                    self.tracker.reset(&instance);
+                    return Ok(None);
+                }
+                Next::Wait { deadline } => return Ok(Some((r, deadline))),
+                Next::Done => {
+                    tracing::info!(runtime = %r.runtime_id, moved = r.steps.len(), "roll-out done");
+                    self.store.finish_rollout(&r)?;
+                    return Ok(None);
+                }
+            }
+        }
+        Ok(self.store.current_rollout()?.map(|r| (r, now + timeout)))
     }
 
     /// The observed fields that carry over when only the state changes.
@@ -505,12 +569,38 @@ impl Reconciler {
                     .ok();
             }
             Action::Start { instance, id } => {
+                // A stopped container may have been weakened behind the daemon's back
+                // (`docker update`, or one made by hand with the right labels) while its spec
+                // hash still matches: never start one that fails the hardening audit.
+                let spec = prepared.get(instance).and_then(|p| p.spec.as_ref());
+                if let Some(spec) = spec {
+                    let differences = match hardening::inspect_hardening(docker, id).await? {
+                        Some(found) => crate::doctor::hardening::compare(
+                            &Hardening::expected(spec),
+                            &found.hardening,
+                        ),
+                        None => vec!["the container is gone".to_string()],
+                    };
+                    if !differences.is_empty() {
+                        tracing::warn!(%instance, ?differences, "container fails the hardening audit: replacing it");
+                        container::remove(docker, id).await?;
+                        self.create_and_start(docker, instance, prepared, running)
+                            .await?;
+                        let detail = serde_json::json!({ "differences": differences });
+                        self.store
+                            .record_event(
+                                Some(instance),
+                                ACTOR,
+                                "container.replaced",
+                                Some(&detail),
+                            )
+                            .ok();
+                        return Ok(());
+                    }
+                }
                 self.live.container_starting(instance);
                 container::start(docker, id).await?;
-                let runtime = prepared
-                    .get(instance)
-                    .and_then(|p| p.spec.as_ref())
-                    .map(|s| s.labels[LABEL_RUNTIME].clone());
+                let runtime = spec.map(|s| s.labels[LABEL_RUNTIME].clone());
                 running.insert(instance.clone(), (id.clone(), runtime));
             }
             Action::Stop { instance, id } => {

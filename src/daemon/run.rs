@@ -130,6 +130,8 @@ async fn main_loop(
     let mut waiters: Vec<tokio::sync::oneshot::Sender<PassReport>> = Vec::new();
     // A container exited: look again shortly after the pass it triggers.
     let mut exit_seen = false;
+    // A roll-out waits for an agent's readiness: an announcement triggers the next pass.
+    let mut awaiting_ready = false;
 
     loop {
         if docker.is_none() {
@@ -170,6 +172,7 @@ async fn main_loop(
                     ports.ensure(&wanted, &api_state, &port_token).await;
                     // Instances and their configs may have changed: heartbeats follow.
                     scheduler.wake();
+                    awaiting_ready = outcome.awaiting_ready;
                     report = PassReport {
                         actions: outcome.actions,
                         converged: outcome.converged,
@@ -241,6 +244,7 @@ async fn main_loop(
                     docker = None;
                 }
             }
+            _ = live.agent_ready_signal(), if awaiting_ready => {}
             _ = tokio::time::sleep(sleep_for) => {}
         }
     }

@@ -213,14 +213,10 @@ async fn audit(
         })
     };
     let expected = Hardening::expected(&spec_for(own_runtime));
-    let hash_matches = match &facts.active_runtime {
-        Some(active) => spec_for(active).spec_hash() == c.spec_hash,
-        None => true,
-    };
     match live::inspect_hardening(client, &c.id).await {
         Ok(Some(found)) => {
             let diffs = hardening::compare(&expected, &found.hardening);
-            hardening::check(&c.instance, &c.name, &diffs, hash_matches)
+            hardening::check(&c.instance, &c.name, &diffs)
         }
         Ok(None) => Check::ok(
             checks::HARDENING,

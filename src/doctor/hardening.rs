@@ -83,28 +83,22 @@ pub fn compare(expected: &Hardening, live: &Hardening) -> Vec<String> {
     out
 }
 
-/// The row for one running container: ok, or a fail naming every differing setting.
-/// `hash_matches`: its spec-hash label is what the daemon would give it now, in which case a
-/// restart alone keeps the container (the daemon only recreates drifted ones), so it must be
-/// removed first.
-pub fn check(instance: &str, container: &str, differences: &[String], hash_matches: bool) -> Check {
+/// The row for one running container: ok, or a fail naming every differing setting. The
+/// daemon never starts a container that fails this audit (it replaces it), so a restart is
+/// the fix.
+pub fn check(instance: &str, container: &str, differences: &[String]) -> Check {
     if differences.is_empty() {
         return Check::ok(
             HARDENING,
             format!("{instance} ({container}): live settings match the policy"),
         );
     }
-    let fix = if hash_matches {
-        format!("docker rm -f {container} && supervisor restart {instance} (the daemon creates it anew)")
-    } else {
-        format!(
-            "supervisor restart {instance} (its spec hash is stale, so the daemon recreates it)"
-        )
-    };
     Check::fail(
         HARDENING,
         format!("{instance} ({container}): {}", differences.join("; ")),
-        fix,
+        format!(
+            "supervisor restart {instance} (the daemon replaces a container that fails this audit)"
+        ),
     )
 }
 
@@ -239,7 +233,7 @@ mod tests {
     #[test]
     fn an_untouched_container_matches() {
         assert_eq!(compare(&policy(), &policy()), Vec::<String>::new());
-        let row = check("alice", "sv-1-alice", &[], true);
+        let row = check("alice", "sv-1-alice", &[]);
         assert_eq!(row.status, Status::Ok);
     }
 
@@ -322,7 +316,7 @@ mod tests {
                 diffs.iter().any(|d| d.contains(needle)),
                 "{needle:?} not in {diffs:?}"
             );
-            let row = check("alice", "sv-1-alice", &diffs, true);
+            let row = check("alice", "sv-1-alice", &diffs);
             assert_eq!(row.status, Status::Fail);
             assert!(row.message.contains(needle));
         }
@@ -343,14 +337,9 @@ mod tests {
     }
 
     #[test]
-    fn the_fix_depends_on_whether_a_restart_would_recreate() {
+    fn the_fix_is_a_restart() {
         let diffs = vec!["Memory is 0, policy 1".to_string()];
-        let same = check("alice", "sv-1-alice", &diffs, true);
-        assert!(same
-            .fix
-            .unwrap()
-            .starts_with("docker rm -f sv-1-alice && supervisor restart alice"));
-        let stale = check("alice", "sv-1-alice", &diffs, false);
-        assert!(stale.fix.unwrap().starts_with("supervisor restart alice"));
+        let row = check("alice", "sv-1-alice", &diffs);
+        assert!(row.fix.unwrap().starts_with("supervisor restart alice"));
     }
 }

@@ -9,6 +9,7 @@ pub mod watch;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use supervisor_agent::protocol::{
     is_temp_name, parse_envelope, Envelope, Payload, MAX_ENVELOPE_BYTES,
@@ -16,6 +17,14 @@ use supervisor_agent::protocol::{
 
 use crate::fsutil;
 use crate::home::InstancePaths;
+
+/// How old (by modification time) a temporary file in `in/` or `out/` must be before the host
+/// removes it: by then the write that made it was interrupted (its writer killed or crashed),
+/// since a write in progress takes milliseconds. Younger ones are left alone.
+pub const STALE_TEMP_AGE: Duration = Duration::from_secs(10 * 60);
+
+/// How many names [`InstanceIpc::quarantine`] tries for one entry before giving up.
+const QUARANTINE_NAME_TRIES: u32 = 1000;
 
 /// One instance's IPC directories.
 #[derive(Debug, Clone)]
@@ -74,13 +83,25 @@ impl InstanceIpc {
 
     /// Reads every finished entry of `out/`, oldest name first. Anything that is not a valid
     /// agent-to-host envelope is moved to quarantine, never parsed twice and never fatal.
+    /// Temporary files in `out/` and `in/` older than [`STALE_TEMP_AGE`] are removed (and
+    /// logged) on the way.
     pub fn drain_out(&self) -> io::Result<Vec<Incoming>> {
         // Keep each entry's real path: a name that is not UTF-8 must still be moved.
-        let mut entries: Vec<(String, PathBuf)> = fs::read_dir(&self.out_dir)?
+        let (temps, mut entries): (Vec<_>, Vec<_>) = fs::read_dir(&self.out_dir)?
             .filter_map(|e| e.ok())
             .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-            .filter(|(n, _)| !is_temp_name(n))
-            .collect();
+            .partition(|(n, _)| is_temp_name(n));
+        let now = SystemTime::now();
+        self.remove_stale_temps(temps, now);
+        // The host's own interrupted writes into in/ (send() only clears a temp file of the
+        // envelope it is sending again; others would stay forever).
+        if let Ok(dir) = fs::read_dir(&self.in_dir) {
+            let temps = dir
+                .filter_map(|e| e.ok())
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .filter(|(n, _)| is_temp_name(n));
+            self.remove_stale_temps(temps, now);
+        }
         entries.sort();
         let mut out = Vec::with_capacity(entries.len());
         for (name, path) in entries {
@@ -95,9 +116,68 @@ impl InstanceIpc {
         Ok(out)
     }
 
+    /// Removes those of `temps` (temporary names in `in/` or `out/`) whose modification time
+    /// is at least [`STALE_TEMP_AGE`] before `now`, and logs each one removed. Directories
+    /// are left alone; so is anything younger, which may be a write in progress. Returns the
+    /// paths removed.
+    pub fn remove_stale_temps(
+        &self,
+        temps: impl IntoIterator<Item = (String, PathBuf)>,
+        now: SystemTime,
+    ) -> Vec<PathBuf> {
+        let mut removed = Vec::new();
+        for (name, path) in temps {
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or_default();
+            if meta.is_dir() || age < STALE_TEMP_AGE {
+                continue;
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    tracing::info!(
+                        instance = %self.instance(),
+                        file = %path.display(),
+                        age_secs = age.as_secs(),
+                        "removed a temporary IPC file left by an interrupted write"
+                    );
+                    removed.push(path);
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => tracing::warn!(
+                    instance = %self.instance(),
+                    file = %name,
+                    error = %e,
+                    "cannot remove a stale temporary IPC file"
+                ),
+            }
+        }
+        removed
+    }
+
+    /// The instance's name, for logs: the directory holding `quarantine/`.
+    fn instance(&self) -> String {
+        self.quarantine_dir
+            .parent()
+            .and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    }
+
     /// Moves `path` (whatever it is; links are moved, not followed) into the quarantine
-    /// directory, with a `.reason` file beside it.
+    /// directory, with a `.reason` file beside it. Nothing already in the quarantine is ever
+    /// replaced: when `<now ms>-<name>` (or its `.reason`) is taken, `<now ms>.<n>-<name>`
+    /// is tried, for n = 2, 3, ...
     pub fn quarantine(&self, path: &Path, name: &str, reason: &str) -> io::Result<()> {
+        self.quarantine_at(path, name, reason, crate::store::now_ms())
+    }
+
+    fn quarantine_at(&self, path: &Path, name: &str, reason: &str, now_ms: i64) -> io::Result<()> {
         fsutil::create_private_dir(&self.quarantine_dir)?;
         let safe: String = name
             .chars()
@@ -110,19 +190,68 @@ impl InstanceIpc {
             })
             .take(100)
             .collect();
-        let target = self.quarantine_dir.join(format!(
-            "{}-{}",
-            crate::store::now_ms(),
-            safe.trim_start_matches('.')
-        ));
-        match fs::rename(path, &target) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
+        let safe = safe.trim_start_matches('.');
+        for n in 1..=QUARANTINE_NAME_TRIES {
+            let stamp = if n == 1 {
+                now_ms.to_string()
+            } else {
+                format!("{now_ms}.{n}")
+            };
+            let target = self.quarantine_dir.join(format!("{stamp}-{safe}"));
+            let reason_file = self.quarantine_dir.join(format!("{stamp}-{safe}.reason"));
+            // Claim the .reason name first (created exclusively), then move the entry beside
+            // it without replacing anything: a name taken by either moves on to the next one.
+            let mut reason_out = match fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(&reason_file)
+            {
+                Ok(f) => f,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            };
+            if let Err(e) = rename_no_replace(path, &target) {
+                let _ = fs::remove_file(&reason_file);
+                match e.kind() {
+                    io::ErrorKind::AlreadyExists => continue,
+                    // Gone already (deleted by its writer): nothing to set aside.
+                    io::ErrorKind::NotFound => return Ok(()),
+                    _ => return Err(e),
+                }
+            }
+            return io::Write::write_all(&mut reason_out, format!("{reason}\n").as_bytes());
         }
-        let mut reason_file = target.into_os_string();
-        reason_file.push(".reason");
-        fs::write(reason_file, format!("{reason}\n"))
+        Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!(
+                "no free name for {safe:?} in {} after {QUARANTINE_NAME_TRIES} tries",
+                self.quarantine_dir.display()
+            ),
+        ))
+    }
+}
+
+/// Renames `from` to `to`, failing with `AlreadyExists` rather than replacing anything at
+/// `to` (`renameat2(RENAME_NOREPLACE)`). On a file system without it, `to` is checked first:
+/// only the daemon writes into the quarantine, so nothing can appear there in between.
+fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use nix::errno::Errno;
+        use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
+        match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EINVAL | Errno::ENOSYS) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    match fs::symlink_metadata(to) {
+        Ok(_) => Err(io::Error::new(
+            io::ErrorKind::AlreadyExists,
+            format!("{} exists", to.display()),
+        )),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::rename(from, to),
+        Err(e) => Err(e),
     }
 }
 
@@ -287,6 +416,137 @@ mod tests {
             fs::read_to_string("/etc/passwd").unwrap().contains("root"),
             "the link target is untouched"
         );
+    }
+
+    #[test]
+    fn quarantining_the_same_name_twice_in_one_millisecond_keeps_both() {
+        let (_d, ipc) = ipc();
+        let name = "1-same.json";
+        // One bad file, then another of the same name: set aside in the same millisecond,
+        // and once more a millisecond later through the public entry point.
+        fs::write(ipc.out_dir.join(name), b"first").unwrap();
+        ipc.quarantine_at(&ipc.out_dir.join(name), name, "reason one", 7)
+            .unwrap();
+        fs::write(ipc.out_dir.join(name), b"second").unwrap();
+        ipc.quarantine_at(&ipc.out_dir.join(name), name, "reason two", 7)
+            .unwrap();
+        // A bad file whose name is another's .reason file cannot replace that either.
+        fs::write(ipc.out_dir.join("1-same.json.reason"), b"third").unwrap();
+        ipc.quarantine_at(
+            &ipc.out_dir.join("1-same.json.reason"),
+            "1-same.json.reason",
+            "reason three",
+            7,
+        )
+        .unwrap();
+        fs::write(ipc.out_dir.join(name), b"fourth").unwrap();
+        ipc.quarantine(&ipc.out_dir.join(name), name, "reason four")
+            .unwrap();
+
+        let q = &ipc.quarantine_dir;
+        let read = |n: &str| fs::read_to_string(q.join(n)).unwrap();
+        assert_eq!(read("7-1-same.json"), "first");
+        assert_eq!(read("7-1-same.json.reason"), "reason one\n");
+        assert_eq!(read("7.2-1-same.json"), "second");
+        assert_eq!(read("7.2-1-same.json.reason"), "reason two\n");
+        assert_eq!(read("7.3-1-same.json.reason"), "third");
+        assert_eq!(read("7.3-1-same.json.reason.reason"), "reason three\n");
+        let mut contents: Vec<String> = fs::read_dir(q)
+            .unwrap()
+            .map(|e| fs::read_to_string(e.unwrap().path()).unwrap())
+            .collect();
+        contents.sort();
+        assert_eq!(
+            contents,
+            [
+                "first",
+                "fourth",
+                "reason four\n",
+                "reason one\n",
+                "reason three\n",
+                "reason two\n",
+                "second",
+                "third"
+            ],
+            "every file and every reason kept, none overwritten"
+        );
+        assert_eq!(fs::read_dir(&ipc.out_dir).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn quarantining_an_entry_that_is_gone_is_not_an_error_and_leaves_no_reason() {
+        let (_d, ipc) = ipc();
+        ipc.quarantine(&ipc.out_dir.join("gone.json"), "gone.json", "whatever")
+            .unwrap();
+        assert_eq!(fs::read_dir(&ipc.quarantine_dir).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn stale_temporary_files_are_removed_and_fresh_ones_and_envelopes_kept() {
+        let (_d, ipc) = ipc();
+        let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+        let age = |path: &Path, when: SystemTime| {
+            fs::File::options()
+                .write(true)
+                .open(path)
+                .unwrap()
+                .set_modified(when)
+                .unwrap();
+        };
+        // out/: an agent killed mid-write an hour ago, and a write in progress now.
+        let old_out = ipc.out_dir.join(".1-old.json.tmp");
+        let fresh_out = ipc.out_dir.join(".2-fresh.json.tmp");
+        fs::write(&old_out, b"{").unwrap();
+        fs::write(&fresh_out, b"{").unwrap();
+        age(&old_out, hour_ago);
+        // Just under the limit is still fresh.
+        let almost = ipc.out_dir.join(".3-almost.json.tmp");
+        fs::write(&almost, b"{").unwrap();
+        age(
+            &almost,
+            SystemTime::now() - STALE_TEMP_AGE + Duration::from_secs(60),
+        );
+        // An old envelope and an old temp-named directory are not temporary files to clear.
+        let envelope = supervisor_agent::ipc::write_envelope(&ipc.out_dir, &reply("e1")).unwrap();
+        age(&envelope, hour_ago);
+        let dir = ipc.out_dir.join(".4-dir.json.tmp");
+        fs::create_dir(&dir).unwrap();
+        // in/: the host's own interrupted write, and a fresh one.
+        let old_in = ipc.in_dir.join(".5-old.json.tmp");
+        let fresh_in = ipc.in_dir.join(".6-fresh.json.tmp");
+        fs::write(&old_in, b"{").unwrap();
+        fs::write(&fresh_in, b"{").unwrap();
+        age(&old_in, hour_ago);
+        let queued = ipc.in_dir.join("7-queued.json");
+        fs::write(&queued, b"{}").unwrap();
+        age(&queued, hour_ago);
+
+        let got = ipc.drain_out().unwrap();
+        assert!(
+            matches!(&got[..], [Incoming::Envelope { envelope, .. }] if envelope.id == "e1"),
+            "{got:?}"
+        );
+        assert!(!old_out.exists() && !old_in.exists(), "stale temps removed");
+        for kept in [&fresh_out, &almost, &envelope, &dir, &fresh_in, &queued] {
+            assert!(kept.exists(), "{} was removed", kept.display());
+        }
+        assert!(
+            !ipc.quarantine_dir.exists(),
+            "nothing quarantined: temp names are never read"
+        );
+
+        // Called directly, it reports what it removed.
+        fs::write(&old_out, b"{").unwrap();
+        age(&old_out, hour_ago);
+        let removed = ipc.remove_stale_temps(
+            [
+                (".1-old.json.tmp".to_string(), old_out.clone()),
+                (".2-fresh.json.tmp".to_string(), fresh_out.clone()),
+            ],
+            SystemTime::now(),
+        );
+        assert_eq!(removed, [old_out]);
+        assert!(fresh_out.exists());
     }
 
     #[test]

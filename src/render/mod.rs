@@ -262,6 +262,41 @@ pub fn runtime_table(rows: &[crate::runtime::RuntimeView]) -> String {
     flush_left(table)
 }
 
+/// One roll-out step as `runtime activate` prints it while following a roll-out.
+pub fn rollout_step(step: &crate::store::rollouts::RolloutStep) -> String {
+    let what = match step.state.as_str() {
+        "moving" => "moving: recreated, waiting for its agent".to_string(),
+        "ready" => step.detail.clone().unwrap_or_else(|| "ready".into()),
+        _ => format!(
+            "put back on the previous runtime: {}",
+            step.detail.as_deref().unwrap_or("no reason recorded")
+        ),
+    };
+    format!("  {:<20} {what}", step.instance)
+}
+
+/// The latest roll-out, as `runtime rollout` shows it.
+pub fn rollout(r: &crate::store::rollouts::Rollout) -> String {
+    let mut out = format!(
+        "roll-out of runtime {} (from {}), started {}: {}\n",
+        r.runtime_id,
+        r.previous_id,
+        timestamp(r.activated_at),
+        r.state
+    );
+    if let Some(detail) = &r.detail {
+        out += &format!("  reason: {detail}\n");
+    }
+    if r.steps.is_empty() {
+        out += "  no instance moved\n";
+    }
+    for step in &r.steps {
+        out += &rollout_step(step);
+        out.push('\n');
+    }
+    out
+}
+
 /// comfy-table pads the first column with a space; the CLI wants flush-left columns.
 fn flush_left(table: Table) -> String {
     let mut out = table

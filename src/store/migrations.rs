@@ -163,6 +163,22 @@ ALTER TABLE messages ADD COLUMN scope TEXT NOT NULL DEFAULT 'conversation'
     CHECK (scope IN ('conversation', 'isolated', 'silent'));
 CREATE INDEX messages_by_task_run ON messages(task_run_id);
 "#,
+    // 6: health-gated roll-outs. An activation that replaces a runtime is rolled out one
+    // instance at a time; each step records when the instance moved and how it ended, so a
+    // daemon restarted mid-roll-out carries on where it stopped.
+    r#"
+ALTER TABLE runtime_activations ADD COLUMN rollout TEXT
+    CHECK (rollout IN ('rolling', 'done', 'failed'));
+CREATE TABLE rollout_steps (
+    activation_id INTEGER NOT NULL REFERENCES runtime_activations(id) ON DELETE CASCADE,
+    instance      TEXT NOT NULL,
+    state         TEXT NOT NULL CHECK (state IN ('moving', 'ready', 'reverted')),
+    started_at    INTEGER NOT NULL,
+    finished_at   INTEGER,
+    detail        TEXT,
+    PRIMARY KEY (activation_id, instance)
+) STRICT;
+"#,
 ];
 
 /// The schema version this build writes.

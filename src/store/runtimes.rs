@@ -85,15 +85,24 @@ impl Store {
             return Ok(current.and_then(|a| a.previous_id));
         }
         let previous = current.map(|a| a.runtime_id);
+        // Replacing a runtime is rolled out one instance at a time (see `store::rollouts`);
+        // the first activation has nothing to replace.
+        let rollout = previous.as_ref().map(|_| "rolling");
         self.write(|tx| {
+            tx.execute(
+                "UPDATE runtime_activations
+                 SET rollout = 'failed', detail = 'superseded by the activation of ' || ?1
+                 WHERE status = 'active' AND rollout = 'rolling'",
+                [id],
+            )?;
             tx.execute(
                 "UPDATE runtime_activations SET status = 'superseded' WHERE status = 'active'",
                 [],
             )?;
             tx.execute(
-                "INSERT INTO runtime_activations (runtime_id, previous_id, activated_at, actor)
-                 VALUES (?1, ?2, ?3, ?4)",
-                params![id, previous, now_ms(), actor],
+                "INSERT INTO runtime_activations (runtime_id, previous_id, activated_at, actor, rollout)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![id, previous, now_ms(), actor, rollout],
             )?;
             let detail = serde_json::json!({ "runtime": id, "previous": previous });
             events::record(tx, None, actor, "runtime.activated", Some(&detail))?;
