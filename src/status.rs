@@ -271,20 +271,10 @@ mod tests {
 
     fn record(name: &str, state: &str, changed: i64) -> InstanceRecord {
         InstanceRecord {
-            id: 1,
-            name: name.into(),
-            soul: "expert".into(),
-            created_at: 0,
-            desired_state: "running".into(),
-            state: state.into(),
-            state_detail: None,
             state_changed_at: Some(changed),
-            container_id: None,
-            runtime_id: None,
             restart_count: 2,
-            last_exit_code: None,
             last_activity_at: Some(5_000),
-            restart_pending: false,
+            ..crate::store::instances::test_record(name, state)
         }
     }
 

@@ -25,20 +25,29 @@ pub fn reps() -> usize {
         .unwrap_or(10)
 }
 
-/// Waits until the daemon reports `name`'s agent ready (polled every 2 ms).
+/// Waits until the daemon reports every named agent ready (polled every 2 ms). The deadline
+/// grows with the number of agents: two minutes, and half a second more for each.
 pub fn wait_ready(home: &Home, names: &[String]) {
     let client = DaemonClient::for_home(home);
-    let deadline = Instant::now() + Duration::from_secs(120);
+    let allowed = Duration::from_secs(120) + Duration::from_millis(500) * names.len() as u32;
+    let deadline = Instant::now() + allowed;
     docker::block_on(async {
         loop {
             let s = client.status().await.unwrap();
-            if names
+            let waiting: Vec<&String> = names
                 .iter()
-                .all(|n| Live::is_ready(&s, n) && s.started.contains_key(n))
-            {
+                .filter(|n| !(Live::is_ready(&s, n) && s.started.contains_key(*n)))
+                .collect();
+            if waiting.is_empty() {
                 return;
             }
-            assert!(Instant::now() < deadline, "agents not ready: {names:?}");
+            assert!(
+                Instant::now() < deadline,
+                "{} of {} agents not ready after {allowed:?}, among them {:?}",
+                waiting.len(),
+                names.len(),
+                &waiting[..waiting.len().min(5)]
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     });

@@ -25,6 +25,17 @@ fn container_names(root: &std::path::Path) -> Vec<String> {
         .collect()
 }
 
+/// How many instances `status --json` shows running with a resource sample.
+pub fn running_and_sampled(root: &std::path::Path) -> usize {
+    let v: Value = serde_json::from_str(&sv(root, &["status", "--json"])).unwrap();
+    v["instances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["state"] == "running" && i["memory_bytes"].is_u64())
+        .count()
+}
+
 /// Times `status --json` (checking every instance is running and sampled) and returns it.
 pub fn time_status(root: &std::path::Path, reps: usize, expect_running: usize) -> Vec<f64> {
     (0..reps)

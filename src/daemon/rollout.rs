@@ -135,20 +135,9 @@ mod tests {
 
     fn rec(name: &str, state: &str, runtime: &str) -> InstanceRecord {
         InstanceRecord {
-            id: 0,
-            name: name.into(),
-            soul: "expert".into(),
-            created_at: 0,
-            desired_state: "running".into(),
-            state: state.into(),
-            state_detail: None,
             state_changed_at: Some(T0 - 10_000),
-            container_id: None,
             runtime_id: Some(runtime.into()),
-            restart_count: 0,
-            last_exit_code: None,
-            last_activity_at: None,
-            restart_pending: false,
+            ..crate::store::instances::test_record(name, state)
         }
     }
 
@@ -289,25 +278,18 @@ mod tests {
     fn instances_keep_their_runtime_until_their_turn() {
         let r = rollout(&[("alice", "moving"), ("bob", "reverted")]);
         let exists = |id: &str| id != "gone";
-        assert_eq!(
-            runtime_for(&r, &rec("alice", "running", "old"), exists),
-            "new"
-        );
-        assert_eq!(
-            runtime_for(&r, &rec("bob", "running", "new"), exists),
-            "old"
-        );
-        assert_eq!(
-            runtime_for(&r, &rec("carol", "running", "older"), exists),
-            "older"
-        );
-        assert_eq!(
-            runtime_for(&r, &rec("dave", "running", "gone"), exists),
-            "old"
-        );
-        assert_eq!(
-            runtime_for(&r, &rec("erin", "stopped", "older"), exists),
-            "old"
-        );
+        for (name, state, runs, want) in [
+            ("alice", "running", "old", "new"),     // its step began
+            ("bob", "running", "new", "old"),       // put back
+            ("carol", "running", "older", "older"), // not reached: keeps what it runs
+            ("dave", "running", "gone", "old"),     // its runtime is gone
+            ("erin", "stopped", "older", "old"),    // not running: the previous one
+        ] {
+            assert_eq!(
+                runtime_for(&r, &rec(name, state, runs), exists),
+                want,
+                "{name}"
+            );
+        }
     }
 }

@@ -254,6 +254,27 @@ pub struct InstanceCounts {
     pub tasks: i64,
 }
 
+/// A record of a live instance that wants to run, for unit tests of logic built on records.
+#[cfg(test)]
+pub(crate) fn test_record(name: &str, state: &str) -> InstanceRecord {
+    InstanceRecord {
+        id: 1,
+        name: name.into(),
+        soul: "expert".into(),
+        created_at: 0,
+        desired_state: "running".into(),
+        state: state.into(),
+        state_detail: None,
+        state_changed_at: None,
+        container_id: None,
+        runtime_id: None,
+        restart_count: 0,
+        last_exit_code: None,
+        last_activity_at: None,
+        restart_pending: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
