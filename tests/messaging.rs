@@ -102,7 +102,15 @@ fn send_wait_returns_the_answer_and_refused_senders_never_reach_the_agent() {
     let child = common::bin()
         .arg("--home")
         .arg(&h.home.root)
-        .args(["send", "alice", "hello", "--wait", "--json"])
+        .args([
+            "send",
+            "alice",
+            "hello",
+            "--wait",
+            "--json",
+            "--id",
+            "greeting-1",
+        ])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -117,6 +125,40 @@ fn send_wait_returns_the_answer_and_refused_senders_never_reach_the_agent() {
         (Some("answered"), Some("hi!"))
     );
     assert!(v["latency_ms"].as_u64().is_some());
+    assert_eq!(v["id"], "greeting-1");
+
+    // Sent again under its id (as after a lost response): the stored answer comes back and
+    // nothing new is stored or delivered. The same id for other text is refused.
+    let again = h
+        .home
+        .run(&[
+            "send",
+            "alice",
+            "hello",
+            "--wait",
+            "--json",
+            "--id",
+            "greeting-1",
+        ])
+        .ok()
+        .json();
+    assert_eq!(
+        (again["state"].as_str(), again["reply"].as_str()),
+        (Some("answered"), Some("hi!"))
+    );
+    assert_eq!(turns(&h).len(), 1, "no second turn");
+    h.home
+        .run(&["send", "alice", "something else", "--id", "greeting-1"])
+        .fails(1, "message id \"greeting-1\" is already taken");
+    let db = rusqlite::Connection::open(h.home.path("supervisor.db")).unwrap();
+    let inbound: i64 = db
+        .query_row(
+            "SELECT count(*) FROM messages WHERE direction = 'in'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(inbound, 1);
 
     // Only telegram:42 may speak now: the operator's message is stored as refused.
     let cfg = h.home.path("instances/alice/config.json");

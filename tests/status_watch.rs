@@ -29,6 +29,28 @@ fn watch_needs_a_terminal() {
 
 #[test]
 fn watch_draws_the_instances_and_quits_on_q() {
+    watch_then_quit(Quit::Key);
+}
+
+#[test]
+fn sigterm_ends_the_dashboard_and_gives_the_screen_back() {
+    watch_then_quit(Quit::Sigterm);
+}
+
+enum Quit {
+    Key,
+    Sigterm,
+}
+
+/// The dashboard's process: `script` runs it (through `exec`) as its only child.
+fn dashboard_pid(script: &std::process::Child) -> nix::unistd::Pid {
+    let children = format!("/proc/{0}/task/{0}/children", script.id());
+    let text = std::fs::read_to_string(children).unwrap();
+    let pid: i32 = text.split_whitespace().next().unwrap().parse().unwrap();
+    nix::unistd::Pid::from_raw(pid)
+}
+
+fn watch_then_quit(how: Quit) {
     if !Path::new("/usr/bin/script").exists() {
         eprintln!("skipped: no util-linux `script` to give the dashboard a terminal");
         return;
@@ -73,8 +95,16 @@ fn watch_draws_the_instances_and_quits_on_q() {
         std::thread::sleep(Duration::from_millis(50));
     }
     let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"q").unwrap();
-    stdin.flush().unwrap();
+    match how {
+        Quit::Key => {
+            stdin.write_all(b"q").unwrap();
+            stdin.flush().unwrap();
+        }
+        Quit::Sigterm => {
+            nix::sys::signal::kill(dashboard_pid(&child), nix::sys::signal::Signal::SIGTERM)
+                .unwrap()
+        }
+    }
 
     let start = Instant::now();
     let status = loop {
@@ -83,7 +113,7 @@ fn watch_draws_the_instances_and_quits_on_q() {
         }
         if start.elapsed() > DEADLINE {
             let _ = child.kill();
-            panic!("q did not quit:\n{}", text());
+            panic!("the dashboard did not quit:\n{}", text());
         }
         std::thread::sleep(Duration::from_millis(50));
     };

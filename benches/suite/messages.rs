@@ -29,6 +29,7 @@ pub fn request(text: String) -> SendRequest {
         channel: "cli".into(),
         wait: true,
         timeout_secs: Some(120),
+        id: None,
     }
 }
 

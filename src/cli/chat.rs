@@ -50,6 +50,7 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
             channel: "cli".into(),
             wait: true,
             timeout_secs: Some(args.timeout),
+            id: None,
         };
         match docker::block_on(client.send(name.as_str(), &request)) {
             Ok(resp) => match resp.reply {

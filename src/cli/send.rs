@@ -1,5 +1,7 @@
 //! `send`: a message for an instance. Through the daemon when one runs; otherwise committed to
-//! the store directly, to be answered when the daemon starts. Nothing is lost either way.
+//! the store directly, to be answered when the daemon starts. Nothing is lost either way, and
+//! nothing is stored twice: the message carries one id through every attempt, so a send whose
+//! daemon died mid-request is simply sent again.
 
 use std::process::ExitCode;
 
@@ -9,7 +11,7 @@ use crate::docker;
 use crate::home::Home;
 use crate::instance::InstanceConfig;
 use crate::router::policy;
-use crate::store::messages::Inbound;
+use crate::store::messages::{is_valid_message_id, new_message_id, Inbound};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -25,19 +27,46 @@ pub struct Args {
     /// How long --wait waits, in seconds
     #[arg(long, default_value_t = 120)]
     pub timeout: u64,
+    /// The message's id (1-64 letters, digits, - or _); sending the same id and text again
+    /// stores nothing new [default: a fresh id]
+    #[arg(long)]
+    pub id: Option<String>,
 }
+
+/// How often a send is tried when the daemon fails mid-request (it may be restarting), and
+/// how long to wait between tries.
+const TRIES: u32 = 5;
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
 
 pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     let name = super::parse_name(&args.name)?;
+    if let Some(id) = &args.id {
+        if !is_valid_message_id(id) {
+            anyhow::bail!("message id {id:?}: expected 1 to 64 letters, digits, - or _");
+        }
+    }
+    let id = args.id.clone().unwrap_or_else(new_message_id);
     let request = SendRequest {
         text: args.text.clone(),
         sender: "local".into(),
         channel: "cli".into(),
         wait: args.wait,
         timeout_secs: Some(args.timeout),
+        id: Some(id.clone()),
     };
     let client = DaemonClient::for_home(home);
-    let response = match docker::block_on(client.send(name.as_str(), &request)) {
+    let mut attempt = 1;
+    let sent = loop {
+        match docker::block_on(client.send(name.as_str(), &request)) {
+            Err(ClientError::Transport(e)) if attempt < TRIES => {
+                tracing::debug!(error = %e, attempt, "the daemon failed mid-request; sending again");
+                attempt += 1;
+                std::thread::sleep(RETRY_PAUSE);
+            }
+            other => break other,
+        }
+    };
+    let response = match sent {
         Ok(r) => r,
         Err(e @ ClientError::NotRunning { .. }) => {
             if args.text.len() > MAX_MESSAGE_BYTES {
@@ -47,13 +76,16 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
             store.instance(name.as_str())?;
             let config = InstanceConfig::load(&home.instance_paths(&name).config)?;
             let disposition = policy::classify(&config, "local", &args.text);
-            let row = store.accept_message(&Inbound {
-                instance: name.as_str(),
-                channel: "cli",
-                sender: "local",
-                body: &args.text,
-                state: disposition.state(),
-            })?;
+            let row = store.accept_message_once(
+                &id,
+                &Inbound {
+                    instance: name.as_str(),
+                    channel: "cli",
+                    sender: "local",
+                    body: &args.text,
+                    state: disposition.state(),
+                },
+            )?;
             eprintln!(
                 "note: message {} saved; it is answered once a daemon runs ({e})",
                 row.id

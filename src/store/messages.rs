@@ -125,13 +125,50 @@ fn insert_final(
     Ok(true)
 }
 
+/// A fresh message id: a UUID v7 (unique and time-ordered), as 32 hex digits.
+pub fn new_message_id() -> String {
+    uuid::Uuid::now_v7().simple().to_string()
+}
+
+/// Whether a sender-chosen message id is acceptable: 1 to 64 ASCII letters, digits, `-` or
+/// `_` (it names files in IPC directories, so nothing else).
+pub fn is_valid_message_id(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 impl Store {
     /// Commits an inbound message (the first thing that happens to it). Starting work also
     /// counts as activity, so an on-demand instance's container is started for it.
     pub fn accept_message(&mut self, m: &Inbound) -> Result<MessageRow> {
-        let id = uuid::Uuid::now_v7().simple().to_string();
+        let id = new_message_id();
+        self.accept_message_once(&id, m)
+    }
+
+    /// Like [`Store::accept_message`] under an id the sender chose, so that sending again
+    /// after a lost answer (a daemon that died mid-request) stores nothing new: the same id
+    /// with the same instance, sender, channel and text returns the message already stored.
+    /// The same id with anything else is refused.
+    pub fn accept_message_once(&mut self, id: &str, m: &Inbound) -> Result<MessageRow> {
         self.write(|tx| {
             let iid = instance_id(tx, m.instance)?;
+            let stored: Option<(i64, String, String, String, String)> = tx
+                .query_row(
+                    "SELECT instance_id, direction, channel, sender, body FROM messages WHERE id = ?1",
+                    [id],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                )
+                .optional()?;
+            if let Some(stored) = stored {
+                let same = (iid, "in".to_string(), m.channel.to_string(), m.sender.to_string(), m.body.to_string());
+                return if stored == same {
+                    Ok(())
+                } else {
+                    Err(StoreError::MessageIdTaken(id.to_string()))
+                };
+            }
             let now = now_ms();
             tx.execute(
                 "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, triggered, created_at, updated_at)
@@ -143,7 +180,7 @@ impl Store {
             }
             Ok(())
         })?;
-        self.message(&id)
+        self.message(id)
     }
 
     pub fn message(&self, id: &str) -> Result<MessageRow> {
@@ -352,6 +389,40 @@ mod tests {
             sender: "local",
             body,
             state,
+        }
+    }
+
+    #[test]
+    fn a_message_sent_again_under_its_id_is_stored_once() {
+        let (_d, mut s) = store();
+        let first = s
+            .accept_message_once("m-0001", &inbound("hi", "queued"))
+            .unwrap();
+        let again = s
+            .accept_message_once("m-0001", &inbound("hi", "queued"))
+            .unwrap();
+        assert_eq!((first.id.as_str(), again.id.as_str()), ("m-0001", "m-0001"));
+        assert_eq!(s.waiting_messages("alice").unwrap().len(), 1);
+        // The same id for different text is refused, and the first stays as it was.
+        let err = s
+            .accept_message_once("m-0001", &inbound("other", "queued"))
+            .unwrap_err();
+        assert!(matches!(err, StoreError::MessageIdTaken(_)), "{err}");
+        assert_eq!(s.message("m-0001").unwrap().body, "hi");
+    }
+
+    #[test]
+    fn sender_chosen_ids_are_plain_names() {
+        for good in [
+            "a",
+            "m-0001",
+            "0123456789abcdef0123456789abcdef",
+            &"x".repeat(64),
+        ] {
+            assert!(is_valid_message_id(good), "{good}");
+        }
+        for bad in ["", "../x", "a/b", "a b", "é", &"x".repeat(65)] {
+            assert!(!is_valid_message_id(bad), "{bad}");
         }
     }
 

@@ -53,6 +53,8 @@ pub enum StoreError {
     RunExists(i64),
     #[error("no instance named {0:?}")]
     NoSuchInstance(String),
+    #[error("message id {0:?} is already taken by a different message")]
+    MessageIdTaken(String),
     /// SQLite could not write because the file system has no room left: `SQLITE_FULL`, or an
     /// I/O error on a write, sync or resize whose system error is `ENOSPC`. `path` is the
     /// database, where the error was seen through a [`Store`] (always, but for the commit of a

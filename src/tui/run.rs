@@ -3,7 +3,7 @@
 
 use std::io::Stdout;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::{Duration, Instant};
 
 use ratatui::backend::CrosstermBackend;
@@ -13,6 +13,7 @@ use ratatui::crossterm::terminal::{
 };
 use ratatui::crossterm::{cursor, execute};
 use ratatui::Terminal;
+use signal_hook::consts::{SIGHUP, SIGTERM};
 
 use super::app::{Action, App};
 use super::fetch::{Fetcher, PickContainer};
@@ -55,13 +56,25 @@ fn event_loop(
     interval: Duration,
 ) -> std::io::Result<()> {
     let mut next_refresh = Instant::now() + interval;
+    // SIGTERM or SIGHUP (a service manager, a closed terminal) ends the loop like `q`, so
+    // the screen is given back; the flag is looked at between events.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGHUP] {
+        signal_hook::flag::register(signal, stop.clone())?;
+    }
     // The report first, then the slower detail: the screen is not blank while Docker answers.
     terminal.draw(|frame| view::draw(frame, app))?;
     fetch_detail(app, fetch);
     loop {
+        if stop.load(Ordering::SeqCst) {
+            return Ok(());
+        }
         terminal.draw(|frame| view::draw(frame, app))?;
         let mut wants_detail = false;
-        if event::poll(next_refresh.saturating_duration_since(Instant::now()))? {
+        let wait = next_refresh
+            .saturating_duration_since(Instant::now())
+            .min(SIGNAL_CHECK);
+        if event::poll(wait)? {
             // Take every pending event before any I/O: a held arrow key then moves the
             // selection without a Docker call per step.
             loop {
@@ -90,6 +103,9 @@ fn event_loop(
         }
     }
 }
+
+/// The longest the loop waits for a key before looking at the signal flag again.
+const SIGNAL_CHECK: Duration = Duration::from_millis(200);
 
 fn fetch_detail(app: &mut App, fetch: &mut Fetcher) {
     if let Some(name) = app.detail_wanted().map(str::to_string) {

@@ -9,8 +9,8 @@ use tokio::sync::broadcast;
 use super::{api_error, blocking, ApiError, AppState, Wake};
 use crate::instance::InstanceName;
 use crate::router::policy;
-use crate::store::messages::{Inbound, MessageRow};
-use crate::store::Store;
+use crate::store::messages::{is_valid_message_id, new_message_id, Inbound, MessageRow};
+use crate::store::{Store, StoreError};
 
 /// A message for an instance.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -26,6 +26,10 @@ pub struct SendRequest {
     pub wait: bool,
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// The message's id, chosen by the sender so that sending again (after a lost response)
+    /// is safe: the same id and text are stored once. Default: a fresh id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
 }
 
 fn local() -> String {
@@ -63,34 +67,57 @@ pub(super) async fn send_message(
             format!("a message may carry at most {MAX_MESSAGE_BYTES} bytes"),
         ));
     }
+    if let Some(id) = &req.id {
+        if !is_valid_message_id(id) {
+            return Err(api_error(
+                StatusCode::BAD_REQUEST,
+                format!("message id {id:?}: expected 1 to 64 letters, digits, - or _"),
+            ));
+        }
+    }
+    // Subscribed before the message is stored, so that no answer can slip between the two.
+    let mut answers = s.messaging.subscribe();
     let home = s.home.clone();
     let configs = s.configs.clone();
-    let (row, disposition) = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
-        let mut store = Store::open(&home.db_path())
-            .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-        store
-            .instance(iname.as_str())
-            .map_err(|e| api_error(StatusCode::NOT_FOUND, e))?;
-        let config = configs
-            .load(iname.as_str(), &home.instance_paths(&iname).config)
-            .map_err(|e| api_error(StatusCode::CONFLICT, e))?
-            .into_config();
-        let disposition = policy::classify(&config, &req.sender, &req.text);
-        let row = store
-            .accept_message(&Inbound {
+    let (row, disposition, answered) =
+        tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
+            let mut store = Store::open(&home.db_path())
+                .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+            store
+                .instance(iname.as_str())
+                .map_err(|e| api_error(StatusCode::NOT_FOUND, e))?;
+            let config = configs
+                .load(iname.as_str(), &home.instance_paths(&iname).config)
+                .map_err(|e| api_error(StatusCode::CONFLICT, e))?
+                .into_config();
+            let disposition = policy::classify(&config, &req.sender, &req.text);
+            let id = req.id.clone().unwrap_or_else(new_message_id);
+            let inbound = Inbound {
                 instance: iname.as_str(),
                 channel: &req.channel,
                 sender: &req.sender,
                 body: &req.text,
                 state: disposition.state(),
-            })
-            .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-        Ok((row, disposition))
-    })
-    .await
-    .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))??;
+            };
+            let row = store
+                .accept_message_once(&id, &inbound)
+                .map_err(|e| match e {
+                    StoreError::MessageIdTaken(_) => api_error(StatusCode::CONFLICT, e),
+                    e => api_error(StatusCode::INTERNAL_SERVER_ERROR, e),
+                })?;
+            // Sent again after it was answered: the answer is already there.
+            let answered = match row.state.as_str() {
+                "answered" => store
+                    .answer_to(&row.id)
+                    .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))?
+                    .map(|a| (a.body, a.error.is_some())),
+                _ => None,
+            };
+            Ok((row, disposition, answered))
+        })
+        .await
+        .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))??;
 
-    let mut answers = s.messaging.subscribe();
     if disposition != policy::Disposition::Refused {
         s.messaging.poke(&name);
         // An on-demand instance's container starts for the work.
@@ -105,6 +132,13 @@ pub(super) async fn send_message(
         latency_ms: None,
     };
     if !req.wait || disposition != policy::Disposition::Queued {
+        return Ok(Json(response));
+    }
+    if let Some((reply, failed)) = answered {
+        response.state = "answered".into();
+        response.reply = Some(reply);
+        response.failed = failed;
+        response.latency_ms = Some(started.elapsed().as_millis() as u64);
         return Ok(Json(response));
     }
     let timeout = std::time::Duration::from_secs(req.timeout_secs.unwrap_or(120).min(3600));
