@@ -94,6 +94,17 @@ fn a_message_sent_without_a_daemon_is_kept_and_answered_later() {
     assert_eq!(common::daemon::finals(&h.home, "alice")[0]["body"], "yes");
 }
 
+/// One message under a chosen id, waited for.
+const SEND_GREETING: [&str; 7] = [
+    "send",
+    "alice",
+    "hello",
+    "--wait",
+    "--json",
+    "--id",
+    "greeting-1",
+];
+
 #[test]
 fn send_wait_returns_the_answer_and_refused_senders_never_reach_the_agent() {
     let h = ReadyHome::new();
@@ -102,15 +113,7 @@ fn send_wait_returns_the_answer_and_refused_senders_never_reach_the_agent() {
     let child = common::bin()
         .arg("--home")
         .arg(&h.home.root)
-        .args([
-            "send",
-            "alice",
-            "hello",
-            "--wait",
-            "--json",
-            "--id",
-            "greeting-1",
-        ])
+        .args(SEND_GREETING)
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
@@ -129,19 +132,7 @@ fn send_wait_returns_the_answer_and_refused_senders_never_reach_the_agent() {
 
     // Sent again under its id (as after a lost response): the stored answer comes back and
     // nothing new is stored or delivered. The same id for other text is refused.
-    let again = h
-        .home
-        .run(&[
-            "send",
-            "alice",
-            "hello",
-            "--wait",
-            "--json",
-            "--id",
-            "greeting-1",
-        ])
-        .ok()
-        .json();
+    let again = h.home.run(&SEND_GREETING).ok().json();
     assert_eq!(
         (again["state"].as_str(), again["reply"].as_str()),
         (Some("answered"), Some("hi!"))

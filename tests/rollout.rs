@@ -108,12 +108,23 @@ fn answers(h: &ReadyHome, name: &str) {
 fn a_new_runtime_rolls_out_one_instance_at_a_time() {
     let h = ReadyHome::new();
     let old = active_runtime(&h);
-    let new = build_runtime(&h, &agent_copy(h.home.scratch()));
-    assert_ne!(old, new);
     let daemon = Daemon::start(&h.home);
     start(&h, &["ann", "bob", "cat"]);
 
-    let out = h.home.run(&["runtime", "activate", &new]).ok();
+    // Built and activated in one go: the command follows the roll-out as `activate` does.
+    let agent = agent_copy(h.home.scratch());
+    let out = h
+        .home
+        .run(&[
+            "runtime",
+            "build",
+            "--activate",
+            "--agent-bin",
+            agent.to_str().unwrap(),
+        ])
+        .ok();
+    let new = out.stdout.split_whitespace().nth(1).unwrap().to_string();
+    assert_ne!(old, new);
     assert!(
         out.stdout
             .contains("roll-out done: 3 running instance(s) moved"),

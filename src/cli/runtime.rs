@@ -205,8 +205,9 @@ fn build_runtime(home: &Home, args: BuildArgs) -> anyhow::Result<ExitCode> {
     }
     println!("  path     {}", built.dir.display());
     if args.activate {
-        runtime::activate(home, &mut store, &built.id, super::CLI_ACTOR)?;
-        println!("runtime {} is active", built.id);
+        // Exactly as `runtime activate`: a running daemon is woken and its roll-out followed.
+        drop(store);
+        return activate(home, &built.id, false);
     }
     Ok(ExitCode::SUCCESS)
 }

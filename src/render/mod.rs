@@ -315,20 +315,9 @@ mod tests {
 
     fn record(name: &str) -> InstanceRecord {
         InstanceRecord {
-            id: 1,
-            name: name.to_string(),
-            soul: "expert".to_string(),
             created_at: 1_767_225_600_000,
             desired_state: "stopped".to_string(),
-            state: "stopped".to_string(),
-            state_detail: None,
-            state_changed_at: None,
-            container_id: None,
-            runtime_id: None,
-            restart_count: 0,
-            last_exit_code: None,
-            last_activity_at: None,
-            restart_pending: false,
+            ..crate::store::instances::test_record(name, "stopped")
         }
     }
 
