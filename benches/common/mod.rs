@@ -3,7 +3,47 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
+
+/// Daemons this run started and has not torn down, and the homes it prepared (by home id):
+/// what [`clean_up_after_panic`] stops and removes.
+static DAEMONS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+static HOMES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+fn home_id(root: &Path) -> String {
+    supervisor::store::Store::open(&root.join("supervisor.db"))
+        .unwrap()
+        .home_id()
+        .unwrap()
+}
+
+/// Removes every container of `home_id`.
+fn remove_containers(home_id: &str) {
+    supervisor::docker::block_on(async {
+        let d = supervisor::docker::connect(&Default::default())
+            .await
+            .unwrap();
+        for c in supervisor::docker::container::list_owned(&d, home_id)
+            .await
+            .unwrap()
+        {
+            let _ = supervisor::docker::container::remove(&d, &c.id).await;
+        }
+    });
+}
+
+/// After a section panicked: kills the daemons it left running and removes the containers of
+/// every home this run prepared, so that a failed run leaves nothing behind.
+pub fn clean_up_after_panic() {
+    for pid in DAEMONS.lock().unwrap().drain(..) {
+        let pid = nix::unistd::Pid::from_raw(pid as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    for home in HOMES.lock().unwrap().drain(..) {
+        remove_containers(&home);
+    }
+}
 
 /// Runs the supervisor binary against `home`; panics on failure.
 pub fn sv(home: &Path, args: &[&str]) -> String {
@@ -42,6 +82,7 @@ pub fn prepared_home(root: &Path, prefix: &str, instances: usize) {
             agent.to_str().unwrap(),
         ],
     );
+    HOMES.lock().unwrap().push(home_id(root));
     for i in 0..instances {
         sv(root, &["create-instance", &format!("{prefix}{i}")]);
     }
@@ -62,6 +103,7 @@ pub fn start_daemon_with_env(root: &Path, env: &[(&str, &str)]) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    DAEMONS.lock().unwrap().push(child.id());
     while !root.join("run/supervisor.sock").exists() {
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -90,19 +132,6 @@ pub fn lost_and_duplicated(root: &Path) -> (i64, i64) {
 pub fn tear_down(root: &Path, mut daemon: Child) {
     let _ = daemon.kill();
     let _ = daemon.wait();
-    let home_id = supervisor::store::Store::open(&root.join("supervisor.db"))
-        .unwrap()
-        .home_id()
-        .unwrap();
-    supervisor::docker::block_on(async {
-        let d = supervisor::docker::connect(&Default::default())
-            .await
-            .unwrap();
-        for c in supervisor::docker::container::list_owned(&d, &home_id)
-            .await
-            .unwrap()
-        {
-            let _ = supervisor::docker::container::remove(&d, &c.id).await;
-        }
-    });
+    DAEMONS.lock().unwrap().retain(|pid| *pid != daemon.id());
+    remove_containers(&home_id(root));
 }

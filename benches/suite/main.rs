@@ -46,15 +46,26 @@ fn main() {
     let mut results = serde_json::Map::new();
     for section in SECTIONS.iter().filter(|s| wanted.iter().any(|w| w == *s)) {
         println!("\n== {section}");
-        let value: Value = match *section {
-            "ipc_floor" => ipc_floor::run(),
-            "cold_start" => cold_start::run(),
-            "messages" => messages::run(),
-            "throughput" => throughput::run(),
-            "status" => status::run(),
-            "footprint" => footprint::run(),
-            "scale" => scale::run(),
-            _ => unreachable!(),
+        let run = || -> Value {
+            match *section {
+                "ipc_floor" => ipc_floor::run(),
+                "cold_start" => cold_start::run(),
+                "messages" => messages::run(),
+                "throughput" => throughput::run(),
+                "status" => status::run(),
+                "footprint" => footprint::run(),
+                "scale" => scale::run(),
+                _ => unreachable!(),
+            }
+        };
+        // A failed section (a lost message, a deadline) must not leave its daemon and
+        // containers running: clean up, then fail as it did.
+        let value = match std::panic::catch_unwind(run) {
+            Ok(value) => value,
+            Err(panic) => {
+                common::clean_up_after_panic();
+                std::panic::resume_unwind(panic)
+            }
         };
         results.insert(section.to_string(), value);
     }
