@@ -509,8 +509,9 @@ impl Reconciler {
                     self.store.begin_rollout_step(&r, &instance)?;
                     // Earlier failures were on the old runtime; do not delay the move.
                     self.tracker.reset(&instance);
-                    let r = self.store.current_rollout()?.expect("still rolling");
-                    return Ok(Some((r, now + timeout)));
+                    // Read again with the new step (another activation may have come in
+                    // between; then that one is the roll-out to carry on).
+                    return Ok(self.store.current_rollout()?.map(|r| (r, now + timeout)));
                 }
                 Next::Ready { instance, took_ms } => {
                     tracing::info!(%instance, took_ms, runtime = %r.runtime_id, "roll-out: ready");
