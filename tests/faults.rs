@@ -860,7 +860,7 @@ fn ten_thousand_malformed_ipc_files_are_quarantined_and_valid_messages_still_ans
     assert_eq!(held.len(), 2 * bad.len(), "each bad entry and its .reason");
     let mut reasons_by_kind: HashMap<&str, HashSet<String>> = HashMap::new();
     for j in &bad {
-        let safe = malformed::quarantine_name(&j.name);
+        let safe = supervisor::ipc::quarantine_name(&j.name.to_string_lossy());
         let moved = held
             .get(&safe)
             .unwrap_or_else(|| panic!("{:?} ({}) not in the quarantine", j.name, j.kind));

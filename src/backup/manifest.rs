@@ -313,6 +313,25 @@ impl<'m> Checker<'m> {
     }
 }
 
+/// A manifest of `entries` with fixed facts, for unit tests of reading and checking.
+#[cfg(test)]
+pub(crate) fn test_manifest(entries: Vec<Entry>) -> Manifest {
+    Manifest {
+        format: FORMAT,
+        supervisor_version: "0.1.0".into(),
+        created_at: "2026-01-01T00:00:00Z".into(),
+        home_id: "h".into(),
+        schema_version: 5,
+        database: DatabaseCounts {
+            instances: 0,
+            messages: 0,
+            tasks: 0,
+        },
+        entries,
+        skipped: vec![],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -339,20 +358,7 @@ mod tests {
     }
 
     fn manifest(entries: Vec<Entry>) -> Manifest {
-        Manifest {
-            format: FORMAT,
-            supervisor_version: "0.1.0".into(),
-            created_at: "2026-01-01T00:00:00Z".into(),
-            home_id: "h".into(),
-            schema_version: 5,
-            database: DatabaseCounts {
-                instances: 0,
-                messages: 0,
-                tasks: 0,
-            },
-            entries,
-            skipped: vec![],
-        }
+        test_manifest(entries)
     }
 
     fn sample() -> Manifest {

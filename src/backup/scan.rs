@@ -189,7 +189,7 @@ impl<R: Read> Read for Hashing<R> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backup::manifest::{DatabaseCounts, Problem, FORMAT};
+    use crate::backup::manifest::{test_manifest, Problem};
     use flate2::write::GzEncoder;
     use std::io::Write;
 
@@ -221,20 +221,7 @@ mod tests {
                 }
             })
             .collect();
-        Manifest {
-            format: FORMAT,
-            supervisor_version: "0.1.0".into(),
-            created_at: "2026-01-01T00:00:00.000Z".into(),
-            home_id: "h".into(),
-            schema_version: 5,
-            database: DatabaseCounts {
-                instances: 0,
-                messages: 0,
-                tasks: 0,
-            },
-            entries,
-            skipped: vec![],
-        }
+        test_manifest(entries)
     }
 
     /// A tar.gz with exactly these entries, names written raw into old-style headers (the

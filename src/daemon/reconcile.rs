@@ -509,9 +509,7 @@ impl Reconciler {
                     self.store.begin_rollout_step(&r, &instance)?;
                     // Earlier failures were on the old runtime; do not delay the move.
                     self.tracker.reset(&instance);
-                    // Read again with the new step (another activation may have come in
-                    // between; then that one is the roll-out to carry on).
-                    return Ok(self.store.current_rollout()?.map(|r| (r, now + timeout)));
+                    break;
                 }
                 Next::Ready { instance, took_ms } => {
                     tracing::info!(%instance, took_ms, runtime = %r.runtime_id, "roll-out: ready");
@@ -532,6 +530,8 @@ impl Reconciler {
                 }
             }
         }
+        // A step just began (or every round finished one): read the roll-out again with it.
+        // Another activation may have come in between; then that one is the one to carry on.
         Ok(self.store.current_rollout()?.map(|r| (r, now + timeout)))
     }
 

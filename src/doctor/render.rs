@@ -22,17 +22,10 @@ pub fn table(report: &Report) -> String {
             c.fix.clone().unwrap_or_default(),
         ]);
     }
-    // The preset pads every cell with a space; drop the leading one and trailing blanks so
-    // the table starts at the margin like the other tables.
-    let mut out = table
-        .to_string()
-        .lines()
-        .map(|l| l.strip_prefix(' ').unwrap_or(l).trim_end())
-        .collect::<Vec<_>>()
-        .join("\n");
+    let mut out = crate::render::flush_left(table);
     let s = &report.summary;
     out.push_str(&format!(
-        "\n{} ok, {} warning{}, {} failure{}\n",
+        "{} ok, {} warning{}, {} failure{}\n",
         s.ok,
         s.warn,
         if s.warn == 1 { "" } else { "s" },

@@ -50,6 +50,24 @@ pub enum Incoming {
     },
 }
 
+/// The name an entry gets in the quarantine, after its `<ms>-` stamp (docs/ipc.md): every
+/// character other than letters, digits, `-`, `_` and `.` becomes `_`, at most 100
+/// characters, leading dots removed.
+pub fn quarantine_name(name: &str) -> String {
+    let safe: String = name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(100)
+        .collect();
+    safe.trim_start_matches('.').to_string()
+}
+
 impl InstanceIpc {
     pub fn new(paths: &InstancePaths, owner: Option<(u32, u32)>) -> Self {
         Self {
@@ -179,18 +197,8 @@ impl InstanceIpc {
 
     fn quarantine_at(&self, path: &Path, name: &str, reason: &str, now_ms: i64) -> io::Result<()> {
         fsutil::create_private_dir(&self.quarantine_dir)?;
-        let safe: String = name
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .take(100)
-            .collect();
-        let safe = safe.trim_start_matches('.');
+        let safe = quarantine_name(name);
+        let safe = safe.as_str();
         for n in 1..=QUARANTINE_NAME_TRIES {
             let stamp = if n == 1 {
                 now_ms.to_string()

@@ -298,7 +298,7 @@ pub fn rollout(r: &crate::store::rollouts::Rollout) -> String {
 }
 
 /// comfy-table pads the first column with a space; the CLI wants flush-left columns.
-fn flush_left(table: Table) -> String {
+pub(crate) fn flush_left(table: Table) -> String {
     let mut out = table
         .to_string()
         .lines()

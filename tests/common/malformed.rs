@@ -528,22 +528,3 @@ pub fn create(dir: &Path, junk: &Junk) {
         Entry::HardLink(target) => std::fs::hard_link(target, &path).unwrap(),
     }
 }
-
-/// The name the host gives an entry in the quarantine, after `<ms>-` (docs/ipc.md): every
-/// character other than letters, digits, `-`, `_` and `.` becomes `_`, at most 100
-/// characters, leading dots removed.
-pub fn quarantine_name(name: &std::ffi::OsStr) -> String {
-    let safe: String = name
-        .to_string_lossy()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .take(100)
-        .collect();
-    safe.trim_start_matches('.').to_string()
-}
