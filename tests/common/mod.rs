@@ -86,6 +86,22 @@ impl TestHome {
     pub fn scratch(&self) -> &Path {
         self._tmp.path()
     }
+
+    /// An instance's workspace on the host (mounted at /workspace in its container). Tests
+    /// name instance directories only through these helpers, so the layout lives in one place.
+    pub fn workspace(&self, instance: &str) -> PathBuf {
+        self.root.join("instances").join(instance).join("workspace")
+    }
+
+    /// An instance's `in/` (host to agent) on the host.
+    pub fn ipc_in(&self, instance: &str) -> PathBuf {
+        self.root.join("instances").join(instance).join("ipc/in")
+    }
+
+    /// An instance's `out/` (agent to host) on the host.
+    pub fn ipc_out(&self, instance: &str) -> PathBuf {
+        self.root.join("instances").join(instance).join("ipc/out")
+    }
 }
 
 pub fn mode(path: &Path) -> u32 {
