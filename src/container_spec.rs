@@ -16,6 +16,9 @@ pub const LABEL_HOME: &str = "supervisor.home";
 pub const LABEL_INSTANCE: &str = "supervisor.instance";
 pub const LABEL_SPEC_HASH: &str = "supervisor.spec-hash";
 pub const LABEL_RUNTIME: &str = "supervisor.runtime";
+/// The instance's `limits.disk`: part of the spec, so raising it recreates the container
+/// (the disk grows while none runs).
+pub const LABEL_DISK: &str = "supervisor.disk";
 
 /// Docker's json-file log rotation for every agent container.
 pub const LOG_MAX_SIZE: &str = "10m";
@@ -57,8 +60,9 @@ pub struct SpecInputs<'a> {
     pub user: &'a str,
 }
 
-/// The unprivileged user agent containers run as when the supervisor runs as root (the
-/// image's own USER). An unprivileged supervisor runs them as itself instead.
+/// The image's own unprivileged USER: what throwaway check containers run as. An instance's
+/// container runs as the instance's own uid (or, under an unprivileged supervisor, as the
+/// supervisor itself).
 pub const AGENT_USER: &str = "65532:65532";
 
 /// A small, hardened spec for a throwaway container (no name, no workspace): for checking an
@@ -100,9 +104,12 @@ impl ContainerSpec {
                 (LABEL_HOME.to_string(), i.home_id.to_string()),
                 (LABEL_INSTANCE.to_string(), i.instance.to_string()),
                 (LABEL_RUNTIME.to_string(), i.runtime_id.to_string()),
+                (LABEL_DISK.to_string(), limits.disk.clone()),
             ]),
-            // Exactly these three, and nothing else: never the Docker socket, never another
-            // instance's directory.
+            // Exactly these four, and nothing else: never the Docker socket, never another
+            // instance's directory. The two IPC queues are mounts of their own, so the agent
+            // cannot rename or replace either (a mount point is busy); /ipc itself is part of
+            // the read-only root file system.
             mounts: vec![
                 MountSpec {
                     source: i.runtime_dir.clone(),
@@ -115,8 +122,13 @@ impl ContainerSpec {
                     read_only: false,
                 },
                 MountSpec {
-                    source: i.paths.ipc.clone(),
-                    target: "/ipc".into(),
+                    source: i.paths.ipc.join("in"),
+                    target: "/ipc/in".into(),
+                    read_only: false,
+                },
+                MountSpec {
+                    source: i.paths.ipc.join("out"),
+                    target: "/ipc/out".into(),
                     read_only: false,
                 },
             ],
@@ -149,6 +161,7 @@ impl ContainerSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     fn inputs<'a>(
         config: &'a InstanceConfig,
@@ -168,7 +181,7 @@ mod tests {
     }
 
     #[test]
-    fn spec_carries_limits_labels_and_exactly_three_mounts() {
+    fn spec_carries_limits_labels_and_exactly_four_mounts() {
         let config = InstanceConfig::default();
         let paths = InstancePaths::under("/h/instances/alice".into());
         let spec = ContainerSpec::for_instance(&inputs(&config, &paths, "r1"));
@@ -187,9 +200,19 @@ mod tests {
             [
                 ("/opt/runtime", true),
                 ("/workspace", false),
-                ("/ipc", false)
+                ("/ipc/in", false),
+                ("/ipc/out", false)
             ]
         );
+        assert_eq!(
+            spec.mounts[1].source,
+            Path::new("/h/instances/alice/volume/workspace")
+        );
+        assert_eq!(
+            spec.mounts[3].source,
+            Path::new("/h/instances/alice/volume/ipc/out")
+        );
+        assert_eq!(spec.labels[LABEL_DISK], "1g");
         assert_eq!(spec.labels[LABEL_HOME], "0123456789abcdef");
         assert_eq!(spec.labels[LABEL_INSTANCE], "alice");
         assert_eq!(spec.labels[LABEL_RUNTIME], "r1");
@@ -210,6 +233,8 @@ mod tests {
         bridged.network = crate::instance::config::NetworkPolicy::Bridge;
         let mut other_model = config.clone();
         other_model.model.name = "other".into();
+        let mut bigger_disk = config.clone();
+        bigger_disk.limits.disk = "2g".into();
         for (what, spec) in [
             (
                 "memory",
@@ -222,6 +247,10 @@ mod tests {
             (
                 "runtime",
                 ContainerSpec::for_instance(&inputs(&config, &paths, "r2")),
+            ),
+            (
+                "disk",
+                ContainerSpec::for_instance(&inputs(&bigger_disk, &paths, "r1")),
             ),
         ] {
             assert_ne!(

@@ -3,7 +3,8 @@
 //! ```text
 //! <home>/supervisor.toml      host config (optional)
 //! <home>/supervisor.db        SQLite store (WAL)
-//! <home>/instances/<name>/    config.json, workspace/, ipc/
+//! <home>/instances/<name>/    config.json, volume/ (workspace/, ipc/in/, ipc/out/),
+//!                             volume.img (its disk, with a hard limit), quarantine/
 //! <home>/archive/             instances removed without --purge
 //! <home>/runtime/             shared agent runtimes (content-addressed)
 //! <home>/run/                 the daemon's socket, lock and pid
@@ -45,23 +46,42 @@ pub struct Home {
     root: PathBuf,
 }
 
-/// Where one instance's files live.
+/// Where one instance's files live. Only `volume/` holds what the agent can write: its
+/// workspace and its two IPC queues, each mounted into the container on its own. The rest
+/// (the config, the image, the quarantine) is the host's.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct InstancePaths {
     pub dir: PathBuf,
     pub config: PathBuf,
+    /// The instance's disk: the mount point of `volume_image`, or a plain directory where
+    /// the disk limit is soft.
+    pub volume: PathBuf,
+    pub volume_image: PathBuf,
     pub workspace: PathBuf,
     pub soul: PathBuf,
     pub ipc: PathBuf,
+    pub quarantine: PathBuf,
 }
+
+/// Names inside an instance's directory (docs/configuration.md, "The home").
+pub const VOLUME_DIR: &str = "volume";
+pub const VOLUME_IMAGE: &str = "volume.img";
+pub const VOLUME_LOCK: &str = "volume.lock";
+pub const WORKSPACE_DIR: &str = "workspace";
+pub const IPC_DIR: &str = "ipc";
+pub const QUARANTINE_DIR: &str = "quarantine";
 
 impl InstancePaths {
     pub fn under(dir: PathBuf) -> Self {
+        let volume = dir.join(VOLUME_DIR);
         Self {
             config: dir.join("config.json"),
-            workspace: dir.join("workspace"),
-            soul: dir.join("workspace").join("SOUL.md"),
-            ipc: dir.join("ipc"),
+            volume_image: dir.join(VOLUME_IMAGE),
+            workspace: volume.join(WORKSPACE_DIR),
+            soul: volume.join(WORKSPACE_DIR).join("SOUL.md"),
+            ipc: volume.join(IPC_DIR),
+            quarantine: dir.join(QUARANTINE_DIR),
+            volume,
             dir,
         }
     }

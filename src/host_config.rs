@@ -15,6 +15,24 @@ pub struct HostConfig {
     pub docker: DockerConfig,
     pub daemon: DaemonConfig,
     pub api: ApiConfig,
+    pub disk: DiskConfig,
+}
+
+/// How instances' disk limits (`limits.disk`) are enforced.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskConfig {
+    /// "auto": a disk image per instance where this host allows it (root, loop devices,
+    /// e2fsprogs), measured and stopped past the limit otherwise; "hard": images or nothing;
+    /// "soft": never images.
+    pub enforce: crate::disk::EnforceSetting,
+}
+
+impl DiskConfig {
+    /// How this process enforces limits, with this setting, on this host.
+    pub fn enforcement(&self) -> crate::disk::Enforcement {
+        crate::disk::Enforcement::detect(self.enforce)
+    }
 }
 
 /// The optional TCP listener for the daemon's API (the unix socket is always there).

@@ -56,7 +56,9 @@ fn spec_for(h: &ReadyHome, instance: &str, paths: &InstancePaths) -> ContainerSp
     // An instance the home does not have has no config.json: it gets the defaults.
     let config = InstanceConfig::load(&paths.config).unwrap_or_default();
     let image = supervisor::agent_image::current_tag("supervisor-agent");
-    let user = ContainerUser::detect().spec;
+    // An instance the home does not have has no uid either: the image's own stands in.
+    let uid = store.instance(instance).map_or(65532, |r| r.uid);
+    let user = ContainerUser::detect().spec_for(uid);
     ContainerSpec::for_instance(&SpecInputs {
         home_id: &h.home_id,
         instance,
@@ -264,10 +266,14 @@ fn a_weakened_container_started_by_hand_fails_the_hardening_check() {
         read_only: false,
     });
     spec.pids_limit += 1;
-    let user = ContainerUser::detect();
-    for d in [&paths.workspace, &paths.ipc] {
-        user.prepare(d).unwrap();
-    }
+    let uid = h.record("alice").uid;
+    supervisor::instance::volume::prepare(
+        &paths,
+        &supervisor::disk::Enforcement::detect(Default::default()),
+        1 << 30,
+        ContainerUser::detect().owner_for(uid),
+    )
+    .unwrap();
     let id = with_docker(async |d| {
         let id = container::create(&d, &spec).await.unwrap();
         container::start(&d, &id).await.unwrap();

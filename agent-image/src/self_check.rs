@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 pub const RUNTIME_DIR: &str = "/opt/runtime";
 /// Where the instance workspace is mounted, read-write.
 pub const WORKSPACE_DIR: &str = "/workspace";
-/// Where the instance IPC directory is mounted, read-write.
+/// Where the instance's IPC queues are: `/ipc/in` and `/ipc/out`, each mounted read-write.
 pub const IPC_DIR: &str = "/ipc";
 /// The scratch tmpfs.
 pub const TMP_DIR: &str = "/tmp";
@@ -117,7 +117,10 @@ pub fn run() -> Report {
     ];
     for sub in ["in", "out"] {
         let dir = Path::new(IPC_DIR).join(sub);
-        if dir.is_dir() && is_mount_point(Path::new(IPC_DIR), mounts) {
+        // Each queue is a mount of its own (so the agent cannot replace it); an /ipc mounted
+        // whole holds them as plain directories.
+        let mounted = is_mount_point(&dir, mounts) || is_mount_point(Path::new(IPC_DIR), mounts);
+        if dir.is_dir() && mounted {
             checks.push(check_writable(
                 &format!("ipc_{sub}_writable"),
                 &dir,

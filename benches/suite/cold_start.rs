@@ -101,10 +101,17 @@ pub fn run() -> Value {
         for i in 0..reps {
             let name = InstanceName::parse(&format!("raw-{i}")).unwrap();
             let paths = raw_home.instance_paths(&name);
-            for dir in [&paths.workspace, &paths.ipc] {
-                user.prepare(dir).unwrap();
-            }
             let config = InstanceConfig::load(&paths.config).unwrap();
+            let uid = store.instance(name.as_str()).unwrap().uid;
+            // The same volume the daemon prepares (mounted, the instance's own): the floor
+            // measures the container, not the disk.
+            supervisor::instance::volume::prepare(
+                &paths,
+                &raw_home.host_config().unwrap().disk.enforcement(),
+                config.limits.disk_bytes(),
+                user.owner_for(uid),
+            )
+            .unwrap();
             let spec = ContainerSpec::for_instance(&SpecInputs {
                 home_id: &home_id,
                 instance: name.as_str(),
@@ -113,7 +120,7 @@ pub fn run() -> Value {
                 runtime_id: &runtime,
                 runtime_dir: raw_home.runtime_dir().join(&runtime),
                 image: &image,
-                user: &user.spec,
+                user: &user.spec_for(uid),
             });
             let out = paths.ipc.join("out");
             let t = Instant::now();

@@ -32,9 +32,19 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{Entry, Kind, Skipped};
 use crate::fsutil;
+use crate::home::{Home, IPC_DIR, WORKSPACE_DIR};
 
 /// How often a file that changes while it is copied is copied again.
 const COPY_ATTEMPTS: u32 = 3;
+
+/// Entries deeper than this below a workspace are left out (and listed as skipped): each
+/// level holds a directory open while it is copied.
+pub const MAX_DEPTH: usize = 100;
+/// Entries whose path is longer than this are left out (and listed as skipped): the copy and
+/// a restore must be able to name them.
+pub const MAX_PATH_BYTES: usize = 3000;
+/// How many files of one IPC queue are listed as skipped one by one; the rest are counted.
+const LISTED_QUEUE_FILES: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 #[error("cannot {action} {path}: {source}")]
@@ -168,8 +178,16 @@ impl Stager {
         unreachable!("the last attempt always returns")
     }
 
-    /// Copies the directory `name` of `dir` and everything below it, following nothing.
-    fn tree_at(&mut self, dir: BorrowedFd, name: &CStr, rel: &str) -> Result<(), CollectError> {
+    /// Copies the directory `name` of `dir` and everything below it, following nothing, down
+    /// to [`MAX_DEPTH`] levels below the top and paths of [`MAX_PATH_BYTES`]; what lies beyond
+    /// is listed as skipped.
+    fn tree_at(
+        &mut self,
+        dir: BorrowedFd,
+        name: &CStr,
+        rel: &str,
+        depth: usize,
+    ) -> Result<(), CollectError> {
         let Some(fd) = self.open_dir_at(dir, name, rel)? else {
             return Ok(());
         };
@@ -178,14 +196,26 @@ impl Stager {
         for child in list(fd.as_fd(), rel)? {
             let Some(child_rel) = child_path(rel, &child) else {
                 self.skip(
-                    &format!("{rel}/{}", child.to_string_lossy()),
+                    &shorten(&format!("{rel}/{}", child.to_string_lossy())),
                     "name is not UTF-8",
                 );
                 continue;
             };
-            match file_type_at(fd.as_fd(), &child, &child_rel)? {
+            let kind = file_type_at(fd.as_fd(), &child, &child_rel)?;
+            if kind.is_some() && child_rel.len() > MAX_PATH_BYTES {
+                self.skip(
+                    &shorten(&child_rel),
+                    &format!("its path is longer than {MAX_PATH_BYTES} bytes (not stored)"),
+                );
+                continue;
+            }
+            match kind {
                 None => {}
-                Some(SFlag::S_IFDIR) => self.tree_at(fd.as_fd(), &child, &child_rel)?,
+                Some(SFlag::S_IFDIR) if depth >= MAX_DEPTH => self.skip(
+                    &shorten(&child_rel),
+                    &format!("deeper than {MAX_DEPTH} levels (not stored)"),
+                ),
+                Some(SFlag::S_IFDIR) => self.tree_at(fd.as_fd(), &child, &child_rel, depth + 1)?,
                 Some(SFlag::S_IFREG) => self.file_at(fd.as_fd(), &child, &child_rel)?,
                 Some(other) => self.skip(&child_rel, special_reason(other)),
             }
@@ -224,8 +254,9 @@ impl Stager {
 /// Stages what a backup holds of `home`: `supervisor.toml` if present, and the files that
 /// matter of each instance named in `live` (the live instances of the database copy, so the
 /// archive's files and its database agree on which instances exist).
-pub fn collect(home_root: &Path, live: &[String], s: &mut Stager) -> Result<(), CollectError> {
+pub fn collect(home: &Home, live: &[String], s: &mut Stager) -> Result<(), CollectError> {
     let root_flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let home_root = home.root();
     let shown = home_root.display().to_string();
     // The home itself may be reached through a link: that is the operator's choice.
     let root = nix::fcntl::open(home_root, root_flags, Mode::empty())
@@ -243,13 +274,26 @@ pub fn collect(home_root: &Path, live: &[String], s: &mut Stager) -> Result<(), 
     };
     s.dir("instances", fsutil::DIR_MODE)?;
     for name in live {
-        instance(s, instances.as_fd(), name)?;
+        instance(s, home, instances.as_fd(), name)?;
     }
     Ok(())
 }
 
-fn instance(s: &mut Stager, instances: BorrowedFd, name: &str) -> Result<(), CollectError> {
+/// One instance: its config, and from its volume (mounted if it is an image) its workspace
+/// and its IPC directories, under the names a restore expects: `instances/<name>/workspace`
+/// and `instances/<name>/ipc/{in,out}`, whatever the volume is on this host.
+fn instance(
+    s: &mut Stager,
+    home: &Home,
+    instances: BorrowedFd,
+    name: &str,
+) -> Result<(), CollectError> {
     let rel = format!("instances/{name}");
+    // Names come from the database; one that is not a valid name is never made a path.
+    let Ok(iname) = crate::instance::InstanceName::parse(name) else {
+        s.skip(&shorten(&rel), "not a valid instance name");
+        return Ok(());
+    };
     let Some(dir) = s.open_dir_at(instances, &cstring(name), &rel)? else {
         return Ok(());
     };
@@ -266,20 +310,45 @@ fn instance(s: &mut Stager, instances: BorrowedFd, name: &str) -> Result<(), Col
         match (child.to_bytes(), kind) {
             (_, None) => {}
             (b"config.json", Some(SFlag::S_IFREG)) => s.file_at(dir.as_fd(), &child, &child_rel)?,
-            (b"workspace", Some(SFlag::S_IFDIR)) => s.tree_at(dir.as_fd(), &child, &child_rel)?,
-            (b"ipc", Some(SFlag::S_IFDIR)) => ipc(s, dir.as_fd(), &child, &child_rel)?,
+            (b"volume", Some(SFlag::S_IFDIR)) => {}
+            (b"volume.img", Some(SFlag::S_IFREG)) => s.skip(
+                &child_rel,
+                "the instance's disk image: the files on it are in the backup instead",
+            ),
+            (b"volume.lock", Some(SFlag::S_IFREG)) => {}
             (b"quarantine", Some(SFlag::S_IFDIR)) => s.skip(
                 &child_rel,
                 "quarantined IPC files are kept for inspection, not instance state",
             ),
             (_, Some(SFlag::S_IFREG | SFlag::S_IFDIR)) => s.skip(
                 &child_rel,
-                "not instance state (only config.json, workspace/ and ipc/ are)",
+                "not instance state (only config.json and the volume's workspace/ and ipc/ are)",
             ),
             (_, Some(other)) => s.skip(&child_rel, special_reason(other)),
         }
     }
-    Ok(())
+    let volume = match crate::instance::volume::open(&home.instance_paths(&iname)) {
+        Ok(v) => v,
+        Err(e) => {
+            s.skip(
+                &format!("{rel}/workspace"),
+                &format!("the instance's volume cannot be opened: {e}"),
+            );
+            return Ok(());
+        }
+    };
+    s.tree_at(
+        volume.root.as_fd(),
+        &cstring(WORKSPACE_DIR),
+        &format!("{rel}/workspace"),
+        1,
+    )?;
+    ipc(
+        s,
+        volume.root.as_fd(),
+        &cstring(IPC_DIR),
+        &format!("{rel}/ipc"),
+    )
 }
 
 /// The IPC directories, empty: see the module documentation for why their files are left.
@@ -288,6 +357,7 @@ fn ipc(s: &mut Stager, parent: BorrowedFd, name: &CStr, rel: &str) -> Result<(),
         return Ok(());
     };
     s.dir(rel, fs_mode(dir.as_fd(), rel)?)?;
+    const TRANSIENT: &str = "transient IPC file (the database holds the messages)";
     for child in list(dir.as_fd(), rel)? {
         let Some(child_rel) = child_path(rel, &child) else {
             continue;
@@ -299,22 +369,38 @@ fn ipc(s: &mut Stager, parent: BorrowedFd, name: &CStr, rel: &str) -> Result<(),
                     continue;
                 };
                 s.dir(&child_rel, fs_mode(queue.as_fd(), &child_rel)?)?;
-                for file in list(queue.as_fd(), &child_rel)? {
+                let files = list(queue.as_fd(), &child_rel)?;
+                for file in files.iter().take(LISTED_QUEUE_FILES) {
                     let shown = format!("{child_rel}/{}", file.to_string_lossy());
+                    s.skip(&shorten(&shown), TRANSIENT);
+                }
+                if files.len() > LISTED_QUEUE_FILES {
                     s.skip(
-                        &shown,
-                        "transient IPC file (the database holds the messages)",
+                        &format!("{child_rel}/…"),
+                        &format!(
+                            "{} more transient IPC files (the database holds the messages)",
+                            files.len() - LISTED_QUEUE_FILES
+                        ),
                     );
                 }
             }
             None => {}
-            Some(_) => s.skip(
-                &child_rel,
-                "transient IPC file (the database holds the messages)",
-            ),
+            Some(_) => s.skip(&child_rel, TRANSIENT),
         }
     }
     Ok(())
+}
+
+/// A path for the list of skipped entries, cut to a length a manifest should hold.
+fn shorten(path: &str) -> String {
+    if path.len() <= 512 {
+        return path.to_string();
+    }
+    let mut end = 500;
+    while !path.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &path[..end])
 }
 
 fn cstring(s: &str) -> CString {
@@ -392,39 +478,42 @@ mod tests {
     use super::*;
     use std::os::unix::fs::{symlink, PermissionsExt};
 
-    fn home_with_alice() -> tempfile::TempDir {
-        let home = tempfile::tempdir().unwrap();
-        let i = home.path().join("instances/alice");
+    /// A home with alice's files on a plain volume (a soft limit: no image to mount).
+    fn home_with_alice() -> (tempfile::TempDir, Home) {
+        let dir = tempfile::tempdir().unwrap();
+        let home = Home::new(dir.path()).unwrap();
+        let i = home.root().join("instances/alice");
+        let v = i.join("volume");
         for d in [
-            "workspace/memory",
-            "workspace/skills",
-            "ipc/in",
-            "ipc/out",
+            "volume/workspace/memory",
+            "volume/workspace/skills",
+            "volume/ipc/in",
+            "volume/ipc/out",
             "quarantine",
         ] {
             fs::create_dir_all(i.join(d)).unwrap();
         }
-        fs::write(home.path().join("supervisor.toml"), "# host\n").unwrap();
+        fs::write(home.root().join("supervisor.toml"), "# host\n").unwrap();
         fs::write(i.join("config.json"), "{}").unwrap();
-        fs::write(i.join("workspace/SOUL.md"), "# soul").unwrap();
-        fs::write(i.join("workspace/memory/MEMORY.md"), "mem").unwrap();
-        fs::write(i.join("ipc/in/turn.json"), "{}").unwrap();
+        fs::write(v.join("workspace/SOUL.md"), "# soul").unwrap();
+        fs::write(v.join("workspace/memory/MEMORY.md"), "mem").unwrap();
+        fs::write(v.join("ipc/in/turn.json"), "{}").unwrap();
         fs::write(i.join("quarantine/bad.json"), "x").unwrap();
-        symlink("/etc/passwd", i.join("workspace/passwd")).unwrap();
-        symlink("/etc", i.join("workspace/etc")).unwrap();
-        nix::unistd::mkfifo(&i.join("workspace/pipe"), Mode::from_bits_truncate(0o600)).unwrap();
-        let script = i.join("workspace/run.sh");
+        symlink("/etc/passwd", v.join("workspace/passwd")).unwrap();
+        symlink("/etc", v.join("workspace/etc")).unwrap();
+        nix::unistd::mkfifo(&v.join("workspace/pipe"), Mode::from_bits_truncate(0o600)).unwrap();
+        let script = v.join("workspace/run.sh");
         fs::write(&script, "#!/bin/sh\n").unwrap();
         fs::set_permissions(&script, fs::Permissions::from_mode(0o700)).unwrap();
-        home
+        (dir, home)
     }
 
     #[test]
     fn keeps_instance_state_and_lists_what_it_skips() {
-        let home = home_with_alice();
+        let (_dir, home) = home_with_alice();
         let staging = tempfile::tempdir().unwrap();
         let mut s = Stager::new(staging.path());
-        collect(home.path(), &["alice".into(), "gone".into()], &mut s).unwrap();
+        collect(&home, &["alice".into(), "gone".into()], &mut s).unwrap();
 
         let kept: Vec<(&str, Kind)> = s
             .entries
@@ -438,15 +527,15 @@ mod tests {
                 ("instances", Kind::Dir),
                 ("instances/alice", Kind::Dir),
                 ("instances/alice/config.json", Kind::File),
-                ("instances/alice/ipc", Kind::Dir),
-                ("instances/alice/ipc/in", Kind::Dir),
-                ("instances/alice/ipc/out", Kind::Dir),
                 ("instances/alice/workspace", Kind::Dir),
                 ("instances/alice/workspace/SOUL.md", Kind::File),
                 ("instances/alice/workspace/memory", Kind::Dir),
                 ("instances/alice/workspace/memory/MEMORY.md", Kind::File),
                 ("instances/alice/workspace/run.sh", Kind::File),
                 ("instances/alice/workspace/skills", Kind::Dir),
+                ("instances/alice/ipc", Kind::Dir),
+                ("instances/alice/ipc/in", Kind::Dir),
+                ("instances/alice/ipc/out", Kind::Dir),
             ]
         );
         let skipped: Vec<(&str, &str)> = s
@@ -492,5 +581,39 @@ mod tests {
             b"mem"
         );
         assert!(s.unsettled.is_empty());
+    }
+
+    #[test]
+    fn paths_too_deep_or_too_long_are_skipped_not_fatal() {
+        let (_dir, home) = home_with_alice();
+        let ws =
+            crate::safefs::SafeDir::open(&home.root().join("instances/alice/volume/workspace"))
+                .unwrap();
+        // 150 levels (deeper than the limit) and, elsewhere, a path longer than the limit.
+        let mut d = ws.try_clone().unwrap();
+        for _ in 0..150 {
+            d.create_dir("d", 0o700).unwrap();
+            d = d.open_dir("d").unwrap();
+        }
+        let mut d = ws.try_clone().unwrap();
+        let long = "x".repeat(200);
+        for _ in 0..16 {
+            d.create_dir(&long, 0o700).unwrap();
+            d = d.open_dir(&long).unwrap();
+        }
+        d.create_new("deep-file", 0o600).unwrap();
+        let staging = tempfile::tempdir().unwrap();
+        let mut s = Stager::new(staging.path());
+        collect(&home, &["alice".into()], &mut s).unwrap();
+        assert!(s
+            .skipped
+            .iter()
+            .any(|k| k.reason.starts_with("deeper than 100 levels")));
+        assert!(s
+            .skipped
+            .iter()
+            .any(|k| k.reason.starts_with("its path is longer than") && k.path.len() < 600));
+        assert!(s.entries.iter().all(|e| e.path.len() <= MAX_PATH_BYTES));
+        assert!(s.entries.iter().any(|e| e.path.ends_with("SOUL.md")));
     }
 }

@@ -60,7 +60,7 @@ pub fn backup(home: &Home, out: Option<&Path>) -> Result<BackupReport, BackupErr
 
     let mut stager = Stager::new(&files);
     stager.staged_file(DB_FILE, fsutil::FILE_MODE)?;
-    collect::collect(home.root(), &db.live_instances, &mut stager)?;
+    collect::collect(home, &db.live_instances, &mut stager)?;
 
     let database = DatabaseCounts {
         instances: db.live_instances.len() as u64,

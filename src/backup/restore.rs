@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use super::manifest::{Entry, Kind, Manifest, VerifyError};
 use super::scan::{self, ScanError};
 use crate::fsutil;
-use crate::home::{Home, DB_FILE};
+use crate::home::{Home, DB_FILE, IPC_DIR, VOLUME_DIR, WORKSPACE_DIR};
 use crate::store::backup::{inspect_copy, CopySummary};
 use crate::store::StoreError;
 
@@ -38,6 +38,17 @@ pub enum RestoreError {
     NewerSchema { found: i64, known: i64 },
     #[error("the restored database fails its integrity check: {0}")]
     Integrity(String),
+    #[error("the archive's database names an instance {0:?}, which is not a valid instance name: it is refused")]
+    BadInstanceName(String),
+    #[error(
+        "the archive unpacks to {} and {} has only {} free: free some space or restore elsewhere",
+        crate::render::bytes(*.needed), .dir.display(), crate::render::bytes(*.free)
+    )]
+    NoSpace {
+        needed: u64,
+        free: u64,
+        dir: PathBuf,
+    },
     #[error("the archive is refused: {0}")]
     Mismatch(String),
     #[error(transparent)]
@@ -86,8 +97,9 @@ pub fn restore(archive: &Path, home: &Home) -> Result<RestoreReport, RestoreErro
         });
     }
 
-    // Only now, with the archive known good, is anything created.
+    // Only now, with the archive known good and known to fit, is anything created.
     let parent = target.parent().unwrap_or(Path::new("/"));
+    check_space(&manifest, parent)?;
     if !parent.exists() {
         fsutil::create_private_dir(parent).map_err(io_err("create", parent))?;
     }
@@ -143,6 +155,51 @@ pub fn restore(archive: &Path, home: &Home) -> Result<RestoreReport, RestoreErro
     })
 }
 
+/// What extracting the archive needs on disk: every file's size, a block for each entry's own
+/// metadata, and room for the database to open (its WAL); at least the free space of the file
+/// system that would hold it (the nearest existing directory up from `dir`).
+fn check_space(manifest: &Manifest, dir: &Path) -> Result<(), RestoreError> {
+    const PER_ENTRY: u64 = 4096;
+    const SLACK: u64 = 64 << 20;
+    let needed = manifest
+        .entries
+        .iter()
+        .map(|e| e.size.div_ceil(PER_ENTRY) * PER_ENTRY + PER_ENTRY)
+        .fold(SLACK, u64::saturating_add);
+    let mut probe = dir;
+    while !probe.exists() {
+        probe = probe.parent().unwrap_or(Path::new("/"));
+    }
+    let st = nix::sys::statvfs::statvfs(probe)
+        .map_err(|e| io_err("measure the free space of", probe)(e.into()))?;
+    let free = (st.blocks_available() as u64).saturating_mul(st.fragment_size() as u64);
+    if needed > free {
+        return Err(RestoreError::NoSpace {
+            needed,
+            free,
+            dir: probe.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// Where an archived path goes in this version's layout: an instance's `workspace/` and
+/// `ipc/` live in its volume (`instances/<name>/volume/`), whatever the home they came from.
+fn physical(path: &str) -> PathBuf {
+    let parts: Vec<&str> = path.split('/').collect();
+    match parts.as_slice() {
+        ["instances", name, top, rest @ ..] if *top == WORKSPACE_DIR || *top == IPC_DIR => {
+            let mut p = PathBuf::from("instances");
+            p.push(name);
+            p.push(VOLUME_DIR);
+            p.push(top);
+            p.extend(rest);
+            p
+        }
+        _ => PathBuf::from(path),
+    }
+}
+
 /// The target may not exist yet, or be an empty directory (which the restored home replaces).
 fn check_target(target: &Path) -> Result<(), RestoreError> {
     let meta = match fs::symlink_metadata(target) {
@@ -167,7 +224,7 @@ fn check_target(target: &Path) -> Result<(), RestoreError> {
 /// 0600, or 0700 for files their owner could execute (scripts in a workspace).
 fn extract(root: &Path, entry: &Entry, data: Option<&mut dyn Read>) -> io::Result<()> {
     // Checked by the manifest's checker: relative, plain names only.
-    let path = root.join(&entry.path);
+    let path = root.join(physical(&entry.path));
     match (entry.kind, data) {
         (Kind::Dir, _) => fsutil::create_private_dir(&path),
         (Kind::File, Some(data)) => {
@@ -194,6 +251,15 @@ fn check_database(path: &Path, manifest: &Manifest) -> Result<CopySummary, Resto
     let db = inspect_copy(path)?;
     if db.integrity != "ok" {
         return Err(RestoreError::Integrity(db.integrity));
+    }
+    // Every command takes the names it reads back for valid: a crafted database must not
+    // bring in one that is not (a path, a control character, an empty name).
+    if let Some(bad) = db
+        .live_instances
+        .iter()
+        .find(|n| crate::instance::InstanceName::parse(n).is_err())
+    {
+        return Err(RestoreError::BadInstanceName(bad.clone()));
     }
     if db.home_id.as_deref() != Some(manifest.home_id.as_str()) {
         return Err(refused(VerifyError::Manifest(format!(
@@ -250,16 +316,27 @@ mod tests {
                 })
                 .unwrap();
         }
-        let ws = home.root().join("instances/alice/workspace");
-        fs::write(ws.join("notes.txt"), "remember").unwrap();
-        fs::set_permissions(ws.join("notes.txt"), fs::Permissions::from_mode(0o644)).unwrap();
-        fs::write(home.root().join("instances/alice/ipc/in/t.json"), "{}").unwrap();
+        let paths = home.instance_paths(&new.name);
+        let volume = crate::instance::volume::open(&paths).unwrap();
+        let ws = volume.workspace().unwrap();
+        use std::io::Write;
+        ws.create_new("notes.txt", 0o644)
+            .unwrap()
+            .write_all(b"remember")
+            .unwrap();
+        let inbox = volume.queue(crate::instance::volume::Queue::In).unwrap();
+        inbox
+            .create_new("t.json", 0o600)
+            .unwrap()
+            .write_all(b"{}")
+            .unwrap();
         home
     }
 
     #[test]
     fn a_backup_restores_into_a_new_home() {
         let dir = tempfile::tempdir().unwrap();
+        let _mounts = crate::disk::UnmountBelow(dir.path().to_path_buf());
         let home = live_home(dir.path());
         let report = backup(&home, None).unwrap();
         assert!(report.path.starts_with(home.backups_dir()));
@@ -286,25 +363,22 @@ mod tests {
             "instances/alice/workspace/memory/MEMORY.md",
             "supervisor.toml",
         ] {
+            let rel = physical(rel);
             assert_eq!(
-                fs::read(root.join(rel)).unwrap(),
-                fs::read(home.root().join(rel)).unwrap(),
-                "{rel}"
+                fs::read(root.join(&rel)).unwrap(),
+                fs::read(home.root().join(&rel)).unwrap(),
+                "{}",
+                rel.display()
             );
-            assert_eq!(mode(&root.join(rel)), 0o600, "{rel}");
+            assert_eq!(mode(&root.join(&rel)), 0o600, "{}", rel.display());
         }
         assert_eq!(mode(&root.join("supervisor.db")), 0o600);
-        assert_eq!(
-            fs::read_to_string(root.join("instances/alice/workspace/notes.txt")).unwrap(),
-            "remember"
-        );
-        assert_eq!(
-            mode(&root.join("instances/alice/workspace/notes.txt")),
-            0o600
-        );
+        let notes = root.join("instances/alice/volume/workspace/notes.txt");
+        assert_eq!(fs::read_to_string(&notes).unwrap(), "remember");
+        assert_eq!(mode(&notes), 0o600);
         for d in [
-            "instances/alice/ipc/in",
-            "instances/alice/ipc/out",
+            "instances/alice/volume/ipc/in",
+            "instances/alice/volume/ipc/out",
             "run",
             "runtime",
             "archive",
@@ -312,7 +386,11 @@ mod tests {
         ] {
             assert_eq!(mode(&root.join(d)), 0o700, "{d}");
         }
-        assert!(!root.join("instances/alice/ipc/in/t.json").exists());
+        assert!(!root.join("instances/alice/volume/ipc/in/t.json").exists());
+        assert!(
+            !root.join("instances/alice/volume.img").exists(),
+            "restored as a plain volume; the daemon makes its image when it first starts it"
+        );
         let mut store = target.open().unwrap();
         assert_eq!(store.integrity_check().unwrap(), "ok");
         assert_eq!(store.history("alice", 10).unwrap().len(), 2);
@@ -328,6 +406,7 @@ mod tests {
     #[test]
     fn refuses_a_home_with_a_database_and_leaves_no_trace() {
         let dir = tempfile::tempdir().unwrap();
+        let _mounts = crate::disk::UnmountBelow(dir.path().to_path_buf());
         let home = live_home(dir.path());
         let archive = backup(&home, None).unwrap().path;
         let err = restore(&archive, &home).unwrap_err();
@@ -356,10 +435,82 @@ mod tests {
     }
 
     #[test]
+    fn refuses_a_database_naming_an_invalid_instance_and_leaves_no_trace() {
+        let dir = tempfile::tempdir().unwrap();
+        let _mounts = crate::disk::UnmountBelow(dir.path().to_path_buf());
+        let home = live_home(dir.path());
+        home.open()
+            .unwrap()
+            .conn()
+            .execute(
+                "UPDATE instances SET name = '../evil' WHERE name = 'alice'",
+                [],
+            )
+            .unwrap();
+        let report = backup(&home, None).unwrap();
+        assert!(report
+            .skipped
+            .iter()
+            .any(|s| s.reason == "not a valid instance name"));
+        let target = Home::new(&dir.path().join("restored")).unwrap();
+        let err = restore(&report.path, &target).unwrap_err();
+        assert!(
+            matches!(err, RestoreError::BadInstanceName(ref n) if n == "../evil"),
+            "{err}"
+        );
+        assert!(!target.root().exists());
+        assert!(fs::read_dir(dir.path()).unwrap().all(|e| !e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with('.')));
+    }
+
+    #[test]
+    fn refuses_an_archive_that_does_not_fit_before_writing_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let _mounts = crate::disk::UnmountBelow(dir.path().to_path_buf());
+        let home = live_home(dir.path());
+        // 100 MB of zeros: a small archive that unpacks large.
+        let paths = home.instance_paths(&InstanceName::parse("alice").unwrap());
+        let ws = crate::instance::volume::open(&paths)
+            .unwrap()
+            .workspace()
+            .unwrap();
+        let zeros = ws.create_new("zeros", 0o600).unwrap();
+        zeros.set_len(100 << 20).unwrap();
+        let report = backup(&home, None).unwrap();
+        assert!(report.bytes < 1 << 20, "{} bytes", report.bytes);
+        // A 128 MiB file system to restore into.
+        let small = dir.path().join("small");
+        fs::create_dir(&small).unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=128m", "tmpfs"])
+            .arg(&small)
+            .status()
+            .unwrap();
+        assert!(
+            ok.success(),
+            "this test mounts a tmpfs: run it as root (CI does)"
+        );
+        let err = restore(&report.path, &Home::new(&small.join("home")).unwrap()).unwrap_err();
+        assert!(matches!(err, RestoreError::NoSpace { .. }), "{err}");
+        assert!(err.to_string().contains("free some space"), "{err}");
+        assert_eq!(
+            fs::read_dir(&small).unwrap().count(),
+            0,
+            "nothing was written"
+        );
+    }
+
+    #[test]
     fn refuses_to_write_the_archive_where_it_would_back_itself_up() {
         let dir = tempfile::tempdir().unwrap();
+        let _mounts = crate::disk::UnmountBelow(dir.path().to_path_buf());
         let home = live_home(dir.path());
-        let inside = home.root().join("instances/alice/workspace/b.tar.gz");
+        let inside = home
+            .root()
+            .join("instances/alice/volume/workspace/b.tar.gz");
         let err = backup(&home, Some(&inside)).unwrap_err();
         assert!(
             matches!(err, super::super::BackupError::BadOut { .. }),
@@ -373,7 +524,7 @@ mod tests {
         assert!(again.to_string().contains("already exists"), "{again}");
         assert!(!home
             .root()
-            .join("instances/alice/workspace")
+            .join("instances/alice/volume/workspace")
             .read_dir()
             .unwrap()
             .any(|e| { e.unwrap().file_name().to_string_lossy().starts_with('.') }));

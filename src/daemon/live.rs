@@ -47,6 +47,10 @@ pub struct LiveSnapshot {
     /// from an earlier daemon have no entry.
     pub started: HashMap<String, i64>,
     pub samples: HashMap<String, ResourceSample>,
+    /// Instance → why the host will not touch its files now (an IPC queue is not the
+    /// directory the supervisor made). Such an instance is held in `error`.
+    #[serde(default)]
+    pub boundary: HashMap<String, String>,
 }
 
 /// Shared between the daemon's tasks; cheap to clone.
@@ -98,6 +102,16 @@ impl Live {
             (Some(started), Some(ready)) => ready >= started,
             (Some(_), None) => false,
             (None, _) => true,
+        }
+    }
+
+    /// Records (Some) or clears (None) why an instance's files are left alone; returns
+    /// whether that changed.
+    pub fn set_boundary_problem(&self, instance: &str, problem: Option<String>) -> bool {
+        let mut s = self.state.write().expect("live status");
+        match problem {
+            Some(p) => s.boundary.insert(instance.to_string(), p.clone()).as_ref() != Some(&p),
+            None => s.boundary.remove(instance).is_some(),
         }
     }
 

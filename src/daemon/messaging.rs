@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use supervisor_agent::protocol::{file_name_for, Envelope, Payload, TurnMessage};
 use tokio::sync::{broadcast, mpsc};
@@ -21,9 +21,11 @@ use super::metrics::Metrics;
 use super::scheduler::SchedulerHandle;
 use super::task_requests;
 use crate::home::Home;
+use crate::home::InstancePaths;
 use crate::instance::last_good::LastGoodConfigs;
+use crate::instance::volume::{self, Queue, VolumeError};
 use crate::instance::{InstanceConfig, InstanceName};
-use crate::ipc::{watch::OutWatcher, Incoming, InstanceIpc};
+use crate::ipc::{watch::OutWatcher, Drained, Incoming, InstanceIpc, IpcError};
 use crate::llm::{self, budget};
 use crate::router::policy;
 use crate::store::messages::MessageRow;
@@ -65,7 +67,6 @@ impl MessagingHandle {
 pub struct Messaging {
     http: reqwest::Client,
     home: Home,
-    owner: Option<(u32, u32)>,
     watcher: OutWatcher,
     handle: MessagingHandle,
     scheduler: SchedulerHandle,
@@ -77,7 +78,6 @@ pub struct Messaging {
 impl Messaging {
     pub fn new(
         home: Home,
-        owner: Option<(u32, u32)>,
         scheduler: SchedulerHandle,
         live: Live,
         configs: LastGoodConfigs,
@@ -97,7 +97,6 @@ impl Messaging {
         Self {
             http: llm::http_client(),
             home,
-            owner,
             watcher: OutWatcher::new(tx),
             handle,
             scheduler,
@@ -128,15 +127,16 @@ impl Messaging {
                 continue;
             };
             let paths = self.home.instance_paths(&iname);
-            let ipc = InstanceIpc::new(&paths, self.owner);
-            self.watcher.watch(name, &ipc.out_dir);
+            self.watcher.watch(name, &paths.ipc.join(Queue::Out.name()));
             let (tx, rx) = mpsc::unbounded_channel();
             let _ = tx.send(());
-            actors.insert(name.clone(), tx);
+            actors.insert(name.clone(), tx.clone());
             let actor = Actor {
                 name: name.clone(),
                 home: self.home.clone(),
-                ipc,
+                paths,
+                ipc: None,
+                poke: tx,
                 answers: self.handle.answers.clone(),
                 in_flight: None,
                 tries: None,
@@ -170,7 +170,11 @@ struct Actor {
     recent_requests: std::collections::VecDeque<i64>,
     name: String,
     home: Home,
-    ipc: InstanceIpc,
+    paths: InstancePaths,
+    /// The queues, once opened through the volume (again after a remount or conversion).
+    ipc: Option<InstanceIpc>,
+    /// This actor's own wake-up, to come back to work it could not finish.
+    poke: mpsc::UnboundedSender<()>,
     answers: broadcast::Sender<AnswerEvent>,
     in_flight: Option<String>,
     /// The agent runs that took up the turn in flight, as far as this daemon has seen them.
@@ -192,31 +196,117 @@ impl Actor {
         };
         while rx.recv().await.is_some() {
             while rx.try_recv().is_ok() {}
+            // The volume's shared lock for the round: a conversion or growth of the volume
+            // (exclusive) never happens under it. Taken by another now: come back shortly.
+            let share = match volume::try_share(&self.paths) {
+                Ok(Some(share)) => share,
+                Ok(None) => {
+                    self.come_back_in(Duration::from_millis(100));
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(instance = %self.name, error = %e, "messaging cannot lock the volume");
+                    self.come_back_in(Duration::from_secs(1));
+                    continue;
+                }
+            };
             if let Err(e) = self.step(&mut store).await {
                 tracing::warn!(instance = %self.name, error = %e, "messaging step failed");
             }
+            drop(share);
+        }
+    }
+
+    /// Pokes this actor again after `delay`.
+    fn come_back_in(&self, delay: Duration) {
+        let poke = self.poke.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            let _ = poke.send(());
+        });
+    }
+
+    /// The instance's queues, opened through its volume (mounting it if need be) and checked
+    /// each round to still be where they were. Anything that is not the directory the
+    /// supervisor made leaves every file alone and holds the instance in `error` (the
+    /// reconciler reads the problem from [`Live`]).
+    fn queues(&mut self, store: &mut Store) -> Result<Option<&InstanceIpc>, StepError> {
+        if let Some(ipc) = &self.ipc {
+            match volume::open_unlocked(&self.paths)
+                .map_err(IpcError::from)
+                .and_then(|v| ipc.still_in_place(&v))
+            {
+                Ok(true) => return Ok(self.ipc.as_ref()),
+                // Unmounted, remounted or converted: open again, and deliver the turn in
+                // flight again (its file may have stayed behind in what was there before).
+                Ok(false) | Err(_) => {
+                    self.ipc = None;
+                    self.in_flight = None;
+                    self.tries = None;
+                }
+            }
+        }
+        let uid = match store.instance(&self.name) {
+            Ok(record) => record.uid,
+            // Removed while its actor still ran: nothing to do.
+            Err(StoreError::NoSuchInstance(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let owner = nix::unistd::geteuid().is_root().then_some((uid, uid));
+        let opened = tokio::task::block_in_place(|| {
+            let v = volume::open(&self.paths)?;
+            InstanceIpc::open(&self.name, &self.paths, &v, owner)
+        });
+        match opened {
+            Ok(ipc) => {
+                if self.live.set_boundary_problem(&self.name, None) {
+                    tracing::info!(instance = %self.name, "the instance's IPC queues are in order again");
+                }
+                self.ipc = Some(ipc);
+                Ok(self.ipc.as_ref())
+            }
+            Err(IpcError::Volume(e @ VolumeError::Unexpected { .. })) => {
+                let problem = e.to_string();
+                if self
+                    .live
+                    .set_boundary_problem(&self.name, Some(problem.clone()))
+                {
+                    tracing::error!(instance = %self.name, %problem, "the instance's files are not as the supervisor made them: nothing is touched");
+                    let detail = serde_json::json!({ "problem": problem });
+                    store.record_event(
+                        Some(&self.name),
+                        "daemon",
+                        "ipc.unexpected",
+                        Some(&detail),
+                    )?;
+                }
+                Ok(None)
+            }
+            // Removed (its directory is gone, or going): nothing to do until its actor stops.
+            Err(IpcError::Volume(VolumeError::Io { source, .. }))
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
     /// Handles everything in `out/`, then makes sure the turn in flight is delivered, or
     /// starts the next one. Answers are read first, so a failing delivery never holds them up.
     async fn step(&mut self, store: &mut Store) -> Result<(), StepError> {
-        for item in self.ipc.drain_out()? {
-            match item {
-                Incoming::Quarantined { name, reason } => {
-                    tracing::warn!(instance = %self.name, file = %name, %reason, "quarantined IPC file");
-                    let detail = serde_json::json!({ "file": name, "reason": reason });
-                    store.record_event(
-                        Some(&self.name),
-                        "daemon",
-                        "ipc.quarantined",
-                        Some(&detail),
-                    )?;
-                }
-                Incoming::Envelope { path, envelope } => {
-                    self.handle(store, envelope).await?;
-                    let _ = std::fs::remove_file(&path);
-                }
+        if self.queues(store)?.is_none() {
+            return Ok(());
+        }
+        let drained = self.ipc.as_mut().expect("opened above").drain_out()?;
+        if drained.more {
+            self.come_back_in(Duration::from_millis(10));
+        }
+        self.record_quarantined(store, &drained)?;
+        for item in drained.items {
+            if let Incoming::Envelope { name, envelope } = item {
+                self.handle(store, envelope).await?;
+                self.ipc().consumed(&name)?;
             }
         }
         if self.in_flight.is_none() {
@@ -241,6 +331,53 @@ impl Actor {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// The queues opened by [`Actor::queues`] this round.
+    fn ipc(&self) -> &InstanceIpc {
+        self.ipc
+            .as_ref()
+            .expect("queues are opened at the start of each step")
+    }
+
+    /// One log line and one event for everything this round set aside, however much.
+    fn record_quarantined(&self, store: &mut Store, drained: &Drained) -> Result<(), StepError> {
+        let refused: Vec<(&String, &String, bool)> = drained
+            .items
+            .iter()
+            .filter_map(|i| match i {
+                Incoming::Quarantined { name, reason, kept } => Some((name, reason, *kept)),
+                _ => None,
+            })
+            .collect();
+        if refused.is_empty() {
+            return Ok(());
+        }
+        let kept = refused.iter().filter(|r| r.2).count();
+        let (first, reason, _) = refused[0];
+        tracing::warn!(
+            instance = %self.name,
+            count = refused.len(),
+            kept,
+            dropped_old = drained.dropped,
+            file = %first,
+            %reason,
+            "refused IPC files set aside in the quarantine"
+        );
+        let files: Vec<serde_json::Value> = refused
+            .iter()
+            .take(5)
+            .map(|(f, r, _)| serde_json::json!({ "file": f, "reason": r }))
+            .collect();
+        let detail = serde_json::json!({
+            "count": refused.len(),
+            "kept": kept,
+            "removed_without_copy": refused.len() - kept,
+            "dropped_old": drained.dropped,
+            "files": files,
+        });
+        store.record_event(Some(&self.name), "daemon", "ipc.quarantined", Some(&detail))?;
         Ok(())
     }
 
@@ -292,10 +429,7 @@ impl Actor {
         let messages = store.turn_messages(turn)?;
         if let Some(first) = messages.first() {
             let name = file_name_for(&Envelope::new(turn, first.created_at, Payload::Shutdown {}));
-            match std::fs::remove_file(self.ipc.in_dir.join(name)) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-                _ => {}
-            }
+            self.ipc().withdraw(&name)?;
         }
         let error = policy::parked_error(attempts);
         let body = format!("Sorry, I could not answer this time: {error}");
@@ -344,8 +478,8 @@ impl Actor {
                 scheduled,
             },
         );
-        if !self.ipc.has_sent(&envelope) {
-            self.ipc.send(&envelope)?;
+        if !self.ipc().has_sent(&envelope)? {
+            self.ipc().send(&envelope)?;
         }
         Ok(())
     }
@@ -394,7 +528,7 @@ impl Actor {
                             usage: Default::default(),
                         };
                         let id = uuid::Uuid::now_v7().simple().to_string();
-                        self.ipc
+                        self.ipc()
                             .send(&Envelope::new(id, crate::store::now_ms(), payload))?;
                         return Ok(());
                     }
@@ -481,7 +615,7 @@ impl Actor {
                     error: error.as_deref(),
                 })?;
                 let id = uuid::Uuid::now_v7().simple().to_string();
-                self.ipc
+                self.ipc()
                     .send(&Envelope::new(id, crate::store::now_ms(), payload))?;
             }
             Payload::TaskRequest {
@@ -509,7 +643,7 @@ impl Actor {
                     },
                 };
                 let id = uuid::Uuid::now_v7().simple().to_string();
-                self.ipc.send(&Envelope::new(id, now, payload))?;
+                self.ipc().send(&Envelope::new(id, now, payload))?;
             }
             // drain_out() only returns payloads an agent may send.
             other => {
@@ -614,6 +748,8 @@ impl Actor {
 enum StepError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Ipc(#[from] IpcError),
     #[error(transparent)]
     Io(#[from] std::io::Error),
     #[error(transparent)]

@@ -232,6 +232,7 @@ mod tests {
             last_exit_code: None,
             last_activity_at: None,
             restart_pending: false,
+            uid: 16_777_217,
         };
         let live = LiveSnapshot {
             docker_reachable: true,

@@ -15,6 +15,7 @@ use super::rollout::{self, Next};
 use super::user::ContainerUser;
 use crate::agent_image;
 use crate::container_spec::{ContainerSpec, SpecInputs, LABEL_RUNTIME};
+use crate::disk::Enforcement;
 use crate::docker::container::{self, LogChunk, OwnedContainer};
 use crate::docker::hardening::{self, Hardening};
 use crate::docker::{Client, DockerError};
@@ -22,6 +23,7 @@ use crate::home::Home;
 use crate::host_config::HostConfig;
 use crate::instance::config::LifecycleMode;
 use crate::instance::last_good::{LastGoodConfigs, Loaded};
+use crate::instance::volume::{self, VolumeError};
 use crate::instance::{InstanceConfig, InstanceName};
 use crate::store::instances::{InstanceRecord, Observed};
 use crate::store::rollouts::Rollout;
@@ -35,6 +37,15 @@ pub enum PassError {
     Docker(#[from] DockerError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// Why one action on one instance failed: the engine, or the instance's own files.
+#[derive(Debug, thiserror::Error)]
+enum ActionError {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -56,6 +67,8 @@ pub struct Reconciler {
     home_id: String,
     host: HostConfig,
     user: ContainerUser,
+    /// How disk limits are enforced, from `[disk]` and what this host offers.
+    disk: Enforcement,
     tracker: RestartTracker,
     /// Desired state seen last pass, to notice a fresh start (which forgets past failures).
     last_desired: HashMap<String, String>,
@@ -89,6 +102,7 @@ impl Reconciler {
             home,
             store,
             home_id,
+            disk: host.disk.enforcement(),
             host,
             user,
             tracker: RestartTracker::default(),
@@ -112,6 +126,9 @@ impl Reconciler {
 
     /// Takes a new host config (hot reload); the next pass plans with it.
     pub fn set_host(&mut self, host: HostConfig) {
+        if host.disk != self.host.disk {
+            self.disk = host.disk.enforcement();
+        }
         self.host = host;
     }
 
@@ -210,6 +227,21 @@ impl Reconciler {
                     continue;
                 }
             };
+            // The messaging actor found the instance's queues not as the supervisor made them:
+            // nothing of the instance is touched until that is put right.
+            if let Some(problem) = self.live.snapshot().boundary.get(&name) {
+                if record.desired_state != "running" {
+                    stop_only.push(Desired {
+                        name: name.clone(),
+                        run: false,
+                        spec_hash: String::new(),
+                        not_before: None,
+                        waiting_since: now,
+                    });
+                }
+                problems.insert(name, problem.clone());
+                continue;
+            }
             let wants = record.desired_state == "running";
             let run = wants
                 && match config.lifecycle.mode {
@@ -234,7 +266,7 @@ impl Reconciler {
                     runtime_id: &runtime_id,
                     runtime_dir: self.home.runtime_dir().join(&runtime_id),
                     image: &image,
-                    user: &self.user.spec,
+                    user: &self.user.spec_for(record.uid),
                 })
             });
             if run && spec.is_none() {
@@ -337,9 +369,12 @@ impl Reconciler {
             .collect();
         for action in &plan.actions {
             tracing::info!(?action, "reconcile");
-            if let Err(e) = self.apply(docker, action, &prepared, &mut running).await {
-                if crate::docker::ping(docker).await.is_err() {
-                    return Err(e.into());
+            if let Err(mut e) = self.apply(docker, action, &prepared, &mut running).await {
+                if let ActionError::Docker(de) = e {
+                    if crate::docker::ping(docker).await.is_err() {
+                        return Err(de.into());
+                    }
+                    e = ActionError::Docker(de);
                 }
                 let who = match action {
                     Action::Create { instance }
@@ -552,7 +587,7 @@ impl Reconciler {
         action: &Action,
         prepared: &BTreeMap<String, Prepared>,
         running: &mut HashMap<String, (String, Option<String>)>,
-    ) -> Result<(), DockerError> {
+    ) -> Result<(), ActionError> {
         let stop_timeout = self.host.daemon.stop_timeout_secs();
         match action {
             Action::Create { instance } => {
@@ -599,6 +634,7 @@ impl Reconciler {
                         return Ok(());
                     }
                 }
+                self.prepare_volume(instance, prepared)?;
                 self.live.container_starting(instance);
                 container::start(docker, id).await?;
                 let runtime = spec.map(|s| s.labels[LABEL_RUNTIME].clone());
@@ -624,20 +660,10 @@ impl Reconciler {
         instance: &str,
         prepared: &BTreeMap<String, Prepared>,
         running: &mut HashMap<String, (String, Option<String>)>,
-    ) -> Result<(), DockerError> {
+    ) -> Result<(), ActionError> {
         let p = &prepared[instance];
         let spec = p.spec.as_ref().expect("a runnable instance has a spec");
-        let paths = self
-            .home
-            .instance_paths(&InstanceName::parse(instance).expect("stored names are valid"));
-        for dir in [&paths.workspace, &paths.ipc] {
-            self.user
-                .prepare(dir)
-                .map_err(|source| DockerError::Prepare {
-                    path: dir.clone(),
-                    source,
-                })?;
-        }
+        self.prepare_volume(instance, prepared)?;
         let id = container::create(docker, spec).await?;
         self.live.container_starting(instance);
         container::start(docker, &id).await?;
@@ -645,6 +671,45 @@ impl Reconciler {
             instance.to_string(),
             (id, Some(spec.labels[LABEL_RUNTIME].clone())),
         );
+        Ok(())
+    }
+
+    /// Gets the instance's volume ready for its container (no container of it runs now):
+    /// its disk image made, grown, mounted, its directories its own (`volume::prepare`).
+    fn prepare_volume(
+        &mut self,
+        instance: &str,
+        prepared: &BTreeMap<String, Prepared>,
+    ) -> Result<(), VolumeError> {
+        let p = &prepared[instance];
+        let paths = self
+            .home
+            .instance_paths(&InstanceName::parse(instance).expect("stored names are valid"));
+        let owner = self.user.owner_for(p.record.uid);
+        let limit = p.config.limits.disk_bytes();
+        let (_, done) =
+            tokio::task::block_in_place(|| volume::prepare(&paths, &self.disk, limit, owner))?;
+        if done.converted || done.grown || done.chowned > 0 {
+            tracing::info!(
+                instance,
+                converted = done.converted,
+                grown = done.grown,
+                chowned = done.chowned,
+                "volume prepared"
+            );
+            let detail = serde_json::json!({
+                "converted_to_image": done.converted,
+                "grown": done.grown,
+                "owner_changed": done.chowned,
+                "limit": p.config.limits.disk,
+            });
+            self.store
+                .record_event(Some(instance), ACTOR, "volume.prepared", Some(&detail))
+                .ok();
+        }
+        if let Some(pending) = done.pending {
+            tracing::warn!(instance, %pending, "disk limit not applied yet");
+        }
         Ok(())
     }
 

@@ -35,7 +35,15 @@ pub fn run(home: &Home) -> anyhow::Result<()> {
     let home_id = store.home_id()?;
     let host = home.host_config()?;
     let user = ContainerUser::detect();
-    tracing::info!(home = %home.root().display(), %home_id, user = %user.spec, "supervisor daemon starting");
+    let disk = host.disk.enforcement();
+    tracing::info!(
+        home = %home.root().display(),
+        %home_id,
+        agents = %user.describe(),
+        disk_limits = disk.label(),
+        why_not_hard = disk.why_not_hard().unwrap_or(""),
+        "supervisor daemon starting"
+    );
     let reconciler = Reconciler::new(home.clone(), store, home_id, host.clone(), user);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -64,7 +72,8 @@ async fn main_loop(
     spawn_signal_handler(stop_tx);
     super::notify::spawn_watchdog(); // systemd: WATCHDOG=1, if asked
 
-    let _config_watch = ConfigWatcher::start(&home, wake_tx.clone());
+    let mut config_watch = ConfigWatcher::start(&home, wake_tx.clone());
+    config_watch.sync(&reconciler.live_instances()?);
     let mut host = host;
     let live = reconciler.live();
     // The sampler follows the daemon's engine connection (None while it is away).
@@ -78,7 +87,6 @@ async fn main_loop(
     let metrics = Metrics::default();
     let mut messaging = Messaging::new(
         home.clone(),
-        ContainerUser::detect().chown_to,
         scheduler.clone(),
         live.clone(),
         reconciler.configs(),
@@ -161,6 +169,7 @@ async fn main_loop(
             match reconciler.pass(client).await {
                 Ok(outcome) => {
                     messaging.ensure(&outcome.live);
+                    config_watch.sync(&outcome.live);
                     live.set_converged(outcome.converged);
                     let configs = reconciler.configs();
                     let wanted = api::ports::InstancePorts::wanted(

@@ -70,11 +70,6 @@ pub enum DockerError {
     },
     #[error("listing containers failed: {0}")]
     ListContainers(bollard::errors::Error),
-    #[error("cannot prepare {} for the container: {source}", path.display())]
-    Prepare {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
     #[error("the Docker event stream failed: {0}")]
     Events(bollard::errors::Error),
     #[error("removing container {id} failed: {source}")]

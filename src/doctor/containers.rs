@@ -199,7 +199,11 @@ async fn audit(
         );
     };
     let paths = home.instance_paths(&name);
-    let user = ContainerUser::detect().spec;
+    let uid = match facts.store.instance(&c.instance) {
+        Ok(record) => record.uid,
+        Err(e) => return not_compared(e.to_string(), "supervisor doctor --fix"),
+    };
+    let user = ContainerUser::detect().spec_for(uid);
     let spec_for = |runtime_id: &str| {
         ContainerSpec::for_instance(&SpecInputs {
             home_id: &facts.home_id,

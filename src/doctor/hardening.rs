@@ -286,7 +286,20 @@ mod tests {
                     })
                 }),
             ),
-            ("Mounts lack /ipc", Box::new(|h| h.mounts.retain(|m| m.target != "/ipc"))),
+            (
+                "Mounts lack /ipc/out",
+                Box::new(|h| h.mounts.retain(|m| m.target != "/ipc/out")),
+            ),
+            (
+                "Mounts: /ipc/in comes from bind /h/instances/alice/volume/ipc",
+                Box::new(|h| {
+                    for m in &mut h.mounts {
+                        if m.target == "/ipc/in" {
+                            m.source = "/h/instances/alice/volume/ipc".into();
+                        }
+                    }
+                }),
+            ),
             (
                 "Mounts: /opt/runtime is read-write, policy read-only",
                 Box::new(|h| {

@@ -2,18 +2,23 @@
 //!
 //! Everything private is 0700 (directories) or 0600 (files), as `fsutil` creates them. A
 //! runtime is sealed read-only, 0555 for its directories (`runtime::build`); its files' modes
-//! are part of its manifest and checked by the runtime check. Only modes are checked, not
-//! owners: a root daemon hands `workspace/` and `ipc/` to 65532 on purpose (`daemon::user`).
-//! Inside the workspace only what the supervisor wrote is checked; the agent's own files are
-//! its business.
+//! are part of its manifest and checked by the runtime check. Only modes are checked here
+//! (owners are the isolation check's). Inside the workspace only what the supervisor wrote
+//! is checked; the agent's own files are its business.
+//!
+//! What an agent can write is looked at, and repaired, only through descriptors: each path is
+//! a base directory (the home, or an instance's volume opened by `instance::volume`) and
+//! plain names below it, none of which is ever followed if it is a link, and `--fix` changes
+//! the mode on the descriptor of the entry it judged (`fchmod`), so an entry swapped for a
+//! link after the look is never the one changed.
 
 use std::fs;
 use std::io;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::fsutil::{DIR_MODE, FILE_MODE};
 use crate::home::{CONFIG_FILE, DB_FILE};
+use crate::safefs::{self, SafeDir};
 
 use super::checks::PERMISSIONS;
 use super::Check;
@@ -28,10 +33,23 @@ pub enum Kind {
     Socket,
 }
 
+/// The directory an expected path is resolved below.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Base {
+    /// The home (which may itself be reached through a link).
+    Home,
+    /// An instance's volume (its image mounted, where it has one).
+    Volume(String),
+}
+
 /// One path and the mode it should have.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expect {
+    /// For messages.
     pub path: PathBuf,
+    pub base: Base,
+    /// Below the base: plain names, resolved one by one, none followed.
+    pub rel: PathBuf,
     pub kind: Kind,
     pub mode: u32,
 }
@@ -50,16 +68,15 @@ pub struct Layout {
 /// (the WAL, the socket, a quarantine) are listed too: missing ones are skipped.
 pub fn expectations(layout: &Layout) -> Vec<Expect> {
     let root = &layout.root;
-    let dir = |p: PathBuf| Expect {
+    let at = |p: PathBuf, kind, mode| Expect {
+        rel: p.strip_prefix(root).unwrap_or(Path::new("")).to_path_buf(),
         path: p,
-        kind: Kind::Dir,
-        mode: DIR_MODE,
+        base: Base::Home,
+        kind,
+        mode,
     };
-    let file = |p: PathBuf| Expect {
-        path: p,
-        kind: Kind::File,
-        mode: FILE_MODE,
-    };
+    let dir = |p: PathBuf| at(p, Kind::Dir, DIR_MODE);
+    let file = |p: PathBuf| at(p, Kind::File, FILE_MODE);
     let mut out = vec![dir(root.clone())];
     for sub in ["instances", "archive", "runtime", "run", "backups", "logs"] {
         out.push(dir(root.join(sub)));
@@ -74,11 +91,11 @@ pub fn expectations(layout: &Layout) -> Vec<Expect> {
     ] {
         out.push(file(root.join(name)));
     }
-    out.push(Expect {
-        path: root.join("run/supervisor.sock"),
-        kind: Kind::Socket,
-        mode: FILE_MODE,
-    });
+    out.push(at(
+        root.join("run/supervisor.sock"),
+        Kind::Socket,
+        FILE_MODE,
+    ));
     for name in ["daemon.lock", "daemon.pid"] {
         out.push(file(root.join("run").join(name)));
     }
@@ -86,6 +103,18 @@ pub fn expectations(layout: &Layout) -> Vec<Expect> {
         let inst = root.join("instances").join(name);
         out.push(dir(inst.clone()));
         out.push(file(inst.join("config.json")));
+        out.push(file(inst.join(crate::home::VOLUME_IMAGE)));
+        out.push(file(inst.join(crate::home::VOLUME_LOCK)));
+        out.push(dir(inst.join(crate::home::QUARANTINE_DIR)));
+        let volume = inst.join(crate::home::VOLUME_DIR);
+        let in_volume = |rel: &str, kind, mode| Expect {
+            path: volume.join(rel),
+            base: Base::Volume(name.clone()),
+            rel: PathBuf::from(rel),
+            kind,
+            mode,
+        };
+        out.push(in_volume("", Kind::Dir, DIR_MODE));
         for sub in [
             "workspace",
             "workspace/memory",
@@ -93,20 +122,19 @@ pub fn expectations(layout: &Layout) -> Vec<Expect> {
             "ipc",
             "ipc/in",
             "ipc/out",
-            "quarantine",
         ] {
-            out.push(dir(inst.join(sub)));
+            out.push(in_volume(sub, Kind::Dir, DIR_MODE));
         }
         for name in ["SOUL.md", "AGENTS.md"] {
-            out.push(file(inst.join("workspace").join(name)));
+            out.push(in_volume(
+                &format!("workspace/{name}"),
+                Kind::File,
+                FILE_MODE,
+            ));
         }
     }
     for d in &layout.runtime_dirs {
-        out.push(Expect {
-            path: d.clone(),
-            kind: Kind::Dir,
-            mode: RUNTIME_DIR_MODE,
-        });
+        out.push(at(d.clone(), Kind::Dir, RUNTIME_DIR_MODE));
     }
     out
 }
@@ -197,36 +225,63 @@ pub fn finding(
     }
 }
 
-/// Looks at one path without following a link (except the home itself, which may well be
-/// a link to where the data lives).
-pub fn look(expect: &Expect, follow: bool) -> io::Result<Found> {
-    let meta = if follow {
-        fs::metadata(&expect.path)
-    } else {
-        fs::symlink_metadata(&expect.path)
+/// Looks at one path below `base` (its base directory, opened), following no link on the
+/// way or at the end.
+pub fn look(expect: &Expect, base: &SafeDir) -> io::Result<Found> {
+    let (parent, name) = match (expect.rel.parent(), expect.rel.file_name()) {
+        (Some(parent), Some(name)) => (parent, name),
+        // The base itself.
+        _ => return Ok(found_of(&base.stat_self()?)),
     };
-    let meta = match meta {
-        Ok(m) => m,
+    let dir = match base.open_dir(parent) {
+        Ok(d) => d,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Found::Missing),
+        // A directory on the way is a link (or not a directory): never followed.
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(nix::libc::ELOOP) | Some(nix::libc::ENOTDIR)
+            ) =>
+        {
+            return Ok(Found::Symlink)
+        }
         Err(e) => return Err(e),
     };
-    let ft = meta.file_type();
-    if ft.is_symlink() {
-        return Ok(Found::Symlink);
-    }
-    let kind = if ft.is_dir() {
-        Some(Kind::Dir)
-    } else if ft.is_file() {
-        Some(Kind::File)
-    } else if ft.is_socket() {
-        Some(Kind::Socket)
-    } else {
-        None
-    };
-    Ok(Found::Entry {
-        kind,
-        mode: meta.permissions().mode() & 0o7777,
+    Ok(match dir.stat(name)? {
+        None => Found::Missing,
+        Some(st) => found_of(&st),
     })
+}
+
+fn found_of(st: &safefs::Stat) -> Found {
+    let kind = match st.kind {
+        safefs::Kind::Symlink => return Found::Symlink,
+        safefs::Kind::Dir => Some(Kind::Dir),
+        safefs::Kind::File => Some(Kind::File),
+        safefs::Kind::Socket => Some(Kind::Socket),
+        _ => None,
+    };
+    Found::Entry {
+        kind,
+        mode: st.mode,
+    }
+}
+
+/// Sets the mode `expect` asks for, on a descriptor of the entry itself: if it was swapped
+/// for anything but what was judged (a link, another kind), nothing is changed.
+pub fn repair(expect: &Expect, base: &SafeDir) -> Result<(), String> {
+    let kind = match expect.kind {
+        Kind::Dir => safefs::Kind::Dir,
+        Kind::File => safefs::Kind::File,
+        Kind::Socket => return Err("a socket's mode is set by whoever binds it".into()),
+    };
+    match (expect.rel.parent(), expect.rel.file_name()) {
+        (Some(parent), Some(name)) => base
+            .open_dir(parent)
+            .and_then(|d| d.set_mode(name, kind, expect.mode)),
+        _ => base.set_own_mode(expect.mode),
+    }
+    .map_err(|e| e.to_string())
 }
 
 /// Lists what [`Layout`] needs: the instance directories and the runtimes' directories.
@@ -266,11 +321,6 @@ fn dirs_below(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Sets the mode `expect` asks for (the path was just seen not to be a link).
-pub fn repair(expect: &Expect) -> Result<(), String> {
-    crate::fsutil::set_mode(&expect.path, expect.mode).map_err(|e| e.to_string())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -305,18 +355,80 @@ mod tests {
             ("/h/run/supervisor.sock", 0o600),
             ("/h/instances/alice", 0o700),
             ("/h/instances/alice/config.json", 0o600),
-            ("/h/instances/alice/workspace", 0o700),
-            ("/h/instances/alice/workspace/SOUL.md", 0o600),
-            ("/h/instances/alice/ipc", 0o700),
-            ("/h/instances/alice/ipc/out", 0o700),
+            ("/h/instances/alice/volume", 0o700),
+            ("/h/instances/alice/volume.img", 0o600),
+            ("/h/instances/alice/volume/workspace", 0o700),
+            ("/h/instances/alice/volume/workspace/SOUL.md", 0o600),
+            ("/h/instances/alice/volume/ipc", 0o700),
+            ("/h/instances/alice/volume/ipc/out", 0o700),
             ("/h/runtime/0123456789abcdef", 0o555),
         ] {
             assert_eq!(mode_of(&l, path), Some(mode), "{path}");
         }
         assert_eq!(
-            mode_of(&l, "/h/instances/alice/workspace/memory/MEMORY.md"),
+            mode_of(&l, "/h/instances/alice/volume/workspace/memory/MEMORY.md"),
             None,
             "the agent's own files are not judged"
+        );
+    }
+
+    #[test]
+    fn what_an_agent_can_write_is_resolved_below_its_volume() {
+        let l = layout_of(&["alice"]);
+        let soul = expectations(&l)
+            .into_iter()
+            .find(|e| e.path == Path::new("/h/instances/alice/volume/workspace/SOUL.md"))
+            .unwrap();
+        assert_eq!(soul.base, Base::Volume("alice".into()));
+        assert_eq!(soul.rel, Path::new("workspace/SOUL.md"));
+        let config = expectations(&l)
+            .into_iter()
+            .find(|e| e.path == Path::new("/h/instances/alice/config.json"))
+            .unwrap();
+        assert_eq!(
+            (config.base, config.rel),
+            (Base::Home, PathBuf::from("instances/alice/config.json"))
+        );
+    }
+
+    #[test]
+    fn looking_and_repairing_never_follow_a_link() {
+        let t = tempfile::tempdir().unwrap();
+        let victim = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(
+            victim.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        std::fs::create_dir(t.path().join("workspace")).unwrap();
+        std::os::unix::fs::symlink(victim.path(), t.path().join("workspace/memory")).unwrap();
+        let base = SafeDir::open(t.path()).unwrap();
+        let e = Expect {
+            path: t.path().join("workspace/memory"),
+            base: Base::Volume("alice".into()),
+            rel: "workspace/memory".into(),
+            kind: Kind::Dir,
+            mode: 0o700,
+        };
+        assert_eq!(look(&e, &base).unwrap(), Found::Symlink);
+        assert!(repair(&e, &base).is_err());
+        let below = Expect {
+            rel: "workspace/memory/MEMORY.md".into(),
+            ..e.clone()
+        };
+        assert_eq!(
+            look(&below, &base).unwrap(),
+            Found::Symlink,
+            "a link on the way"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            std::fs::metadata(victim.path())
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o755
         );
     }
 
@@ -361,6 +473,8 @@ mod tests {
     fn rows_say_what_was_found_and_what_was_done() {
         let e = Expect {
             path: "/h/instances/alice/config.json".into(),
+            base: Base::Home,
+            rel: "instances/alice/config.json".into(),
             kind: Kind::File,
             mode: 0o600,
         };

@@ -10,6 +10,7 @@ use crate::host_config::HostConfig;
 use crate::instance::config::ConfigError;
 use crate::instance::{InstanceConfig, InstanceName};
 use crate::runtime::{self, manifest::Manifest};
+use crate::safefs::SafeDir;
 use crate::store::{Store, StoreError};
 
 use super::checks::{self, RuntimeFact};
@@ -96,13 +97,50 @@ fn permissions(home: &Home, fix: bool) -> Vec<Check> {
     let layout = perms::layout(home.root());
     let mut rows = Vec::new();
     let mut seen = 0;
+    // The home may be a link to where the data lives: that is the operator's choice.
+    let home_dir = match SafeDir::open_following(home.root()) {
+        Ok(d) => d,
+        Err(e) => {
+            return vec![Check::warn(
+                checks::PERMISSIONS,
+                format!("{}: cannot open it: {e}", home.root().display()),
+                "run doctor as the user that runs the daemon",
+            )]
+        }
+    };
+    // Each instance's volume, opened once (its image mounted if need be), or why not.
+    let mut volumes: BTreeMap<String, Result<crate::instance::volume::OpenVolume, String>> =
+        BTreeMap::new();
     for expect in perms::expectations(&layout) {
         let is_root = expect.path == layout.root;
         let rel = match expect.path.strip_prefix(home.root()) {
             Ok(p) if !is_root => p.display().to_string(),
             _ => expect.path.display().to_string(),
         };
-        let found = match perms::look(&expect, is_root) {
+        let base = match &expect.base {
+            perms::Base::Home => &home_dir,
+            perms::Base::Volume(name) => {
+                let opened = volumes.entry(name.clone()).or_insert_with(|| {
+                    let iname = InstanceName::parse(name).map_err(|e| e.to_string())?;
+                    crate::instance::volume::open(&home.instance_paths(&iname))
+                        .map_err(|e| e.to_string())
+                });
+                match opened {
+                    Ok(v) => &v.root,
+                    Err(e) => {
+                        if expect.rel.as_os_str().is_empty() {
+                            rows.push(Check::warn(
+                                checks::PERMISSIONS,
+                                format!("{rel}: not checked: {e}"),
+                                "see the message; `supervisor doctor` again once it is fixed",
+                            ));
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        let found = match perms::look(&expect, base) {
             Ok(found) => found,
             Err(e) => {
                 rows.push(Check::warn(
@@ -120,8 +158,8 @@ fn permissions(home: &Home, fix: bool) -> Vec<Check> {
         if verdict == perms::Verdict::Ok {
             continue;
         }
-        let outcome =
-            (fix && matches!(verdict, perms::Verdict::Mode { .. })).then(|| perms::repair(&expect));
+        let outcome = (fix && matches!(verdict, perms::Verdict::Mode { .. }))
+            .then(|| perms::repair(&expect, base));
         rows.push(perms::finding(&expect, &verdict, &rel, outcome.as_ref()));
     }
     if rows.is_empty() {

@@ -153,6 +153,14 @@ pub struct Limits {
     pub cpus: f64,
     pub pids: u32,
     pub tmp: String,
+    /// What the workspace and the IPC queues may hold together, inodes included (one per
+    /// 16 KiB of it); a hard limit where the host allows it (docs/configuration.md).
+    #[serde(default = "default_disk")]
+    pub disk: String,
+}
+
+fn default_disk() -> String {
+    "1g".to_string()
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -216,6 +224,7 @@ impl Default for Limits {
             cpus: 1.0,
             pids: 256,
             tmp: "64m".to_string(),
+            disk: default_disk(),
         }
     }
 }
@@ -462,9 +471,14 @@ impl Limits {
         parse_size(&self.tmp).expect("validated")
     }
 
+    pub fn disk_bytes(&self) -> u64 {
+        parse_size(&self.disk).expect("validated")
+    }
+
     fn validate(&self) -> Result<(), FieldError> {
         check_size("limits.memory", &self.memory, 16 << 20)?;
         check_size("limits.tmp", &self.tmp, 1 << 20)?;
+        check_size("limits.disk", &self.disk, crate::disk::MIN_DISK_BYTES)?;
         if !(self.cpus.is_finite() && self.cpus >= 0.01 && self.cpus <= 256.0) {
             return Err(FieldError::new(
                 "limits.cpus",
@@ -542,6 +556,16 @@ pub fn is_env_var_name(s: &str) -> bool {
     matches!(chars.next(), Some(c) if c.is_ascii_uppercase() || c == '_')
         && s.len() <= 128
         && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// A size in the units configs use: `1g`, `512m`, `64k`, or bytes when none fits exactly.
+pub fn format_size(bytes: u64) -> String {
+    for (shift, unit) in [(30, 'g'), (20, 'm'), (10, 'k')] {
+        if bytes != 0 && bytes % (1 << shift) == 0 {
+            return format!("{}{unit}", bytes >> shift);
+        }
+    }
+    bytes.to_string()
 }
 
 /// Parses a Docker-style size: `512m`, `2g`, `64k`, `1048576` (bytes).
@@ -689,6 +713,10 @@ mod tests {
 
     #[test]
     fn sizes() {
+        assert_eq!(format_size(1 << 30), "1g");
+        assert_eq!(format_size(512 << 20), "512m");
+        assert_eq!(format_size(1536 << 20), "1536m");
+        assert_eq!(format_size(1000), "1000");
         assert_eq!(parse_size("512m"), Some(512 << 20));
         assert_eq!(parse_size("2G"), Some(2 << 30));
         assert_eq!(parse_size("4096"), Some(4096));

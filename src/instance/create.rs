@@ -8,8 +8,10 @@ use std::path::{Path, PathBuf};
 use super::config::InstanceConfig;
 use super::name::InstanceName;
 use super::soul::Soul;
+use super::volume::VolumeError;
+use crate::disk::{self, Enforcement};
 use crate::fsutil;
-use crate::home::{Home, InstancePaths};
+use crate::home::{Home, HomeError, InstancePaths};
 use crate::store::{events, instances, Store, StoreError};
 
 const AGENTS_MD: &str = include_str!("../../templates/workspace/AGENTS.md");
@@ -37,6 +39,10 @@ pub enum CreateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error(transparent)]
+    Home(#[from] HomeError),
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CreateError {
@@ -57,14 +63,10 @@ pub fn create(
     let paths = home.instance_paths(&new.name);
     let instances_dir = home.instances_dir();
     fsutil::create_private_dir(&instances_dir).map_err(io_err("create", &instances_dir))?;
-
-    // Staging names start with '.', which no instance name can, so they never collide.
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".creating-{}-", new.name))
-        .tempdir_in(&instances_dir)
-        .map_err(io_err("create staging directory in", &instances_dir))?;
-    let staged = InstancePaths::under(staging.path().to_path_buf());
-    write_instance_files(&staged, new)?;
+    let enforcement = home.host_config()?.disk.enforcement();
+    if let Enforcement::Unavailable { why } = &enforcement {
+        return Err(CreateError::Volume(VolumeError::Unavailable(why.clone())));
+    }
 
     let tx = store.begin()?;
     let name = new.name.as_str();
@@ -77,11 +79,27 @@ pub fn create(
     if fs::symlink_metadata(&paths.dir).is_ok() {
         return Err(CreateError::Stray(paths.dir.clone()));
     }
-    instances::insert(&tx, name, &new.soul.label)?;
+    let inserted = instances::insert(&tx, name, &new.soul.label)?;
+    // A root supervisor gives the files to the instance's own uid; an unprivileged one runs
+    // every container as itself, so its files stay its own.
+    let owner = nix::unistd::geteuid()
+        .is_root()
+        .then_some((inserted.uid, inserted.uid));
+
+    // Staging names start with '.', which no instance name can, so they never collide.
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".creating-{}-", new.name))
+        .tempdir_in(&instances_dir)
+        .map_err(io_err("create staging directory in", &instances_dir))?;
+    let staged = InstancePaths::under(staging.path().to_path_buf());
+    stage_instance_files(&staged, new, owner, enforcement.is_hard())?;
     let detail = serde_json::json!({
         "soul": new.soul.label,
         "model": new.config.model.spec(),
         "port": new.config.port,
+        "uid": inserted.uid,
+        "disk": new.config.limits.disk,
+        "disk_limit": enforcement.label(),
     });
     events::record(&tx, Some(name), actor, "instance.created", Some(&detail))?;
 
@@ -116,26 +134,62 @@ fn check_port_free(tx: &rusqlite::Connection, home: &Home, port: u16) -> Result<
     Ok(())
 }
 
-fn write_instance_files(p: &InstancePaths, new: &NewInstance) -> Result<(), CreateError> {
-    let memory = p.workspace.join("memory");
-    for dir in [
-        &p.dir,
-        &p.workspace,
-        &memory,
-        &p.workspace.join("skills"),
-        &p.ipc.join("in"),
-        &p.ipc.join("out"),
-    ] {
+/// Writes the new instance's files below the staging directory `p`: its config, and its
+/// volume's tree (workspace with the persona, empty IPC queues), owned by `owner`. With
+/// `image`, the tree goes into a disk image of `limits.disk` bytes and `volume/` is left
+/// empty, to be its mount point.
+fn stage_instance_files(
+    p: &InstancePaths,
+    new: &NewInstance,
+    owner: Option<(u32, u32)>,
+    image: bool,
+) -> Result<(), CreateError> {
+    fsutil::create_private_dir(&p.dir).map_err(io_err("create", &p.dir))?;
+    fsutil::write_atomic(&p.config, new.config.to_json_pretty().as_bytes())
+        .map_err(io_err("write", &p.config))?;
+    // The tree is made where mke2fs can copy it from, or where it stays.
+    let tree = if image {
+        InstancePaths::under(p.dir.join(".image-source"))
+    } else {
+        p.clone()
+    };
+    let memory = tree.workspace.join("memory");
+    let owned_dirs = [
+        tree.workspace.clone(),
+        memory.clone(),
+        tree.workspace.join("skills"),
+        tree.ipc.join("in"),
+        tree.ipc.join("out"),
+    ];
+    for dir in [&tree.dir, &tree.volume, &tree.ipc]
+        .into_iter()
+        .chain(&owned_dirs)
+    {
         fsutil::create_private_dir(dir).map_err(io_err("create", dir))?;
     }
-    let files: [(PathBuf, &str); 4] = [
-        (p.config.clone(), &new.config.to_json_pretty()),
-        (p.soul.clone(), &new.soul.text),
-        (p.workspace.join("AGENTS.md"), AGENTS_MD),
+    let files: [(PathBuf, &str); 3] = [
+        (tree.soul.clone(), &new.soul.text),
+        (tree.workspace.join("AGENTS.md"), AGENTS_MD),
         (memory.join("MEMORY.md"), MEMORY_MD),
     ];
     for (path, text) in &files {
         fsutil::write_atomic(path, text.as_bytes()).map_err(io_err("write", path))?;
+    }
+    if let Some((uid, gid)) = owner {
+        for path in owned_dirs.iter().chain(files.iter().map(|(p, _)| p)) {
+            std::os::unix::fs::lchown(path, Some(uid), Some(gid))
+                .map_err(io_err("give to the instance's user", path))?;
+        }
+    }
+    if image {
+        disk::make_image(
+            &tree.volume,
+            &p.volume_image,
+            new.config.limits.disk_bytes(),
+        )
+        .map_err(VolumeError::from)?;
+        fs::remove_dir_all(&tree.dir).map_err(io_err("remove", &tree.dir))?;
+        fsutil::create_private_dir(&p.volume).map_err(io_err("create", &p.volume))?;
     }
     Ok(())
 }

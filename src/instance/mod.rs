@@ -6,6 +6,7 @@ pub mod last_good;
 pub mod name;
 pub mod remove;
 pub mod soul;
+pub mod volume;
 
 pub use config::InstanceConfig;
 pub use name::InstanceName;

@@ -5,14 +5,25 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::name::InstanceName;
+use super::volume::VolumeError;
 use crate::fsutil;
 use crate::home::Home;
+use crate::safefs::{SafeDir, TreeLimits};
 use crate::store::{events, instances, Store, StoreError};
+
+/// A purge removes at most this many entries (an agent still writing into its tree could
+/// otherwise keep it going); what is left stays in `archive/.purging-*`, named in the error.
+const PURGE_LIMITS: TreeLimits = TreeLimits {
+    max_depth: 128,
+    max_entries: 50_000_000,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RemoveError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -69,6 +80,8 @@ pub fn remove(
     events::record(&tx, Some(name.as_str()), actor, kind, detail.as_ref())?;
 
     if has_files {
+        // Its disk leaves the mount table first: an archive holds the image, not a mount.
+        super::volume::release(&home.instance_paths(name))?;
         fs::rename(&dir, &target).map_err(|source| RemoveError::Io {
             action: "move",
             path: dir.clone(),
@@ -83,11 +96,16 @@ pub fn remove(
     }
     if purge {
         if has_files {
-            fs::remove_dir_all(&target).map_err(|source| RemoveError::Io {
+            // Whatever the agent left (a tree of any depth, links everywhere) goes through
+            // descriptors, never followed, with a bounded number of them open.
+            let delete = |source| RemoveError::Io {
                 action: "delete (the instance is already removed from the store)",
                 path: target.clone(),
                 source,
-            })?;
+            };
+            let archive = SafeDir::open(&archive_dir).map_err(delete)?;
+            let name = target.file_name().expect("a name of our own");
+            archive.remove_tree(name, PURGE_LIMITS).map_err(delete)?;
         }
         Ok(Removed::Purged)
     } else {

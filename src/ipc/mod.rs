@@ -1,22 +1,36 @@
 //! All IPC file handling on the host side: envelopes into an instance's `in/`, envelopes out of
 //! its `out/`, and the quarantine for anything in `out/` that is not a valid envelope.
 //!
-//! Identity is the directory: whatever appears in alice's `out/` speaks for alice only. The
-//! quarantine directory is beside `ipc/`, outside every container's mounts.
+//! Identity is the directory: whatever appears in alice's `out/` speaks for alice only. Both
+//! queues are opened once, through the instance's volume, as directory descriptors
+//! ([`SafeDir`]); every file is then named relative to them, never followed if it is a link,
+//! read only if it is a regular file, and never more than the envelope limit. Each queue is a
+//! mount of its own in the container, so the agent cannot replace either; the host still
+//! checks, each round, that the queue's path leads to the directory it holds
+//! ([`InstanceIpc::still_in_place`]).
+//!
+//! The quarantine (`instances/<name>/quarantine/`, outside every container) keeps a *copy* of
+//! what it sets aside, so a hard link or an open descriptor the agent kept cannot change it,
+//! and it is capped: [`QUARANTINE_MAX_ITEMS`] items and [`QUARANTINE_MAX_BYTES`] bytes, the
+//! oldest dropped first, and at most [`QUARANTINE_COPIES_PER_ROUND`] copies per round (the rest
+//! of a flood is removed and only counted).
 
 pub mod watch;
 
-use std::fs;
-use std::io;
-use std::path::{Path, PathBuf};
+use std::ffi::{OsStr, OsString};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use supervisor_agent::protocol::{
-    is_temp_name, parse_envelope, Envelope, Payload, MAX_ENVELOPE_BYTES,
+    file_name_for, is_temp_name, parse_envelope, temp_name_for, Envelope, Payload,
+    MAX_ENVELOPE_BYTES,
 };
 
-use crate::fsutil;
 use crate::home::InstancePaths;
+use crate::instance::volume::{OpenVolume, Queue, VolumeError};
+use crate::safefs::{Kind, ReadError, SafeDir, TreeLimits};
 
 /// How old (by modification time) a temporary file in `in/` or `out/` must be before the host
 /// removes it: by then the write that made it was interrupted (its writer killed or crashed),
@@ -26,28 +40,73 @@ pub const STALE_TEMP_AGE: Duration = Duration::from_secs(10 * 60);
 /// How many names [`InstanceIpc::quarantine`] tries for one entry before giving up.
 const QUARANTINE_NAME_TRIES: u32 = 1000;
 
-/// One instance's IPC directories.
-#[derive(Debug, Clone)]
+/// Most items (an entry with its `.reason`) the quarantine keeps.
+pub const QUARANTINE_MAX_ITEMS: usize = 1000;
+/// Most bytes the quarantine keeps.
+pub const QUARANTINE_MAX_BYTES: u64 = 64 << 20;
+/// Most entries copied into the quarantine in one round; the rest are removed and counted.
+pub const QUARANTINE_COPIES_PER_ROUND: usize = 100;
+
+/// Most entries of `out/` looked at in one round (the next round takes the rest).
+pub const MAX_ENTRIES_PER_ROUND: usize = 1000;
+/// Most names read from a queue in one round.
+const MAX_LISTED: usize = 10_000;
+
+/// Modes of what the host writes: turn files readable by the agent (which owns them).
+const ENVELOPE_MODE: u32 = 0o600;
+const PRIVATE_MODE: u32 = 0o600;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IpcError {
+    #[error(transparent)]
+    Volume(#[from] VolumeError),
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+}
+
+/// One instance's IPC queues and quarantine, opened.
+#[derive(Debug)]
 pub struct InstanceIpc {
-    pub in_dir: PathBuf,
-    pub out_dir: PathBuf,
-    pub quarantine_dir: PathBuf,
-    /// Owner for files the host writes into `in/` (the container user, when running as root).
-    pub owner: Option<(u32, u32)>,
+    instance: String,
+    in_dir: SafeDir,
+    out_dir: SafeDir,
+    quarantine_dir: SafeDir,
+    /// What `in/` and `out/` were when opened (device, inode).
+    identity: [(u64, u64); 2],
+    /// Owner for files the host writes into `in/` (the instance's uid, when running as root).
+    owner: Option<(u32, u32)>,
+    /// Items copied into the quarantine this round.
+    copies_this_round: usize,
 }
 
 /// An entry of `out/`, checked.
 #[derive(Debug)]
 pub enum Incoming {
     Envelope {
-        path: PathBuf,
+        name: OsString,
         envelope: Envelope,
     },
-    /// Moved to quarantine; `reason` says why.
+    /// Set aside (or, past the round's budget, removed); `reason` says why.
     Quarantined {
         name: String,
         reason: String,
+        kept: bool,
     },
+}
+
+/// What one round of reading `out/` found.
+#[derive(Debug, Default)]
+pub struct Drained {
+    /// Valid envelopes and refused entries, oldest name first.
+    pub items: Vec<Incoming>,
+    /// `out/` held more than one round takes: read it again soon.
+    pub more: bool,
+    /// Old quarantined items dropped to stay within the caps.
+    pub dropped: usize,
 }
 
 /// The name an entry gets in the quarantine, after its `<ms>-` stamp (docs/ipc.md): every
@@ -68,242 +127,397 @@ pub fn quarantine_name(name: &str) -> String {
     safe.trim_start_matches('.').to_string()
 }
 
+fn io_err(action: &'static str, path: PathBuf) -> impl FnOnce(io::Error) -> IpcError {
+    move |source| IpcError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
 impl InstanceIpc {
-    pub fn new(paths: &InstancePaths, owner: Option<(u32, u32)>) -> Self {
-        Self {
-            in_dir: paths.ipc.join("in"),
-            out_dir: paths.ipc.join("out"),
-            quarantine_dir: paths.dir.join("quarantine"),
+    /// Opens the queues of `volume` (each must be the real directory the supervisor made)
+    /// and the instance's quarantine.
+    pub fn open(
+        instance: &str,
+        paths: &InstancePaths,
+        volume: &OpenVolume,
+        owner: Option<(u32, u32)>,
+    ) -> Result<Self, IpcError> {
+        let in_dir = volume.queue(Queue::In)?;
+        let out_dir = volume.queue(Queue::Out)?;
+        let identity = |d: &SafeDir| {
+            d.stat_self()
+                .map(|s| s.identity())
+                .map_err(io_err("inspect", d.shown().to_path_buf()))
+        };
+        let identity = [identity(&in_dir)?, identity(&out_dir)?];
+        crate::fsutil::create_private_dir(&paths.quarantine)
+            .map_err(io_err("create", paths.quarantine.clone()))?;
+        let quarantine_dir =
+            SafeDir::open(&paths.quarantine).map_err(io_err("open", paths.quarantine.clone()))?;
+        Ok(Self {
+            instance: instance.to_string(),
+            in_dir,
+            out_dir,
+            quarantine_dir,
+            identity,
             owner,
-        }
+            copies_this_round: 0,
+        })
     }
 
-    /// Writes an envelope into `in/` atomically (temp file, fsync, rename, fsync dir).
-    pub fn send(&self, envelope: &Envelope) -> io::Result<PathBuf> {
+    /// Whether the queues' paths in `volume` still lead to the directories held (a remount
+    /// or a conversion of the volume means the queues must be opened again).
+    pub fn still_in_place(&self, volume: &OpenVolume) -> Result<bool, IpcError> {
+        for (queue, held) in [
+            (Queue::In, self.identity[0]),
+            (Queue::Out, self.identity[1]),
+        ] {
+            let now = volume.queue(queue)?;
+            let id = now
+                .stat_self()
+                .map_err(io_err("inspect", now.shown().to_path_buf()))?
+                .identity();
+            if id != held {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// Writes an envelope into `in/` atomically: a temporary file created exclusively (never
+    /// through a link), given to the agent's user, written and flushed, then renamed to its
+    /// final name, and the directory flushed. An envelope too large to encode is
+    /// `InvalidInput`.
+    pub fn send(&self, envelope: &Envelope) -> io::Result<()> {
+        let bytes = envelope.to_json_bytes().map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("cannot encode envelope: {e}"),
+            )
+        })?;
+        let tmp = temp_name_for(envelope);
+        let name = file_name_for(envelope);
         // The host is the only writer of this temp name: one left behind is from a write a
-        // crash interrupted, and it must not block the retry.
-        let stale = self
-            .in_dir
-            .join(supervisor_agent::protocol::temp_name_for(envelope));
-        match fs::remove_file(&stale) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+        // crash interrupted (or something the agent put there), and it must not block the retry.
+        match self.in_dir.remove_file(&tmp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                if self.in_dir.stat(&tmp)?.is_some_and(|s| s.kind == Kind::Dir) {
+                    self.in_dir.remove_tree(&tmp, TreeLimits::default())?;
+                } else {
+                    return Err(e);
+                }
+            }
             _ => {}
         }
-        supervisor_agent::ipc::write_envelope_owned(&self.in_dir, envelope, self.owner)
+        let written = (|| {
+            let mut file = self.in_dir.create_new(&tmp, ENVELOPE_MODE)?;
+            if let Some((uid, gid)) = self.owner {
+                std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
+            }
+            file.write_all(&bytes)?;
+            file.sync_all()?;
+            self.in_dir.rename_to(&tmp, &self.in_dir, &name, true)
+        })();
+        if let Err(e) = written {
+            let _ = self.in_dir.remove_file(&tmp);
+            return Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "cannot write {}: {e}",
+                    self.in_dir.shown_child(&name).display()
+                ),
+            ));
+        }
+        self.in_dir.sync()
     }
 
     /// Whether `in/` already holds this envelope (re-delivery after a restart is idempotent).
-    pub fn has_sent(&self, envelope: &Envelope) -> bool {
-        self.in_dir
-            .join(supervisor_agent::protocol::file_name_for(envelope))
-            .exists()
+    pub fn has_sent(&self, envelope: &Envelope) -> io::Result<bool> {
+        Ok(self
+            .in_dir
+            .stat(file_name_for(envelope))?
+            .is_some_and(|s| s.kind == Kind::File))
     }
 
-    /// Reads every finished entry of `out/`, oldest name first. Anything that is not a valid
-    /// agent-to-host envelope is moved to quarantine, never parsed twice and never fatal.
-    /// Temporary files in `out/` and `in/` older than [`STALE_TEMP_AGE`] are removed (and
-    /// logged) on the way.
-    pub fn drain_out(&self) -> io::Result<Vec<Incoming>> {
-        // Keep each entry's real path: a name that is not UTF-8 must still be moved.
-        let (temps, mut entries): (Vec<_>, Vec<_>) = fs::read_dir(&self.out_dir)?
-            .filter_map(|e| e.ok())
-            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-            .partition(|(n, _)| is_temp_name(n));
+    /// Removes a file the host wrote into `in/` (a parked turn); gone already is fine.
+    pub fn withdraw(&self, name: &str) -> io::Result<()> {
+        match self.in_dir.remove_file(name) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes an envelope of `out/` once it has been handled.
+    pub fn consumed(&self, name: &OsStr) -> io::Result<()> {
+        match self.out_dir.remove_file(name) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// Reads up to [`MAX_ENTRIES_PER_ROUND`] finished entries of `out/`, oldest name first.
+    /// Anything that is not a valid agent-to-host envelope is set aside, never parsed twice
+    /// and never fatal. Temporary files in `out/` and `in/` older than [`STALE_TEMP_AGE`] are
+    /// removed (and logged) on the way.
+    pub fn drain_out(&mut self) -> io::Result<Drained> {
+        self.copies_this_round = 0;
+        let listing = self.out_dir.list(MAX_LISTED)?;
+        let (temps, mut names): (Vec<_>, Vec<_>) = listing
+            .names
+            .into_iter()
+            .partition(|n| is_temp_name(&n.to_string_lossy()));
         let now = SystemTime::now();
-        self.remove_stale_temps(temps, now);
+        remove_stale_temps(&self.instance, &self.out_dir, temps, now);
         // The host's own interrupted writes into in/ (send() only clears a temp file of the
         // envelope it is sending again; others would stay forever).
-        if let Ok(dir) = fs::read_dir(&self.in_dir) {
-            let temps = dir
-                .filter_map(|e| e.ok())
-                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
-                .filter(|(n, _)| is_temp_name(n));
-            self.remove_stale_temps(temps, now);
+        if let Ok(listing) = self.in_dir.list(MAX_LISTED) {
+            let temps = listing
+                .names
+                .into_iter()
+                .filter(|n| is_temp_name(&n.to_string_lossy()));
+            remove_stale_temps(&self.instance, &self.in_dir, temps, now);
         }
-        entries.sort();
-        let mut out = Vec::with_capacity(entries.len());
-        for (name, path) in entries {
-            match check(&path) {
-                Ok(envelope) => out.push(Incoming::Envelope { path, envelope }),
-                Err(reason) => {
-                    self.quarantine(&path, &name, &reason)?;
-                    out.push(Incoming::Quarantined { name, reason });
+        names.sort();
+        let mut drained = Drained {
+            more: listing.truncated || names.len() > MAX_ENTRIES_PER_ROUND,
+            ..Drained::default()
+        };
+        names.truncate(MAX_ENTRIES_PER_ROUND);
+        for name in names {
+            match check(&self.out_dir, &name) {
+                Ok(envelope) => drained.items.push(Incoming::Envelope { name, envelope }),
+                Err(Refusal::Gone) => {}
+                Err(Refusal::Reason(reason)) => {
+                    let shown = name.to_string_lossy().into_owned();
+                    let kept = self.quarantine(&name, &reason)?;
+                    drained.items.push(Incoming::Quarantined {
+                        name: shown,
+                        reason,
+                        kept,
+                    });
                 }
             }
         }
-        Ok(out)
-    }
-
-    /// Removes those of `temps` (temporary names in `in/` or `out/`) whose modification time
-    /// is at least [`STALE_TEMP_AGE`] before `now`, and logs each one removed. Directories
-    /// are left alone; so is anything younger, which may be a write in progress. Returns the
-    /// paths removed.
-    pub fn remove_stale_temps(
-        &self,
-        temps: impl IntoIterator<Item = (String, PathBuf)>,
-        now: SystemTime,
-    ) -> Vec<PathBuf> {
-        let mut removed = Vec::new();
-        for (name, path) in temps {
-            let Ok(meta) = fs::symlink_metadata(&path) else {
-                continue;
-            };
-            let age = meta
-                .modified()
-                .ok()
-                .and_then(|m| now.duration_since(m).ok())
-                .unwrap_or_default();
-            if meta.is_dir() || age < STALE_TEMP_AGE {
-                continue;
-            }
-            match fs::remove_file(&path) {
-                Ok(()) => {
-                    tracing::info!(
-                        instance = %self.instance(),
-                        file = %path.display(),
-                        age_secs = age.as_secs(),
-                        "removed a temporary IPC file left by an interrupted write"
-                    );
-                    removed.push(path);
-                }
-                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => tracing::warn!(
-                    instance = %self.instance(),
-                    file = %name,
-                    error = %e,
-                    "cannot remove a stale temporary IPC file"
-                ),
-            }
+        if drained
+            .items
+            .iter()
+            .any(|i| matches!(i, Incoming::Quarantined { kept: true, .. }))
+        {
+            drained.dropped = self.prune_quarantine()?;
         }
-        removed
+        Ok(drained)
     }
 
-    /// The instance's name, for logs: the directory holding `quarantine/`.
-    fn instance(&self) -> String {
-        self.quarantine_dir
-            .parent()
-            .and_then(Path::file_name)
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
+    /// Sets the entry `name` of `out/` aside: a copy of a regular file (at most the envelope
+    /// limit of it) with a `.reason` file beside it, or only the `.reason` for anything else;
+    /// then the entry leaves `out/`. Past this round's budget of copies the entry is removed
+    /// and only counted. Returns whether something was kept.
+    pub fn quarantine(&mut self, name: &OsStr, reason: &str) -> io::Result<bool> {
+        let Some(stat) = self.out_dir.stat(name)? else {
+            // Gone already (deleted by its writer): nothing to set aside.
+            return Ok(false);
+        };
+        let keep = self.copies_this_round < QUARANTINE_COPIES_PER_ROUND;
+        if keep {
+            self.copies_this_round += 1;
+            self.keep_copy(name, stat.kind, reason, crate::store::now_ms())?;
+        }
+        match stat.kind {
+            Kind::Dir => {
+                self.out_dir.remove_tree(name, TreeLimits::default())?;
+            }
+            _ => match self.out_dir.remove_file(name) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            },
+        }
+        Ok(keep)
     }
 
-    /// Moves `path` (whatever it is; links are moved, not followed) into the quarantine
-    /// directory, with a `.reason` file beside it. Nothing already in the quarantine is ever
-    /// replaced: when `<now ms>-<name>` (or its `.reason`) is taken, `<now ms>.<n>-<name>`
-    /// is tried, for n = 2, 3, ...
-    pub fn quarantine(&self, path: &Path, name: &str, reason: &str) -> io::Result<()> {
-        self.quarantine_at(path, name, reason, crate::store::now_ms())
-    }
-
-    fn quarantine_at(&self, path: &Path, name: &str, reason: &str, now_ms: i64) -> io::Result<()> {
-        fsutil::create_private_dir(&self.quarantine_dir)?;
-        let safe = quarantine_name(name);
-        let safe = safe.as_str();
+    /// Writes the quarantine's copy of `name` (when it is a regular file) and its `.reason`,
+    /// under `<now ms>-<safe name>` or, when taken, `<now ms>.<n>-<safe name>`.
+    fn keep_copy(&self, name: &OsStr, kind: Kind, reason: &str, now_ms: i64) -> io::Result<()> {
+        let safe = quarantine_name(&name.to_string_lossy());
         for n in 1..=QUARANTINE_NAME_TRIES {
             let stamp = if n == 1 {
                 now_ms.to_string()
             } else {
                 format!("{now_ms}.{n}")
             };
-            let target = self.quarantine_dir.join(format!("{stamp}-{safe}"));
-            let reason_file = self.quarantine_dir.join(format!("{stamp}-{safe}.reason"));
-            // Claim the .reason name first (created exclusively), then move the entry beside
-            // it without replacing anything: a name taken by either moves on to the next one.
-            let mut reason_out = match fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&reason_file)
-            {
+            let target = format!("{stamp}-{safe}");
+            let reason_name = format!("{target}.reason");
+            // Claim the .reason name first (created exclusively): a name taken by either file
+            // moves on to the next stamp.
+            let mut reason_out = match self.quarantine_dir.create_new(&reason_name, PRIVATE_MODE) {
                 Ok(f) => f,
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
                 Err(e) => return Err(e),
             };
-            if let Err(e) = rename_no_replace(path, &target) {
-                let _ = fs::remove_file(&reason_file);
-                match e.kind() {
-                    io::ErrorKind::AlreadyExists => continue,
-                    // Gone already (deleted by its writer): nothing to set aside.
-                    io::ErrorKind::NotFound => return Ok(()),
-                    _ => return Err(e),
+            let mut text = reason.to_string();
+            if kind == Kind::Symlink {
+                if let Ok(target) = self.out_dir.read_link(name) {
+                    text.push_str(&format!(" (it pointed to {:?})", target));
                 }
             }
-            return io::Write::write_all(&mut reason_out, format!("{reason}\n").as_bytes());
+            if kind == Kind::File {
+                match self.out_dir.copy_file_to(
+                    name,
+                    &self.quarantine_dir,
+                    &target,
+                    PRIVATE_MODE,
+                    MAX_ENVELOPE_BYTES as u64,
+                ) {
+                    Ok((_, true)) => text.push_str(&format!(
+                        " (the copy keeps its first {MAX_ENVELOPE_BYTES} bytes)"
+                    )),
+                    Ok((_, false)) => {}
+                    Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        let _ = self.quarantine_dir.remove_file(&reason_name);
+                        continue;
+                    }
+                    // Swapped or gone since it was checked: only the reason is kept.
+                    Err(ReadError::Missing | ReadError::NotRegular(_)) => {
+                        text.push_str(" (it changed before a copy was made)")
+                    }
+                    Err(ReadError::TooLarge { .. }) => {}
+                    Err(ReadError::Io(e)) => {
+                        let _ = self.quarantine_dir.remove_file(&reason_name);
+                        return Err(e);
+                    }
+                }
+            }
+            reason_out.write_all(format!("{text}\n").as_bytes())?;
+            return Ok(());
         }
         Err(io::Error::new(
             io::ErrorKind::AlreadyExists,
             format!(
                 "no free name for {safe:?} in {} after {QUARANTINE_NAME_TRIES} tries",
-                self.quarantine_dir.display()
+                self.quarantine_dir.shown().display()
             ),
         ))
     }
+
+    /// Drops the oldest quarantined items until at most [`QUARANTINE_MAX_ITEMS`] items and
+    /// [`QUARANTINE_MAX_BYTES`] bytes are left; returns how many were dropped.
+    fn prune_quarantine(&self) -> io::Result<usize> {
+        let listing = self.quarantine_dir.list(MAX_LISTED)?;
+        let mut items: std::collections::BTreeMap<(i64, u32, String), Vec<(OsString, u64)>> =
+            Default::default();
+        for name in listing.names {
+            let Some(key) = stamp_of(&name) else { continue };
+            let size = self.quarantine_dir.stat(&name)?.map_or(0, |s| s.size);
+            items.entry(key).or_default().push((name, size));
+        }
+        let mut count = items.len();
+        let mut bytes: u64 = items.values().flatten().map(|(_, s)| s).sum();
+        let mut dropped = 0;
+        while count > QUARANTINE_MAX_ITEMS || bytes > QUARANTINE_MAX_BYTES {
+            let Some((_, files)) = items.pop_first() else {
+                break;
+            };
+            for (name, size) in files {
+                match self.quarantine_dir.remove_file(&name) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => bytes = bytes.saturating_sub(size),
+                }
+            }
+            count -= 1;
+            dropped += 1;
+        }
+        Ok(dropped)
+    }
 }
 
-/// Renames `from` to `to`, failing with `AlreadyExists` rather than replacing anything at
-/// `to` (`renameat2(RENAME_NOREPLACE)`). On a file system without it, `to` is checked first:
-/// only the daemon writes into the quarantine, so nothing can appear there in between.
-fn rename_no_replace(from: &Path, to: &Path) -> io::Result<()> {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    {
-        use nix::errno::Errno;
-        use nix::fcntl::{renameat2, RenameFlags, AT_FDCWD};
-        match renameat2(AT_FDCWD, from, AT_FDCWD, to, RenameFlags::RENAME_NOREPLACE) {
-            Ok(()) => return Ok(()),
-            Err(Errno::EINVAL | Errno::ENOSYS) => {}
-            Err(e) => return Err(e.into()),
+/// The item a quarantine file belongs to (its entry and `.reason` share it), keyed oldest
+/// first: the `<ms>` or `<ms>.<n>` stamp it starts with, then the entry's name.
+fn stamp_of(name: &OsStr) -> Option<(i64, u32, String)> {
+    let s = name.to_str()?;
+    let (stamp, rest) = s.split_once('-')?;
+    let (ms, n) = match stamp.split_once('.') {
+        Some((ms, n)) => (ms, n.parse().ok()?),
+        None => (stamp, 1),
+    };
+    let entry = rest.strip_suffix(".reason").unwrap_or(rest);
+    Some((ms.parse().ok()?, n, entry.to_string()))
+}
+
+/// Removes those of `temps` (temporary names in `dir`) whose modification time is at least
+/// [`STALE_TEMP_AGE`] before `now`, and logs each one removed. Directories are left alone; so
+/// is anything younger, which may be a write in progress. Returns the names removed.
+pub fn remove_stale_temps(
+    instance: &str,
+    dir: &SafeDir,
+    temps: impl IntoIterator<Item = OsString>,
+    now: SystemTime,
+) -> Vec<OsString> {
+    let mut removed = Vec::new();
+    for name in temps {
+        let Ok(Some(stat)) = dir.stat(&name) else {
+            continue;
+        };
+        let age = now.duration_since(stat.mtime).unwrap_or_default();
+        if stat.kind == Kind::Dir || age < STALE_TEMP_AGE {
+            continue;
+        }
+        match dir.remove_file(&name) {
+            Ok(()) => {
+                tracing::info!(
+                    instance,
+                    file = %dir.shown_child(&name).display(),
+                    age_secs = age.as_secs(),
+                    "removed a temporary IPC file left by an interrupted write"
+                );
+                removed.push(name);
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => tracing::warn!(
+                instance,
+                file = %name.to_string_lossy(),
+                error = %e,
+                "cannot remove a stale temporary IPC file"
+            ),
         }
     }
-    match fs::symlink_metadata(to) {
-        Ok(_) => Err(io::Error::new(
-            io::ErrorKind::AlreadyExists,
-            format!("{} exists", to.display()),
-        )),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::rename(from, to),
-        Err(e) => Err(e),
-    }
+    removed
 }
 
-/// Why an `out/` entry is refused, or the envelope it holds.
-fn check(path: &Path) -> Result<Envelope, String> {
-    let meta = fs::symlink_metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
-    if !meta.file_type().is_file() {
-        let kind = if meta.file_type().is_symlink() {
-            "a symbolic link"
-        } else if meta.is_dir() {
-            "a directory"
-        } else {
-            "not a regular file"
-        };
-        return Err(format!("{kind}: only regular files are read"));
+/// Why an `out/` entry is not read.
+enum Refusal {
+    /// It went away before it could be read.
+    Gone,
+    Reason(String),
+}
+
+/// The envelope an `out/` entry holds, or why it is refused.
+fn check(dir: &SafeDir, name: &OsStr) -> Result<Envelope, Refusal> {
+    if std::str::from_utf8(name.as_bytes()).is_err() {
+        return Err(Refusal::Reason("the name is not UTF-8".into()));
     }
-    if meta.len() > MAX_ENVELOPE_BYTES as u64 {
-        return Err(format!(
-            "{} bytes, over the {MAX_ENVELOPE_BYTES}-byte limit",
-            meta.len()
-        ));
-    }
-    // O_NOFOLLOW: the entry could have been swapped for a link since the stat.
-    let bytes = {
-        use std::io::Read;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
-            .open(path)
-            .map_err(|e| format!("cannot open: {e}"))?;
-        let mut buf = Vec::new();
-        f.by_ref()
-            .take(MAX_ENVELOPE_BYTES as u64 + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| format!("cannot read: {e}"))?;
-        buf
+    let bytes = match dir.read_file(name, MAX_ENVELOPE_BYTES as u64) {
+        Ok(b) => b,
+        Err(ReadError::Missing) => return Err(Refusal::Gone),
+        Err(ReadError::NotRegular(kind)) => {
+            return Err(Refusal::Reason(format!(
+                "{}: only regular files are read",
+                kind.described()
+            )))
+        }
+        Err(ReadError::TooLarge { size, limit }) => {
+            return Err(Refusal::Reason(format!(
+                "{size} bytes, over the {limit}-byte limit"
+            )))
+        }
+        Err(ReadError::Io(e)) => return Err(Refusal::Reason(format!("cannot read: {e}"))),
     };
-    let envelope = parse_envelope(&bytes).map_err(|e| e.to_string())?;
+    let envelope = parse_envelope(&bytes).map_err(|e| Refusal::Reason(e.to_string()))?;
     if !from_agent(&envelope.payload) {
-        return Err(format!(
+        return Err(Refusal::Reason(format!(
             "type {:?} is not sent by an agent",
             envelope.payload.type_name()
-        ));
+        )));
     }
     Ok(envelope)
 }
@@ -324,15 +538,46 @@ pub fn from_agent(p: &Payload) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::instance::volume;
+    use std::fs;
     use std::os::unix::fs::symlink;
 
-    fn ipc() -> (tempfile::TempDir, InstanceIpc) {
-        let dir = tempfile::tempdir().unwrap();
-        let paths = InstancePaths::under(dir.path().join("alice"));
-        fs::create_dir_all(paths.ipc.join("in")).unwrap();
-        fs::create_dir_all(paths.ipc.join("out")).unwrap();
-        let ipc = InstanceIpc::new(&paths, None);
-        (dir, ipc)
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        paths: InstancePaths,
+        ipc: InstanceIpc,
+    }
+
+    impl Fixture {
+        fn new() -> Self {
+            let dir = tempfile::tempdir().unwrap();
+            let paths = InstancePaths::under(dir.path().join("alice"));
+            fs::create_dir_all(paths.ipc.join("in")).unwrap();
+            fs::create_dir_all(paths.ipc.join("out")).unwrap();
+            let vol = volume::open(&paths).unwrap();
+            let ipc = InstanceIpc::open("alice", &paths, &vol, None).unwrap();
+            Self {
+                _dir: dir,
+                paths,
+                ipc,
+            }
+        }
+        fn out(&self) -> PathBuf {
+            self.paths.ipc.join("out")
+        }
+        fn inbox(&self) -> PathBuf {
+            self.paths.ipc.join("in")
+        }
+        fn quarantined(&self) -> Vec<String> {
+            let mut v: Vec<String> = fs::read_dir(&self.paths.quarantine)
+                .map(|d| {
+                    d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                        .collect()
+                })
+                .unwrap_or_default();
+            v.sort();
+            v
+        }
     }
 
     fn reply(id: &str) -> Envelope {
@@ -347,11 +592,23 @@ mod tests {
         )
     }
 
+    fn reasons(d: &Drained) -> Vec<String> {
+        d.items
+            .iter()
+            .filter_map(|i| match i {
+                Incoming::Quarantined { reason, .. } => Some(reason.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
-    fn valid_envelopes_are_read_in_order_and_bad_entries_quarantined() {
-        let (_d, ipc) = ipc();
-        supervisor_agent::ipc::write_envelope(&ipc.out_dir, &reply("b")).unwrap();
-        supervisor_agent::ipc::write_envelope(&ipc.out_dir, &reply("a")).unwrap();
+    fn valid_envelopes_are_read_in_order_and_bad_entries_set_aside() {
+        let mut f = Fixture::new();
+        let decoy = tempfile::tempdir().unwrap();
+        fs::write(decoy.path().join("keep"), b"decoy").unwrap();
+        supervisor_agent::ipc::write_envelope(&f.out(), &reply("b")).unwrap();
+        supervisor_agent::ipc::write_envelope(&f.out(), &reply("a")).unwrap();
         let bad: &[(&str, &[u8])] = &[
             ("1-json.json", b"{not json"),
             ("2-utf8.json", &[0xff, 0xfe, 0x00]),
@@ -361,29 +618,28 @@ mod tests {
             ("6-direction.json", br#"{"v":1,"id":"x","ts":1,"type":"shutdown"}"#),
         ];
         for (name, bytes) in bad {
-            fs::write(ipc.out_dir.join(name), bytes).unwrap();
+            fs::write(f.out().join(name), bytes).unwrap();
         }
         fs::write(
-            ipc.out_dir.join("7-huge.json"),
+            f.out().join("7-huge.json"),
             vec![b' '; MAX_ENVELOPE_BYTES + 1],
         )
         .unwrap();
-        symlink("/etc/passwd", ipc.out_dir.join("8-link.json")).unwrap();
-        fs::create_dir(ipc.out_dir.join("9-dir.json")).unwrap();
+        symlink("/etc/passwd", f.out().join("8-link.json")).unwrap();
+        symlink(decoy.path(), f.out().join("8-dirlink.json")).unwrap();
+        fs::create_dir(f.out().join("9-dir.json")).unwrap();
+        fs::write(f.out().join("9-dir.json/inside"), b"x").unwrap();
         {
             use std::os::unix::ffi::OsStrExt;
             let name = std::ffi::OsStr::from_bytes(b"9-\xff\xfe.json");
-            fs::write(ipc.out_dir.join(name), b"{").unwrap();
+            fs::write(f.out().join(name), b"{").unwrap();
         }
-        nix::unistd::mkfifo(
-            &ipc.out_dir.join("9-fifo.json"),
-            nix::sys::stat::Mode::S_IRWXU,
-        )
-        .unwrap();
-        fs::write(ipc.out_dir.join(".half-written.json.tmp"), b"{").unwrap();
+        nix::unistd::mkfifo(&f.out().join("9-fifo.json"), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        fs::write(f.out().join(".half-written.json.tmp"), b"{").unwrap();
 
-        let got = ipc.drain_out().unwrap();
+        let got = f.ipc.drain_out().unwrap();
         let valid: Vec<String> = got
+            .items
             .iter()
             .filter_map(|i| match i {
                 Incoming::Envelope { envelope, .. } => Some(envelope.id.clone()),
@@ -391,24 +647,26 @@ mod tests {
             })
             .collect();
         assert_eq!(valid, ["a", "b"], "sorted by file name (ts-id)");
-        let quarantined = got
-            .iter()
-            .filter(|i| matches!(i, Incoming::Quarantined { .. }))
-            .count();
-        assert_eq!(quarantined, 11);
-        let reasons: Vec<String> = got
-            .iter()
-            .filter_map(|i| match i {
-                Incoming::Quarantined { reason, .. } => Some(reason.clone()),
-                _ => None,
-            })
-            .collect();
+        let reasons = reasons(&got);
+        assert_eq!(reasons.len(), 12, "{reasons:?}");
+        let link_reason = f
+            .quarantined()
+            .into_iter()
+            .find(|n| n.ends_with("8-link.json.reason"))
+            .unwrap();
+        assert!(
+            fs::read_to_string(f.paths.quarantine.join(link_reason))
+                .unwrap()
+                .contains("it pointed to \"/etc/passwd\""),
+            "a link's target is recorded, never followed"
+        );
         for needle in [
             "symbolic link",
             "directory",
-            "not a regular file",
+            "FIFO",
             "over the",
             "not sent by an agent",
+            "not UTF-8",
         ] {
             assert!(
                 reasons.iter().any(|r| r.contains(needle)),
@@ -416,84 +674,123 @@ mod tests {
             );
         }
         // Only the two valid envelopes and the temp file remain in out/.
-        let left = fs::read_dir(&ipc.out_dir).unwrap().count();
-        assert_eq!(left, 3);
-        let q = fs::read_dir(&ipc.quarantine_dir).unwrap().count();
-        assert_eq!(q, 22, "each entry with its .reason file");
+        assert_eq!(fs::read_dir(f.out()).unwrap().count(), 3);
+        // A copy and a reason for each of the 8 regular files, a reason for the rest.
+        let q = f.quarantined();
+        assert_eq!(
+            q.iter().filter(|n| n.ends_with(".reason")).count(),
+            12,
+            "{q:?}"
+        );
+        assert_eq!(q.len(), 12 + 8, "{q:?}");
+        let huge = q.iter().find(|n| n.ends_with("7-huge.json")).unwrap();
+        assert_eq!(
+            fs::metadata(f.paths.quarantine.join(huge)).unwrap().len(),
+            MAX_ENVELOPE_BYTES as u64,
+            "a copy never exceeds the envelope limit"
+        );
+        assert!(fs::read_to_string("/etc/passwd").unwrap().contains("root"));
+        assert_eq!(
+            fs::read(decoy.path().join("keep")).unwrap(),
+            b"decoy",
+            "never followed"
+        );
+    }
+
+    #[test]
+    fn a_quarantined_copy_cannot_be_changed_through_a_link_the_agent_kept() {
+        let mut f = Fixture::new();
+        fs::write(f.out().join("1-bad.json"), b"{bad").unwrap();
+        fs::hard_link(f.out().join("1-bad.json"), f.out().join(".keep.tmp")).unwrap();
+        let mut writer = fs::OpenOptions::new()
+            .append(true)
+            .open(f.out().join("1-bad.json"))
+            .unwrap();
+        f.ipc.drain_out().unwrap();
+        writer.write_all(b"EVIL").unwrap();
+        fs::write(f.out().join(".keep.tmp"), b"EVIL").unwrap();
+        let q = f.quarantined();
+        let copy = q.iter().find(|n| n.ends_with("1-bad.json")).unwrap();
+        assert_eq!(fs::read(f.paths.quarantine.join(copy)).unwrap(), b"{bad");
+    }
+
+    #[test]
+    fn a_flood_is_taken_a_round_at_a_time_and_the_quarantine_stays_capped() {
+        let mut f = Fixture::new();
+        for i in 0..2500 {
+            fs::write(f.out().join(format!("{i:05}-junk.json")), b"junk").unwrap();
+        }
+        let first = f.ipc.drain_out().unwrap();
+        assert!(first.more);
+        assert_eq!(first.items.len(), MAX_ENTRIES_PER_ROUND);
+        let kept = first
+            .items
+            .iter()
+            .filter(|i| matches!(i, Incoming::Quarantined { kept: true, .. }))
+            .count();
+        assert_eq!(kept, QUARANTINE_COPIES_PER_ROUND);
+        let mut rounds = 1;
+        while f.ipc.drain_out().unwrap().more {
+            rounds += 1;
+        }
+        assert_eq!(
+            rounds, 2,
+            "2500 entries: three rounds, the last one saying no more"
+        );
+        assert_eq!(fs::read_dir(f.out()).unwrap().count(), 0);
+        assert_eq!(f.quarantined().len(), 3 * 2 * QUARANTINE_COPIES_PER_ROUND);
+        // Over many rounds the oldest go first.
+        for round in 0..12 {
+            for i in 0..QUARANTINE_COPIES_PER_ROUND {
+                fs::write(f.out().join(format!("{round:02}{i:03}-more.json")), b"junk").unwrap();
+            }
+            f.ipc.drain_out().unwrap();
+        }
+        let items = f
+            .quarantined()
+            .iter()
+            .filter(|n| n.ends_with(".reason"))
+            .count();
+        assert_eq!(items, QUARANTINE_MAX_ITEMS);
         assert!(
-            fs::read_to_string("/etc/passwd").unwrap().contains("root"),
-            "the link target is untouched"
+            !f.quarantined()
+                .iter()
+                .any(|n| n.ends_with("00000-junk.json")),
+            "the oldest item was dropped"
         );
     }
 
     #[test]
     fn quarantining_the_same_name_twice_in_one_millisecond_keeps_both() {
-        let (_d, ipc) = ipc();
-        let name = "1-same.json";
-        // One bad file, then another of the same name: set aside in the same millisecond,
-        // and once more a millisecond later through the public entry point.
-        fs::write(ipc.out_dir.join(name), b"first").unwrap();
-        ipc.quarantine_at(&ipc.out_dir.join(name), name, "reason one", 7)
-            .unwrap();
-        fs::write(ipc.out_dir.join(name), b"second").unwrap();
-        ipc.quarantine_at(&ipc.out_dir.join(name), name, "reason two", 7)
-            .unwrap();
-        // A bad file whose name is another's .reason file cannot replace that either.
-        fs::write(ipc.out_dir.join("1-same.json.reason"), b"third").unwrap();
-        ipc.quarantine_at(
-            &ipc.out_dir.join("1-same.json.reason"),
-            "1-same.json.reason",
-            "reason three",
-            7,
-        )
-        .unwrap();
-        fs::write(ipc.out_dir.join(name), b"fourth").unwrap();
-        ipc.quarantine(&ipc.out_dir.join(name), name, "reason four")
-            .unwrap();
-
-        let q = &ipc.quarantine_dir;
+        let f = Fixture::new();
+        let name = OsStr::new("1-same.json");
+        fs::write(f.out().join(name), b"first").unwrap();
+        f.ipc.keep_copy(name, Kind::File, "reason one", 7).unwrap();
+        fs::write(f.out().join(name), b"second").unwrap();
+        f.ipc.keep_copy(name, Kind::File, "reason two", 7).unwrap();
+        let q = &f.paths.quarantine;
         let read = |n: &str| fs::read_to_string(q.join(n)).unwrap();
         assert_eq!(read("7-1-same.json"), "first");
         assert_eq!(read("7-1-same.json.reason"), "reason one\n");
         assert_eq!(read("7.2-1-same.json"), "second");
         assert_eq!(read("7.2-1-same.json.reason"), "reason two\n");
-        assert_eq!(read("7.3-1-same.json.reason"), "third");
-        assert_eq!(read("7.3-1-same.json.reason.reason"), "reason three\n");
-        let mut contents: Vec<String> = fs::read_dir(q)
-            .unwrap()
-            .map(|e| fs::read_to_string(e.unwrap().path()).unwrap())
-            .collect();
-        contents.sort();
-        assert_eq!(
-            contents,
-            [
-                "first",
-                "fourth",
-                "reason four\n",
-                "reason one\n",
-                "reason three\n",
-                "reason two\n",
-                "second",
-                "third"
-            ],
-            "every file and every reason kept, none overwritten"
-        );
-        assert_eq!(fs::read_dir(&ipc.out_dir).unwrap().count(), 0);
     }
 
     #[test]
     fn quarantining_an_entry_that_is_gone_is_not_an_error_and_leaves_no_reason() {
-        let (_d, ipc) = ipc();
-        ipc.quarantine(&ipc.out_dir.join("gone.json"), "gone.json", "whatever")
-            .unwrap();
-        assert_eq!(fs::read_dir(&ipc.quarantine_dir).unwrap().count(), 0);
+        let mut f = Fixture::new();
+        assert!(!f
+            .ipc
+            .quarantine(OsStr::new("gone.json"), "whatever")
+            .unwrap());
+        assert!(f.quarantined().is_empty());
     }
 
     #[test]
     fn stale_temporary_files_are_removed_and_fresh_ones_and_envelopes_kept() {
-        let (_d, ipc) = ipc();
+        let mut f = Fixture::new();
         let hour_ago = SystemTime::now() - Duration::from_secs(3600);
-        let age = |path: &Path, when: SystemTime| {
+        let age = |path: &std::path::Path, when: SystemTime| {
             fs::File::options()
                 .write(true)
                 .open(path)
@@ -501,80 +798,103 @@ mod tests {
                 .set_modified(when)
                 .unwrap();
         };
-        // out/: an agent killed mid-write an hour ago, and a write in progress now.
-        let old_out = ipc.out_dir.join(".1-old.json.tmp");
-        let fresh_out = ipc.out_dir.join(".2-fresh.json.tmp");
+        let old_out = f.out().join(".1-old.json.tmp");
+        let fresh_out = f.out().join(".2-fresh.json.tmp");
         fs::write(&old_out, b"{").unwrap();
         fs::write(&fresh_out, b"{").unwrap();
         age(&old_out, hour_ago);
-        // Just under the limit is still fresh.
-        let almost = ipc.out_dir.join(".3-almost.json.tmp");
+        let almost = f.out().join(".3-almost.json.tmp");
         fs::write(&almost, b"{").unwrap();
         age(
             &almost,
             SystemTime::now() - STALE_TEMP_AGE + Duration::from_secs(60),
         );
-        // An old envelope and an old temp-named directory are not temporary files to clear.
-        let envelope = supervisor_agent::ipc::write_envelope(&ipc.out_dir, &reply("e1")).unwrap();
+        let envelope = supervisor_agent::ipc::write_envelope(&f.out(), &reply("e1")).unwrap();
         age(&envelope, hour_ago);
-        let dir = ipc.out_dir.join(".4-dir.json.tmp");
+        let dir = f.out().join(".4-dir.json.tmp");
         fs::create_dir(&dir).unwrap();
-        // in/: the host's own interrupted write, and a fresh one.
-        let old_in = ipc.in_dir.join(".5-old.json.tmp");
-        let fresh_in = ipc.in_dir.join(".6-fresh.json.tmp");
+        let old_in = f.inbox().join(".5-old.json.tmp");
+        let fresh_in = f.inbox().join(".6-fresh.json.tmp");
         fs::write(&old_in, b"{").unwrap();
         fs::write(&fresh_in, b"{").unwrap();
         age(&old_in, hour_ago);
-        let queued = ipc.in_dir.join("7-queued.json");
+        let queued = f.inbox().join("7-queued.json");
         fs::write(&queued, b"{}").unwrap();
         age(&queued, hour_ago);
+        // An old temp-named link is removed itself, its target left alone.
+        let target = tempfile::NamedTempFile::new().unwrap();
+        let old_link = f.out().join(".8-link.json.tmp");
+        symlink(target.path(), &old_link).unwrap();
+        nix::sys::stat::utimensat(
+            nix::fcntl::AT_FDCWD,
+            &old_link,
+            &nix::sys::time::TimeSpec::new(0, 0),
+            &nix::sys::time::TimeSpec::new(0, 0),
+            nix::sys::stat::UtimensatFlags::NoFollowSymlink,
+        )
+        .unwrap();
 
-        let got = ipc.drain_out().unwrap();
+        let got = f.ipc.drain_out().unwrap();
         assert!(
-            matches!(&got[..], [Incoming::Envelope { envelope, .. }] if envelope.id == "e1"),
+            matches!(&got.items[..], [Incoming::Envelope { envelope, .. }] if envelope.id == "e1"),
             "{got:?}"
         );
         assert!(!old_out.exists() && !old_in.exists(), "stale temps removed");
+        assert!(fs::symlink_metadata(&old_link).is_err() && target.path().exists());
         for kept in [&fresh_out, &almost, &envelope, &dir, &fresh_in, &queued] {
             assert!(kept.exists(), "{} was removed", kept.display());
         }
-        assert!(
-            !ipc.quarantine_dir.exists(),
-            "nothing quarantined: temp names are never read"
-        );
-
-        // Called directly, it reports what it removed.
-        fs::write(&old_out, b"{").unwrap();
-        age(&old_out, hour_ago);
-        let removed = ipc.remove_stale_temps(
-            [
-                (".1-old.json.tmp".to_string(), old_out.clone()),
-                (".2-fresh.json.tmp".to_string(), fresh_out.clone()),
-            ],
-            SystemTime::now(),
-        );
-        assert_eq!(removed, [old_out]);
-        assert!(fresh_out.exists());
+        assert!(f.quarantined().is_empty(), "temp names are never read");
     }
 
     #[test]
-    fn send_is_atomic_idempotent_to_check_and_survives_a_crashed_write() {
-        let (_d, ipc) = ipc();
+    fn send_is_atomic_idempotent_to_check_and_never_writes_through_a_link() {
+        let f = Fixture::new();
         let env = reply("x1");
-        // A write that a crash interrupted left its temp file behind.
-        fs::write(
-            ipc.in_dir
-                .join(supervisor_agent::protocol::temp_name_for(&env)),
-            b"{",
-        )
-        .unwrap();
-        assert!(!ipc.has_sent(&env));
-        ipc.send(&env).unwrap();
-        assert!(ipc.has_sent(&env));
+        // A write that a crash interrupted left its temp file behind; and something planted
+        // a link at the final name.
+        fs::write(f.inbox().join(temp_name_for(&env)), b"{").unwrap();
+        let victim = tempfile::NamedTempFile::new().unwrap();
+        symlink(victim.path(), f.inbox().join(file_name_for(&env))).unwrap();
+        assert!(
+            !f.ipc.has_sent(&env).unwrap(),
+            "a link is not a sent envelope"
+        );
+        f.ipc.send(&env).unwrap();
+        assert!(f.ipc.has_sent(&env).unwrap());
         assert_eq!(
-            fs::read_dir(&ipc.in_dir).unwrap().count(),
+            fs::read_dir(f.inbox()).unwrap().count(),
             1,
             "no temp file left"
         );
+        assert_eq!(
+            fs::read(victim.path()).unwrap(),
+            b"",
+            "the link's target is untouched"
+        );
+        let back = fs::read(f.inbox().join(file_name_for(&env))).unwrap();
+        assert_eq!(parse_envelope(&back).unwrap(), env);
+        // A link planted at the temp name is removed, not written through.
+        symlink(victim.path(), f.inbox().join(temp_name_for(&env))).unwrap();
+        f.ipc.send(&env).unwrap();
+        assert_eq!(fs::read(victim.path()).unwrap(), b"");
+    }
+
+    #[test]
+    fn a_queue_moved_away_on_the_host_is_noticed() {
+        let f = Fixture::new();
+        let vol = volume::open(&f.paths).unwrap();
+        assert!(f.ipc.still_in_place(&vol).unwrap());
+        fs::rename(f.out(), f.paths.ipc.join("out.old")).unwrap();
+        fs::create_dir(f.out()).unwrap();
+        assert!(!f.ipc.still_in_place(&vol).unwrap());
+        fs::remove_dir(f.out()).unwrap();
+        symlink(f.paths.ipc.join("out.old"), f.out()).unwrap();
+        let err = f.ipc.still_in_place(&vol).unwrap_err();
+        assert!(err.to_string().contains("is a symbolic link"), "{err}");
+        assert!(matches!(
+            InstanceIpc::open("alice", &f.paths, &vol, None),
+            Err(IpcError::Volume(VolumeError::Unexpected { .. }))
+        ));
     }
 }

@@ -57,12 +57,30 @@ impl InstanceSummary {
     }
 }
 
+/// An instance's disk as `show` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DiskView {
+    /// `limits.disk` as configured.
+    pub limit: String,
+    /// "hard" (its own disk image) or "soft" (measured; stopped past it).
+    pub enforcement: String,
+    pub used_bytes: Option<u64>,
+    pub used_inodes: Option<u64>,
+    /// Why it could not be measured, or why the limit is soft.
+    pub note: Option<String>,
+}
+
 /// Everything `show` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct InstanceDetail {
     #[serde(flatten)]
     pub summary: InstanceSummary,
     pub soul_title: Option<String>,
+    /// Why the persona's title could not be read (SOUL.md is not a regular file, ...).
+    pub soul_problem: Option<String>,
+    /// The uid the instance's container runs as and its files belong to.
+    pub uid: u32,
+    pub disk: Option<DiskView>,
     pub paths: InstancePaths,
     pub config: Option<InstanceConfig>,
     pub counts: InstanceCounts,
@@ -114,6 +132,26 @@ pub fn instance_table(rows: &[InstanceSummary]) -> String {
     flush_left(table)
 }
 
+/// "12.3 MB and 31 inodes used of 1g (hard: its own disk image)".
+fn disk_line(d: &DiskView) -> String {
+    let used = match (d.used_bytes, d.used_inodes) {
+        (Some(b), Some(i)) => format!("{} and {i} inodes used of ", crate::render::bytes(b)),
+        _ => String::new(),
+    };
+    let how = match d.enforcement.as_str() {
+        "hard" => "hard: its own disk image".to_string(),
+        other => match &d.note {
+            Some(n) => format!("{other}: {n}"),
+            None => other.to_string(),
+        },
+    };
+    let mut line = format!("{used}{} ({how})", d.limit);
+    if let (Some(n), "hard") = (&d.note, d.enforcement.as_str()) {
+        line.push_str(&format!("; {n}"));
+    }
+    line
+}
+
 pub fn instance_detail(d: &InstanceDetail) -> String {
     let s = &d.summary;
     let mut lines: Vec<(&str, String)> = vec![
@@ -132,9 +170,10 @@ pub fn instance_detail(d: &InstanceDetail) -> String {
         ),
         (
             "soul",
-            match &d.soul_title {
-                Some(t) => format!("{} — {t}", s.soul),
-                None => s.soul.clone(),
+            match (&d.soul_title, &d.soul_problem) {
+                (Some(t), _) => format!("{} — {t}", s.soul),
+                (None, Some(p)) => format!("{} (SOUL.md {p})", s.soul),
+                (None, None) => s.soul.clone(),
             },
         ),
     ];
@@ -161,8 +200,8 @@ pub fn instance_detail(d: &InstanceDetail) -> String {
             lines.push((
                 "limits",
                 format!(
-                    "memory {}, cpus {}, pids {}, /tmp {}",
-                    c.limits.memory, c.limits.cpus, c.limits.pids, c.limits.tmp
+                    "memory {}, cpus {}, pids {}, /tmp {}, disk {}",
+                    c.limits.memory, c.limits.cpus, c.limits.pids, c.limits.tmp, c.limits.disk
                 ),
             ));
             lines.push(("trigger", or_dash(c.trigger.as_deref())));
@@ -171,6 +210,10 @@ pub fn instance_detail(d: &InstanceDetail) -> String {
         (None, Some(e)) => lines.push(("config", format!("INVALID: {e}"))),
         (None, None) => {}
     }
+    if let Some(disk) = &d.disk {
+        lines.push(("disk", disk_line(disk)));
+    }
+    lines.push(("uid", d.uid.to_string()));
     lines.push(("restarts", s.restart_count.to_string()));
     lines.push(("created", s.created_at.clone()));
     lines.push(("directory", s.dir.clone()));

@@ -23,11 +23,13 @@ pub struct InstanceRecord {
     pub last_activity_at: Option<i64>,
     /// A `restart` the daemon has not carried out yet.
     pub restart_pending: bool,
+    /// The uid (and gid) its container runs as and its files belong to; its own.
+    pub uid: u32,
 }
 
 const COLUMNS: &str = "id, name, soul, created_at, desired_state, state, state_detail, \
      state_changed_at, container_id, runtime_id, restart_count, last_exit_code, last_activity_at, \
-     restart_requested_at IS NOT NULL";
+     restart_requested_at IS NOT NULL, uid";
 
 fn from_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
     Ok(InstanceRecord {
@@ -45,20 +47,33 @@ fn from_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
         last_exit_code: r.get(11)?,
         last_activity_at: r.get(12)?,
         restart_pending: r.get(13)?,
+        uid: r.get(14)?,
     })
 }
 
-/// Inserts a new live instance; refuses a name a live instance already has.
-pub fn insert(conn: &Connection, name: &str, soul: &str) -> Result<i64> {
+/// A new live instance's row id and uid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Inserted {
+    pub id: i64,
+    pub uid: u32,
+}
+
+/// Inserts a new live instance with the next uid of the home's block; refuses a name a live
+/// instance already has.
+pub fn insert(conn: &Connection, name: &str, soul: &str) -> Result<Inserted> {
     if find_live(conn, name)?.is_some() {
         return Err(StoreError::InstanceExists(name.to_string()));
     }
+    let uid = next_uid(conn)?;
     let res = conn.execute(
-        "INSERT INTO instances (name, soul, created_at) VALUES (?1, ?2, ?3)",
-        params![name, soul, now_ms()],
+        "INSERT INTO instances (name, soul, created_at, uid) VALUES (?1, ?2, ?3, ?4)",
+        params![name, soul, now_ms(), uid],
     );
     match res {
-        Ok(_) => Ok(conn.last_insert_rowid()),
+        Ok(_) => Ok(Inserted {
+            id: conn.last_insert_rowid(),
+            uid,
+        }),
         // The partial unique index is the final word if another process raced us.
         Err(rusqlite::Error::SqliteFailure(e, _))
             if e.code == rusqlite::ErrorCode::ConstraintViolation =>
@@ -67,6 +82,31 @@ pub fn insert(conn: &Connection, name: &str, soul: &str) -> Result<i64> {
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// How many uids a home's block holds.
+const UID_BLOCK: i64 = 65_536;
+
+/// Takes the next uid of the home's block (inside the caller's transaction).
+fn next_uid(conn: &Connection) -> Result<u32> {
+    let get = |key: &str| -> Result<i64> {
+        let v: String =
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?;
+        v.parse()
+            .map_err(|_| StoreError::Corrupt(format!("meta {key} is not a number: {v:?}")))
+    };
+    let (base, next) = (get("uid_base")?, get("uid_next")?);
+    if next >= UID_BLOCK {
+        return Err(StoreError::Corrupt(
+            "this home has used all of its 65,536 instance uids".into(),
+        ));
+    }
+    conn.execute(
+        "UPDATE meta SET value = ?1 WHERE key = 'uid_next'",
+        [(next + 1).to_string()],
+    )?;
+    u32::try_from(base + next)
+        .map_err(|_| StoreError::Corrupt(format!("uid {} is out of range", base + next)))
 }
 
 pub fn find_live(conn: &Connection, name: &str) -> Result<Option<InstanceRecord>> {
@@ -272,6 +312,7 @@ pub(crate) fn test_record(name: &str, state: &str) -> InstanceRecord {
         last_exit_code: None,
         last_activity_at: None,
         restart_pending: false,
+        uid: 16_777_217,
     }
 }
 
@@ -300,9 +341,34 @@ mod tests {
     }
 
     #[test]
+    fn every_instance_gets_its_own_uid_never_reused() {
+        let (_d, mut s) = store();
+        let a = s.write(|tx| insert(tx, "a", "expert")).unwrap();
+        let b = s.write(|tx| insert(tx, "b", "expert")).unwrap();
+        assert_eq!(b.uid, a.uid + 1);
+        assert!(a.uid >= 1 << 24 && a.uid < 1 << 31, "{}", a.uid);
+        s.write(|tx| purge(tx, "b")).unwrap();
+        let c = s.write(|tx| insert(tx, "c", "expert")).unwrap();
+        assert_eq!(
+            c.uid,
+            b.uid + 1,
+            "a purged instance's uid is not given again"
+        );
+        assert_eq!(s.instance("c").unwrap().uid, c.uid);
+        // Homes draw their blocks at random: two fresh ones almost never share.
+        let (_d2, mut other) = store();
+        let o = other.write(|tx| insert(tx, "a", "expert")).unwrap();
+        assert_eq!(
+            (o.uid - (1 << 24)) % 65_536,
+            1,
+            "the block's first uid after its base"
+        );
+    }
+
+    #[test]
     fn purge_cascades() {
         let (_d, mut s) = store();
-        let id = s.write(|tx| insert(tx, "bob", "assistant")).unwrap();
+        let id = s.write(|tx| insert(tx, "bob", "assistant")).unwrap().id;
         s.conn()
             .execute(
                 "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, created_at, updated_at)

@@ -179,6 +179,19 @@ CREATE TABLE rollout_steps (
     PRIMARY KEY (activation_id, instance)
 ) STRICT;
 "#,
+    // 7: one uid per instance, allocated once and never reused, so that no instance's user
+    // can read another's files. A home draws its block of 65,536 uids at random from
+    // 16,777,216 up (a second home on the host very likely gets another block; `doctor`
+    // checks); existing instances get theirs by row id, in the order they were made.
+    r#"
+ALTER TABLE instances ADD COLUMN uid INTEGER;
+INSERT OR IGNORE INTO meta (key, value)
+    VALUES ('uid_base', CAST(16777216 + (abs(random()) % 32000) * 65536 AS TEXT));
+UPDATE instances SET uid = CAST((SELECT value FROM meta WHERE key = 'uid_base') AS INTEGER) + id;
+INSERT OR IGNORE INTO meta (key, value)
+    VALUES ('uid_next', CAST(COALESCE((SELECT MAX(id) FROM instances), 0) + 1 AS TEXT));
+CREATE UNIQUE INDEX instances_uid ON instances(uid);
+"#,
 ];
 
 /// The schema version this build writes.

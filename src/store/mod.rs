@@ -67,6 +67,8 @@ pub enum StoreError {
         path: Option<PathBuf>,
         source: rusqlite::Error,
     },
+    #[error("the database holds something it never should: {0}")]
+    Corrupt(String),
     #[error("database error: {0}")]
     Sqlite(#[source] rusqlite::Error),
 }

@@ -1,0 +1,448 @@
+//! An instance's volume: the one directory tree its agent can write (`volume/workspace`,
+//! `volume/ipc/in`, `volume/ipc/out`), on its own disk image where the limit is hard.
+//!
+//! Every host-side use of an instance's files goes through [`open`] (to read or hand over
+//! files) or [`prepare`] (before its container starts), both under the instance's volume lock,
+//! so a mount, a conversion to an image or a growth never races another process's use.
+//! The directories come back as [`SafeDir`]s: nothing below `volume/` is ever reached by a
+//! path string.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::disk::{self, DiskError, Enforcement, MountState};
+use crate::home::{InstancePaths, IPC_DIR, VOLUME_DIR, VOLUME_IMAGE, WORKSPACE_DIR};
+use crate::safefs::{Kind, SafeDir, TreeLimits, Usage};
+
+/// The mode of the directories the agent owns, and of the host's own ones around them.
+const DIR_MODE: u32 = 0o700;
+
+/// Prefix of a plain volume set aside while it becomes an image.
+const PLAIN_ASIDE: &str = ".volume-plain-";
+/// The image being made, before it takes its name.
+const IMAGE_NEW: &str = ".volume.img.new";
+
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error(transparent)]
+    Disk(#[from] DiskError),
+    #[error("cannot {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// Something other than what the supervisor made: nothing is touched.
+    #[error("{} {what}: the supervisor made a directory there; look at it (it may be an attack) and put one back, or restore the instance from a backup", path.display())]
+    Unexpected { path: PathBuf, what: String },
+    #[error("{} is a disk image, and only root can mount it: run this command as root", .0.display())]
+    NeedsRoot(PathBuf),
+    #[error("hard disk limits are required ([disk] enforce = \"hard\") but {0}")]
+    Unavailable(String),
+    #[error("the workspace does not fit in limits.disk ({limit}): raise limits.disk in config.json, or make room ({source})")]
+    TooBig { limit: String, source: DiskError },
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> VolumeError {
+    let path = path.to_path_buf();
+    move |source| VolumeError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// The instance's volume lock, held while its volume is mounted, converted or used.
+pub struct VolumeLock {
+    _lock: Flock<File>,
+}
+
+fn lock(paths: &InstancePaths, arg: FlockArg) -> Result<Option<VolumeLock>, VolumeError> {
+    let path = paths.dir.join(crate::home::VOLUME_LOCK);
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_CLOEXEC)
+        .open(&path)
+        .map_err(io_err("open", &path))?;
+    match Flock::lock(file, arg) {
+        Ok(l) => Ok(Some(VolumeLock { _lock: l })),
+        Err((_, nix::errno::Errno::EWOULDBLOCK)) => Ok(None),
+        Err((_, e)) => Err(io_err("lock", &path)(io::Error::from(e))),
+    }
+}
+
+/// A shared hold on the volume for one round of IPC work: None when a conversion or growth
+/// holds it right now (try again shortly).
+pub fn try_share(paths: &InstancePaths) -> Result<Option<VolumeLock>, VolumeError> {
+    lock(paths, FlockArg::LockSharedNonblock)
+}
+
+/// The volume, opened.
+pub struct OpenVolume {
+    /// `volume/` itself (the image's root where there is one).
+    pub root: SafeDir,
+    /// On its own disk image (a hard limit).
+    pub image: bool,
+}
+
+/// Which IPC queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Queue {
+    /// Host to agent (`/ipc/in`).
+    In,
+    /// Agent to host (`/ipc/out`).
+    Out,
+}
+
+impl Queue {
+    pub fn name(self) -> &'static str {
+        match self {
+            Queue::In => "in",
+            Queue::Out => "out",
+        }
+    }
+}
+
+impl OpenVolume {
+    /// The workspace (`/workspace` in the container).
+    pub fn workspace(&self) -> Result<SafeDir, VolumeError> {
+        self.checked_dir(&self.root, WORKSPACE_DIR)
+    }
+
+    /// `volume/ipc`, the host's (never mounted into a container).
+    pub fn ipc(&self) -> Result<SafeDir, VolumeError> {
+        self.checked_dir(&self.root, IPC_DIR)
+    }
+
+    /// One IPC queue, checked to be the real directory the supervisor made.
+    pub fn queue(&self, queue: Queue) -> Result<SafeDir, VolumeError> {
+        let ipc = self.ipc()?;
+        self.checked_dir(&ipc, queue.name())
+    }
+
+    fn checked_dir(&self, parent: &SafeDir, name: &str) -> Result<SafeDir, VolumeError> {
+        let path = parent.shown_child(name);
+        match parent.stat(name).map_err(io_err("inspect", &path))? {
+            Some(s) if s.kind == Kind::Dir => {}
+            Some(s) => {
+                return Err(VolumeError::Unexpected {
+                    path,
+                    what: format!("is {}", s.kind.described()),
+                })
+            }
+            None => {
+                return Err(VolumeError::Unexpected {
+                    path,
+                    what: "is missing".into(),
+                })
+            }
+        }
+        parent.open_dir(name).map_err(|e| match e.raw_os_error() {
+            Some(nix::libc::ELOOP) | Some(nix::libc::ENOTDIR) => VolumeError::Unexpected {
+                path: path.clone(),
+                what: "was swapped for something else".into(),
+            },
+            _ => io_err("open", &path)(e),
+        })
+    }
+
+    /// What the volume holds and can hold: (bytes used, inodes used). From the file system
+    /// itself with an image; by a walk (capped: `complete` false past its limits) otherwise.
+    pub fn usage(&self) -> Result<Usage, VolumeError> {
+        let shown = self.root.shown().to_path_buf();
+        if self.image {
+            let (_, used, _, inodes) = self
+                .root
+                .file_system_use()
+                .map_err(io_err("measure", &shown))?;
+            return Ok(Usage {
+                bytes: used,
+                inodes,
+                complete: true,
+            });
+        }
+        self.root
+            .usage(TreeLimits::default())
+            .map_err(io_err("measure", &shown))
+    }
+}
+
+/// Opens the instance's volume, mounting its image if it has one and it is not mounted yet.
+/// A home from before volumes existed gets its `workspace/` and `ipc/` moved into one first.
+pub fn open(paths: &InstancePaths) -> Result<OpenVolume, VolumeError> {
+    let _lock = lock(paths, FlockArg::LockExclusive)?;
+    settle_layout(paths)?;
+    open_locked(paths)
+}
+
+/// The volume as it is now, without the lock and without mounting anything: for checking
+/// that directories opened before are still the ones its paths lead to.
+pub fn open_unlocked(paths: &InstancePaths) -> Result<OpenVolume, VolumeError> {
+    let image = is_file(&paths.volume_image)?;
+    let root = SafeDir::open(&paths.volume).map_err(io_err("open", &paths.volume))?;
+    Ok(OpenVolume { root, image })
+}
+
+fn open_locked(paths: &InstancePaths) -> Result<OpenVolume, VolumeError> {
+    let image = is_file(&paths.volume_image)?;
+    if image {
+        if !nix::unistd::geteuid().is_root() {
+            return Err(VolumeError::NeedsRoot(paths.volume_image.clone()));
+        }
+        disk::mount(&paths.volume_image, &paths.volume)?;
+    }
+    let root = SafeDir::open(&paths.volume).map_err(|e| match e.raw_os_error() {
+        Some(nix::libc::ELOOP) | Some(nix::libc::ENOTDIR) => VolumeError::Unexpected {
+            path: paths.volume.clone(),
+            what: "is not a directory".into(),
+        },
+        _ => io_err("open", &paths.volume)(e),
+    })?;
+    Ok(OpenVolume { root, image })
+}
+
+fn is_file(path: &Path) -> Result<bool, VolumeError> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.is_file() => Ok(true),
+        Ok(_) => Err(VolumeError::Unexpected {
+            path: path.to_path_buf(),
+            what: "is not a regular file".into(),
+        }),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(io_err("inspect", path)(e)),
+    }
+}
+
+/// What [`prepare`] did beyond making sure, for the log.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Prepared {
+    pub converted: bool,
+    pub grown: bool,
+    /// Ownership handed to the instance's uid (entries changed).
+    pub chowned: u64,
+    /// A raised limit that could not be applied yet, and why.
+    pub pending: Option<String>,
+}
+
+/// Gets the volume ready for a container that is about to start (none of the instance's
+/// containers runs now): an image of at least `limit` bytes where limits are hard (a plain
+/// volume from before is converted), mounted, with `workspace/`, `ipc/in` and `ipc/out` real
+/// directories of mode 0700 owned by `owner` (and everything in them, when they were someone
+/// else's). Anything unexpected where those directories should be is refused, not repaired.
+pub fn prepare(
+    paths: &InstancePaths,
+    enforcement: &Enforcement,
+    limit: u64,
+    owner: Option<(u32, u32)>,
+) -> Result<(OpenVolume, Prepared), VolumeError> {
+    let _lock = lock(paths, FlockArg::LockExclusive)?;
+    settle_layout(paths)?;
+    let mut done = Prepared::default();
+    if let Enforcement::Unavailable { why } = enforcement {
+        return Err(VolumeError::Unavailable(why.clone()));
+    }
+    let has_image = is_file(&paths.volume_image)?;
+    if enforcement.is_hard() && !has_image {
+        convert_to_image(paths, limit)?;
+        done.converted = true;
+    } else if has_image {
+        let size = std::fs::metadata(&paths.volume_image)
+            .map_err(io_err("inspect", &paths.volume_image))?
+            .len();
+        if limit > size {
+            // Offline: the host's mount goes first; a device still attached means a container
+            // of this instance still holds it, and the growth waits for the next start.
+            disk::unmount(&paths.volume)?;
+            if disk::is_attached(&paths.volume_image)? {
+                done.pending = Some(format!(
+                    "limits.disk was raised to {limit} bytes; the disk stays at {size} until no \
+                     container of this instance holds it"
+                ));
+            } else {
+                done.grown = disk::grow(&paths.volume_image, limit)?;
+            }
+        }
+    }
+    let volume = open_locked(paths)?;
+    volume
+        .root
+        .set_own_mode(DIR_MODE)
+        .map_err(io_err("set the mode of", &paths.volume))?;
+    let ipc_path = paths.ipc.clone();
+    volume
+        .root
+        .create_dir(IPC_DIR, DIR_MODE)
+        .map_err(io_err("create", &ipc_path))?;
+    let ipc = volume.ipc()?;
+    ipc.set_own_mode(DIR_MODE)
+        .map_err(io_err("set the mode of", &ipc_path))?;
+    for (parent, name) in [
+        (&volume.root, WORKSPACE_DIR),
+        (&ipc, Queue::In.name()),
+        (&ipc, Queue::Out.name()),
+    ] {
+        let path = parent.shown_child(name);
+        parent
+            .create_dir(name, DIR_MODE)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => VolumeError::Unexpected {
+                    path: path.clone(),
+                    what: "is not a directory".into(),
+                },
+                _ => io_err("create", &path)(e),
+            })?;
+        let dir = volume.checked_dir(parent, name)?;
+        if let Some((uid, gid)) = owner {
+            let st = dir.stat_self().map_err(io_err("inspect", &path))?;
+            if (st.uid, st.gid) != (uid, gid) {
+                // Made for another uid (an older supervisor gave every agent one): the whole
+                // tree becomes this instance's, through descriptors, links not followed.
+                let (n, _) = dir
+                    .chown_tree(uid, gid, TreeLimits::default())
+                    .map_err(io_err("give to the instance's user", &path))?;
+                done.chowned += n + 1;
+                dir.set_own_owner(uid, gid)
+                    .map_err(io_err("give to the instance's user", &path))?;
+            }
+        }
+        dir.set_own_mode(DIR_MODE)
+            .map_err(io_err("set the mode of", &path))?;
+    }
+    Ok((volume, done))
+}
+
+/// Puts an instance directory in this version's layout, and finishes (or undoes) a
+/// conversion to an image that a crash interrupted. Idempotent; called under the lock.
+fn settle_layout(paths: &InstancePaths) -> Result<(), VolumeError> {
+    let dir = SafeDir::open(&paths.dir).map_err(io_err("open", &paths.dir))?;
+    let listing = dir.list(4096).map_err(io_err("read", &paths.dir))?;
+    let image = dir
+        .stat(VOLUME_IMAGE)
+        .map_err(io_err("inspect", &paths.dir))?;
+    for name in &listing.names {
+        let Some(n) = name.to_str() else { continue };
+        if !n.starts_with(PLAIN_ASIDE) {
+            continue;
+        }
+        if image.is_some() {
+            // The image took the plain volume's place: what was set aside is a copy.
+            dir.remove_tree(name, TreeLimits::default())
+                .map_err(io_err("remove", &paths.dir.join(name)))?;
+        } else if dir
+            .stat(VOLUME_DIR)
+            .map_err(io_err("inspect", &paths.dir))?
+            .is_none()
+        {
+            dir.rename_to(name, &dir, VOLUME_DIR, false)
+                .map_err(io_err("restore", &paths.volume))?;
+        }
+    }
+    if dir
+        .stat(IMAGE_NEW)
+        .map_err(io_err("inspect", &paths.dir))?
+        .is_some()
+    {
+        dir.remove_file(IMAGE_NEW)
+            .map_err(io_err("remove", &paths.dir.join(IMAGE_NEW)))?;
+    }
+    // Before volumes: workspace/ and ipc/ directly in the instance's directory.
+    let volume = dir
+        .stat(VOLUME_DIR)
+        .map_err(io_err("inspect", &paths.volume))?;
+    let old: Vec<&str> = [WORKSPACE_DIR, IPC_DIR]
+        .into_iter()
+        .filter(|n| matches!(dir.stat(n), Ok(Some(_))))
+        .collect();
+    if old.is_empty() {
+        if volume.is_none() {
+            dir.create_dir(VOLUME_DIR, DIR_MODE)
+                .map_err(io_err("create", &paths.volume))?;
+        }
+        return Ok(());
+    }
+    match volume {
+        None => dir
+            .create_dir(VOLUME_DIR, DIR_MODE)
+            .map_err(io_err("create", &paths.volume))?,
+        Some(s) if s.kind != Kind::Dir => {
+            return Err(VolumeError::Unexpected {
+                path: paths.volume.clone(),
+                what: format!("is {}", s.kind.described()),
+            })
+        }
+        Some(_) => {}
+    }
+    let vol = dir
+        .open_dir(VOLUME_DIR)
+        .map_err(io_err("open", &paths.volume))?;
+    for name in old {
+        // Links and all: whatever is there moves as it is and is judged where it lands.
+        dir.rename_to(name, &vol, name, false)
+            .map_err(|e| match e.kind() {
+                io::ErrorKind::AlreadyExists => VolumeError::Unexpected {
+                    path: paths.dir.join(name),
+                    what: format!("is there as well as {VOLUME_DIR}/{name}"),
+                },
+                _ => io_err("move into the volume", &paths.dir.join(name))(e),
+            })?;
+    }
+    vol.sync().map_err(io_err("sync", &paths.volume))?;
+    dir.sync().map_err(io_err("sync", &paths.dir))?;
+    tracing::info!(dir = %paths.dir.display(), "moved the instance's files into volume/");
+    Ok(())
+}
+
+/// Turns a plain volume into a disk image of `limit` bytes holding the same tree (no
+/// container of the instance runs: mke2fs reads the tree by path).
+fn convert_to_image(paths: &InstancePaths, limit: u64) -> Result<(), VolumeError> {
+    let dir = SafeDir::open(&paths.dir).map_err(io_err("open", &paths.dir))?;
+    if !matches!(
+        disk::is_mounted(&paths.volume_image, &paths.volume),
+        Ok(MountState::Unmounted)
+    ) {
+        return Err(VolumeError::Unexpected {
+            path: paths.volume.clone(),
+            what: "has a file system mounted but no image beside it".into(),
+        });
+    }
+    let new = paths.dir.join(IMAGE_NEW);
+    disk::make_image(&paths.volume, &new, limit).map_err(|e| match e {
+        e @ DiskError::Tool { .. } => VolumeError::TooBig {
+            limit: crate::instance::config::format_size(limit),
+            source: e,
+        },
+        e => e.into(),
+    })?;
+    let aside = format!("{PLAIN_ASIDE}{}", crate::store::now_ms());
+    dir.rename_to(VOLUME_DIR, &dir, &aside, false)
+        .map_err(io_err("set aside", &paths.volume))?;
+    dir.create_dir(VOLUME_DIR, DIR_MODE)
+        .map_err(io_err("create", &paths.volume))?;
+    dir.rename_to(IMAGE_NEW, &dir, VOLUME_IMAGE, false)
+        .map_err(io_err("move into place", &paths.volume_image))?;
+    dir.sync().map_err(io_err("sync", &paths.dir))?;
+    dir.remove_tree(&aside, TreeLimits::default())
+        .map_err(io_err("remove", &paths.dir.join(&aside)))?;
+    tracing::info!(dir = %paths.dir.display(), limit, "the instance's volume is now a disk image");
+    Ok(())
+}
+
+/// Unmounts the instance's volume if it is mounted (before its directory moves or goes).
+pub fn release(paths: &InstancePaths) -> Result<(), VolumeError> {
+    if !paths.volume_image.exists() {
+        return Ok(());
+    }
+    let _lock = lock(paths, FlockArg::LockExclusive)?;
+    if let MountState::Mounted { .. } = disk::is_mounted(&paths.volume_image, &paths.volume)? {
+        disk::unmount(&paths.volume)?;
+    }
+    Ok(())
+}
