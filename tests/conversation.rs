@@ -131,10 +131,6 @@ fn over_budget_gets_a_clear_reply_and_no_request() {
     let h = ReadyHome::new();
     h.home.run(&["create-instance", "alice"]).ok();
     use_model(&h, "alice", "fast", &fake);
-    let cfg = h.home.path("instances/alice/config.json");
-    let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
-    c["budget"]["daily_tokens"] = json!(10);
-    std::fs::write(&cfg, c.to_string()).unwrap();
     let _daemon = Daemon::start(&h.home);
     h.home.run(&["start", "alice", "--wait"]).ok();
     assert_eq!(
@@ -146,16 +142,30 @@ fn over_budget_gets_a_clear_reply_and_no_request() {
         "fast answer"
     );
     let calls = fake.calls();
-    let out = h.home.run(&["send", "alice", "two", "--wait", "--json"]);
-    assert_eq!(out.code, 1, "a failed turn is a failed send");
-    let v = out.json();
-    assert_eq!(v["failed"], true);
+    let failed_send = |text: &str| {
+        let out = h.home.run(&["send", "alice", text, "--wait", "--json"]);
+        assert_eq!(out.code, 1, "a failed turn is a failed send");
+        let v = out.json();
+        assert_eq!(v["failed"], true);
+        v["reply"].as_str().unwrap().to_string()
+    };
+
+    // The fake provider counts 15 tokens a call: a budget of 15 is used up.
+    h.edit_config("alice", |c| c["budget"]["daily_tokens"] = json!(15));
+    let reply = failed_send("two");
     assert!(
-        v["reply"]
-            .as_str()
-            .unwrap()
-            .contains("daily model budget of 10 tokens"),
-        "{v}"
+        reply.contains("daily model budget of 15 tokens is used up"),
+        "{reply}"
+    );
+    assert_eq!(fake.calls(), calls, "no request went out");
+
+    // 85 tokens left: less than the agent's prompt (its persona alone is longer), so no
+    // request goes out either, however few tokens it would ask for.
+    h.edit_config("alice", |c| c["budget"]["daily_tokens"] = json!(100));
+    let reply = failed_send("three");
+    assert!(
+        reply.contains("does not fit in what is left of the daily model budget (85 of 100 tokens)"),
+        "{reply}"
     );
     assert_eq!(fake.calls(), calls, "no request went out");
 }

@@ -262,8 +262,8 @@ fn model_responses(h: &ReadyHome) -> Vec<serde_json::Value> {
     envelopes_in(h, "model_response")
 }
 
-fn model_request(id: &str, text: &str) -> serde_json::Value {
-    json!({"v": 1, "id": format!("env{id}"), "ts": 2, "type": "model_request", "request_id": id, "turn_id": "t1",
+fn model_request(id: &str, turn: &str, text: &str) -> serde_json::Value {
+    json!({"v": 1, "id": format!("env{id}"), "ts": 2, "type": "model_request", "request_id": id, "turn_id": turn,
            "messages": [{"role": "user", "content": text}], "tools": []})
 }
 
@@ -273,24 +273,27 @@ fn the_host_answers_model_requests_and_enforces_the_daily_budget() {
     h.home.run(&["create-instance", "alice"]).ok();
     let cfg = h.home.path("instances/alice/config.json");
     let mut c: serde_json::Value = serde_json::from_slice(&std::fs::read(&cfg).unwrap()).unwrap();
-    c["budget"]["daily_tokens"] = json!(5);
+    // Room for the first question's prompt (about 110 tokens), not for what echo then counts
+    // for it and its answer (about 200).
+    c["budget"]["daily_tokens"] = json!(150);
     std::fs::write(&cfg, c.to_string()).unwrap();
     let _daemon = Daemon::start(&h.home);
+    h.home.run(&["send", "alice", "hello"]).ok();
+    assert!(wait_until(LONG, || turns(&h).len() == 1));
+    let turn = turns(&h)[0]["turn_id"].as_str().unwrap().to_string();
 
-    agent_writes(
-        &out_dir(&h),
-        model_request("q1", "a question long enough to cost some tokens"),
+    let question = format!(
+        "a question long enough to cost some tokens {}",
+        "?".repeat(360)
     );
+    agent_writes(&out_dir(&h), model_request("q1", &turn, &question));
     assert!(wait_until(LONG, || model_responses(&h).len() == 1));
     let first = &model_responses(&h)[0];
     assert_eq!(first["request_id"], "q1");
-    assert_eq!(
-        first["content"],
-        "echo: a question long enough to cost some tokens"
-    );
+    assert_eq!(first["content"], format!("echo: {question}"));
     assert!(first.get("error").is_none());
 
-    agent_writes(&out_dir(&h), model_request("q2", "again"));
+    agent_writes(&out_dir(&h), model_request("q2", &turn, "again"));
     assert!(wait_until(LONG, || model_responses(&h).len() == 2));
     let second = model_responses(&h)
         .into_iter()
@@ -298,7 +301,7 @@ fn the_host_answers_model_requests_and_enforces_the_daily_budget() {
         .unwrap();
     let error = second["error"].as_str().unwrap();
     assert!(
-        error.contains("daily model budget of 5 tokens is used up"),
+        error.contains("daily model budget of 150 tokens is used up"),
         "{error}"
     );
 

@@ -196,8 +196,10 @@ fn killing_the_daemon_right_after_a_claim_never_runs_an_occurrence_twice() {
         all[0]["status"], "ok",
         "and it was answered after the restart"
     );
-    // The downtime's missed occurrences collapsed into one run.
-    assert!(all[1]["skipped"].as_i64().unwrap() >= 2, "{all:?}");
+    // The downtime's missed occurrences collapsed into one run: the run that still waited
+    // when the daemon came back, or, if it was answered first, the next one.
+    let collapsed = all[0]["skipped"].as_i64().unwrap() + all[1]["skipped"].as_i64().unwrap();
+    assert!(collapsed >= 2, "{all:?}");
     assert!(
         at[1] - at[0] >= 9_000,
         "the missed slots were not run: {at:?}"
@@ -304,4 +306,76 @@ fn the_agent_manages_only_its_own_tasks_and_silent_runs_stay_silent() {
     h.home
         .run(&["task", "runs", &mine["id"].to_string()])
         .fails(1, "no task");
+}
+
+#[test]
+fn an_occurrence_due_while_the_previous_run_waits_is_skipped_not_queued() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    // No container runs: the test plays the agent, so every run waits until it answers.
+    let tasks: Vec<i64> = (0..5)
+        .map(|i| add_every(&h, "alice", "1s", &format!("tick {i}")))
+        .collect();
+    let _daemon = Daemon::start(&h.home);
+
+    // Several occurrences of each task fall due while its first run waits: each is counted
+    // on that run, and none queues a run of its own.
+    let skipped = |t: i64| {
+        runs(&h, t)
+            .first()
+            .map_or(0, |r| r["skipped"].as_i64().unwrap())
+    };
+    let counts = || tasks.iter().map(|t| runs(&h, *t).len()).collect::<Vec<_>>();
+    assert!(
+        wait_until(LONG, || counts().iter().any(|n| *n > 1)
+            || tasks.iter().all(|t| skipped(*t) >= 3)),
+        "runs per task: {:?}",
+        counts()
+    );
+    assert_eq!(counts(), [1; 5], "runs per task");
+    let db = db(&h);
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |r| r.get(0)).unwrap() };
+    assert_eq!(
+        count("SELECT count(*) FROM messages WHERE channel = 'task' AND state IN ('queued', 'delivered')"),
+        5,
+        "one waiting run per task"
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM events WHERE kind = 'task.missed'"),
+        5,
+        "one event per waiting run, not one per occurrence"
+    );
+
+    // The turn in flight is answered: its task's next occurrence is a run of its own again.
+    let in_dir = h.home.ipc_in("alice");
+    let turn: Value = std::fs::read_dir(&in_dir)
+        .unwrap()
+        .flatten()
+        .find_map(|e| serde_json::from_slice(&std::fs::read(e.path()).ok()?).ok())
+        .expect("a turn delivered");
+    let answered: i64 = turn["messages"][0]["sender"]
+        .as_str()
+        .unwrap()
+        .strip_prefix("task:")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let reply = json!({"v": 1, "id": "r1", "ts": 3, "type": "reply",
+                       "turn_id": turn["turn_id"], "reply_to": [], "body": "tock"});
+    let out = h.home.ipc_out("alice");
+    std::fs::write(out.join(".3-r1.json.tmp"), reply.to_string()).unwrap();
+    std::fs::rename(out.join(".3-r1.json.tmp"), out.join("3-r1.json")).unwrap();
+    assert!(
+        wait_until(LONG, || runs(&h, answered).len() == 2),
+        "{:?}",
+        runs(&h, answered)
+    );
+    let both = runs(&h, answered);
+    assert_eq!(both[0]["status"], "ok");
+    assert!(both[0]["skipped"].as_i64().unwrap() >= 3, "{both:?}");
+    assert_eq!(both[1]["status"], "claimed");
+    for t in tasks.iter().filter(|t| **t != answered) {
+        assert_eq!(runs(&h, *t).len(), 1, "still waiting: {:?}", runs(&h, *t));
+    }
+    assert_each_run_answered_once(&h, answered);
 }

@@ -11,11 +11,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use supervisor_agent::protocol::{file_name_for, Envelope, Payload, TurnMessage};
 use tokio::sync::{broadcast, mpsc};
 
+use super::broker;
 use super::live::Live;
 use super::metrics::Metrics;
 use super::scheduler::SchedulerHandle;
@@ -26,10 +27,9 @@ use crate::instance::last_good::LastGoodConfigs;
 use crate::instance::volume::{self, Queue, VolumeError};
 use crate::instance::{InstanceConfig, InstanceName};
 use crate::ipc::{watch::OutWatcher, Drained, Incoming, InstanceIpc, IpcError};
-use crate::llm::{self, budget};
+use crate::llm;
 use crate::router::policy;
-use crate::store::messages::MessageRow;
-use crate::store::usage::UsageRecord;
+use crate::store::messages::{Extra, MessageRow};
 use crate::store::{Store, StoreError};
 
 /// A turn's final answer, as waiters (`send --wait`) hear of it.
@@ -504,119 +504,47 @@ impl Actor {
                 self.finish(store, &turn_id, &envelope.id, &body, Some(&error))?;
             }
             Payload::Message { turn_id, body } => {
-                match store.record_extra(&self.name, &turn_id, &envelope.id, &body) {
+                let limit = &policy::EXTRA_LIMIT;
+                match store.record_extra(&self.name, &turn_id, &envelope.id, &body, limit) {
                     Err(StoreError::UnknownTurn(t)) => self.unknown_turn(store, &t)?,
+                    // Only the turn's first is worth a warning: the rest may be a flood.
+                    Ok(Extra::Dropped { reason, first }) if first => {
+                        tracing::warn!(instance = %self.name, turn = %turn_id, reason = reason.as_str(), "extra message not stored (the turn's first; later ones are not logged)");
+                    }
                     other => drop(other?),
                 }
             }
             Payload::ModelRequest {
                 request_id,
+                turn_id,
                 messages,
                 tools,
                 max_tokens,
-                ..
             } => {
-                let config = match self.config() {
-                    Ok(c) => c,
-                    Err(e) => {
-                        // The agent hears why; the turn fails with a clear answer.
-                        let payload = Payload::ModelResponse {
-                            request_id,
-                            content: String::new(),
-                            tool_calls: Vec::new(),
-                            error: Some(format!("the instance's configuration is invalid: {e}")),
-                            usage: Default::default(),
-                        };
-                        let id = uuid::Uuid::now_v7().simple().to_string();
-                        self.ipc()
-                            .send(&Envelope::new(id, crate::store::now_ms(), payload))?;
-                        return Ok(());
-                    }
-                };
-                let now = crate::store::now_ms();
-                let used = store.tokens_since(&self.name, budget::day_start(now))?;
-                // Over budget: the agent gets a clear error and no request goes out.
-                let refusal = budget::check_daily(used, config.budget.daily_tokens).err();
-                // The rate limit protects providers' quotas; echo calls no one.
-                let rate_limited = config.model.provider != crate::instance::config::Provider::Echo;
-                if refusal.is_none() && rate_limited {
-                    let wait = budget::rate_delay(
-                        self.recent_requests.make_contiguous(),
-                        config.budget.requests_per_minute,
-                        now,
-                    );
-                    if !wait.is_zero() {
-                        tracing::info!(instance = %self.name, wait_ms = wait.as_millis() as u64, "rate limit: request waits");
-                        tokio::time::sleep(wait).await;
-                    }
-                    self.recent_requests.push_back(crate::store::now_ms());
-                    while self.recent_requests.len() > 1024 {
-                        self.recent_requests.pop_front();
-                    }
-                }
-                let started = Instant::now();
-                let result = match &refusal {
-                    Some(over) => Err(over.to_string()),
-                    None => {
-                        let request = llm::Request {
-                            messages: &messages,
-                            tools: &tools,
-                            max_tokens,
-                        };
-                        llm::complete(&self.http, &config.model, request)
-                            .await
-                            .map_err(|e| e.to_string())
-                    }
-                };
-                let latency_ms = started.elapsed().as_millis() as i64;
-                let status = match (&result, refusal.is_some()) {
-                    (Ok(_), _) => "ok",
-                    (Err(_), true) => "refused",
-                    (Err(_), false) => "error",
-                };
-                let (payload, usage_row) = match result {
-                    Ok(answer) => (
-                        Payload::ModelResponse {
-                            request_id: request_id.clone(),
-                            content: answer.content,
-                            tool_calls: answer.tool_calls,
-                            error: None,
-                            usage: answer.usage,
-                        },
-                        (answer.usage, status, None),
-                    ),
-                    Err(e) => (
-                        Payload::ModelResponse {
-                            request_id: request_id.clone(),
-                            content: String::new(),
-                            tool_calls: Vec::new(),
-                            error: Some(e.clone()),
-                            usage: Default::default(),
-                        },
-                        (Default::default(), status, Some(e)),
-                    ),
-                };
-                let (usage, status, error) = usage_row;
-                self.metrics.model_request(
-                    &self.name,
-                    status,
-                    usage.input_tokens,
-                    usage.output_tokens,
-                );
-                store.record_usage(&UsageRecord {
+                let config = self.config().map_err(|e| e.to_string());
+                let in_flight = self.turn_in_flight(store)?;
+                let broker = broker::Broker {
                     instance: &self.name,
-                    request_id: &request_id,
-                    provider: config.model.provider.as_str(),
-                    model: &config.model.name,
-                    prompt_tokens: usage.input_tokens,
-                    completion_tokens: usage.output_tokens,
-                    latency_ms,
-                    status,
-                    error: error.as_deref(),
-                })?;
-                let id = uuid::Uuid::now_v7().simple().to_string();
-                self.ipc()
-                    .send(&Envelope::new(id, crate::store::now_ms(), payload))?;
+                    http: &self.http,
+                    recent_requests: &mut self.recent_requests,
+                    metrics: &self.metrics,
+                    ipc: self.ipc.as_ref().expect("queues are opened at the start of each step"),
+                };
+                let request = broker::ModelRequest {
+                    request_id,
+                    turn_id,
+                    messages,
+                    tools,
+                    max_tokens,
+                };
+                match broker
+                    .serve(store, config, in_flight.as_deref(), request)
+                    .await
+                {
+                    Err(broker::BrokerError::Store(e)) => return Err(e.into()),
+                    Err(broker::BrokerError::Io(e)) => return Err(e.into()),
+                    Ok(()) => {}
+                }
             }
             Payload::TaskRequest {
                 request_id,
@@ -734,6 +662,16 @@ impl Actor {
                 Ok(false)
             }
             Err(e) => Err(e),
+        }
+    }
+
+    /// The turn in flight: the one this actor delivered, or, before it has looked at the store
+    /// (a request read from `out/` right after a restart, before the open turn is taken up
+    /// again), the instance's open turn in the store.
+    fn turn_in_flight(&self, store: &Store) -> Result<Option<String>, StepError> {
+        match &self.in_flight {
+            Some(turn) => Ok(Some(turn.clone())),
+            None => Ok(store.open_turns(&self.name)?.into_iter().next()),
         }
     }
 

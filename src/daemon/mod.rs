@@ -1,6 +1,7 @@
 //! The daemon (`supervisor run`): keeps every instance's container as the store says.
 
 pub mod api;
+pub mod broker;
 pub mod client;
 pub mod config_watch;
 pub mod live;

@@ -14,7 +14,7 @@ use super::messaging::MessagingHandle;
 use crate::home::Home;
 use crate::instance::last_good::{LastGoodConfigs, Loaded};
 use crate::instance::InstanceName;
-use crate::store::tasks::{Claim, HeartbeatSpec};
+use crate::store::tasks::{Claim, ClaimOutcome, HeartbeatSpec};
 use crate::store::{now_ms, Store, StoreError};
 use crate::tasks::schedule_of;
 
@@ -111,10 +111,17 @@ impl Scheduler {
                 skipped: fire.skipped,
                 next: fire.next,
             };
-            if let Some(run) = store.claim_run(&claim)? {
-                tracing::info!(instance = %task.instance, task = task.id, run, skipped = fire.skipped, "task run claimed");
-                self.messaging.poke(&task.instance);
-                claimed = true;
+            match store.claim_run(&claim)? {
+                ClaimOutcome::Claimed(run) => {
+                    tracing::info!(instance = %task.instance, task = task.id, run, skipped = fire.skipped, "task run claimed");
+                    self.messaging.poke(&task.instance);
+                    claimed = true;
+                }
+                // Debug only: a task due every second behind a busy instance skips every second.
+                ClaimOutcome::Skipped { run, skipped } => {
+                    tracing::debug!(instance = %task.instance, task = task.id, waiting_run = run, skipped, "task occurrence skipped: its previous run still waits");
+                }
+                ClaimOutcome::Unchanged => {}
             }
         }
         if claimed {

@@ -114,6 +114,21 @@ pub struct Budget {
     pub daily_tokens: u64,
     /// Model requests per minute; 0 means no limit. Requests over it wait for a slot.
     pub requests_per_minute: u32,
+    /// The most completion tokens one model request may ask for: the agent's `max_tokens` is
+    /// lowered to it, and it is what a request that names none gets. Optional in the file, so
+    /// configs written before it existed still load.
+    #[serde(default = "default_max_tokens_per_request")]
+    pub max_tokens_per_request: u32,
+}
+
+/// Enough for a long answer, small enough that one request cannot spend a day's budget.
+pub const DEFAULT_MAX_TOKENS_PER_REQUEST: u32 = 4096;
+
+/// The highest `budget.max_tokens_per_request` accepted: beyond any model's output window.
+pub const MAX_TOKENS_PER_REQUEST_LIMIT: u32 = 1_000_000;
+
+fn default_max_tokens_per_request() -> u32 {
+    DEFAULT_MAX_TOKENS_PER_REQUEST
 }
 
 impl Default for Budget {
@@ -121,7 +136,24 @@ impl Default for Budget {
         Self {
             daily_tokens: 0,
             requests_per_minute: 60,
+            max_tokens_per_request: DEFAULT_MAX_TOKENS_PER_REQUEST,
         }
+    }
+}
+
+impl Budget {
+    fn validate(&self) -> Result<(), FieldError> {
+        // No "0 means no limit" here: every request goes out with a ceiling.
+        if !(1..=MAX_TOKENS_PER_REQUEST_LIMIT).contains(&self.max_tokens_per_request) {
+            return Err(FieldError::new(
+                "budget.max_tokens_per_request",
+                format!(
+                    "expected a number of tokens from 1 to {MAX_TOKENS_PER_REQUEST_LIMIT}, got {}",
+                    self.max_tokens_per_request
+                ),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -424,6 +456,7 @@ impl InstanceConfig {
         validate_allow_from(&self.allow_from)?;
         self.limits.validate()?;
         self.lifecycle.validate()?;
+        self.budget.validate()?;
         self.heartbeat.validate()?;
         Ok(())
     }
@@ -684,10 +717,36 @@ mod tests {
                 "model.name",
             ),
             (r#"{"version": 1, "network": "host"}"#, "network"),
+            (
+                r#"{"version": 1, "budget": {"daily_tokens": 0, "requests_per_minute": 60, "max_tokens_per_request": 0}}"#,
+                "budget.max_tokens_per_request",
+            ),
+            (
+                r#"{"version": 1, "budget": {"daily_tokens": 0, "requests_per_minute": 60, "max_tokens_per_request": 1000001}}"#,
+                "budget.max_tokens_per_request",
+            ),
+            (
+                r#"{"version": 1, "budget": {"daily_tokens": 0, "requests_per_minute": 60, "max_tokens_per_request": -1}}"#,
+                "budget.max_tokens_per_request",
+            ),
         ];
         for (json, path) in cases {
             assert_eq!(err_of(json).path, path, "{json}");
         }
+    }
+
+    #[test]
+    fn a_budget_written_before_the_token_ceiling_existed_gets_the_default() {
+        let c = InstanceConfig::parse(
+            br#"{"version": 1, "budget": {"daily_tokens": 100, "requests_per_minute": 5}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.budget.max_tokens_per_request,
+            DEFAULT_MAX_TOKENS_PER_REQUEST
+        );
+        let e = err_of(r#"{"version": 1, "budget": {"max_tokens_per_request": 10}}"#);
+        assert!(e.message.contains("daily_tokens"), "{e}");
     }
 
     #[test]

@@ -1,6 +1,9 @@
-//! Budget maths: the daily token allowance and the per-minute request rate. Pure.
+//! Budget maths: the daily token allowance, what one request may spend of it, and the
+//! per-minute request rate. Pure.
 
 use std::time::Duration;
+
+use supervisor_agent::protocol::{ModelMessage, ToolSpec};
 
 const DAY_MS: i64 = 86_400_000;
 const MINUTE_MS: i64 = 60_000;
@@ -28,6 +31,60 @@ pub fn check_daily(used_today: u64, limit: u64) -> Result<(), OverBudget> {
     } else {
         Ok(())
     }
+}
+
+/// A guess at a request's prompt tokens, made before the call so that one request cannot
+/// overshoot the daily budget: the bytes of its messages and tools as JSON, a token per 4
+/// bytes, rounded up. The JSON's keys and quotes count too, which errs on the high side for
+/// ordinary text (a tokenizer averages about 4 bytes of English per token).
+pub fn estimate_prompt_tokens(messages: &[ModelMessage], tools: &[ToolSpec]) -> u64 {
+    let bytes = serde_json::to_vec(messages).map_or(0, |b| b.len())
+        + serde_json::to_vec(tools).map_or(0, |b| b.len());
+    (bytes as u64).div_ceil(4)
+}
+
+/// Why a request may not go out under the daily budget.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    #[error(transparent)]
+    UsedUp(#[from] OverBudget),
+    #[error(
+        "this request's prompt of about {estimate} tokens does not fit in what is left of the \
+         daily model budget ({left} of {limit} tokens); it resets at 00:00 UTC"
+    )]
+    PromptTooLarge {
+        estimate: u64,
+        left: u64,
+        limit: u64,
+    },
+}
+
+/// The completion tokens one request may ask for: what the agent asked for (the ceiling when
+/// it named nothing), never more than `ceiling`, and under a daily limit (0: none) never more
+/// than what is left once the prompt's estimate is taken off. Refused when today's tokens
+/// have reached the limit, or when the prompt alone would use all that is left.
+pub fn allowance(
+    used_today: u64,
+    daily_limit: u64,
+    prompt_estimate: u64,
+    requested: Option<u32>,
+    ceiling: u32,
+) -> Result<u32, Refusal> {
+    let wanted = requested.map_or(ceiling, |r| r.min(ceiling));
+    if daily_limit == 0 {
+        return Ok(wanted);
+    }
+    check_daily(used_today, daily_limit)?;
+    let left = daily_limit - used_today;
+    if prompt_estimate >= left {
+        return Err(Refusal::PromptTooLarge {
+            estimate: prompt_estimate,
+            left,
+            limit: daily_limit,
+        });
+    }
+    let room = u32::try_from(left - prompt_estimate).unwrap_or(u32::MAX);
+    Ok(wanted.min(room))
 }
 
 /// How long to wait before the next request so that no more than `per_minute` requests start
@@ -71,6 +128,80 @@ mod tests {
             })
         );
         assert!(check_daily(u64::MAX, 0).is_ok(), "0 means no limit");
+    }
+
+    fn user(content: &str) -> ModelMessage {
+        ModelMessage {
+            role: supervisor_agent::protocol::Role::User,
+            content: content.into(),
+            tool_calls: vec![],
+            tool_call_id: None,
+        }
+    }
+
+    #[test]
+    fn the_prompt_estimate_counts_messages_and_tools_and_errs_high() {
+        assert_eq!(estimate_prompt_tokens(&[], &[]), 1, "\"[]\" twice: 4 bytes");
+        let text = "x".repeat(4_000);
+        let one = estimate_prompt_tokens(&[user(&text)], &[]);
+        assert!(one > 1_000, "at least a token per 4 bytes of text: {one}");
+        assert!(one < 1_020, "and not much more: {one}");
+        let tool = ToolSpec {
+            name: "read_file".into(),
+            description: "d".repeat(400),
+            parameters: serde_json::json!({"type": "object"}),
+        };
+        let with_tool = estimate_prompt_tokens(&[user(&text)], &[tool]);
+        assert!(with_tool > one + 100, "tools count: {with_tool}");
+        // Text that JSON escapes counts as escaped (more bytes, never fewer).
+        assert!(estimate_prompt_tokens(&[user(&"\n".repeat(400))], &[]) >= 200);
+    }
+
+    #[test]
+    fn the_ceiling_caps_what_a_request_asks_for() {
+        assert_eq!(allowance(0, 0, 10, None, 4096), Ok(4096));
+        assert_eq!(allowance(0, 0, 10, Some(100_000), 4096), Ok(4096));
+        assert_eq!(allowance(0, 0, 10, Some(512), 4096), Ok(512));
+        assert_eq!(allowance(u64::MAX, 0, u64::MAX, None, 7), Ok(7), "no limit");
+    }
+
+    #[test]
+    fn a_request_never_asks_for_more_than_is_left_of_the_day() {
+        // 1,000 a day, 900 used, a prompt of about 60: at most 40 more.
+        assert_eq!(allowance(900, 1_000, 60, None, 4096), Ok(40));
+        assert_eq!(allowance(900, 1_000, 60, Some(10), 4096), Ok(10));
+        assert_eq!(allowance(0, 1_000, 0, None, 4096), Ok(1_000));
+        // A huge prompt with almost nothing left is refused before any call.
+        assert_eq!(
+            allowance(995, 1_000, 250_000, Some(u32::MAX), 4096),
+            Err(Refusal::PromptTooLarge {
+                estimate: 250_000,
+                left: 5,
+                limit: 1_000
+            })
+        );
+        // A prompt that uses exactly what is left leaves no room for an answer.
+        assert!(matches!(
+            allowance(900, 1_000, 100, None, 4096),
+            Err(Refusal::PromptTooLarge { left: 100, .. })
+        ));
+        // Used up: the same refusal as before any estimate.
+        assert_eq!(
+            allowance(1_200, 1_000, 1, None, 4096),
+            Err(Refusal::UsedUp(OverBudget {
+                limit: 1_000,
+                used: 1_200
+            }))
+        );
+        let text = allowance(995, 1_000, 250_000, None, 4096)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            text.contains("about 250000 tokens") && text.contains("(5 of 1000 tokens)"),
+            "{text}"
+        );
+        // More left than a u32 holds: the ceiling decides.
+        assert_eq!(allowance(0, u64::MAX, 1, None, 4096), Ok(4096));
     }
 
     #[test]

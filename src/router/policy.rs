@@ -4,7 +4,7 @@ use regex::Regex;
 use supervisor_agent::protocol::{HistoryItem, Role};
 
 use crate::instance::InstanceConfig;
-use crate::store::messages::MessageRow;
+use crate::store::messages::{ExtraLimit, MessageRow};
 
 /// What happens to an inbound message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,6 +52,20 @@ pub fn classify(config: &InstanceConfig, sender: &str, body: &str) -> Dispositio
 /// Most message text one turn carries; the rest waits for the next turn. Keeps every turn
 /// envelope well under the protocol's size limit.
 pub const TURN_BUDGET_BYTES: usize = 256 * 1024;
+
+/// Most extra messages (`send_message`) one turn stores: enough to keep a person posted during
+/// long work, too few for an agent to fill the database in one turn.
+pub const MAX_EXTRA_MESSAGES_PER_TURN: u64 = 20;
+
+/// Most text, in bytes, one turn's extra messages store in all (each is also at most an
+/// envelope, 1 MiB).
+pub const MAX_EXTRA_BYTES_PER_TURN: u64 = 256 * 1024;
+
+/// The limit on a turn's extra messages; beyond it they are not stored and the turn goes on.
+pub const EXTRA_LIMIT: ExtraLimit = ExtraLimit {
+    messages: MAX_EXTRA_MESSAGES_PER_TURN,
+    bytes: MAX_EXTRA_BYTES_PER_TURN,
+};
 
 /// The channel of the messages that scheduled tasks queue.
 pub const TASK_CHANNEL: &str = "task";

@@ -73,6 +73,58 @@ pub struct Inbound<'a> {
     pub state: &'a str,
 }
 
+/// How many extra messages (`send_message`) one turn may store, and how many bytes of text
+/// in all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExtraLimit {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+/// The extra messages a turn has stored so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExtraTotals {
+    pub messages: u64,
+    pub bytes: u64,
+}
+
+impl ExtraLimit {
+    /// Whether one more extra message of `len` bytes fits after `so_far`.
+    pub fn admits(&self, so_far: ExtraTotals, len: usize) -> bool {
+        so_far.messages < self.messages && so_far.bytes.saturating_add(len as u64) <= self.bytes
+    }
+}
+
+/// What became of an extra message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Extra {
+    Recorded,
+    /// The same envelope was recorded before (its file read twice).
+    AlreadyRecorded,
+    /// Not stored; `first` when it is the turn's first dropped one (the event was recorded).
+    Dropped {
+        reason: DropReason,
+        first: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The turn already stored as many extra messages or bytes as its limit allows.
+    OverLimit,
+    /// The turn has its final answer: it is over.
+    Answered,
+}
+
+impl DropReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::OverLimit => "over the limit",
+            DropReason::Answered => "the turn has its answer",
+        }
+    }
+}
+
 /// Inserts a turn's final message and marks its inbound messages answered, inside the
 /// caller's transaction. False when the turn already has its final answer.
 fn insert_final(
@@ -314,31 +366,87 @@ impl Store {
         }
     }
 
-    /// Records an extra message sent during a turn; a re-delivered envelope is ignored.
+    /// Records an extra message sent during a turn, within `limit`; a re-delivered envelope
+    /// is ignored. One that is over the limit, or comes after the turn's final answer, is not
+    /// stored; the first of those per turn is recorded as a `message.extra_dropped` event (the
+    /// event is also how later ones know they are not the first), so a flood of them costs
+    /// one row, not one per message.
     pub fn record_extra(
         &mut self,
         instance: &str,
         turn_id: &str,
         envelope_id: &str,
         body: &str,
-    ) -> Result<bool> {
+        limit: &ExtraLimit,
+    ) -> Result<Extra> {
         self.write(|tx| {
             let iid = instance_id(tx, instance)?;
-            let known: i64 = tx.query_row(
-                "SELECT count(*) FROM messages WHERE turn_id = ?1 AND instance_id = ?2 AND direction = 'in'",
+            let started: Option<i64> = tx.query_row(
+                "SELECT min(created_at) FROM messages WHERE turn_id = ?1 AND instance_id = ?2 AND direction = 'in'",
                 params![turn_id, iid],
                 |r| r.get(0),
             )?;
-            if known == 0 {
+            let Some(started) = started else {
                 return Err(StoreError::UnknownTurn(turn_id.to_string()));
-            }
-            let now = now_ms();
-            let n = tx.execute(
-                "INSERT OR IGNORE INTO messages (id, instance_id, direction, channel, sender, body, state, turn_id, created_at, updated_at)
-                 VALUES (?1, ?2, 'out', 'agent', ?3, ?4, 'extra', ?5, ?6, ?6)",
-                params![envelope_id, iid, instance, body, turn_id, now],
+            };
+            let stored: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE id = ?1)",
+                [envelope_id],
+                |r| r.get(0),
             )?;
-            Ok(n > 0)
+            if stored {
+                return Ok(Extra::AlreadyRecorded);
+            }
+            let answered: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM messages WHERE turn_id = ?1 AND direction = 'out' AND state = 'final')",
+                [turn_id],
+                |r| r.get(0),
+            )?;
+            let (count, bytes): (i64, i64) = tx.query_row(
+                "SELECT count(*), coalesce(sum(length(CAST(body AS BLOB))), 0) FROM messages
+                 WHERE turn_id = ?1 AND direction = 'out' AND state = 'extra'",
+                [turn_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let so_far = ExtraTotals {
+                messages: count.max(0) as u64,
+                bytes: bytes.max(0) as u64,
+            };
+            let why = if answered {
+                DropReason::Answered
+            } else if limit.admits(so_far, body.len()) {
+                let now = now_ms();
+                tx.execute(
+                    "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, turn_id, created_at, updated_at)
+                     VALUES (?1, ?2, 'out', 'agent', ?3, ?4, 'extra', ?5, ?6, ?6)",
+                    params![envelope_id, iid, instance, body, turn_id, now],
+                )?;
+                return Ok(Extra::Recorded);
+            } else {
+                DropReason::OverLimit
+            };
+            // Events after the turn began that name it: the turn's first drop, if any.
+            let dropped_before: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM events WHERE instance = ?1 AND at >= ?2
+                     AND kind = 'message.extra_dropped' AND json_extract(detail, '$.turn_id') = ?3)",
+                params![instance, started, turn_id],
+                |r| r.get(0),
+            )?;
+            if !dropped_before {
+                let detail = serde_json::json!({
+                    "turn_id": turn_id,
+                    "reason": why.as_str(),
+                    "stored_messages": so_far.messages,
+                    "stored_bytes": so_far.bytes,
+                    "max_messages": limit.messages,
+                    "max_bytes": limit.bytes,
+                });
+                super::events::record(tx, Some(instance), "daemon", "message.extra_dropped", Some(&detail))?;
+            }
+            Ok(Extra::Dropped {
+                reason: why,
+                first: !dropped_before,
+            })
         })
     }
 
@@ -523,7 +631,14 @@ mod tests {
         for r in [
             s.record_final("bob", "t-alice", "x1", "spoofed", None)
                 .map(drop),
-            s.record_extra("bob", "t-alice", "x2", "spoofed").map(drop),
+            s.record_extra(
+                "bob",
+                "t-alice",
+                "x2",
+                "spoofed",
+                &crate::router::policy::EXTRA_LIMIT,
+            )
+            .map(drop),
             s.record_final("alice", "t-unknown", "x3", "orphan", None)
                 .map(drop),
         ] {
@@ -537,12 +652,17 @@ mod tests {
         let (_d, mut s) = store();
         let a = s.accept_message(&inbound("one", "queued")).unwrap();
         s.begin_turn("t1", std::slice::from_ref(&a.id)).unwrap();
-        assert!(s
-            .record_extra("alice", "t1", "e1", "working on it")
-            .unwrap());
-        assert!(!s
-            .record_extra("alice", "t1", "e1", "working on it")
-            .unwrap());
+        let limit = crate::router::policy::EXTRA_LIMIT;
+        assert_eq!(
+            s.record_extra("alice", "t1", "e1", "working on it", &limit)
+                .unwrap(),
+            Extra::Recorded
+        );
+        assert_eq!(
+            s.record_extra("alice", "t1", "e1", "working on it", &limit)
+                .unwrap(),
+            Extra::AlreadyRecorded
+        );
         s.record_final("alice", "t1", "r1", "done", None).unwrap();
         let bodies: Vec<_> = s
             .history("alice", 10)
@@ -552,5 +672,129 @@ mod tests {
             .collect();
         assert_eq!(bodies, ["one", "working on it", "done"]);
         assert_eq!(s.history("alice", 1).unwrap()[0].body, "done");
+    }
+
+    #[test]
+    fn the_extra_limit_counts_messages_and_bytes() {
+        let limit = ExtraLimit {
+            messages: 3,
+            bytes: 100,
+        };
+        let so_far = |messages, bytes| ExtraTotals { messages, bytes };
+        assert!(limit.admits(so_far(0, 0), 100));
+        assert!(
+            !limit.admits(so_far(0, 0), 101),
+            "one message over the bytes"
+        );
+        assert!(limit.admits(so_far(2, 50), 50));
+        assert!(!limit.admits(so_far(2, 50), 51));
+        assert!(!limit.admits(so_far(3, 0), 0), "the count is reached");
+        assert!(!limit.admits(so_far(0, u64::MAX), 1), "no overflow");
+    }
+
+    fn extra_events(s: &Store) -> Vec<serde_json::Value> {
+        s.recent_events(Some("alice"), 100)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "message.extra_dropped")
+            .map(|e| e.detail.unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn extras_beyond_the_limit_are_dropped_with_one_event_per_turn() {
+        let (_d, mut s) = store();
+        let limit = ExtraLimit {
+            messages: 3,
+            bytes: 10,
+        };
+        let a = s.accept_message(&inbound("one", "queued")).unwrap();
+        s.begin_turn("t1", std::slice::from_ref(&a.id)).unwrap();
+        let mut outcomes = Vec::new();
+        for (i, body) in ["aaaa", "bbbb", "cccccc", "cc", "d", "e"]
+            .iter()
+            .enumerate()
+        {
+            outcomes.push(
+                s.record_extra("alice", "t1", &format!("e{i}"), body, &limit)
+                    .unwrap(),
+            );
+        }
+        let over = |first| Extra::Dropped {
+            reason: DropReason::OverLimit,
+            first,
+        };
+        // 4 + 4 bytes stored; 6 more would pass 10; 2 fit; then the count of 3 is reached.
+        assert_eq!(
+            outcomes,
+            [
+                Extra::Recorded,
+                Extra::Recorded,
+                over(true),
+                Extra::Recorded,
+                over(false),
+                over(false)
+            ]
+        );
+        let extras: Vec<_> = s
+            .history("alice", 50)
+            .unwrap()
+            .into_iter()
+            .filter(|m| m.state == "extra")
+            .map(|m| m.body)
+            .collect();
+        assert_eq!(extras, ["aaaa", "bbbb", "cc"]);
+        let events = extra_events(&s);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(events[0]["turn_id"], "t1");
+        assert_eq!(events[0]["reason"], "over the limit");
+        assert_eq!(
+            (
+                events[0]["max_messages"].as_u64(),
+                events[0]["max_bytes"].as_u64()
+            ),
+            (Some(3), Some(10))
+        );
+
+        // Another turn has a limit of its own, and its own event.
+        let b = s.accept_message(&inbound("two", "queued")).unwrap();
+        s.begin_turn("t2", std::slice::from_ref(&b.id)).unwrap();
+        assert_eq!(
+            s.record_extra("alice", "t2", "f1", "ffff", &limit).unwrap(),
+            Extra::Recorded
+        );
+        assert_eq!(
+            s.record_extra("alice", "t2", "f2", "x".repeat(11).as_str(), &limit)
+                .unwrap(),
+            over(true)
+        );
+        assert_eq!(extra_events(&s).len(), 2);
+    }
+
+    #[test]
+    fn an_extra_after_the_turns_answer_is_not_stored() {
+        let (_d, mut s) = store();
+        let limit = crate::router::policy::EXTRA_LIMIT;
+        let a = s.accept_message(&inbound("one", "queued")).unwrap();
+        s.begin_turn("t1", std::slice::from_ref(&a.id)).unwrap();
+        s.record_final("alice", "t1", "r1", "done", None).unwrap();
+        for (id, first) in [("late1", true), ("late2", false)] {
+            assert_eq!(
+                s.record_extra("alice", "t1", id, "too late", &limit)
+                    .unwrap(),
+                Extra::Dropped {
+                    reason: DropReason::Answered,
+                    first
+                }
+            );
+        }
+        assert!(s
+            .history("alice", 10)
+            .unwrap()
+            .iter()
+            .all(|m| m.state != "extra"));
+        let events = extra_events(&s);
+        assert_eq!(events.len(), 1);
+        assert_eq!(events[0]["reason"], "the turn has its answer");
     }
 }

@@ -268,8 +268,14 @@ mod tests {
         // An old finished turn: question and answer both old.
         let q = accept(&mut s, "old-q", "queued");
         s.begin_turn("t-old", std::slice::from_ref(&q)).unwrap();
-        s.record_extra("alice", "t-old", "old-x", "old-extra")
-            .unwrap();
+        s.record_extra(
+            "alice",
+            "t-old",
+            "old-x",
+            "old-extra",
+            &crate::router::policy::EXTRA_LIMIT,
+        )
+        .unwrap();
         s.record_final("alice", "t-old", "old-a", "old-answer", None)
             .unwrap();
         for id in [&q, &"old-x".to_string(), &"old-a".to_string()] {
@@ -288,8 +294,14 @@ mod tests {
         }
         let open = accept(&mut s, "open-q", "queued");
         s.begin_turn("t-open", std::slice::from_ref(&open)).unwrap();
-        s.record_extra("alice", "t-open", "open-x", "open-extra")
-            .unwrap();
+        s.record_extra(
+            "alice",
+            "t-open",
+            "open-x",
+            "open-extra",
+            &crate::router::policy::EXTRA_LIMIT,
+        )
+        .unwrap();
         age_message(&s, &open, old);
         age_message(&s, "open-x", old);
         // Refused: old goes, recent stays.

@@ -53,7 +53,8 @@ pub struct RunRow {
     pub error: Option<String>,
     /// `schedule` or `manual` (run-now).
     pub trigger: String,
-    /// Missed occurrences this run stands for (after downtime).
+    /// Missed occurrences this run stands for: after downtime, and those that fell due while
+    /// it waited to be answered.
     pub skipped: i64,
 }
 
@@ -69,6 +70,18 @@ pub struct NewTask<'a> {
     pub context_mode: &'a str,
     pub next_run_at: i64,
     pub created_by: &'a str,
+}
+
+/// What [`Store::claim_run`] did with an occurrence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimOutcome {
+    /// The run was inserted and its message queued.
+    Claimed(i64),
+    /// An earlier run of the task still waits: it stands for this occurrence (and the
+    /// `skipped` missed ones before it) too, and nothing was queued.
+    Skipped { run: i64, skipped: u64 },
+    /// Already claimed, or the task changed since the caller looked: nothing was done.
+    Unchanged,
 }
 
 /// A claim of one occurrence: the task moves on to `next` (None: it is done).
@@ -243,9 +256,11 @@ impl Store {
     }
 
     /// Claims a scheduled occurrence: inserts the run, queues its message and moves the task
-    /// on, all in one transaction. Returns the run id, or None when this occurrence was
-    /// already claimed (the task is still moved on) or the task changed meanwhile.
-    pub fn claim_run(&mut self, c: &Claim) -> Result<Option<i64>> {
+    /// on, all in one transaction. An occurrence that falls due while an earlier run of the
+    /// task still waits (claimed or running) queues nothing: the waiting run stands for it too
+    /// (its `skipped` grows), and the task moves on. Nothing is claimed when this occurrence
+    /// was already claimed (the task is still moved on) or the task changed meanwhile.
+    pub fn claim_run(&mut self, c: &Claim) -> Result<ClaimOutcome> {
         self.write(|tx| {
             // Only claim what the caller saw: a task paused or edited since is left alone.
             let current: Option<(Option<i64>, String)> = tx
@@ -257,17 +272,45 @@ impl Store {
                 .optional()?;
             match current {
                 Some((Some(next), status)) if status == "active" && next <= c.scheduled_for => {}
-                _ => return Ok(None),
+                _ => return Ok(ClaimOutcome::Unchanged),
             }
             let now = now_ms();
-            let run = insert_run(tx, c.task_id, c.scheduled_for, "schedule", c.skipped, now)?;
             let status = if c.next.is_some() { "active" } else { "done" };
+            let seen: bool = tx.query_row(
+                "SELECT EXISTS (SELECT 1 FROM task_runs WHERE task_id = ?1 AND scheduled_for = ?2)",
+                params![c.task_id, c.scheduled_for],
+                |r| r.get(0),
+            )?;
+            let waiting: Option<(i64, i64)> = tx
+                .query_row(
+                    "SELECT id, claimed_at FROM task_runs
+                     WHERE task_id = ?1 AND status IN ('claimed', 'running')
+                     ORDER BY id DESC LIMIT 1",
+                    [c.task_id],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let outcome = match waiting {
+                Some((run, claimed_at)) if !seen => {
+                    let skipped = c.skipped.saturating_add(1);
+                    fold_into_waiting_run(tx, c.task_id, run, claimed_at, skipped)?;
+                    tx.execute(
+                        "UPDATE tasks SET next_run_at = ?2, status = ?3, updated_at = ?4 WHERE id = ?1",
+                        params![c.task_id, c.next, status, now],
+                    )?;
+                    return Ok(ClaimOutcome::Skipped { run, skipped });
+                }
+                _ => match insert_run(tx, c.task_id, c.scheduled_for, "schedule", c.skipped, now)? {
+                    Some(run) => ClaimOutcome::Claimed(run),
+                    None => ClaimOutcome::Unchanged,
+                },
+            };
             tx.execute(
                 "UPDATE tasks SET next_run_at = ?2, last_run_at = ?3, status = ?4, updated_at = ?3
                  WHERE id = ?1",
                 params![c.task_id, c.next, now, status],
             )?;
-            Ok(run)
+            Ok(outcome)
         })
     }
 
@@ -368,6 +411,49 @@ fn insert_run(
         )?;
     }
     Ok(Some(run))
+}
+
+/// Adds `skipped` occurrences to a run that still waits, inside the caller's transaction. The
+/// first time a run stands for occurrences it was not claimed for, a `task.missed` event says
+/// so; later ones only raise its count, so a task due every second while its instance is busy
+/// does not write an event a second.
+fn fold_into_waiting_run(
+    tx: &Transaction,
+    task_id: i64,
+    run: i64,
+    claimed_at: i64,
+    skipped: u64,
+) -> Result<()> {
+    tx.execute(
+        "UPDATE task_runs SET skipped = skipped + ?2 WHERE id = ?1",
+        params![run, skipped as i64],
+    )?;
+    let instance: String = tx.query_row(
+        "SELECT i.name FROM tasks t JOIN instances i ON i.id = t.instance_id WHERE t.id = ?1",
+        [task_id],
+        |r| r.get(0),
+    )?;
+    // This run's event, if it has one, is among the instance's events since it was claimed.
+    let recorded: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM events WHERE instance = ?1 AND at >= ?2
+             AND kind = 'task.missed' AND json_extract(detail, '$.run_id') = ?3)",
+        params![instance, claimed_at, run],
+        |r| r.get(0),
+    )?;
+    if !recorded {
+        let detail = serde_json::json!({
+            "task_id": task_id, "run_id": run, "skipped": skipped,
+            "reason": "the previous run has not finished",
+        });
+        super::events::record(
+            tx,
+            Some(&instance),
+            "scheduler",
+            "task.missed",
+            Some(&detail),
+        )?;
+    }
+    Ok(())
 }
 
 /// Marks the runs of a turn as started (called when the turn is delivered).
@@ -515,9 +601,11 @@ mod tests {
             skipped: 0,
             next: Some(61_000),
         };
-        let run = s.claim_run(&claim).unwrap().expect("claimed");
+        let ClaimOutcome::Claimed(run) = s.claim_run(&claim).unwrap() else {
+            panic!("not claimed")
+        };
         // The same occurrence again (a second scheduler, a replayed wake-up): nothing.
-        assert_eq!(s.claim_run(&claim).unwrap(), None);
+        assert_eq!(s.claim_run(&claim).unwrap(), ClaimOutcome::Unchanged);
         let waiting = s.waiting_messages("alice").unwrap();
         assert_eq!(waiting.len(), 1);
         assert_eq!(
@@ -543,12 +631,121 @@ mod tests {
             skipped: 0,
             next: Some(61_000),
         };
-        assert_eq!(s.claim_run(&claim).unwrap(), None);
+        assert_eq!(s.claim_run(&claim).unwrap(), ClaimOutcome::Unchanged);
         assert!(s.due_tasks(5_000).unwrap().is_empty());
         s.set_task_status(t.id, "active", Some(2_000), "cli")
             .unwrap();
-        assert_eq!(s.claim_run(&claim).unwrap(), None, "its next run moved on");
+        assert_eq!(
+            s.claim_run(&claim).unwrap(),
+            ClaimOutcome::Unchanged,
+            "its next run moved on"
+        );
         assert!(s.waiting_messages("alice").unwrap().is_empty());
+    }
+
+    fn claim_at(s: &mut Store, task: i64, at: i64, skipped: u64) -> ClaimOutcome {
+        s.claim_run(&Claim {
+            task_id: task,
+            scheduled_for: at,
+            skipped,
+            next: Some(at + 60_000),
+        })
+        .unwrap()
+    }
+
+    fn missed_events(s: &Store) -> Vec<serde_json::Value> {
+        s.recent_events(Some("alice"), 100)
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.kind == "task.missed")
+            .map(|e| e.detail.unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn an_occurrence_due_while_the_previous_run_waits_queues_nothing() {
+        let (_d, mut s) = store();
+        let t = every(&mut s, "isolated", 1_000);
+        let ClaimOutcome::Claimed(first) = claim_at(&mut s, t.id, 1_000, 0) else {
+            panic!("not claimed")
+        };
+        // Still claimed (queued, not delivered): the next occurrences are skipped, one of
+        // them after downtime that missed two more.
+        assert_eq!(
+            claim_at(&mut s, t.id, 61_000, 0),
+            ClaimOutcome::Skipped {
+                run: first,
+                skipped: 1
+            }
+        );
+        assert_eq!(
+            claim_at(&mut s, t.id, 241_000, 2),
+            ClaimOutcome::Skipped {
+                run: first,
+                skipped: 3
+            }
+        );
+        assert_eq!(
+            s.waiting_messages("alice").unwrap().len(),
+            1,
+            "one run waits"
+        );
+        assert_eq!(s.task_runs(t.id, 10).unwrap().len(), 1);
+        assert_eq!(s.task_runs(t.id, 10).unwrap()[0].skipped, 4);
+        let task = s.task(t.id).unwrap();
+        assert_eq!(task.next_run_at, Some(301_000), "the schedule moves on");
+        // One event for the waiting run, however many occurrences it stands for.
+        let events = missed_events(&s);
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert_eq!(
+            (events[0]["run_id"].as_i64(), events[0]["skipped"].as_u64()),
+            (Some(first), Some(1))
+        );
+
+        // Running (delivered) still counts as waiting.
+        let ids: Vec<String> = s
+            .waiting_messages("alice")
+            .unwrap()
+            .into_iter()
+            .map(|m| m.id)
+            .collect();
+        s.begin_turn("t1", &ids).unwrap();
+        assert!(matches!(
+            claim_at(&mut s, t.id, 301_000, 0),
+            ClaimOutcome::Skipped { run, .. } if run == first
+        ));
+        // Answered: the next occurrence is a run of its own again.
+        s.record_final("alice", "t1", "r1", "done", None).unwrap();
+        let ClaimOutcome::Claimed(second) = claim_at(&mut s, t.id, 361_000, 0) else {
+            panic!("not claimed after the answer")
+        };
+        assert_ne!(second, first);
+        let runs = s.task_runs(t.id, 10).unwrap();
+        assert_eq!(
+            runs.iter().map(|r| (r.id, r.skipped)).collect::<Vec<_>>(),
+            [(second, 0), (first, 5)]
+        );
+        assert_eq!(s.waiting_messages("alice").unwrap().len(), 1);
+        // A second waiting run gets an event of its own.
+        claim_at(&mut s, t.id, 421_000, 0);
+        let events = missed_events(&s);
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0]["run_id"].as_i64(), Some(second));
+    }
+
+    #[test]
+    fn a_waiting_manual_run_stands_for_a_scheduled_occurrence() {
+        let (_d, mut s) = store();
+        let t = every(&mut s, "isolated", 1_000);
+        let manual = s.run_task_now(t.id, "cli").unwrap();
+        assert_eq!(
+            claim_at(&mut s, t.id, 1_000, 0),
+            ClaimOutcome::Skipped {
+                run: manual,
+                skipped: 1
+            }
+        );
+        assert_eq!(s.waiting_messages("alice").unwrap().len(), 1);
     }
 
     #[test]

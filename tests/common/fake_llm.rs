@@ -120,6 +120,8 @@ async fn chat(State(calls): State<Arc<AtomicU32>>, Json(body): Json<Value>) -> J
                 Json(answer("fast answer"))
             }
         }
+        // Says what it was asked for, so a test can see what the host sent.
+        "max-tokens" => Json(answer(&format!("max_tokens={}", body["max_tokens"]))),
         _ => Json(answer("fast answer")),
     }
 }
