@@ -4,7 +4,7 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
-use crate::daemon::api::SendRequest;
+use crate::daemon::api::{SendRequest, LOCAL_SENDER};
 use crate::daemon::client::DaemonClient;
 use crate::docker;
 use crate::home::Home;
@@ -46,8 +46,8 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
         }
         let request = SendRequest {
             text: text.to_string(),
-            sender: "local".into(),
-            channel: "cli".into(),
+            sender: Some(LOCAL_SENDER.into()),
+            channel: Some("cli".into()),
             wait: true,
             timeout_secs: Some(args.timeout),
             id: None,
