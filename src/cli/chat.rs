@@ -8,6 +8,7 @@ use crate::daemon::api::{SendRequest, LOCAL_SENDER};
 use crate::daemon::client::DaemonClient;
 use crate::docker;
 use crate::home::Home;
+use crate::render::escape;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -54,7 +55,8 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
         };
         match docker::block_on(client.send(name.as_str(), &request)) {
             Ok(resp) => match resp.reply {
-                Some(reply) => writeln!(out, "{name}> {reply}")?,
+                // The agent wrote it: escape sequences in it are shown, not obeyed.
+                Some(reply) => writeln!(out, "{name}> {}", escape::text(&reply))?,
                 None => writeln!(out, "({} is {})", resp.id, resp.state)?,
             },
             Err(e) => eprintln!("error: {e}"),

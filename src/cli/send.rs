@@ -107,7 +107,8 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string(&response)?);
     } else if let Some(reply) = &response.reply {
-        println!("{reply}");
+        // The agent wrote it: escape sequences in it are shown, not obeyed.
+        println!("{}", crate::render::escape::text(reply));
     } else {
         println!("message {} is {}", response.id, response.state);
     }

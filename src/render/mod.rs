@@ -1,5 +1,6 @@
 //! Pure rendering: records in, text out. No I/O here, so every view is unit-testable.
 
+pub mod escape;
 pub mod status;
 pub mod tasks;
 
@@ -183,8 +184,14 @@ pub fn instance_detail(d: &InstanceDetail) -> String {
     ));
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     let mut out = String::new();
+    // Every value on one line, whatever it holds: the soul's title comes from the
+    // agent-writable SOUL.md, the state detail quotes the container's last output.
     for (k, v) in lines {
-        out.push_str(&format!("{:<width$} {v}\n", format!("{k}:")));
+        out.push_str(&format!(
+            "{:<width$} {}\n",
+            format!("{k}:"),
+            escape::line(&v)
+        ));
     }
     if !d.recent_events.is_empty() {
         out.push_str("recent events:\n");
@@ -192,8 +199,8 @@ pub fn instance_detail(d: &InstanceDetail) -> String {
             out.push_str(&format!(
                 "  {}  {:<18} by {}\n",
                 timestamp(e.at),
-                e.kind,
-                e.actor
+                escape::line(&e.kind),
+                escape::line(&e.actor)
             ));
         }
     }
@@ -338,6 +345,35 @@ mod tests {
         assert!(lines[1].starts_with("alice") && lines[1].contains("echo/echo"));
         assert!(lines[2].contains("(config error)"));
         assert!(lines[1].contains("2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn show_escapes_the_soul_title_and_the_state_detail() {
+        let mut rec = record("alice");
+        rec.state_detail = Some("last output: \u{1b}]0;pwned\u{7} | \u{9b}2J".into());
+        let home = crate::home::Home::new(Path::new("/h")).unwrap();
+        let name = crate::instance::InstanceName::parse("alice").unwrap();
+        let detail = InstanceDetail {
+            summary: InstanceSummary::new(
+                rec,
+                Path::new("/h/alice"),
+                Ok(InstanceConfig::default()),
+            ),
+            soul_title: Some("Helper\u{202e}txt.exe".into()),
+            paths: home.instance_paths(&name),
+            config: Some(InstanceConfig::default()),
+            counts: InstanceCounts {
+                messages: 0,
+                tasks: 0,
+            },
+            recent_events: vec![],
+        };
+        let out = instance_detail(&detail);
+        for raw in ['\u{1b}', '\u{7}', '\u{9b}', '\u{202e}'] {
+            assert!(!out.contains(raw), "{raw:?} in\n{out}");
+        }
+        assert!(out.contains("\\u{1b}]0;pwned\\u{7} | \\u{9b}2J"), "{out}");
+        assert!(out.contains("Helper\\u{202e}txt.exe"), "{out}");
     }
 
     #[test]
