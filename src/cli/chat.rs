@@ -59,7 +59,7 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
                 Some(reply) => writeln!(out, "{name}> {}", escape::text(&reply))?,
                 None => writeln!(out, "({} is {})", resp.id, resp.state)?,
             },
-            Err(e) => eprintln!("error: {e}"),
+            Err(e) => eprintln!("error: {}", escape::line(&e.to_string())),
         }
         out.flush()?;
     }

@@ -269,7 +269,8 @@ pub fn runtime_table(rows: &[crate::runtime::RuntimeView]) -> String {
     flush_left(table)
 }
 
-/// One roll-out step as `runtime activate` prints it while following a roll-out.
+/// One roll-out step as `runtime activate` prints it while following a roll-out. A
+/// failure's reason may quote the container's last output, so it is escaped.
 pub fn rollout_step(step: &crate::store::rollouts::RolloutStep) -> String {
     let what = match step.state.as_str() {
         "moving" => "moving: recreated, waiting for its agent".to_string(),
@@ -279,7 +280,7 @@ pub fn rollout_step(step: &crate::store::rollouts::RolloutStep) -> String {
             step.detail.as_deref().unwrap_or("no reason recorded")
         ),
     };
-    format!("  {:<20} {what}", step.instance)
+    format!("  {:<20} {}", step.instance, escape::line(&what))
 }
 
 /// The latest roll-out, as `runtime rollout` shows it.
@@ -292,7 +293,7 @@ pub fn rollout(r: &crate::store::rollouts::Rollout) -> String {
         r.state
     );
     if let Some(detail) = &r.detail {
-        out += &format!("  reason: {detail}\n");
+        out += &format!("  reason: {}\n", escape::line(detail));
     }
     if r.steps.is_empty() {
         out += "  no instance moved\n";
@@ -374,6 +375,37 @@ mod tests {
         }
         assert!(out.contains("\\u{1b}]0;pwned\\u{7} | \\u{9b}2J"), "{out}");
         assert!(out.contains("Helper\\u{202e}txt.exe"), "{out}");
+    }
+
+    #[test]
+    fn a_rollouts_reasons_are_escaped() {
+        use crate::store::rollouts::{Rollout, RolloutStep};
+        let quoted = "crash-loop on runtime new: last output: \u{1b}[2J\u{9b}H";
+        let r = Rollout {
+            activation_id: 2,
+            runtime_id: "new".into(),
+            previous_id: "old".into(),
+            state: "failed".into(),
+            activated_at: 0,
+            detail: Some(quoted.into()),
+            steps: vec![RolloutStep {
+                instance: "alice".into(),
+                state: "reverted".into(),
+                started_at: 0,
+                finished_at: Some(1),
+                detail: Some(quoted.into()),
+            }],
+        };
+        let out = rollout(&r);
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{9b}'),
+            "{out:?}"
+        );
+        assert_eq!(
+            out.matches("last output: \\u{1b}[2J\\u{9b}H").count(),
+            2,
+            "{out}"
+        );
     }
 
     #[test]
