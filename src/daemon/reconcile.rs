@@ -109,7 +109,7 @@ impl Reconciler {
 
     /// Instances' ports stay closed for want of a token: each instance with a `port` says
     /// so in its state detail, and each closed port is logged and recorded once.
-    pub fn ports_closed(&mut self, problem: TokenProblem) {
+    pub fn keep_ports_closed(&mut self, problem: TokenProblem) {
         self.ports_closed = Some(problem);
     }
 

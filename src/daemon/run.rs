@@ -63,7 +63,7 @@ async fn main_loop(
     // run without them; the reconciler tells on each instance.
     let port_token = api::listen::token(&host.api, token).map(api::Token::new);
     if let Err(problem) = &port_token {
-        reconciler.ports_closed(problem.clone());
+        reconciler.keep_ports_closed(problem.clone());
     }
     let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<Wake>();
     let (stop_tx, mut stop_rx) = watch::channel(false);
