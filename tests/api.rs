@@ -1,13 +1,18 @@
 //! The daemon's API over real sockets: the TCP listener and its token rules, the JSON
-//! endpoints, metrics, and an instance's own port.
+//! endpoints, metrics, an instance's own port (never without the token), and who a caller
+//! over TCP may be.
 
 mod common;
 
+use std::net::TcpStream;
+use std::process::Stdio;
 use std::time::Duration;
 
 use common::daemon::{wait_until, Daemon, ReadyHome};
 use common::{bin, TestHome};
 use serde_json::{json, Value};
+use supervisor::daemon::client::DaemonClient;
+use supervisor::home::Home;
 
 const LONG: Duration = Duration::from_secs(60);
 const TOKEN: &str = "0123456789abcdef0123456789abcdef-test-token";
@@ -54,7 +59,11 @@ fn the_tcp_api_demands_its_token_and_serves_every_endpoint() {
     let h = ReadyHome::new();
     h.home.run(&["create-instance", "alice"]).ok();
     let alice_port = free_port();
-    h.edit_config("alice", |c| c["port"] = json!(alice_port));
+    h.edit_config("alice", |c| {
+        c["port"] = json!(alice_port);
+        // Callers over TCP are `api:tcp`, never `local`.
+        c["allow_from"] = json!(["local", "api:tcp"]);
+    });
     let port = free_port();
     listen_on(&h.home, &format!("127.0.0.1:{port}"));
     let daemon = Daemon::start_with_env(&h.home, &[("SUPERVISOR_API_TOKEN", TOKEN)]);
@@ -90,7 +99,7 @@ fn the_tcp_api_demands_its_token_and_serves_every_endpoint() {
         Some(json!({"text": "over tcp", "wait": true})),
     );
     assert_eq!(code, 200, "{sent}");
-    assert_eq!(sent["reply"], "echo: [local] over tcp");
+    assert_eq!(sent["reply"], "echo: [api:tcp] over tcp");
     let (_, history) = call(
         "GET",
         &url("/v1/instances/alice/messages?limit=10"),
@@ -179,7 +188,7 @@ fn the_tcp_api_demands_its_token_and_serves_every_endpoint() {
         Some(TOKEN),
         Some(json!({"text": "on my port", "wait": true})),
     );
-    assert_eq!(sent["reply"], "echo: [local] on my port");
+    assert_eq!(sent["reply"], "echo: [api:tcp] on my port");
 
     // The token never reaches the log.
     assert!(!daemon.log_text().contains(TOKEN));
@@ -217,4 +226,222 @@ fn unsafe_listeners_are_refused_before_anything_binds() {
         !home.path("run/supervisor.sock").exists(),
         "nothing was served"
     );
+}
+
+/// Appends `line` to supervisor.toml, whose last section is `[api]`.
+fn api_setting(home: &TestHome, line: &str) {
+    let path = home.path("supervisor.toml");
+    let original = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, format!("{original}\n{line}\n")).unwrap();
+}
+
+/// Runs a reconcile pass now and waits for it.
+fn reconcile(home: &TestHome) {
+    let client = DaemonClient::for_home(&Home::new(&home.root).unwrap());
+    supervisor::docker::block_on(client.reconcile()).unwrap();
+}
+
+fn refused_connection(port: u16) -> bool {
+    matches!(
+        TcpStream::connect(("127.0.0.1", port)),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused
+    )
+}
+
+#[test]
+fn an_instance_port_without_a_token_is_never_opened_and_says_why() {
+    let h = ReadyHome::new();
+    // A variable no environment sets: the daemon has no token.
+    api_setting(&h.home, "token_env = \"SUPERVISOR_TEST_UNSET_TOKEN\"");
+    let port = free_port();
+    h.home
+        .run(&["create-instance", "alice", "--port", &port.to_string()])
+        .ok();
+    let daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    let closed = format!("port {port} is not open");
+    let detail = || {
+        h.home.run(&["status", "--json"]).json()["instances"][0]["detail"]
+            .as_str()
+            .map(str::to_string)
+    };
+    assert!(
+        wait_until(LONG, || detail().is_some_and(|d| d.contains(&closed))),
+        "status says nothing: {:?}\n{}",
+        detail(),
+        daemon.log_text()
+    );
+    let d = detail().unwrap();
+    assert!(
+        d.contains("SUPERVISOR_TEST_UNSET_TOKEN") && d.contains("[api] token_env"),
+        "says how to fix it: {d}"
+    );
+    let show = h.home.run(&["show", "alice"]).ok().stdout;
+    assert!(show.contains(&closed), "{show}");
+    // The instance itself runs.
+    let status = h.home.run(&["status", "--json"]).json();
+    assert!(
+        ["running", "starting"].contains(&status["instances"][0]["state"].as_str().unwrap()),
+        "{status}"
+    );
+
+    // Nothing listens on the port, pass after pass.
+    for _ in 0..3 {
+        reconcile(&h.home);
+        assert!(refused_connection(port), "port {port} accepts connections");
+    }
+    // Said once: one warning, one event.
+    let log = daemon.log_text();
+    assert_eq!(
+        log.matches("the instance's port is not opened").count(),
+        1,
+        "{log}"
+    );
+    let shown = h.home.run(&["show", "alice", "--json"]).ok().json();
+    let events: Vec<&Value> = shown["recent_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "port.closed")
+        .collect();
+    assert_eq!(events.len(), 1, "{shown}");
+    assert_eq!(events[0]["detail"]["port"], port);
+}
+
+#[test]
+fn an_instance_port_demands_the_token_without_an_api_listener_too() {
+    let home = TestHome::new();
+    home.run(&["init"]).ok();
+    let port = free_port();
+    home.run(&["create-instance", "alice", "--port", &port.to_string()])
+        .ok();
+    let _daemon = Daemon::start_with_env(&home, &[("SUPERVISOR_API_TOKEN", TOKEN)]);
+    let health = format!("http://127.0.0.1:{port}/health");
+    assert!(
+        wait_until(LONG, || !refused_connection(port)),
+        "port {port} never opened"
+    );
+    assert_eq!(call("GET", &health, None, None).0, 401);
+    assert_eq!(call("GET", &health, Some(&TOKEN[1..]), None).0, 401);
+    let (code, alice) = call("GET", &health, Some(TOKEN), None);
+    assert_eq!(
+        (code, alice["name"].as_str()),
+        (200, Some("alice")),
+        "{alice}"
+    );
+    assert_eq!(alice["detail"], Value::Null, "nothing to report: {alice}");
+}
+
+#[test]
+fn no_caller_over_tcp_can_be_the_local_sender() {
+    let home = TestHome::new();
+    home.run(&["init"]).ok();
+    let api_port = free_port();
+    listen_on(&home, &format!("127.0.0.1:{api_port}"));
+    let own_port = free_port();
+    // allow_from is the default, ["local"].
+    home.run(&["create-instance", "alice", "--port", &own_port.to_string()])
+        .ok();
+    let _daemon = Daemon::start_with_env(&home, &[("SUPERVISOR_API_TOKEN", TOKEN)]);
+    assert!(
+        wait_until(LONG, || !refused_connection(own_port)),
+        "port {own_port} never opened"
+    );
+    for url in [
+        format!("http://127.0.0.1:{api_port}/v1/instances/alice/messages"),
+        format!("http://127.0.0.1:{own_port}/messages"),
+    ] {
+        for claim in ["local", "LOCAL"] {
+            let (code, e) = call(
+                "POST",
+                &url,
+                Some(TOKEN),
+                Some(json!({"text": "it is me, the operator", "sender": claim})),
+            );
+            assert_eq!(code, 403, "{url} as {claim}: {e}");
+            assert!(
+                e["error"]
+                    .as_str()
+                    .unwrap()
+                    .contains("cannot be claimed over TCP"),
+                "{e}"
+            );
+        }
+        // Without a sender: `api:tcp` on the channel `api`, which alice does not allow.
+        let (code, sent) = call(
+            "POST",
+            &url,
+            Some(TOKEN),
+            Some(json!({"text": "who am i", "wait": true})),
+        );
+        assert_eq!(
+            (code, sent["state"].as_str()),
+            (200, Some("refused")),
+            "{url}: {sent}"
+        );
+    }
+    // The CLI, on the socket, is the operator.
+    home.run(&["send", "alice", "from the cli"]).ok();
+    let history = home.run(&["history", "alice", "--json"]).ok().json();
+    let from: Vec<(&str, &str, bool)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["sender"].as_str().unwrap(),
+                m["channel"].as_str().unwrap(),
+                m["state"] == "refused",
+            )
+        })
+        .collect();
+    assert_eq!(
+        from,
+        [
+            ("api:tcp", "api", true),
+            ("api:tcp", "api", true),
+            ("local", "cli", false),
+        ],
+        "{history}"
+    );
+}
+
+#[test]
+fn a_loopback_listener_without_a_token_stops_the_daemon_from_starting() {
+    let home = TestHome::new();
+    home.run(&["init"]).ok();
+    let port = free_port();
+    listen_on(&home, &format!("127.0.0.1:{port}"));
+    let mut child = bin()
+        .arg("--home")
+        .arg(&home.root)
+        .arg("run")
+        .env_remove("SUPERVISOR_API_TOKEN")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = wait_until(Duration::from_secs(20), || {
+        child.try_wait().unwrap().is_some()
+    });
+    if !exited {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the daemon started with a loopback listener and no token");
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("api.listen")).collect();
+    assert_eq!(lines.len(), 1, "one line: {err}");
+    assert!(lines[0].starts_with("error: "), "{err}");
+    assert!(
+        lines[0].contains("needs a bearer token") && lines[0].contains("SUPERVISOR_API_TOKEN"),
+        "{err}"
+    );
+    assert!(
+        !home.path("run/supervisor.sock").exists(),
+        "nothing was served"
+    );
+    assert!(refused_connection(port));
 }

@@ -24,6 +24,9 @@ use supervisor::docker::exec::{self, ExecError, ExecOutput};
 /// A fake key, only ever in the daemon's environment.
 const KEY_ENV: &str = "OPENAI_API_KEY";
 const KEY: &str = "sk-escape-test-0123456789abcdef";
+/// The API's bearer token, which bob's own port demands.
+const API_TOKEN_ENV: &str = "SUPERVISOR_API_TOKEN";
+const API_TOKEN: &str = "escape-test-api-token-0123456789abcdef";
 /// The toolbox inside the runtime (src/runtime/build.rs, TOOLBOX_PATH).
 const BUSYBOX: &str = "/opt/runtime/toolbox/busybox";
 /// alice's limits: small, so that exhausting them is quick.
@@ -137,7 +140,8 @@ impl Sandbox {
             c["limits"]["pids"] = json!(ALICE_PIDS);
             c["limits"]["tmp"] = json!("16m");
         });
-        let daemon = Daemon::start_with_env(&h.home, &[(KEY_ENV, KEY)]);
+        // bob's port opens only behind the API's token.
+        let daemon = Daemon::start_with_env(&h.home, &[(KEY_ENV, KEY), (API_TOKEN_ENV, API_TOKEN)]);
         h.home.run(&["start", "--all", "--wait"]).ok();
         let s = Self {
             h,

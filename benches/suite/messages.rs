@@ -25,8 +25,8 @@ pub fn n() -> usize {
 pub fn request(text: String) -> SendRequest {
     SendRequest {
         text,
-        sender: "local".into(),
-        channel: "cli".into(),
+        sender: Some("local".into()),
+        channel: Some("cli".into()),
         wait: true,
         timeout_secs: Some(120),
         id: None,
@@ -46,6 +46,14 @@ pub fn run() -> Value {
     let tmp = tempfile::tempdir().unwrap();
     let root = tmp.path().join("home");
     common::prepared_home(&root, "m", 1);
+    // A caller over TCP is never `local`: it is `api:tcp`, which the instance must allow.
+    let config = Home::new(&root)
+        .unwrap()
+        .instance_paths(&supervisor::instance::InstanceName::parse("m0").unwrap())
+        .config;
+    let mut c: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    c["allow_from"] = json!(["local", "api:tcp"]);
+    std::fs::write(&config, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
     let port = free_port();
     let toml = root.join("supervisor.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
@@ -97,7 +105,7 @@ pub fn run() -> Value {
                 .await
                 .unwrap();
             http.push(ms(t.elapsed()));
-            assert_eq!(r["reply"], format!("echo: [local] http {i}"));
+            assert_eq!(r["reply"], format!("echo: [api:tcp] http {i}"));
         }
     });
     let mut cli = Vec::new();

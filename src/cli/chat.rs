@@ -4,10 +4,11 @@
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
-use crate::daemon::api::SendRequest;
+use crate::daemon::api::{SendRequest, LOCAL_SENDER};
 use crate::daemon::client::DaemonClient;
 use crate::docker;
 use crate::home::Home;
+use crate::render::escape;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -46,18 +47,19 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
         }
         let request = SendRequest {
             text: text.to_string(),
-            sender: "local".into(),
-            channel: "cli".into(),
+            sender: Some(LOCAL_SENDER.into()),
+            channel: Some("cli".into()),
             wait: true,
             timeout_secs: Some(args.timeout),
             id: None,
         };
         match docker::block_on(client.send(name.as_str(), &request)) {
             Ok(resp) => match resp.reply {
-                Some(reply) => writeln!(out, "{name}> {reply}")?,
+                // The agent wrote it: escape sequences in it are shown, not obeyed.
+                Some(reply) => writeln!(out, "{name}> {}", escape::text(&reply))?,
                 None => writeln!(out, "({} is {})", resp.id, resp.state)?,
             },
-            Err(e) => eprintln!("error: {e}"),
+            Err(e) => eprintln!("error: {}", escape::line(&e.to_string())),
         }
         out.flush()?;
     }

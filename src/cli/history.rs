@@ -1,6 +1,7 @@
 use std::process::ExitCode;
 
 use crate::home::Home;
+use crate::render::escape;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -42,10 +43,12 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
             "delivered" => " (in a turn)",
             _ => "",
         };
+        // Bodies and senders come from outside (agents, API callers): shown, not obeyed.
         println!(
-            "{}  {who}{note}: {}",
+            "{}  {}{note}: {}",
             crate::render::timestamp(m.created_at),
-            m.body
+            escape::line(&who),
+            escape::text(&m.body)
         );
     }
     Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@ use futures_util::StreamExt;
 
 use crate::docker::{self, container::LogChunk, container::OwnedContainer};
 use crate::home::Home;
+use crate::render::escape::{self, Utf8Stream};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -34,12 +35,22 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
             args.follow
         ));
         let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+        // The container's output is the agent's (and whatever it runs): its escape
+        // sequences are shown, not obeyed. Each stream decodes on its own, as characters
+        // may be split across its chunks.
+        let (mut out_text, mut err_text) = (Utf8Stream::default(), Utf8Stream::default());
         while let Some(chunk) = stream.next().await {
             match chunk? {
-                LogChunk::Stdout(b) => out.write_all(&b)?,
-                LogChunk::Stderr(b) => err.write_all(&b)?,
+                LogChunk::Stdout(b) => {
+                    out.write_all(escape::text(&out_text.push(&b)).as_bytes())?
+                }
+                LogChunk::Stderr(b) => {
+                    err.write_all(escape::text(&err_text.push(&b)).as_bytes())?
+                }
             }
         }
+        out.write_all(escape::text(&out_text.finish()).as_bytes())?;
+        err.write_all(escape::text(&err_text.finish()).as_bytes())?;
         out.flush()?;
         anyhow::Ok(())
     })?;

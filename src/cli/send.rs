@@ -5,7 +5,7 @@
 
 use std::process::ExitCode;
 
-use crate::daemon::api::{SendRequest, SendResponse, MAX_MESSAGE_BYTES};
+use crate::daemon::api::{SendRequest, SendResponse, LOCAL_SENDER, MAX_MESSAGE_BYTES};
 use crate::daemon::client::{ClientError, DaemonClient};
 use crate::docker;
 use crate::home::Home;
@@ -48,8 +48,8 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     let id = args.id.clone().unwrap_or_else(new_message_id);
     let request = SendRequest {
         text: args.text.clone(),
-        sender: "local".into(),
-        channel: "cli".into(),
+        sender: Some(LOCAL_SENDER.into()),
+        channel: Some("cli".into()),
         wait: args.wait,
         timeout_secs: Some(args.timeout),
         id: Some(id.clone()),
@@ -75,13 +75,13 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
             let mut store = home.open()?;
             store.instance(name.as_str())?;
             let config = InstanceConfig::load(&home.instance_paths(&name).config)?;
-            let disposition = policy::classify(&config, "local", &args.text);
+            let disposition = policy::classify(&config, LOCAL_SENDER, &args.text);
             let row = store.accept_message_once(
                 &id,
                 &Inbound {
                     instance: name.as_str(),
                     channel: "cli",
-                    sender: "local",
+                    sender: LOCAL_SENDER,
                     body: &args.text,
                     state: disposition.state(),
                 },
@@ -107,7 +107,8 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     if args.json {
         println!("{}", serde_json::to_string(&response)?);
     } else if let Some(reply) = &response.reply {
-        println!("{reply}");
+        // The agent wrote it: escape sequences in it are shown, not obeyed.
+        println!("{}", crate::render::escape::text(reply));
     } else {
         println!("message {} is {}", response.id, response.state);
     }

@@ -185,7 +185,7 @@ fn print_task(t: &crate::store::tasks::TaskRow, json: bool, verb: &str) -> anyho
             "{verb} task {} on {}: {} — next run {}",
             v.id,
             v.instance,
-            v.schedule,
+            crate::render::escape::line(&v.schedule),
             v.next_run.as_deref().unwrap_or("none")
         );
     }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use futures_util::StreamExt;
 
+use super::api::listen::{self, TokenProblem};
 use super::live::Live;
 use super::plan::{self, Action, Actual, Desired};
 use super::restart::{RestartTracker, CRASH_LOOP_AFTER, CRASH_LOOP_RETRY_MS, QUICK_FAILURE_MS};
@@ -80,6 +81,10 @@ pub struct Reconciler {
     configs: LastGoodConfigs,
     /// Told when a container is started, so readiness is judged per start.
     live: Live,
+    /// Why instances' ports cannot open (no usable API token), for the daemon's life.
+    ports_closed: Option<TokenProblem>,
+    /// The closed ports already reported (instance → port), so each is reported once.
+    closed_reported: HashMap<String, u16>,
 }
 
 /// One instance's inputs for this pass.
@@ -111,7 +116,15 @@ impl Reconciler {
             recheck_at: None,
             configs: LastGoodConfigs::default(),
             live: Live::default(),
+            ports_closed: None,
+            closed_reported: HashMap::new(),
         }
+    }
+
+    /// Instances' ports stay closed for want of a token: each instance with a `port` says
+    /// so in its state detail, and each closed port is logged and recorded once.
+    pub fn keep_ports_closed(&mut self, problem: TokenProblem) {
+        self.ports_closed = Some(problem);
     }
 
     /// The daemon's live view, shared with the API and the message actors.
@@ -293,6 +306,8 @@ impl Reconciler {
                 },
             );
         }
+
+        let port_notes = self.closed_port_notes(&prepared)?;
 
         let mut owned = container::list_owned(docker, &self.home_id).await?;
         tracing::debug!(
@@ -486,9 +501,14 @@ impl Reconciler {
                     ..self.keep(&p.record)
                 }
             };
-            let observed = match kept.get(name) {
-                Some(note) if observed.detail.is_none() => Observed {
-                    detail: Some(note.clone()),
+            let notes: Vec<&str> = [kept.get(name), port_notes.get(name)]
+                .into_iter()
+                .flatten()
+                .map(String::as_str)
+                .collect();
+            let observed = match observed.detail {
+                None if !notes.is_empty() => Observed {
+                    detail: Some(notes.join("; ")),
                     ..observed
                 },
                 _ => observed,
@@ -568,6 +588,35 @@ impl Reconciler {
         // A step just began (or every round finished one): read the roll-out again with it.
         // Another activation may have come in between; then that one is the one to carry on.
         Ok(self.store.current_rollout()?.map(|r| (r, now + timeout)))
+    }
+
+    /// The notes for instances whose `port` stays closed (none while ports can open); a port
+    /// newly closed is logged and recorded as a `port.closed` event.
+    fn closed_port_notes(
+        &mut self,
+        prepared: &BTreeMap<String, Prepared>,
+    ) -> Result<BTreeMap<String, String>, StoreError> {
+        let Some(problem) = self.ports_closed.clone() else {
+            return Ok(BTreeMap::new());
+        };
+        let mut notes = BTreeMap::new();
+        let mut reported = HashMap::new();
+        for (name, p) in prepared {
+            let Some(port) = p.config.port else {
+                continue;
+            };
+            let note = listen::port_closed_note(port, &problem);
+            if self.closed_reported.get(name) != Some(&port) {
+                tracing::warn!(instance = %name, port, reason = %problem, "the instance's port is not opened: per-instance ports need the API token");
+                let detail = serde_json::json!({ "port": port, "reason": note });
+                self.store
+                    .record_event(Some(name), ACTOR, "port.closed", Some(&detail))?;
+            }
+            reported.insert(name.clone(), port);
+            notes.insert(name.clone(), note);
+        }
+        self.closed_reported = reported;
+        Ok(notes)
     }
 
     /// The observed fields that carry over when only the state changes.

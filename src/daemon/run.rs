@@ -66,7 +66,13 @@ async fn main_loop(
     if let Some(t) = &token {
         crate::logging::protect(t);
     }
-    let tcp = api::listen::plan(&host.api, token)?;
+    let tcp = api::listen::plan(&host.api, token.clone())?;
+    // Instances' ports need the same token. Without one they stay closed and the instances
+    // run without them; the reconciler tells on each instance.
+    let port_token = api::listen::token(&host.api, token).map(api::Token::new);
+    if let Err(problem) = &port_token {
+        reconciler.keep_ports_closed(problem.clone());
+    }
     let (wake_tx, mut wake_rx) = mpsc::unbounded_channel::<Wake>();
     let (stop_tx, mut stop_rx) = watch::channel(false);
     spawn_signal_handler(stop_tx);
@@ -118,12 +124,8 @@ async fn main_loop(
         let _ = rx.wait_for(|s| *s).await;
     };
     let api_task = api::serve_unix(api_state.clone(), stopped(stop_rx.clone())).await?;
-    let port_token = api::Token(tcp.as_ref().and_then(|p| p.token.clone()).map(Into::into));
     if let Some(plan) = tcp {
         let addr = plan.addr;
-        if plan.token.is_none() {
-            tracing::warn!(%addr, "the TCP API has no token: any local user can use it");
-        }
         api::serve_tcp(api_state.clone(), plan, stopped(stop_rx.clone()))
             .await
             .with_context(|| format!("cannot listen on {addr} (api.listen)"))?;
@@ -178,7 +180,9 @@ async fn main_loop(
                             .iter()
                             .map(|n| (n.as_str(), configs.port_of(n))),
                     );
-                    ports.ensure(&wanted, &api_state, &port_token).await;
+                    if let Ok(token) = &port_token {
+                        ports.ensure(&wanted, &api_state, token).await;
+                    }
                     // Instances and their configs may have changed: heartbeats follow.
                     scheduler.wake();
                     awaiting_ready = outcome.awaiting_ready;

@@ -228,23 +228,13 @@ pub fn api_token(api: &ApiConfig, token: Option<String>, source: &str) -> Check 
     );
     match listen::plan(api, token) {
         Ok(None) => Check::ok(API_TOKEN, "no TCP listener (api.listen is unset)"),
-        Ok(Some(plan)) => match plan.token {
-            Some(_) => Check::ok(
-                API_TOKEN,
-                format!(
-                    "TCP listener on {} with a bearer token from {var} {source}",
-                    plan.addr
-                ),
+        Ok(Some(plan)) => Check::ok(
+            API_TOKEN,
+            format!(
+                "TCP listener on {} with a bearer token from {var} {source}",
+                plan.addr
             ),
-            None => Check::warn(
-                API_TOKEN,
-                format!(
-                    "TCP listener on {} has no token ({var} is not set {source}): any local user can use the API",
-                    plan.addr
-                ),
-                set_token,
-            ),
-        },
+        ),
         Err(e @ ListenError::BadAddress(_)) => Check::fail(
             API_TOKEN,
             format!("{e}: the daemon would not start"),
@@ -327,8 +317,12 @@ mod tests {
         assert_eq!(c.status, Status::Ok);
         assert!(!c.message.contains(&good));
         let c = api_token(&api(Some("127.0.0.1:8787")), None, "in the environment");
-        assert_eq!(c.status, Status::Warn, "loopback without a token");
-        assert!(c.message.contains("TOK"), "{}", c.message);
+        assert_eq!(c.status, Status::Fail, "loopback needs one too");
+        assert!(
+            c.message.contains("TOK") && c.message.contains("would not start"),
+            "{}",
+            c.message
+        );
         let c = api_token(&api(Some("0.0.0.0:8787")), None, "env");
         assert_eq!(c.status, Status::Fail, "beyond loopback needs one");
         assert!(c.message.contains("would not start"));

@@ -1,5 +1,6 @@
 //! Pure rendering: records in, text out. No I/O here, so every view is unit-testable.
 
+pub mod escape;
 pub mod status;
 pub mod tasks;
 
@@ -226,8 +227,14 @@ pub fn instance_detail(d: &InstanceDetail) -> String {
     ));
     let width = lines.iter().map(|(k, _)| k.len()).max().unwrap_or(0) + 1;
     let mut out = String::new();
+    // Every value on one line, whatever it holds: the soul's title comes from the
+    // agent-writable SOUL.md, the state detail quotes the container's last output.
     for (k, v) in lines {
-        out.push_str(&format!("{:<width$} {v}\n", format!("{k}:")));
+        out.push_str(&format!(
+            "{:<width$} {}\n",
+            format!("{k}:"),
+            escape::line(&v)
+        ));
     }
     if !d.recent_events.is_empty() {
         out.push_str("recent events:\n");
@@ -235,8 +242,8 @@ pub fn instance_detail(d: &InstanceDetail) -> String {
             out.push_str(&format!(
                 "  {}  {:<18} by {}\n",
                 timestamp(e.at),
-                e.kind,
-                e.actor
+                escape::line(&e.kind),
+                escape::line(&e.actor)
             ));
         }
     }
@@ -305,7 +312,8 @@ pub fn runtime_table(rows: &[crate::runtime::RuntimeView]) -> String {
     flush_left(table)
 }
 
-/// One roll-out step as `runtime activate` prints it while following a roll-out.
+/// One roll-out step as `runtime activate` prints it while following a roll-out. A
+/// failure's reason may quote the container's last output, so it is escaped.
 pub fn rollout_step(step: &crate::store::rollouts::RolloutStep) -> String {
     let what = match step.state.as_str() {
         "moving" => "moving: recreated, waiting for its agent".to_string(),
@@ -315,7 +323,7 @@ pub fn rollout_step(step: &crate::store::rollouts::RolloutStep) -> String {
             step.detail.as_deref().unwrap_or("no reason recorded")
         ),
     };
-    format!("  {:<20} {what}", step.instance)
+    format!("  {:<20} {}", step.instance, escape::line(&what))
 }
 
 /// The latest roll-out, as `runtime rollout` shows it.
@@ -328,7 +336,7 @@ pub fn rollout(r: &crate::store::rollouts::Rollout) -> String {
         r.state
     );
     if let Some(detail) = &r.detail {
-        out += &format!("  reason: {detail}\n");
+        out += &format!("  reason: {}\n", escape::line(detail));
     }
     if r.steps.is_empty() {
         out += "  no instance moved\n";
@@ -381,6 +389,66 @@ mod tests {
         assert!(lines[1].starts_with("alice") && lines[1].contains("echo/echo"));
         assert!(lines[2].contains("(config error)"));
         assert!(lines[1].contains("2026-01-01T00:00:00Z"));
+    }
+
+    #[test]
+    fn show_escapes_the_soul_title_and_the_state_detail() {
+        let mut rec = record("alice");
+        rec.state_detail = Some("last output: \u{1b}]0;pwned\u{7} | \u{9b}2J".into());
+        let home = crate::home::Home::new(Path::new("/h")).unwrap();
+        let name = crate::instance::InstanceName::parse("alice").unwrap();
+        let detail = InstanceDetail {
+            summary: InstanceSummary::new(
+                rec,
+                Path::new("/h/alice"),
+                Ok(InstanceConfig::default()),
+            ),
+            soul_title: Some("Helper\u{202e}txt.exe".into()),
+            paths: home.instance_paths(&name),
+            config: Some(InstanceConfig::default()),
+            counts: InstanceCounts {
+                messages: 0,
+                tasks: 0,
+            },
+            recent_events: vec![],
+        };
+        let out = instance_detail(&detail);
+        for raw in ['\u{1b}', '\u{7}', '\u{9b}', '\u{202e}'] {
+            assert!(!out.contains(raw), "{raw:?} in\n{out}");
+        }
+        assert!(out.contains("\\u{1b}]0;pwned\\u{7} | \\u{9b}2J"), "{out}");
+        assert!(out.contains("Helper\\u{202e}txt.exe"), "{out}");
+    }
+
+    #[test]
+    fn a_rollouts_reasons_are_escaped() {
+        use crate::store::rollouts::{Rollout, RolloutStep};
+        let quoted = "crash-loop on runtime new: last output: \u{1b}[2J\u{9b}H";
+        let r = Rollout {
+            activation_id: 2,
+            runtime_id: "new".into(),
+            previous_id: "old".into(),
+            state: "failed".into(),
+            activated_at: 0,
+            detail: Some(quoted.into()),
+            steps: vec![RolloutStep {
+                instance: "alice".into(),
+                state: "reverted".into(),
+                started_at: 0,
+                finished_at: Some(1),
+                detail: Some(quoted.into()),
+            }],
+        };
+        let out = rollout(&r);
+        assert!(
+            !out.contains('\u{1b}') && !out.contains('\u{9b}'),
+            "{out:?}"
+        );
+        assert_eq!(
+            out.matches("last output: \\u{1b}[2J\\u{9b}H").count(),
+            2,
+            "{out}"
+        );
     }
 
     #[test]

@@ -2,19 +2,22 @@
 
 use comfy_table::{presets::NOTHING, Table};
 
-use super::timestamp;
+use super::{escape, timestamp};
 use crate::store::tasks::RunRow;
 use crate::tasks::TaskView;
 
 /// Longest prompt or result shown in a table cell.
 const CELL_CHARS: usize = 40;
 
+/// A prompt, a result or an error in one cell: on one line, cut short, and escaped (an
+/// agent writes results, and prompts too when it schedules its own tasks).
 fn cut(s: &str) -> String {
     let one_line = s.split_whitespace().collect::<Vec<_>>().join(" ");
-    match one_line.char_indices().nth(CELL_CHARS) {
+    let short = match one_line.char_indices().nth(CELL_CHARS) {
         Some((i, _)) => format!("{}…", &one_line[..i]),
         None => one_line,
-    }
+    };
+    escape::line(&short).into_owned()
 }
 
 /// How far `at` is from `now`, in the largest whole unit: `in 5m`, `3h ago`, `now`.
@@ -57,14 +60,14 @@ pub fn tasks_table(rows: &[TaskView], now_ms: i64) -> String {
     for t in rows {
         let last = match (&t.last_status, &t.last_result) {
             (Some(s), Some(r)) if s == "ok" => format!("ok: {}", cut(r)),
-            (Some(s), _) => s.clone(),
+            (Some(s), _) => escape::line(s).into_owned(),
             (None, _) => "-".into(),
         };
         table.add_row([
             t.id.to_string(),
             t.instance.clone(),
             t.kind.clone(),
-            t.schedule.clone(),
+            escape::line(&t.schedule).into_owned(),
             t.status.clone(),
             when(&t.next_run, now_ms),
             when(&t.last_run, now_ms),
@@ -145,5 +148,35 @@ mod tests {
         assert!(text.contains('…'), "{text}");
         assert_eq!(text.lines().count(), 2, "{text}");
         assert_eq!(runs_table(&[]), "no runs yet\n");
+    }
+
+    #[test]
+    fn results_and_errors_an_agent_wrote_are_escaped() {
+        let run = RunRow {
+            id: 1,
+            task_id: 1,
+            scheduled_for: 0,
+            claimed_at: 0,
+            started_at: None,
+            finished_at: None,
+            status: "ok".into(),
+            result: Some("\u{1b}]0;owned\u{7}done".into()),
+            error: None,
+            trigger: "schedule".into(),
+            skipped: 0,
+        };
+        let text = runs_table(std::slice::from_ref(&run));
+        assert!(
+            !text.contains('\u{1b}') && !text.contains('\u{7}'),
+            "{text:?}"
+        );
+        assert!(text.contains("\\u{1b}]0;owned\\u{7}done"), "{text}");
+        let failed = RunRow {
+            result: None,
+            error: Some("bad\u{9b}2J\u{202e}".into()),
+            ..run
+        };
+        let text = runs_table(&[failed]);
+        assert!(text.contains("error: bad\\u{9b}2J\\u{202e}"), "{text}");
     }
 }

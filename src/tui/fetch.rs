@@ -122,37 +122,14 @@ async fn tail(client: &Client, id: &str) -> anyhow::Result<Vec<String>> {
             LogChunk::Stdout(b) | LogChunk::Stderr(b) => out.extend_from_slice(&b),
         }
     }
-    Ok(printable_lines(&out))
+    Ok(last_lines(&out))
 }
 
-/// Output as lines a terminal cell grid can hold: an agent's escape sequences or control
-/// characters written into the dashboard would move its cursor and garble the screen.
-fn printable_lines(raw: &[u8]) -> Vec<String> {
+/// The output's last lines, as text; the view escapes what they hold before drawing them.
+fn last_lines(raw: &[u8]) -> Vec<String> {
     let text = String::from_utf8_lossy(raw);
-    let lines: Vec<String> = text.lines().map(printable).collect();
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
     lines[lines.len().saturating_sub(LOG_LINES as usize)..].to_vec()
-}
-
-fn printable(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            // CSI sequences (colours, cursor moves): ESC [ parameters, then a final byte.
-            '\u{1b}' if chars.peek() == Some(&'[') => {
-                chars.next();
-                for c in chars.by_ref() {
-                    if ('\u{40}'..='\u{7e}').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            '\t' => out.push_str("    "),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -160,21 +137,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn escape_sequences_and_control_characters_are_dropped() {
-        assert_eq!(
-            printable("\u{1b}[1;31merror\u{1b}[0m:\tdone\r\u{7}"),
-            "error:    done"
-        );
-        assert_eq!(printable("plain ünïcode"), "plain ünïcode");
-    }
-
-    #[test]
     fn only_the_last_lines_are_kept() {
         let raw: String = (1..=25).map(|n| format!("line {n}\n")).collect();
-        let lines = printable_lines(raw.as_bytes());
+        let lines = last_lines(raw.as_bytes());
         assert_eq!(lines.len(), LOG_LINES as usize);
         assert_eq!(lines[0], "line 6");
         assert_eq!(lines.last().unwrap(), "line 25");
-        assert!(printable_lines(b"").is_empty());
+        assert!(last_lines(b"").is_empty());
     }
 }

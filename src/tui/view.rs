@@ -9,7 +9,7 @@ use ratatui::Frame;
 
 use super::app::{App, Detail};
 use crate::render::status::{duration, state_colour, COLUMNS};
-use crate::render::{bytes, timestamp};
+use crate::render::{bytes, escape, timestamp};
 use crate::status::{InstanceStatus, StatusReport};
 
 /// The one painted column, as in the text view.
@@ -222,11 +222,16 @@ fn event_lines(detail: &Detail) -> Vec<Line<'static>> {
                 let mut spans = vec![
                     Span::raw(timestamp(e.at)),
                     Span::raw("  "),
-                    Span::styled(format!("{:<16}", e.kind), Style::new().bold()),
-                    Span::raw(format!(" by {}", e.actor)),
+                    Span::styled(
+                        format!("{:<16}", escape::line(&e.kind)),
+                        Style::new().bold(),
+                    ),
+                    Span::raw(format!(" by {}", escape::line(&e.actor))),
                 ];
+                // JSON escapes C0 controls but not C1 ones or bidi overrides, and a
+                // detail may quote what an agent wrote.
                 if let Some(d) = &e.detail {
-                    spans.push(Span::raw(format!("  {d}")));
+                    spans.push(Span::raw(format!("  {}", escape::line(&d.to_string()))));
                 }
                 Line::from(spans)
             })
@@ -240,13 +245,20 @@ fn log_lines(detail: &Detail, fits: usize) -> Vec<Line<'static>> {
         Ok(lines) if lines.is_empty() => vec![Line::from("no output")],
         Ok(lines) => lines[lines.len().saturating_sub(fits)..]
             .iter()
-            .map(|l| Line::from(l.clone()))
+            .map(|l| Line::from(printable(l)))
             .collect(),
     }
 }
 
+/// A line of a container's output as a cell grid can hold it: a tab as spaces (cells have
+/// no tab stops), and escape sequences and other controls shown, not sent to the terminal,
+/// where they would move the cursor and garble the screen.
+fn printable(line: &str) -> String {
+    escape::line(&line.replace('\t', "    ")).into_owned()
+}
+
 fn note_line(note: &str) -> Line<'static> {
-    Line::styled(note.to_string(), Style::new().italic())
+    Line::styled(escape::line(note).into_owned(), Style::new().italic())
 }
 
 fn footer(app: &App) -> Paragraph<'static> {
@@ -263,7 +275,10 @@ fn footer(app: &App) -> Paragraph<'static> {
             true => Style::new().fg(Color::LightRed),
             false => Style::new().bold(),
         };
-        lines.push(Line::styled(format!("refresh failed: {e}"), style));
+        lines.push(Line::styled(
+            format!("refresh failed: {}", escape::line(e)),
+            style,
+        ));
     }
     lines.push(Line::styled(keys, Style::new().add_modifier(Modifier::DIM)));
     Paragraph::new(lines)
@@ -431,6 +446,29 @@ mod tests {
         app.on_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
         let out = lines(&render(&app, 160, 40));
         assert!(!out.iter().any(|l| l.contains("recent events")));
+    }
+
+    #[test]
+    fn what_agents_wrote_is_shown_escaped_never_sent_to_the_terminal() {
+        let mut app = app();
+        app.set_detail(Detail {
+            instance: "alice".into(),
+            events: Ok(vec![Event {
+                id: 1,
+                at: 1_767_225_600_000,
+                instance: Some("alice".into()),
+                actor: "agent".into(),
+                kind: "x".into(),
+                detail: Some(serde_json::json!({"t": "\u{9b}\u{202e}"})),
+            }]),
+            logs: Ok(vec!["\u{1b}[2Jwiped\ttab\u{7f}".into()]),
+        });
+        let out = lines(&render(&app, 160, 40)).join("\n");
+        for raw in ['\u{1b}', '\u{9b}', '\u{202e}', '\u{7f}', '\t'] {
+            assert!(!out.contains(raw), "{raw:?} reached the screen:\n{out}");
+        }
+        assert!(out.contains(r#"{"t":"\u{9b}\u{202e}""#), "{out}");
+        assert!(out.contains("\\u{1b}[2Jwiped    tab\\u{7f}"), "{out}");
     }
 
     #[test]

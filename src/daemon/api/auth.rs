@@ -1,4 +1,5 @@
-//! The bearer token in front of the TCP listener: compared in constant time, never logged.
+//! The bearer token in front of every TCP listener: compared in constant time, never
+//! logged. There is no "no token": a TCP listener without one is never opened.
 
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode};
@@ -7,18 +8,20 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use subtle::ConstantTimeEq;
 
-/// The token the listener demands (None: no token, allowed on loopback only).
+/// The token a TCP listener demands.
 #[derive(Clone)]
-pub struct Token(pub Option<std::sync::Arc<str>>);
+pub struct Token(std::sync::Arc<str>);
+
+impl Token {
+    pub fn new(token: impl Into<std::sync::Arc<str>>) -> Self {
+        Self(token.into())
+    }
+}
 
 // The token never appears in debug output (or in logs that print it).
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.is_some() {
-            "Token(set)"
-        } else {
-            "Token(none)"
-        })
+        f.write_str("Token(set)")
     }
 }
 
@@ -32,14 +35,11 @@ pub fn authorized(token: &str, header: Option<&str>) -> bool {
 }
 
 pub async fn require_token(State(token): State<Token>, req: Request, next: Next) -> Response {
-    let Some(expected) = &token.0 else {
-        return next.run(req).await;
-    };
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    if authorized(expected, given) {
+    if authorized(&token.0, given) {
         return next.run(req).await;
     }
     (
@@ -63,6 +63,6 @@ mod tests {
         assert!(!authorized(&t, Some(&format!("Basic {t}"))));
         assert!(!authorized(&t, Some(&t)));
         assert!(!authorized(&t, None));
-        assert_eq!(format!("{:?}", Token(Some(t.into()))), "Token(set)");
+        assert_eq!(format!("{:?}", Token::new(t)), "Token(set)");
     }
 }

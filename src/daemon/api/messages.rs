@@ -1,7 +1,13 @@
 //! Messages: send (and optionally wait for the answer) and read an instance's history.
+//!
+//! Who a message is from depends on how it came. The unix socket (mode 0600) is the home's
+//! user, the operator: its callers name the sender, `local` by default. Anyone holding the
+//! API token can call over TCP, so a TCP caller is never `local`: it is `api:tcp` unless it
+//! names another sender, and a request naming `local` is refused.
 
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
+use axum::Extension;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
@@ -16,11 +22,13 @@ use crate::store::{Store, StoreError};
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SendRequest {
     pub text: String,
-    /// Who wrote it; checked against the instance's allow-list.
-    #[serde(default = "local")]
-    pub sender: String,
-    #[serde(default = "cli")]
-    pub channel: String,
+    /// Who wrote it; checked against the instance's allow-list. Default: `local` on the
+    /// socket, [`TCP_SENDER`] over TCP (see [`origin`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    /// Where it came from. Default: `cli` on the socket, `api` over TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
     /// Answer only once the turn that carries it has its final answer.
     #[serde(default)]
     pub wait: bool,
@@ -32,11 +40,46 @@ pub struct SendRequest {
     pub id: Option<String>,
 }
 
-fn local() -> String {
-    "local".into()
+/// The operator at the CLI: only a caller on the unix socket can be it.
+pub const LOCAL_SENDER: &str = "local";
+/// Who a TCP caller is when it names no sender.
+pub const TCP_SENDER: &str = "api:tcp";
+const SOCKET_CHANNEL: &str = "cli";
+const TCP_CHANNEL: &str = "api";
+
+/// How a request reached the daemon, set by the listener that accepted it. A request that
+/// carries none is taken to have come over TCP, the less trusted way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// The unix socket: the home's user.
+    Socket,
+    /// A TCP listener (the API's or an instance's port): anyone with the token.
+    Tcp,
 }
-fn cli() -> String {
-    "cli".into()
+
+/// The sender and channel a message is recorded with, or why it is refused.
+pub fn origin(
+    transport: Transport,
+    sender: Option<&str>,
+    channel: Option<&str>,
+) -> Result<(String, String), String> {
+    let (default_sender, default_channel) = match transport {
+        Transport::Socket => (LOCAL_SENDER, SOCKET_CHANNEL),
+        Transport::Tcp => (TCP_SENDER, TCP_CHANNEL),
+    };
+    let sender = sender.unwrap_or(default_sender);
+    // Any spelling of it, so that history never shows a look-alike of the operator.
+    if transport == Transport::Tcp && sender.trim().eq_ignore_ascii_case(LOCAL_SENDER) {
+        return Err(format!(
+            "the sender {LOCAL_SENDER:?} is the operator on the daemon's unix socket and cannot be \
+             claimed over TCP; leave sender out (the message is from {TCP_SENDER:?}) or name \
+             another sender, and list it in the instance's allow_from"
+        ));
+    }
+    Ok((
+        sender.to_string(),
+        channel.unwrap_or(default_channel).to_string(),
+    ))
 }
 
 /// What a send returns.
@@ -56,10 +99,14 @@ pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
 pub(super) async fn send_message(
     State(s): State<AppState>,
+    transport: Option<Extension<Transport>>,
     UrlPath(name): UrlPath<String>,
     Json(req): Json<SendRequest>,
 ) -> Result<Json<SendResponse>, ApiError> {
     let started = std::time::Instant::now();
+    let transport = transport.map_or(Transport::Tcp, |Extension(t)| t);
+    let (sender, channel) = origin(transport, req.sender.as_deref(), req.channel.as_deref())
+        .map_err(|e| api_error(StatusCode::FORBIDDEN, e))?;
     let iname = InstanceName::parse(&name).map_err(|e| api_error(StatusCode::BAD_REQUEST, e))?;
     if req.text.len() > MAX_MESSAGE_BYTES {
         return Err(api_error(
@@ -90,12 +137,12 @@ pub(super) async fn send_message(
                 .load(iname.as_str(), &home.instance_paths(&iname).config)
                 .map_err(|e| api_error(StatusCode::CONFLICT, e))?
                 .into_config();
-            let disposition = policy::classify(&config, &req.sender, &req.text);
+            let disposition = policy::classify(&config, &sender, &req.text);
             let id = req.id.clone().unwrap_or_else(new_message_id);
             let inbound = Inbound {
                 instance: iname.as_str(),
-                channel: &req.channel,
-                sender: &req.sender,
+                channel: &channel,
+                sender: &sender,
                 body: &req.text,
                 state: disposition.state(),
             };
@@ -199,4 +246,40 @@ pub(super) async fn history(
     })
     .await
     .map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pair(a: &str, b: &str) -> Result<(String, String), String> {
+        Ok((a.to_string(), b.to_string()))
+    }
+
+    #[test]
+    fn the_socket_is_local_by_default_and_may_name_any_sender() {
+        assert_eq!(origin(Transport::Socket, None, None), pair("local", "cli"));
+        assert_eq!(
+            origin(Transport::Socket, Some("telegram:1"), Some("telegram")),
+            pair("telegram:1", "telegram")
+        );
+        assert_eq!(
+            origin(Transport::Socket, Some("local"), None),
+            pair("local", "cli")
+        );
+    }
+
+    #[test]
+    fn tcp_is_never_local() {
+        assert_eq!(origin(Transport::Tcp, None, None), pair("api:tcp", "api"));
+        assert_eq!(
+            origin(Transport::Tcp, Some("telegram:1"), Some("telegram")),
+            pair("telegram:1", "telegram")
+        );
+        for claim in ["local", "LOCAL", " Local "] {
+            let e = origin(Transport::Tcp, Some(claim), None).unwrap_err();
+            assert!(e.contains("cannot be claimed over TCP"), "{claim:?}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+    }
 }

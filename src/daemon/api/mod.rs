@@ -1,7 +1,8 @@
 //! The daemon's API. One router, served on the unix socket `run/supervisor.sock` (mode 0600:
 //! only this user can connect, so no token is needed there) and, when configured, on a TCP
 //! listener that demands a bearer token (`auth.rs`, `listen.rs`). Instances with a `port`
-//! get their own small loopback listener (`ports.rs`). The endpoints are documented in
+//! get their own small loopback listener (`ports.rs`), behind the same token. Only the
+//! socket's callers may send as `local` (`messages.rs`). The endpoints are documented in
 //! docs/api.md.
 
 mod auth;
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
 
-pub use messages::{SendRequest, SendResponse, MAX_MESSAGE_BYTES};
+pub use messages::{SendRequest, SendResponse, Transport, LOCAL_SENDER, MAX_MESSAGE_BYTES};
 
 use super::live::Live;
 use super::messaging::MessagingHandle;
@@ -137,7 +138,7 @@ pub async fn serve_unix(
     }
     let listener = UnixListener::bind(&path)?;
     fsutil::set_mode(&path, 0o600)?;
-    let app = router(state);
+    let app = router(state).layer(axum::Extension(Transport::Socket));
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)
@@ -148,18 +149,17 @@ pub async fn serve_unix(
     }))
 }
 
-/// Serves the same API on TCP, every request checked against the bearer token (when the
-/// plan has one; `listen::plan` only allows none on loopback).
+/// Serves the same API on TCP, every request checked against the bearer token (a plan
+/// always has one: `listen::plan` refuses a listener without).
 pub async fn serve_tcp(
     state: AppState,
     plan: listen::TcpPlan,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<tokio::task::JoinHandle<()>> {
     let listener = tokio::net::TcpListener::bind(plan.addr).await?;
-    let app = router(state).layer(axum::middleware::from_fn_with_state(
-        auth::Token(plan.token.map(Into::into)),
-        auth::require_token,
-    ));
+    let app = router(state).layer(axum::Extension(Transport::Tcp)).layer(
+        axum::middleware::from_fn_with_state(auth::Token::new(plan.token), auth::require_token),
+    );
     Ok(tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app)
             .with_graceful_shutdown(shutdown)

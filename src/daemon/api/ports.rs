@@ -1,7 +1,8 @@
 //! Per-instance listeners: an instance with a `port` in its config gets its own loopback
 //! listener with that instance's health and message endpoints, so clients written for one
 //! port per agent keep working. They follow the configs at every pass, and demand the API's
-//! bearer token when one is configured.
+//! bearer token: without one they are not opened at all, and each instance's state detail
+//! says why (`listen::port_closed_note`, written by the reconciler).
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -13,6 +14,7 @@ use axum::{Json, Router};
 use tokio::sync::oneshot;
 
 use super::auth::{require_token, Token};
+use super::messages::Transport;
 use super::{instances, messages, ApiError, AppState};
 
 struct Listener {
@@ -36,7 +38,7 @@ struct PortState {
 
 impl InstancePorts {
     /// Makes the listeners match `wanted` (instance → port): stops the ones no longer
-    /// wanted or moved, and starts the new ones.
+    /// wanted or moved, and starts the new ones, each behind `token`.
     pub async fn ensure(&mut self, wanted: &HashMap<String, u16>, app: &AppState, token: &Token) {
         let gone: Vec<String> = self
             .running
@@ -109,7 +111,13 @@ async fn send(
     State(s): State<PortState>,
     Json(req): Json<messages::SendRequest>,
 ) -> Result<Json<messages::SendResponse>, ApiError> {
-    messages::send_message(State(s.app), axum::extract::Path(s.instance), Json(req)).await
+    messages::send_message(
+        State(s.app),
+        Some(axum::Extension(Transport::Tcp)),
+        axum::extract::Path(s.instance),
+        Json(req),
+    )
+    .await
 }
 
 async fn history(

@@ -1,0 +1,300 @@
+//! Text an agent wrote reaches the operator's terminal escaped: every command that prints it
+//! (`send --wait`, `chat`, `history`, `task runs`, `task list`, `show`, `status --watch`,
+//! `logs`) shows its escape sequences, control characters and bidi overrides as `\u{…}`
+//! instead of sending them to the terminal, while `--json` keeps the exact text. The test
+//! plays the agent by writing envelopes into the instance's `out/`, except for `logs`, which
+//! needs a real container's output.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::daemon::{wait_until, Daemon, ReadyHome};
+use common::{bin, TestHome};
+use serde_json::{json, Value};
+
+const LONG: Duration = Duration::from_secs(60);
+
+/// What a hostile (or confused) agent answers: a colour, a new window title (OSC), a screen
+/// clear by the one-byte C1 CSI, a DEL, and a right-to-left override; over two lines, the
+/// second indented by a tab.
+const HOSTILE: &str = "red \u{1b}[31mALERT\u{1b}[0m title \u{1b}]0;pwned\u{7}\n\tclear \u{9b}2J del \u{7f} rlo \u{202e}txt.exe";
+/// None of these may reach a terminal from an agent's text.
+const RAW: [char; 6] = ['\u{1b}', '\u{7}', '\u{9b}', '\u{7f}', '\u{202e}', '\r'];
+
+/// `out` shows the hostile text escaped, and holds none of it raw.
+#[track_caller]
+fn shown_escaped(what: &str, out: &str) {
+    for c in RAW {
+        assert!(!out.contains(c), "{what}: {c:?} printed raw:\n{out:?}");
+    }
+    for visible in [
+        r"\u{1b}[31mALERT\u{1b}[0m",
+        r"\u{1b}]0;pwned\u{7}",
+        r"\u{9b}2J",
+        r"\u{7f}",
+        r"\u{202e}txt.exe",
+    ] {
+        assert!(out.contains(visible), "{what}: {visible} missing:\n{out}");
+    }
+}
+
+fn in_dir(home: &TestHome) -> PathBuf {
+    home.ipc_in("alice")
+}
+
+/// The turns waiting in alice's in/, in file-name order, with their files.
+fn turns(home: &TestHome) -> Vec<(PathBuf, Value)> {
+    let mut names: Vec<_> = std::fs::read_dir(in_dir(home))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    names.sort();
+    names
+        .into_iter()
+        .filter_map(|p| {
+            let v = serde_json::from_slice::<Value>(&std::fs::read(&p).ok()?).ok()?;
+            Some((p, v))
+        })
+        .filter(|(_, v)| v["type"] == "turn")
+        .collect()
+}
+
+/// Writes an envelope into out/ the way the agent does (temp name, then rename).
+fn agent_writes(dir: &Path, env: Value) {
+    let name = format!("{}-{}.json", env["ts"], env["id"].as_str().unwrap());
+    let tmp = dir.join(format!(".{name}.tmp"));
+    std::fs::write(&tmp, env.to_string()).unwrap();
+    std::fs::rename(tmp, dir.join(name)).unwrap();
+}
+
+/// Answers the next turn with `body` as the agent does: the reply (envelope `id`), then
+/// the turn's file removed.
+fn answer_turn(home: &TestHome, id: &str, body: &str) {
+    assert!(
+        wait_until(LONG, || !turns(home).is_empty()),
+        "no turn was delivered"
+    );
+    let (path, turn) = turns(home).remove(0);
+    let turn = turn["turn_id"].as_str().unwrap().to_string();
+    agent_writes(
+        &home.ipc_out("alice"),
+        json!({"v": 1, "id": id, "ts": 1, "type": "reply", "turn_id": turn, "reply_to": [], "body": body}),
+    );
+    std::fs::remove_file(path).unwrap();
+}
+
+fn supervisor(home: &TestHome, args: &[&str]) -> Command {
+    let mut cmd = bin();
+    cmd.arg("--home").arg(&home.root).args(args);
+    cmd
+}
+
+/// A home with alice (not started: the test is her agent) and a daemon.
+fn alice() -> (TestHome, Daemon) {
+    let home = TestHome::new();
+    home.run(&["init"]).ok();
+    home.run(&["create-instance", "alice"]).ok();
+    let daemon = Daemon::start(&home);
+    (home, daemon)
+}
+
+#[test]
+fn send_wait_chat_and_history_print_a_reply_escaped() {
+    let (home, _daemon) = alice();
+
+    let send = supervisor(&home, &["send", "alice", "hello", "--wait"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    answer_turn(&home, "r1", HOSTILE);
+    let out = send.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    shown_escaped("send --wait", &printed);
+    assert!(
+        printed.contains("\\u{7}\n\tclear"),
+        "the reply keeps its lines and tabs: {printed:?}"
+    );
+
+    let mut chat = supervisor(&home, &["chat", "alice"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = chat.stdin.take().unwrap();
+    stdin.write_all(b"and again\n").unwrap();
+    stdin.flush().unwrap();
+    answer_turn(&home, "r2", HOSTILE);
+    assert!(
+        wait_until(LONG, || common::daemon::finals(&home, "alice").len() == 2),
+        "the second answer was not recorded"
+    );
+    drop(stdin);
+    let out = chat.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.starts_with("alice> "), "{printed}");
+    shown_escaped("chat", &printed);
+
+    let history = home.run(&["history", "alice"]).ok().stdout;
+    shown_escaped("history", &history);
+    // Machines get the exact text.
+    let json = home.run(&["history", "alice", "--json"]).ok().json();
+    let finals: Vec<&Value> = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["state"] == "final")
+        .collect();
+    assert_eq!(finals.len(), 2);
+    assert!(finals.iter().all(|m| m["body"] == HOSTILE), "{json}");
+}
+
+#[test]
+fn task_runs_and_task_list_print_a_result_escaped() {
+    let (home, _daemon) = alice();
+    let task = home
+        .run(&[
+            "task", "add", "alice", "--every", "1h", "--prompt", "check", "--json",
+        ])
+        .ok()
+        .json();
+    let id = task["id"].as_i64().unwrap().to_string();
+    home.run(&["task", "run-now", &id]).ok();
+    // One line, short enough for the table's cell.
+    let result = "\u{1b}[2J\u{9b}2J\u{202e}done\u{7f}";
+    answer_turn(&home, "r1", result);
+    assert!(
+        wait_until(LONG, || home
+            .run(&["task", "runs", &id, "--json"])
+            .ok()
+            .json()[0]["status"]
+            == "ok"),
+        "the run did not finish"
+    );
+    for args in [vec!["task", "runs", id.as_str()], vec!["task", "list"]] {
+        let out = home.run(&args).ok().stdout;
+        for c in RAW {
+            assert!(!out.contains(c), "{args:?}: {c:?} printed raw:\n{out:?}");
+        }
+        assert!(
+            out.contains(r"\u{1b}[2J\u{9b}2J\u{202e}done\u{7f}"),
+            "{args:?}:\n{out}"
+        );
+    }
+    let runs = home.run(&["task", "runs", &id, "--json"]).ok().json();
+    assert_eq!(runs[0]["result"], result, "exact in JSON");
+}
+
+#[test]
+fn show_prints_the_soul_title_from_the_workspace_escaped() {
+    let home = TestHome::new();
+    home.run(&["init"]).ok();
+    home.run(&["create-instance", "alice"]).ok();
+    // SOUL.md is in the workspace, which the agent may rewrite.
+    let title =
+        "Helper \u{1b}[31mALERT\u{1b}[0m \u{1b}]0;pwned\u{7} \u{9b}2J \u{7f} \u{202e}txt.exe";
+    std::fs::write(
+        home.workspace("alice").join("SOUL.md"),
+        format!("# {title}\n\nBe helpful.\n"),
+    )
+    .unwrap();
+    let out = home.run(&["show", "alice"]).ok().stdout;
+    shown_escaped("show", &out);
+    let json = home.run(&["show", "alice", "--json"]).ok().json();
+    assert_eq!(json["soul_title"], title, "exact in JSON");
+}
+
+#[test]
+fn status_watch_prints_an_event_an_agent_caused_escaped() {
+    if !Path::new("/usr/bin/script").exists() {
+        eprintln!("skipped: no util-linux `script` to give the dashboard a terminal");
+        return;
+    }
+    let (home, _daemon) = alice();
+    // A task request for another instance is refused and recorded, with the action the
+    // agent named in the event's detail.
+    let action = "list\u{9b}2J\u{202e}";
+    agent_writes(
+        &home.ipc_out("alice"),
+        json!({"v": 1, "id": "q1", "ts": 1, "type": "task_request", "request_id": "q1",
+               "action": action, "args": {"instance": "bob"}}),
+    );
+    let refused = || {
+        home.run(&["show", "alice", "--json"]).ok().json()["recent_events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "task.refused" && e["detail"]["action"] == action)
+    };
+    assert!(wait_until(LONG, refused), "the refusal was not recorded");
+
+    let inner = format!(
+        "stty cols 250 rows 30 && exec '{}' --home '{}' status --watch",
+        env!("CARGO_BIN_EXE_supervisor"),
+        home.root.display()
+    );
+    let mut child = Command::new("/usr/bin/script")
+        .args(["-qefc", &inner, "/dev/null"])
+        .env_remove("SUPERVISOR_HOME")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run script");
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut stdout = child.stdout.take().unwrap();
+    let sink = screen.clone();
+    let reader = std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            sink.lock().unwrap().extend_from_slice(&buf[..n]);
+        }
+    });
+    let text = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+    let drawn = wait_until(LONG, || text().contains("task.refused"));
+    // Give the event's line time to be drawn whole before quitting.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(b"q").unwrap();
+    stdin.flush().unwrap();
+    if !wait_until(LONG, || child.try_wait().unwrap().is_some()) {
+        let _ = child.kill();
+    }
+    drop(stdin);
+    reader.join().unwrap();
+    let out = text();
+    assert!(drawn, "the event never showed:\n{out}");
+    for c in ['\u{9b}', '\u{202e}'] {
+        assert!(!out.contains(c), "{c:?} reached the terminal:\n{out:?}");
+    }
+    assert!(out.contains(r"list\u{9b}2J\u{202e}"), "{out}");
+}
+
+#[test]
+fn logs_print_a_containers_output_escaped() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    // The agent names a file it cannot read in its output; its name is anyone's choice.
+    let name = "x\u{1b}[31mALERT\u{1b}[0m\u{1b}]0;pwned\u{7}\u{9b}2J\u{7f}\u{202e}txt.exe.json";
+    std::fs::write(h.home.ipc_in("alice").join(name), b"{not an envelope").unwrap();
+    let logs = || {
+        let run = h.home.run(&["logs", "alice"]).ok();
+        format!("{}{}", run.stdout, run.stderr)
+    };
+    assert!(
+        wait_until(LONG, || logs().contains("ALERT")),
+        "the agent did not report the file:\n{}",
+        logs()
+    );
+    shown_escaped("logs", &logs());
+}
