@@ -404,6 +404,9 @@ mod tests {
                 Ok(InstanceConfig::default()),
             ),
             soul_title: Some("Helper\u{202e}txt.exe".into()),
+            soul_problem: None,
+            uid: 16_777_217,
+            disk: None,
             paths: home.instance_paths(&name),
             config: Some(InstanceConfig::default()),
             counts: InstanceCounts {
