@@ -27,7 +27,34 @@ pub struct StatusReport {
     pub docker: DockerStatus,
     pub runtime: Option<String>,
     pub database: DatabaseStatus,
+    pub isolation: Isolation,
     pub instances: Vec<InstanceStatus>,
+}
+
+/// How instances are kept apart on this host: the daemon's own view when it runs, else what
+/// this command would do.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct Isolation {
+    /// Every container runs as the instance's own uid (false: as the supervisor's, which is
+    /// not root).
+    pub uid_per_instance: bool,
+    /// `hard` (a disk image per instance), `soft` (measured; stopped past it) or
+    /// `unavailable` (hard required, not possible here: instances do not run).
+    pub disk_limits: String,
+    /// Why disk limits are not hard, when they are not.
+    pub disk_why_not_hard: Option<String>,
+}
+
+impl Isolation {
+    /// What a process with this host config, as this user, does.
+    pub fn here(disk: &crate::host_config::DiskConfig) -> Self {
+        let e = disk.enforcement();
+        Self {
+            uid_per_instance: !crate::daemon::user::ContainerUser::detect().shared(),
+            disk_limits: e.label().to_string(),
+            disk_why_not_hard: e.why_not_hard().map(str::to_string),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -72,6 +99,10 @@ pub struct InstanceStatus {
     pub last_activity: Option<String>,
     pub next_task: Option<String>,
     pub tokens_today: i64,
+    /// What its disk holds, as the daemon last measured it.
+    pub disk_bytes: Option<u64>,
+    /// Its `limits.disk`, in bytes.
+    pub disk_limit_bytes: Option<u64>,
 }
 
 /// What [`build`] needs.
@@ -87,6 +118,8 @@ pub struct Inputs<'a> {
     pub direct_docker_version: Option<String>,
     pub runtime: Option<String>,
     pub database: DatabaseStatus,
+    /// This command's own view, used when the daemon is down (or gave none).
+    pub isolation: Isolation,
 }
 
 pub fn build(i: &Inputs) -> StatusReport {
@@ -126,6 +159,10 @@ pub fn build(i: &Inputs) -> StatusReport {
         docker,
         runtime: i.runtime.clone(),
         database: i.database.clone(),
+        isolation: i
+            .live
+            .and_then(|l| l.isolation.clone())
+            .unwrap_or_else(|| i.isolation.clone()),
         instances,
     }
 }
@@ -133,6 +170,7 @@ pub fn build(i: &Inputs) -> StatusReport {
 fn instance(r: &InstanceRecord, a: Option<&Activity>, i: &Inputs) -> InstanceStatus {
     let a = a.cloned().unwrap_or_default();
     let sample = i.live.and_then(|l| l.samples.get(&r.name));
+    let disk = i.live.and_then(|l| l.disk.get(&r.name));
     // With the daemon down, the store's state may be stale: Docker has the last word on
     // whether the container runs.
     let mut state = r.state.clone();
@@ -171,6 +209,8 @@ fn instance(r: &InstanceRecord, a: Option<&Activity>, i: &Inputs) -> InstanceSta
         last_activity: r.last_activity_at.map(timestamp),
         next_task: a.next_task_at.map(timestamp),
         tokens_today: a.tokens,
+        disk_bytes: disk.map(|d| d.used_bytes),
+        disk_limit_bytes: disk.and_then(|d| d.limit_bytes),
         state,
     }
 }
@@ -218,6 +258,8 @@ impl StoreFacts {
             direct_docker_version: None,
             runtime: self.runtime,
             database: self.database,
+            // A daemon always says; this is only for one that does not.
+            isolation: Isolation::here(&Default::default()),
         })
     }
 }
@@ -262,6 +304,7 @@ pub fn gather(home: &Home) -> anyhow::Result<StatusReport> {
         direct_docker_version,
         runtime: facts.runtime,
         database: facts.database,
+        isolation: Isolation::here(&home.host_config()?.disk),
     }))
 }
 
@@ -295,6 +338,11 @@ mod tests {
             database: DatabaseStatus {
                 path: "/h/supervisor.db".into(),
                 bytes: 4096,
+            },
+            isolation: Isolation {
+                uid_per_instance: true,
+                disk_limits: "hard".into(),
+                disk_why_not_hard: None,
             },
         }
     }

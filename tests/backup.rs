@@ -83,7 +83,7 @@ fn a_backup_taken_while_messages_flow_restores_the_snapshot_and_refuses_tamperin
     let home = &h.home;
     home.run(&["create-instance", "alice", "--model", "echo"])
         .ok();
-    let ws = home.path("instances/alice/workspace");
+    let ws = home.workspace("alice");
     std::fs::write(ws.join("notes.md"), "things to remember\n").unwrap();
     std::os::unix::fs::symlink("/etc/passwd", ws.join("passwd")).unwrap();
     let mut daemon = Daemon::start(home);
@@ -182,13 +182,17 @@ fn a_backup_taken_while_messages_flow_restores_the_snapshot_and_refuses_tamperin
         .unwrap();
     assert_eq!(orphans, 0);
 
+    // The archive names files as instances/<name>/workspace/...; on disk they are in the
+    // instance's volume (the live one on its mounted image, the restored one plain until its
+    // daemon first starts it).
+    home.volume("alice");
     for rel in [
         "supervisor.toml",
         "instances/alice/config.json",
-        "instances/alice/workspace/SOUL.md",
-        "instances/alice/workspace/AGENTS.md",
-        "instances/alice/workspace/memory/MEMORY.md",
-        "instances/alice/workspace/notes.md",
+        "instances/alice/volume/workspace/SOUL.md",
+        "instances/alice/volume/workspace/AGENTS.md",
+        "instances/alice/volume/workspace/memory/MEMORY.md",
+        "instances/alice/volume/workspace/notes.md",
     ] {
         assert_eq!(
             std::fs::read(target.path(rel)).unwrap(),
@@ -202,10 +206,10 @@ fn a_backup_taken_while_messages_flow_restores_the_snapshot_and_refuses_tamperin
         "",
         "instances",
         "instances/alice",
-        "instances/alice/workspace",
-        "instances/alice/workspace/skills",
-        "instances/alice/ipc/in",
-        "instances/alice/ipc/out",
+        "instances/alice/volume/workspace",
+        "instances/alice/volume/workspace/skills",
+        "instances/alice/volume/ipc/in",
+        "instances/alice/volume/ipc/out",
         "runtime",
         "run",
         "archive",
@@ -213,9 +217,11 @@ fn a_backup_taken_while_messages_flow_restores_the_snapshot_and_refuses_tamperin
     ] {
         assert_eq!(mode(&target.path(dir)), 0o700, "{dir:?}");
     }
-    assert!(std::fs::symlink_metadata(target.path("instances/alice/workspace/passwd")).is_err());
+    assert!(
+        std::fs::symlink_metadata(target.path("instances/alice/volume/workspace/passwd")).is_err()
+    );
     assert_eq!(
-        common::tree(&target.path("instances/alice/ipc")),
+        common::tree(&target.path("instances/alice/volume/ipc")),
         ["in", "out"]
     );
     let listed = target.run(&["list", "--json"]).ok().json();

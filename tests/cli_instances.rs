@@ -60,29 +60,38 @@ fn create_instance_initialises_and_writes_everything() {
     assert!(h.path("supervisor.db").is_file(), "home was initialised");
 
     let dir = h.path("instances/alice");
-    let soul = std::fs::read_to_string(dir.join("workspace/SOUL.md")).unwrap();
+    let volume = h.volume("alice");
+    let soul = std::fs::read_to_string(h.workspace("alice").join("SOUL.md")).unwrap();
     assert_eq!(
         soul,
         std::fs::read_to_string(format!("{REPO}/souls/expert.md")).unwrap()
     );
-    for f in [
-        "config.json",
-        "workspace/AGENTS.md",
-        "workspace/memory/MEMORY.md",
-    ] {
-        assert!(dir.join(f).is_file(), "{f}");
-        assert_eq!(mode(&dir.join(f)), 0o600, "{f}");
+    assert_eq!(mode(&dir.join("config.json")), 0o600);
+    for f in ["workspace/AGENTS.md", "workspace/memory/MEMORY.md"] {
+        assert!(volume.join(f).is_file(), "{f}");
+        assert_eq!(mode(&volume.join(f)), 0o600, "{f}");
     }
+    assert_eq!(mode(&dir), 0o700);
     for d in [
         "",
+        "ipc",
         "workspace",
         "workspace/memory",
         "workspace/skills",
         "ipc/in",
         "ipc/out",
     ] {
-        assert_eq!(mode(&dir.join(d)), 0o700, "{d}");
+        assert_eq!(mode(&volume.join(d)), 0o700, "{d}");
     }
+    // Its own uid owns what its agent may write, nobody else's.
+    let uid = h.run(&["show", "alice", "--json"]).ok().json()["uid"]
+        .as_u64()
+        .unwrap() as u32;
+    use std::os::unix::fs::MetadataExt;
+    for d in ["workspace", "workspace/SOUL.md", "ipc/in", "ipc/out"] {
+        assert_eq!(std::fs::metadata(volume.join(d)).unwrap().uid(), uid, "{d}");
+    }
+    assert_eq!(std::fs::metadata(volume.join("ipc")).unwrap().uid(), 0);
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
     assert_eq!(config["model"]["provider"], "echo");
@@ -155,7 +164,7 @@ fn soul_file_and_custom_skeleton() {
         mine.to_str().unwrap(),
     ])
     .ok();
-    let soul = std::fs::read_to_string(h.path("instances/gardener/workspace/SOUL.md")).unwrap();
+    let soul = std::fs::read_to_string(h.workspace("gardener").join("SOUL.md")).unwrap();
     assert_eq!(soul, "# Soul: Gardener\nYou tend the garden.\n");
     let show = h.run(&["show", "gardener", "--json"]).ok().json();
     assert_eq!(show["soul"], "file");
@@ -163,7 +172,7 @@ fn soul_file_and_custom_skeleton() {
 
     h.run(&["create-instance", "blank", "--soul", "custom"])
         .ok();
-    let soul = std::fs::read_to_string(h.path("instances/blank/workspace/SOUL.md")).unwrap();
+    let soul = std::fs::read_to_string(h.workspace("blank").join("SOUL.md")).unwrap();
     assert!(soul.contains("TODO"));
 }
 
@@ -380,7 +389,9 @@ fn list_and_show_json_have_the_documented_fields() {
     }
     assert_eq!(
         show["paths"]["workspace"],
-        h.path("instances/alice/workspace").display().to_string()
+        h.path("instances/alice/volume/workspace")
+            .display()
+            .to_string()
     );
     assert_eq!(show["counts"]["messages"], 0);
     assert_eq!(show["recent_events"][0]["kind"], "instance.created");
@@ -397,7 +408,7 @@ fn remove_archives_and_purge_deletes() {
     let h = TestHome::new();
     h.run(&["create-instance", "bob", "--soul", "creative"])
         .ok();
-    std::fs::write(h.path("instances/bob/workspace/notes.md"), "keep me").unwrap();
+    std::fs::write(h.workspace("bob").join("notes.md"), "keep me").unwrap();
     let out = h.run(&["remove", "bob"]).ok();
     assert!(out.stdout.contains("kept in"), "{}", out.stdout);
     assert!(!h.path("instances/bob").exists());
@@ -406,8 +417,15 @@ fn remove_archives_and_purge_deletes() {
         .flatten()
         .collect();
     assert_eq!(archived.len(), 1);
-    let kept = archived[0].path().join("workspace/notes.md");
-    assert_eq!(std::fs::read_to_string(kept).unwrap(), "keep me");
+    // The archive holds the instance's directory as it was, its disk image included (and no
+    // mount: the image left the mount table before the move); mounted, it has the files.
+    let kept = supervisor::home::InstancePaths::under(archived[0].path());
+    assert!(!supervisor::disk::is_attached(&kept.volume_image).unwrap());
+    supervisor::disk::mount(&kept.volume_image, &kept.volume).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(kept.workspace.join("notes.md")).unwrap(),
+        "keep me"
+    );
     assert_eq!(
         h.run(&["list", "--json"]).ok().json(),
         serde_json::json!([])

@@ -59,8 +59,7 @@ fn a_tool_calling_conversation_writes_the_workspace() {
         .ok();
     assert!(out.stdout.starts_with("done: "), "{}", out.stdout);
     let note =
-        std::fs::read_to_string(h.home.path("instances/alice/workspace/notes/from-agent.md"))
-            .unwrap();
+        std::fs::read_to_string(h.home.workspace("alice").join("notes/from-agent.md")).unwrap();
     assert_eq!(note, "written by the agent\n");
     assert_eq!(fake.calls(), 2, "one tool round, then the answer");
     let db = rusqlite::Connection::open(h.home.path("supervisor.db")).unwrap();

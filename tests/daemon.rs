@@ -101,7 +101,10 @@ fn start_stop_restart_and_every_hardening_setting() {
     let uid = nix::unistd::geteuid();
     let user = config.user.unwrap();
     if uid.is_root() {
-        assert_eq!(user, "65532:65532");
+        // The instance's own uid, the one its files belong to.
+        let own = h.record("alice").uid;
+        assert_eq!(user, format!("{own}:{own}"));
+        assert!(own >= 1 << 24, "{own}");
     } else {
         assert_eq!(user, format!("{}:{}", uid, nix::unistd::getegid()));
     }
@@ -132,13 +135,26 @@ fn start_stop_restart_and_every_hardening_setting() {
     assert_eq!(
         mounts,
         [
-            ("/ipc".to_string(), path(inst.join("ipc")), true),
+            (
+                "/ipc/in".to_string(),
+                path(inst.join("volume/ipc/in")),
+                true
+            ),
+            (
+                "/ipc/out".to_string(),
+                path(inst.join("volume/ipc/out")),
+                true
+            ),
             (
                 "/opt/runtime".to_string(),
                 path(h.home.path("runtime").join(&runtime)),
                 false
             ),
-            ("/workspace".to_string(), path(inst.join("workspace")), true),
+            (
+                "/workspace".to_string(),
+                path(inst.join("volume/workspace")),
+                true
+            ),
         ]
     );
     // The agent came up and announced itself through its IPC directory (the daemon reads it).
@@ -278,7 +294,7 @@ fn a_killed_container_is_restarted_with_backoff() {
 fn a_container_that_always_fails_ends_in_crash_loop() {
     let h = ReadyHome::new();
     h.home.run(&["create-instance", "alice"]).ok();
-    std::fs::remove_file(h.home.path("instances/alice/workspace/SOUL.md")).unwrap();
+    std::fs::remove_file(h.home.workspace("alice").join("SOUL.md")).unwrap();
     let _daemon = Daemon::start(&h.home);
     h.home.run(&["start", "alice"]).ok();
     assert!(
@@ -300,11 +316,7 @@ fn a_container_that_always_fails_ends_in_crash_loop() {
     assert!(h.home.run(&["list"]).ok().stdout.contains("crash-loop"));
 
     // Fixed and restarted by the operator: it runs again.
-    std::fs::write(
-        h.home.path("instances/alice/workspace/SOUL.md"),
-        "# Soul\nBack.\n",
-    )
-    .unwrap();
+    std::fs::write(h.home.workspace("alice").join("SOUL.md"), "# Soul\nBack.\n").unwrap();
     h.home.run(&["restart", "alice", "--wait"]).ok();
     assert!(wait_until(LONG, || h.record("alice").state == "running"));
 }

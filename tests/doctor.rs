@@ -210,7 +210,11 @@ fn an_orphan_container_is_reported_and_fix_removes_it() {
     // A container for "ghost", an instance this home does not have, made like the daemon
     // makes containers; its directories live outside the home.
     let paths = InstancePaths::under(h.home.scratch().join("ghost"));
-    for d in [&paths.workspace, &paths.ipc] {
+    for d in [
+        &paths.workspace,
+        &paths.ipc.join("in"),
+        &paths.ipc.join("out"),
+    ] {
         std::fs::create_dir_all(d).unwrap();
     }
     let spec = spec_for(&h, "ghost", &paths);

@@ -287,13 +287,13 @@ fn writing_the_runtime_or_the_root_filesystem_is_refused() {
 #[test]
 fn another_instances_directories_are_not_there() {
     let s = Sandbox::new();
-    let bob_ws = s.h.home.path("instances/bob/workspace");
-    let bob_ipc = s.h.home.path("instances/bob/ipc");
+    let bob_ws = s.h.home.workspace("bob");
+    let bob_ipc = s.h.home.volume("bob").join("ipc");
     let soul_before = std::fs::read(bob_ws.join("SOUL.md")).unwrap();
 
     // alice's own mounts are where they should be, so a missing path below means "not
     // mounted", not "the shell cannot see anything".
-    let own = s.sh("ls /workspace/SOUL.md && ls -d /ipc");
+    let own = s.sh("ls /workspace/SOUL.md && ls -d /ipc/in /ipc/out");
     assert_eq!(own.exit_code, 0, "{own:?}");
 
     let host = |p: &std::path::Path| p.display().to_string();
@@ -587,11 +587,7 @@ fn the_api_key_never_reaches_the_container() {
     // and /dev/mqueue); /dev/zero and friends would never end. NULs become line ends, so that
     // a key after a NUL in a binary file is not missed; sysfs attributes are text.
     let marker = format!("escape-marker-{}", uuid::Uuid::new_v4().simple());
-    std::fs::write(
-        s.h.home.path("instances/alice/workspace/marker.txt"),
-        &marker,
-    )
-    .unwrap();
+    std::fs::write(s.h.home.workspace("alice").join("marker.txt"), &marker).unwrap();
     let search = |needle: &str| {
         s.sh(&format!(
             "{{ find / \\( -path /proc -o -path /sys -o -path /dev \\) -prune -o -type f -print; \
@@ -718,7 +714,7 @@ fn no_way_to_gain_privileges() {
 #[test]
 fn a_fork_bomb_stops_at_the_pids_limit_and_the_others_keep_answering() {
     let s = Sandbox::new();
-    let ws = s.h.home.path("instances/alice/workspace");
+    let ws = s.h.home.workspace("alice");
     let started_file = ws.join(".forks-started");
     let release = ws.join(".release-forks");
     let bound = ALICE_PIDS + 16;

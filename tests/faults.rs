@@ -396,7 +396,7 @@ fn a_poison_message_is_parked_after_three_attempts_and_the_next_one_is_answered(
     assert!(error.starts_with("this message was set aside after 3 attempts"));
     let detail: serde_json::Value = serde_json::from_str(&detail).unwrap();
     assert_eq!(detail["attempts"], 3);
-    let in_dir = h.home.path("instances/alice/ipc/in");
+    let in_dir = h.home.ipc_in("alice");
     let turn_files = std::fs::read_dir(&in_dir)
         .unwrap()
         .flatten()
@@ -749,7 +749,10 @@ fn ten_thousand_malformed_ipc_files_are_quarantined_and_valid_messages_still_ans
     for name in ["alice", "bob"] {
         h.home.run(&["create-instance", name]).ok();
     }
-    let decoy = h.home.scratch().join("decoy.json");
+    // Entries are renamed into out/ from a directory on the same file system (alice's
+    // volume, outside her mounts), and hard links can only reach files there: the decoy is one.
+    let volume = h.home.volume("alice");
+    let decoy = volume.join("decoy.json");
     std::fs::write(&decoy, b"{\"not\": \"an envelope\"").unwrap();
     let targets = malformed::Targets {
         other_instance: h.home.path("instances/bob"),
@@ -776,17 +779,19 @@ fn ten_thousand_malformed_ipc_files_are_quarantined_and_valid_messages_still_ans
         h.home.path("instances/bob/config.json"),
     ];
     let sums: Vec<Vec<u8>> = watched.iter().map(|p| sha(p)).collect();
-    let bob_before = common::tree(&h.home.path("instances/bob"));
 
     let mut daemon = Daemon::start(&h.home);
     h.home.run(&["start", "alice", "--wait"]).ok();
-    // Everything is made beside the home and renamed into out/, so each entry appears whole.
-    let stage = h.home.scratch().join("stage");
+    // bob's volume is mounted by now (his actor opened it); nothing in it may change.
+    h.home.volume("bob");
+    let bob_before = common::tree(&h.home.path("instances/bob"));
+    // Everything is made beside out/ and renamed into it, so each entry appears whole.
+    let stage = volume.join("stage");
     std::fs::create_dir(&stage).unwrap();
     for j in &junk {
         malformed::create(&stage, j);
     }
-    let out = h.home.path("instances/alice/ipc/out");
+    let out = h.home.ipc_out("alice");
     // Valid answers naming turns alice does not have: read, refused, recorded.
     let spoofed = 25;
     for i in 0..spoofed {
@@ -845,44 +850,71 @@ fn ten_thousand_malformed_ipc_files_are_quarantined_and_valid_messages_still_ans
         assert_eq!(&std::fs::read(out.join(&t.name)).unwrap(), bytes);
     }
 
-    // Every bad entry is in the quarantine under its safe name, with its reason.
-    let quarantine = h.home.path("instances/alice/quarantine");
+    // The quarantine keeps copies (regular files only, never a link or a FIFO moved in), each
+    // with its one-line reason, and never more than its cap.
+    let quarantine = h.home.quarantine("alice");
     let mut held: HashMap<String, PathBuf> = HashMap::new();
     for e in std::fs::read_dir(&quarantine).unwrap().flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let (ms, rest) = name.split_once('-').unwrap();
-        assert!(ms.chars().all(|c| c.is_ascii_digit()), "{name}");
+        let (stamp, rest) = name.split_once('-').unwrap();
         assert!(
-            held.insert(rest.to_string(), e.path()).is_none(),
-            "{name} twice"
+            stamp.chars().all(|c| c.is_ascii_digit() || c == '.'),
+            "{name}"
         );
+        let meta = std::fs::symlink_metadata(e.path()).unwrap();
+        assert!(
+            meta.is_file(),
+            "{name} is not a regular file: {:?}",
+            meta.file_type()
+        );
+        assert_eq!(
+            meta.len().min(1 << 20),
+            meta.len(),
+            "{name}: a copy is capped"
+        );
+        held.insert(rest.to_string(), e.path());
     }
-    assert_eq!(held.len(), 2 * bad.len(), "each bad entry and its .reason");
+    let reasons: Vec<&String> = held.keys().filter(|k| k.ends_with(".reason")).collect();
+    assert!(!reasons.is_empty());
+    assert!(
+        reasons.len() <= supervisor::ipc::QUARANTINE_MAX_ITEMS,
+        "{} items kept",
+        reasons.len()
+    );
     let mut reasons_by_kind: HashMap<&str, HashSet<String>> = HashMap::new();
+    let mut kept = 0;
     for j in &bad {
         let safe = supervisor::ipc::quarantine_name(&j.name.to_string_lossy());
-        let moved = held
-            .get(&safe)
-            .unwrap_or_else(|| panic!("{:?} ({}) not in the quarantine", j.name, j.kind));
-        let reason = std::fs::read_to_string(held[&format!("{safe}.reason")].clone()).unwrap();
+        let Some(reason_file) = held.get(&format!("{safe}.reason")) else {
+            continue;
+        };
+        kept += 1;
+        let reason = std::fs::read_to_string(reason_file).unwrap();
         assert!(
             reason.ends_with('\n')
                 && reason.trim().lines().count() == 1
                 && !reason.trim().is_empty(),
             "{reason:?}"
         );
-        let meta = std::fs::symlink_metadata(moved).unwrap();
-        let ft = meta.file_type();
-        use std::os::unix::fs::FileTypeExt;
         let expected = match &j.entry {
-            Entry::Symlink(_) => (ft.is_symlink(), "a symbolic link"),
-            Entry::Fifo => (ft.is_fifo(), "not a regular file"),
-            Entry::Socket => (ft.is_socket(), "not a regular file"),
-            Entry::Dir => (ft.is_dir(), "a directory"),
-            Entry::HardLink(_) | Entry::File(_) => (ft.is_file(), ""),
+            // A name is judged before what it names.
+            _ if j.name.to_str().is_none() => "the name is not UTF-8",
+            Entry::Symlink(_) => "a symbolic link",
+            Entry::Fifo => "a FIFO",
+            Entry::Socket => "a socket",
+            Entry::Dir => "a directory",
+            Entry::HardLink(_) | Entry::File(_) => "",
         };
-        assert!(expected.0, "{:?} moved as something else: {ft:?}", j.name);
-        assert!(reason.contains(expected.1), "{:?}: {reason}", j.name);
+        assert!(reason.contains(expected), "{:?}: {reason}", j.name);
+        // Only a regular file's bytes are copied.
+        let copied = held.contains_key(&safe);
+        assert_eq!(
+            copied,
+            matches!(j.entry, Entry::HardLink(_) | Entry::File(_)),
+            "{:?} ({})",
+            j.name,
+            j.kind
+        );
         if j.kind == "oversized" {
             assert!(reason.contains("over the 1048576-byte limit"), "{reason}");
         }
@@ -894,18 +926,36 @@ fn ten_thousand_malformed_ipc_files_are_quarantined_and_valid_messages_still_ans
             .or_default()
             .insert(reason.trim().chars().take(60).collect());
     }
+    assert!(kept > 0);
     // Nothing a link pointed at was touched; bob is as he was.
     let after: Vec<Vec<u8>> = watched.iter().map(|p| sha(p)).collect();
     assert_eq!(sums, after, "a link's target changed");
     assert_eq!(common::tree(&h.home.path("instances/bob")), bob_before);
 
+    // One event per round, however many entries it refused; together they count every one.
     let db = db(&h.home);
+    let details = strings(
+        &db,
+        "SELECT detail FROM events WHERE kind = 'ipc.quarantined' AND instance = 'alice'",
+    );
+    let counted: u64 = details
+        .iter()
+        .map(|d| {
+            serde_json::from_str::<serde_json::Value>(d).unwrap()["count"]
+                .as_u64()
+                .unwrap()
+        })
+        .sum();
     assert_eq!(
-        count(
-            &db,
-            "SELECT count(*) FROM events WHERE kind = 'ipc.quarantined' AND instance = 'alice'"
-        ),
-        bad.len() as i64
+        counted,
+        bad.len() as u64,
+        "every refused entry is counted once"
+    );
+    assert!(
+        details.len() * 100 <= bad.len() * 2,
+        "{} events for {} entries",
+        details.len(),
+        bad.len()
     );
     assert_eq!(
         count(
@@ -945,12 +995,14 @@ fn ten_thousand_malformed_ipc_files_are_quarantined_and_valid_messages_still_ans
             temps.len()
         ),
         &format!(
-            "the daemon stayed up; all {} bad entries quarantined with a one-line reason and \
-             an ipc.quarantined event (links moved, not followed; FIFOs and sockets never \
-             opened), temporary names left unread, the spoofed replies recorded as \
-             ipc.unknown_turn; the {DURING} messages sent during the flood and one after it \
-             answered exactly once; out/ drained in {flood_took:.1?}",
-            bad.len()
+            "the daemon stayed up; all {} bad entries refused, {kept} of them kept in the \
+             quarantine as copies with a one-line reason (links, FIFOs and sockets never \
+             followed or opened), counted by {} ipc.quarantined events; temporary names left \
+             unread, the spoofed replies recorded as ipc.unknown_turn; the {DURING} messages \
+             sent during the flood and one after it answered exactly once; out/ drained in \
+             {flood_took:.1?}",
+            bad.len(),
+            details.len()
         ),
     );
 }

@@ -51,6 +51,12 @@ pub struct LiveSnapshot {
     /// directory the supervisor made). Such an instance is held in `error`.
     #[serde(default)]
     pub boundary: HashMap<String, String>,
+    /// Instance → its disk, as last measured.
+    #[serde(default)]
+    pub disk: HashMap<String, super::disk_usage::DiskSample>,
+    /// How this daemon keeps instances apart.
+    #[serde(default)]
+    pub isolation: Option<crate::status::Isolation>,
 }
 
 /// Shared between the daemon's tasks; cheap to clone.
@@ -113,6 +119,14 @@ impl Live {
             Some(p) => s.boundary.insert(instance.to_string(), p.clone()).as_ref() != Some(&p),
             None => s.boundary.remove(instance).is_some(),
         }
+    }
+
+    pub fn set_isolation(&self, isolation: crate::status::Isolation) {
+        self.state.write().expect("live status").isolation = Some(isolation);
+    }
+
+    pub fn set_disk(&self, disk: HashMap<String, super::disk_usage::DiskSample>) {
+        self.state.write().expect("live status").disk = disk;
     }
 
     pub fn set_converged(&self, converged: bool) {

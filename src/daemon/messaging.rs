@@ -196,6 +196,17 @@ impl Actor {
         };
         while rx.recv().await.is_some() {
             while rx.try_recv().is_ok() {}
+            // Opening the queues may mount the volume, under its exclusive lock: before the
+            // round's shared one, which this actor must not hold then.
+            match self.queues(&mut store) {
+                Ok(Some(_)) => {}
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!(instance = %self.name, error = %e, "messaging cannot open the IPC queues");
+                    self.come_back_in(Duration::from_secs(1));
+                    continue;
+                }
+            }
             // The volume's shared lock for the round: a conversion or growth of the volume
             // (exclusive) never happens under it. Taken by another now: come back shortly.
             let share = match volume::try_share(&self.paths) {
@@ -295,7 +306,16 @@ impl Actor {
     /// Handles everything in `out/`, then makes sure the turn in flight is delivered, or
     /// starts the next one. Answers are read first, so a failing delivery never holds them up.
     async fn step(&mut self, store: &mut Store) -> Result<(), StepError> {
-        if self.queues(store)?.is_none() {
+        // Changed between the opening and the lock (a conversion): open again next round.
+        let in_place = volume::open_unlocked(&self.paths)
+            .map_err(IpcError::from)
+            .and_then(|v| self.ipc().still_in_place(&v))
+            .unwrap_or(false);
+        if !in_place {
+            self.ipc = None;
+            self.in_flight = None;
+            self.tries = None;
+            self.come_back_in(Duration::from_millis(10));
             return Ok(());
         }
         let drained = self.ipc.as_mut().expect("opened above").drain_out()?;
@@ -528,7 +548,10 @@ impl Actor {
                     http: &self.http,
                     recent_requests: &mut self.recent_requests,
                     metrics: &self.metrics,
-                    ipc: self.ipc.as_ref().expect("queues are opened at the start of each step"),
+                    ipc: self
+                        .ipc
+                        .as_ref()
+                        .expect("queues are opened at the start of each step"),
                 };
                 let request = broker::ModelRequest {
                     request_id,

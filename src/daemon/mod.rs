@@ -4,6 +4,7 @@ pub mod api;
 pub mod broker;
 pub mod client;
 pub mod config_watch;
+pub mod disk_usage;
 pub mod live;
 pub mod lock;
 pub mod messaging;

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use futures_util::StreamExt;
 
 use super::api::listen::{self, TokenProblem};
+use super::disk_usage;
 use super::live::Live;
 use super::plan::{self, Action, Actual, Desired};
 use super::restart::{RestartTracker, CRASH_LOOP_AFTER, CRASH_LOOP_RETRY_MS, QUICK_FAILURE_MS};
@@ -185,6 +186,9 @@ impl Reconciler {
         let mut prepared: BTreeMap<String, Prepared> = BTreeMap::new();
         // Instances whose config cannot be read but that should stop: stopping needs no config.
         let mut stop_only: Vec<Desired> = Vec::new();
+        // Instances past their soft disk limit: stopped, and in error until back under it.
+        let mut over_disk: BTreeMap<String, String> = BTreeMap::new();
+        let snapshot = self.live.snapshot();
 
         for record in records {
             let name = record.name.clone();
@@ -242,7 +246,7 @@ impl Reconciler {
             };
             // The messaging actor found the instance's queues not as the supervisor made them:
             // nothing of the instance is touched until that is put right.
-            if let Some(problem) = self.live.snapshot().boundary.get(&name) {
+            if let Some(problem) = snapshot.boundary.get(&name) {
                 if record.desired_state != "running" {
                     stop_only.push(Desired {
                         name: name.clone(),
@@ -255,7 +259,13 @@ impl Reconciler {
                 problems.insert(name, problem.clone());
                 continue;
             }
-            let wants = record.desired_state == "running";
+            let over = snapshot.disk.get(&name).and_then(|s| {
+                disk_usage::over_soft_limit(s, config.limits.disk_bytes(), &config.limits.disk)
+            });
+            let wants = record.desired_state == "running" && over.is_none();
+            if let Some(why) = over {
+                over_disk.insert(name.clone(), why);
+            }
             let run = wants
                 && match config.lifecycle.mode {
                     LifecycleMode::Persistent => true,
@@ -316,7 +326,11 @@ impl Reconciler {
         );
         // Instances we cannot plan for keep whatever container they have, unless they are
         // to stop.
-        let stoppable: BTreeSet<String> = stop_only.iter().map(|d| d.name.clone()).collect();
+        let mut stoppable: BTreeSet<String> = stop_only.iter().map(|d| d.name.clone()).collect();
+        for (name, why) in over_disk {
+            problems.insert(name.clone(), why);
+            stoppable.insert(name);
+        }
         owned.retain(|c| !problems.contains_key(&c.instance) || stoppable.contains(&c.instance));
 
         // A restart request stops the running container; the plan below starts it again.

@@ -82,12 +82,18 @@ async fn main_loop(
     config_watch.sync(&reconciler.live_instances()?);
     let mut host = host;
     let live = reconciler.live();
+    live.set_isolation(crate::status::Isolation::here(&host.disk));
     // The sampler follows the daemon's engine connection (None while it is away).
     let (docker_tx, docker_rx) = watch::channel::<Option<Client>>(None);
     tokio::spawn(live::sample_forever(
         live.clone(),
         reconciler.home_id().to_string(),
         docker_rx,
+    ));
+    tokio::spawn(super::disk_usage::measure_forever(
+        home.clone(),
+        live.clone(),
+        wake_tx.clone(),
     ));
     let scheduler = SchedulerHandle::default();
     let metrics = Metrics::default();
@@ -234,7 +240,7 @@ async fn main_loop(
                         Wake::Config => config_changed = true,
                         Wake::Api(Some(tx)) => waiters.push(tx),
                         Wake::DockerExit => exit_seen = true,
-                        Wake::Api(None) | Wake::Docker => {}
+                        Wake::Api(None) | Wake::Docker | Wake::Usage => {}
                     }
                     next = wake_rx.try_recv().ok();
                 }
@@ -247,6 +253,7 @@ async fn main_loop(
                             tracing::info!("docker settings changed: reconnecting");
                             lost = true;
                         }
+                        live.set_isolation(crate::status::Isolation::here(&changed.disk));
                         host = changed;
                     }
                 }

@@ -206,6 +206,11 @@ fn open_locked(paths: &InstancePaths) -> Result<OpenVolume, VolumeError> {
         },
         _ => io_err("open", &paths.volume)(e),
     })?;
+    // An image's root comes from mke2fs as 0755; the host keeps it its own.
+    if image && root.stat_self().is_ok_and(|s| s.mode != DIR_MODE) {
+        root.set_own_mode(DIR_MODE)
+            .map_err(io_err("set the mode of", &paths.volume))?;
+    }
     Ok(OpenVolume { root, image })
 }
 

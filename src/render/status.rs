@@ -7,7 +7,7 @@ use super::bytes;
 use crate::status::StatusReport;
 
 /// The instance table's columns, shared by the text view and the dashboard.
-pub(crate) const COLUMNS: [&str; 11] = [
+pub(crate) const COLUMNS: [&str; 12] = [
     "NAME",
     "STATE",
     "HEALTH",
@@ -15,6 +15,7 @@ pub(crate) const COLUMNS: [&str; 11] = [
     "RESTARTS",
     "CPU",
     "MEMORY",
+    "DISK",
     "QUEUED",
     "LAST ACTIVITY",
     "NEXT TASK",
@@ -39,6 +40,65 @@ pub(crate) fn state_colour(state: &str) -> Option<Color> {
         "crash-loop" | "error" => Some(Color::Red),
         _ => None,
     }
+}
+
+/// Where the state is among [`COLUMNS`].
+pub(crate) const STATE_COLUMN: usize = 1;
+
+/// One instance's cells, in [`COLUMNS`] order: the text view's and the dashboard's.
+pub(crate) fn row_cells(i: &crate::status::InstanceStatus) -> [String; 12] {
+    let dash = || "-".to_string();
+    let memory = match (i.memory_bytes, i.memory_limit_bytes) {
+        (Some(used), Some(limit)) if limit > 0 => format!("{} / {}", bytes(used), bytes(limit)),
+        (Some(used), _) => bytes(used),
+        _ => dash(),
+    };
+    // The limit in the units the config uses (`1g`), the use as measured.
+    let disk = match (i.disk_bytes, i.disk_limit_bytes) {
+        (Some(used), Some(limit)) => {
+            format!(
+                "{} / {}",
+                bytes(used),
+                crate::instance::config::format_size(limit)
+            )
+        }
+        (Some(used), None) => bytes(used),
+        _ => dash(),
+    };
+    [
+        i.name.clone(),
+        i.state.clone(),
+        i.health.clone(),
+        i.uptime_secs.map(duration).unwrap_or_else(dash),
+        i.restarts.to_string(),
+        i.cpu_percent
+            .map(|c| format!("{c:.1}%"))
+            .unwrap_or_else(dash),
+        memory,
+        disk,
+        i.queued.to_string(),
+        i.last_activity.clone().unwrap_or_else(dash),
+        i.next_task.clone().unwrap_or_else(dash),
+        i.tokens_today.to_string(),
+    ]
+}
+
+/// The isolation line of the header.
+fn isolation(i: &crate::status::Isolation) -> String {
+    let uids = if i.uid_per_instance {
+        "one uid per instance"
+    } else {
+        "every instance runs as the supervisor's own uid (it is not root)"
+    };
+    let disk = match (i.disk_limits.as_str(), &i.disk_why_not_hard) {
+        ("hard", _) => "disk limits hard (a disk image per instance)".to_string(),
+        ("unavailable", Some(why)) => {
+            format!("disk limits UNAVAILABLE ([disk] enforce = \"hard\", but {why})")
+        }
+        (kind, Some(why)) => format!("disk limits {kind}: {why}"),
+        (kind, None) => format!("disk limits {kind}"),
+    };
+    format!("{uids}; {disk}")
 }
 
 /// The report as text; `colour` paints states (off when piped or with NO_COLOR).
@@ -68,10 +128,11 @@ pub fn status_text(r: &StatusReport, colour: bool) -> String {
             .unwrap_or("none active (`supervisor runtime build --activate`)")
     ));
     out.push_str(&format!(
-        "database  {} ({})\n\n",
+        "database  {} ({})\n",
         bytes(r.database.bytes),
         r.database.path
     ));
+    out.push_str(&format!("isolation {}\n\n", isolation(&r.isolation)));
     if r.instances.is_empty() {
         out.push_str("no instances (create one with `supervisor create-instance NAME`)\n");
         return out;
@@ -85,32 +146,14 @@ pub fn status_text(r: &StatusReport, colour: bool) -> String {
     }
     table.set_header(COLUMNS);
     for i in &r.instances {
-        let mut state = Cell::new(&i.state);
-        if let (true, Some(c)) = (colour, state_colour(&i.state)) {
-            state = state.fg(c);
-        }
-        let memory = match (i.memory_bytes, i.memory_limit_bytes) {
-            (Some(used), Some(limit)) if limit > 0 => format!("{} / {}", bytes(used), bytes(limit)),
-            (Some(used), _) => bytes(used),
-            _ => "-".into(),
-        };
-        table.add_row(vec![
-            Cell::new(&i.name),
-            state,
-            Cell::new(&i.health),
-            Cell::new(i.uptime_secs.map(duration).unwrap_or_else(|| "-".into())),
-            Cell::new(i.restarts),
-            Cell::new(
-                i.cpu_percent
-                    .map(|c| format!("{c:.1}%"))
-                    .unwrap_or_else(|| "-".into()),
-            ),
-            Cell::new(memory),
-            Cell::new(i.queued),
-            Cell::new(i.last_activity.as_deref().unwrap_or("-")),
-            Cell::new(i.next_task.as_deref().unwrap_or("-")),
-            Cell::new(i.tokens_today),
-        ]);
+        let row = row_cells(i).into_iter().enumerate().map(|(c, text)| {
+            let cell = Cell::new(text);
+            match (c, colour, state_colour(&i.state)) {
+                (STATE_COLUMN, true, Some(fg)) => cell.fg(fg),
+                _ => cell,
+            }
+        });
+        table.add_row(row.collect::<Vec<_>>());
     }
     out.push_str(&table.to_string());
     out.push('\n');
@@ -140,6 +183,11 @@ mod tests {
                 path: "/h/supervisor.db".into(),
                 bytes: 2 << 20,
             },
+            isolation: crate::status::Isolation {
+                uid_per_instance: false,
+                disk_limits: "soft".into(),
+                disk_why_not_hard: Some("the supervisor does not run as root".into()),
+            },
             instances: vec![InstanceStatus {
                 name: "alice".into(),
                 state: "crash-loop".into(),
@@ -155,6 +203,8 @@ mod tests {
                 last_activity: None,
                 next_task: None,
                 tokens_today: 120,
+                disk_bytes: Some(12 << 20),
+                disk_limit_bytes: Some(1 << 30),
             }],
         }
     }
@@ -177,6 +227,14 @@ mod tests {
         );
         assert!(plain.contains("engine 20.10.24"));
         assert!(plain.contains("1.2%") || plain.contains("1.3%"), "{plain}");
+        assert!(
+            plain.contains("12.6 MB / 1g") || plain.contains("12 MiB / 1g"),
+            "{plain}"
+        );
+        assert!(
+            plain.contains("isolation every instance runs as the supervisor's own uid (it is not root); disk limits soft: the supervisor does not run as root"),
+            "{plain}"
+        );
         let painted = status_text(&report(true), true);
         assert!(painted.contains('\u{1b}'), "a crash-loop is painted");
         let down = status_text(&report(false), false);

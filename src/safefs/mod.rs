@@ -292,7 +292,11 @@ impl SafeDir {
             Err(Errno::ENOENT) => return Err(ReadError::Missing),
             // O_NOFOLLOW on a link.
             Err(Errno::ELOOP) => return Err(ReadError::NotRegular(Kind::Symlink)),
-            Err(Errno::ENXIO) => return Err(ReadError::NotRegular(Kind::Other)),
+            // A socket (or a device without its driver): say which, as lstat sees it.
+            Err(Errno::ENXIO) => {
+                let kind = self.stat(name.as_ref())?.map_or(Kind::Other, |s| s.kind);
+                return Err(ReadError::NotRegular(kind));
+            }
             Err(e) => return Err(ReadError::Io(errno(e))),
         };
         let file = File::from(fd);

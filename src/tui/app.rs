@@ -294,6 +294,8 @@ pub(super) mod tests {
             last_activity: None,
             next_task: None,
             tokens_today: tokens,
+            disk_bytes: None,
+            disk_limit_bytes: None,
         }
     }
 
@@ -314,6 +316,11 @@ pub(super) mod tests {
             database: DatabaseStatus {
                 path: "/h/supervisor.db".into(),
                 bytes: 2_100_000,
+            },
+            isolation: crate::status::Isolation {
+                uid_per_instance: true,
+                disk_limits: "hard".into(),
+                disk_why_not_hard: None,
             },
             instances,
         }

@@ -8,12 +8,10 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
 use ratatui::Frame;
 
 use super::app::{App, Detail};
-use crate::render::status::{duration, state_colour, COLUMNS};
+use crate::render::status::{duration, row_cells, state_colour, COLUMNS, STATE_COLUMN};
 use crate::render::{bytes, escape, timestamp};
-use crate::status::{InstanceStatus, StatusReport};
+use crate::status::StatusReport;
 
-/// The one painted column, as in the text view.
-const STATE_COLUMN: usize = 1;
 const SELECTED_MARK: &str = "> ";
 const SPACING: usize = 2;
 const HEADER_HEIGHT: u16 = 4;
@@ -94,7 +92,7 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
             false => c.to_string(),
         })
         .collect();
-    let rows: Vec<[String; 11]> = instances.iter().map(cells).collect();
+    let rows: Vec<[String; 12]> = instances.iter().map(row_cells).collect();
     // Each column as wide as its widest cell, as the text view lays it out; on a narrow
     // terminal the rightmost columns go, rather than every column being cut short.
     let room = (block.inner(area).width as usize).saturating_sub(SELECTED_MARK.len());
@@ -131,30 +129,6 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
         .highlight_symbol(SELECTED_MARK);
     let mut state = TableState::new().with_selected(Some(app.selected));
     frame.render_stateful_widget(table, area, &mut state);
-}
-
-fn cells(i: &InstanceStatus) -> [String; 11] {
-    let dash = || "-".to_string();
-    let memory = match (i.memory_bytes, i.memory_limit_bytes) {
-        (Some(used), Some(limit)) if limit > 0 => format!("{} / {}", bytes(used), bytes(limit)),
-        (Some(used), _) => bytes(used),
-        _ => dash(),
-    };
-    [
-        i.name.clone(),
-        i.state.clone(),
-        i.health.clone(),
-        i.uptime_secs.map(duration).unwrap_or_else(dash),
-        i.restarts.to_string(),
-        i.cpu_percent
-            .map(|c| format!("{c:.1}%"))
-            .unwrap_or_else(dash),
-        memory,
-        i.queued.to_string(),
-        i.last_activity.clone().unwrap_or_else(dash),
-        i.next_task.clone().unwrap_or_else(dash),
-        i.tokens_today.to_string(),
-    ]
 }
 
 /// The text view's state colours (comfy-table's names) in ratatui's names: comfy-table

@@ -89,18 +89,46 @@ impl TestHome {
 
     /// An instance's workspace on the host (mounted at /workspace in its container). Tests
     /// name instance directories only through these helpers, so the layout lives in one place.
+    /// Its volume is mounted first when it is a disk image (as the daemon or a command would).
     pub fn workspace(&self, instance: &str) -> PathBuf {
-        self.root.join("instances").join(instance).join("workspace")
+        self.volume(instance).join("workspace")
     }
 
     /// An instance's `in/` (host to agent) on the host.
     pub fn ipc_in(&self, instance: &str) -> PathBuf {
-        self.root.join("instances").join(instance).join("ipc/in")
+        self.volume(instance).join("ipc/in")
     }
 
     /// An instance's `out/` (agent to host) on the host.
     pub fn ipc_out(&self, instance: &str) -> PathBuf {
-        self.root.join("instances").join(instance).join("ipc/out")
+        self.volume(instance).join("ipc/out")
+    }
+
+    /// An instance's quarantine (outside every container).
+    pub fn quarantine(&self, instance: &str) -> PathBuf {
+        self.root
+            .join("instances")
+            .join(instance)
+            .join("quarantine")
+    }
+
+    /// An instance's volume (`instances/<name>/volume`), mounted if it is an image.
+    pub fn volume(&self, instance: &str) -> PathBuf {
+        let dir = self.root.join("instances").join(instance);
+        let paths = supervisor::home::InstancePaths::under(dir);
+        // Mounted already (or plain) when it has its tree: no need to take its lock again.
+        if paths.dir.is_dir() && !paths.ipc.is_dir() {
+            supervisor::instance::volume::open(&paths)
+                .unwrap_or_else(|e| panic!("cannot open {instance}'s volume: {e}"));
+        }
+        paths.volume
+    }
+}
+
+impl Drop for TestHome {
+    /// Disk images mounted under the home (instances' volumes) leave the mount table with it.
+    fn drop(&mut self) {
+        supervisor::disk::unmount_below(self._tmp.path());
     }
 }
 

@@ -50,6 +50,8 @@ pub enum Wake {
     DockerLost,
     /// A config file changed (hot reload).
     Config,
+    /// An instance's disk crossed its soft limit, one way or the other.
+    Usage,
 }
 
 /// What a reconcile request hears back.
