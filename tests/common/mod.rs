@@ -102,6 +102,15 @@ impl TestHome {
     pub fn ipc_out(&self, instance: &str) -> PathBuf {
         self.root.join("instances").join(instance).join("ipc/out")
     }
+
+    /// Where the host sets aside what it refused from an instance's `out/` (never mounted
+    /// into a container).
+    pub fn quarantine(&self, instance: &str) -> PathBuf {
+        self.root
+            .join("instances")
+            .join(instance)
+            .join("quarantine")
+    }
 }
 
 pub fn mode(path: &Path) -> u32 {
@@ -130,6 +139,8 @@ pub fn tree(dir: &Path) -> Vec<String> {
 }
 
 pub mod daemon;
+pub mod decoy;
 pub mod fake_llm;
 pub mod malformed;
 pub mod proxy;
+pub mod sandbox;
