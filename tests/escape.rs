@@ -10,238 +10,35 @@ mod common;
 use std::io::Write;
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::os::unix::fs::OpenOptionsExt;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::State;
-use axum::http::HeaderMap;
-use axum::routing::post;
-use axum::{Json, Router};
-use common::daemon::{wait_until, with_docker, Daemon, ReadyHome};
-use serde_json::{json, Value};
-use supervisor::docker::exec::{self, ExecError, ExecOutput};
+use common::daemon::{wait_until, with_docker};
+use common::sandbox::{
+    first_line, Sandbox, ALICE_MEMORY, ALICE_PIDS, ALICE_TMP, BUSYBOX, EXEC_TIMEOUT, KEY, KEY_ENV,
+    LONG,
+};
+use supervisor::docker::exec::{self, ExecOutput};
 
-/// A fake key, only ever in the daemon's environment.
-const KEY_ENV: &str = "OPENAI_API_KEY";
-const KEY: &str = "sk-escape-test-0123456789abcdef";
-/// The API's bearer token, which bob's own port demands.
-const API_TOKEN_ENV: &str = "SUPERVISOR_API_TOKEN";
-const API_TOKEN: &str = "escape-test-api-token-0123456789abcdef";
-/// The toolbox inside the runtime (src/runtime/build.rs, TOOLBOX_PATH).
-const BUSYBOX: &str = "/opt/runtime/toolbox/busybox";
-/// alice's limits: small, so that exhausting them is quick.
-const ALICE_MEMORY: i64 = 128 << 20;
-const ALICE_PIDS: u32 = 64;
-const ALICE_TMP: i64 = 16 << 20;
 /// awk doubles a string until it is 1 GiB: real, touched memory, eight times alice's limit.
 const ALLOCATE: &str = "awk 'BEGIN { s = \"0123456789abcdef\"; \
      while (length(s) < 1073741824) s = s s; print \"allocated\", length(s) }'";
-/// Liveness deadlines, never performance thresholds.
-const LONG: Duration = Duration::from_secs(120);
-const EXEC_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Prints one line of the escape report.
 fn report(attempt: &str, outcome: &str) {
     println!("escape: {attempt} → refused: {outcome}");
 }
 
-/// The first line of a command's error output, for the report.
-fn first_line(s: &str) -> &str {
-    s.lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("")
-        .trim()
-}
-
-/// An OpenAI-compatible server on loopback that records the Authorization header of every
-/// request: evidence that the daemon holds the key and uses it, on the host side only.
-struct KeyedModel {
-    base_url: String,
-    auth: Arc<Mutex<Vec<String>>>,
-    _rt: tokio::runtime::Runtime,
-}
-
-impl KeyedModel {
-    fn start() -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
-        let auth: Arc<Mutex<Vec<String>>> = Arc::default();
-        let app = Router::new()
-            .route("/v1/chat/completions", post(chat))
-            .with_state(auth.clone());
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self {
-            base_url: format!("http://{addr}/v1"),
-            auth,
-            _rt: rt,
-        }
-    }
-
-    fn auth_headers(&self) -> Vec<String> {
-        self.auth.lock().unwrap().clone()
-    }
-}
-
-async fn chat(
-    State(auth): State<Arc<Mutex<Vec<String>>>>,
-    headers: HeaderMap,
-    Json(_body): Json<Value>,
-) -> Json<Value> {
-    let header = headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    auth.lock().unwrap().push(header);
-    Json(
-        json!({"choices": [{"message": {"content": "keyed answer"}}],
-                "usage": {"prompt_tokens": 3, "completion_tokens": 2}}),
-    )
-}
-
-/// alice (small limits, an OpenAI-compatible model whose key is in the daemon's environment)
-/// and bob (echo) running under one daemon.
-struct Sandbox {
-    // Fields drop in order: the daemon goes first, so that it cannot create again the
-    // containers ReadyHome removes when it drops.
-    _daemon: Daemon,
-    h: ReadyHome,
-    model: KeyedModel,
-}
-
-impl Sandbox {
-    fn new() -> Self {
-        Self::with_bob_port(None)
-    }
-
-    /// `bob_port`: a loopback port for bob's own API listener.
-    fn with_bob_port(bob_port: Option<u16>) -> Self {
-        let model = KeyedModel::start();
-        let h = ReadyHome::new();
-        h.home.run(&["create-instance", "alice"]).ok();
-        match bob_port {
-            Some(port) => h
-                .home
-                .run(&["create-instance", "bob", "--port", &port.to_string()])
-                .ok(),
-            None => h.home.run(&["create-instance", "bob"]).ok(),
-        };
-        h.edit_config("alice", |c| {
-            c["model"] = json!({"provider": "openai", "name": "escape",
-                                "base_url": model.base_url, "api_key_env": KEY_ENV});
-            c["limits"]["memory"] = json!("128m");
-            c["limits"]["pids"] = json!(ALICE_PIDS);
-            c["limits"]["tmp"] = json!("16m");
-        });
-        // bob's port opens only behind the API's token.
-        let daemon = Daemon::start_with_env(&h.home, &[(KEY_ENV, KEY), (API_TOKEN_ENV, API_TOKEN)]);
-        h.home.run(&["start", "--all", "--wait"]).ok();
-        let s = Self {
-            h,
-            model,
-            _daemon: daemon,
-        };
-        s.alice_answers();
-        s.bob_answers("hello bob");
-        s
-    }
-
-    /// alice's running container.
-    fn alice_id(&self) -> String {
-        let mut id = None;
-        assert!(
-            wait_until(LONG, || {
-                id = self
-                    .h
-                    .container_of("alice")
-                    .filter(|c| c.running)
-                    .map(|c| c.id);
-                id.is_some()
-            }),
-            "alice has no running container: {:?}",
-            self.h.record("alice")
-        );
-        id.unwrap()
-    }
-
-    /// Runs `script` with busybox's shell inside alice's container.
-    fn try_sh(&self, script: &str, timeout: Duration) -> Result<ExecOutput, ExecError> {
-        let id = self.alice_id();
-        let script = script.to_string();
-        with_docker(async move |d| {
-            exec::run(&d, &id, &[BUSYBOX, "sh", "-c", &script], timeout).await
-        })
-    }
-
-    fn sh(&self, script: &str) -> ExecOutput {
-        self.try_sh(script, EXEC_TIMEOUT)
-            .unwrap_or_else(|e| panic!("exec in alice failed: {e}\nscript: {script}"))
-    }
-
-    /// Runs an attempt that must fail, with `reason` in its error output; reports it.
-    #[track_caller]
-    fn refused(&self, attempt: &str, script: &str, reason: &str) -> ExecOutput {
-        let out = self.sh(script);
-        assert_ne!(out.exit_code, 0, "{attempt} SUCCEEDED: {out:?}");
-        assert!(
-            out.stderr.contains(reason),
-            "{attempt}: failed, but not with {reason:?}: {out:?}"
-        );
-        report(attempt, first_line(&out.stderr));
-        out
-    }
-
-    fn bob_answers(&self, text: &str) {
-        let out = self
-            .h
-            .home
-            .run(&["send", "bob", text, "--wait", "--timeout", "120"])
-            .ok();
-        assert_eq!(out.stdout.trim(), format!("echo: [local] {text}"));
-    }
-
-    fn alice_answers(&self) {
-        let out = self
-            .h
-            .home
-            .run(&[
-                "send",
-                "alice",
-                "are you there?",
-                "--wait",
-                "--timeout",
-                "120",
-            ])
-            .ok();
-        assert_eq!(out.stdout.trim(), "keyed answer");
-    }
-
-    /// The daemon answers on its socket and still reaches the engine.
-    fn daemon_status(&self) -> Value {
-        let status = self.h.home.run(&["status", "--json"]).ok().json();
-        assert_eq!(status["daemon"]["running"], true, "{status}");
-        assert_eq!(status["docker"]["reachable"], true, "{status}");
-        status
-    }
-
-    /// alice comes back (or stays) running and answering, bob answers, the daemon is fine.
-    fn all_well(&self) {
-        assert!(
-            wait_until(LONG, || self.h.record("alice").state == "running"),
-            "alice is not running again: {:?}",
-            self.h.record("alice")
-        );
-        self.alice_answers();
-        self.bob_answers("still there?");
-        self.daemon_status();
-    }
+/// Runs an attempt in alice that must fail, with `reason` in its error output; reports it.
+#[track_caller]
+fn refused(s: &Sandbox, attempt: &str, script: &str, reason: &str) -> ExecOutput {
+    let out = s.sh(script);
+    assert_ne!(out.exit_code, 0, "{attempt} SUCCEEDED: {out:?}");
+    assert!(
+        out.stderr.contains(reason),
+        "{attempt}: failed, but not with {reason:?}: {out:?}"
+    );
+    report(attempt, first_line(&out.stderr));
+    out
 }
 
 #[test]
@@ -272,7 +69,8 @@ fn writing_the_runtime_or_the_root_filesystem_is_refused() {
         ),
         ("create a file in /etc", "touch /etc/evil"),
     ] {
-        s.refused(
+        refused(
+            &s,
             &format!("write: {attempt}"),
             script,
             "Read-only file system",
@@ -288,7 +86,8 @@ fn writing_the_runtime_or_the_root_filesystem_is_refused() {
 fn another_instances_directories_are_not_there() {
     let s = Sandbox::new();
     let bob_ws = s.h.home.workspace("bob");
-    let bob_ipc = s.h.home.volume("bob").join("ipc");
+    let bob_in = s.h.home.ipc_in("bob");
+    let bob_out = s.h.home.ipc_out("bob");
     let soul_before = std::fs::read(bob_ws.join("SOUL.md")).unwrap();
 
     // alice's own mounts are where they should be, so a missing path below means "not
@@ -299,7 +98,8 @@ fn another_instances_directories_are_not_there() {
     let host = |p: &std::path::Path| p.display().to_string();
     let targets = [
         ("bob's workspace by its host path", host(&bob_ws)),
-        ("bob's IPC directory by its host path", host(&bob_ipc)),
+        ("bob's IPC in/ by its host path", host(&bob_in)),
+        ("bob's IPC out/ by its host path", host(&bob_out)),
         (
             "the instances directory by its host path",
             host(&s.h.home.path("instances")),
@@ -367,13 +167,15 @@ fn another_instances_directories_are_not_there() {
         first_line(&link.stderr),
     );
 
-    // The mount table: exactly alice's three directories, nothing of bob's.
+    // The mount table: alice's own directories, nothing of bob's.
     let mounts = s.sh("cat /proc/self/mountinfo");
-    assert!(
-        !mounts.stdout.contains("/instances/bob"),
-        "bob is mounted: {}",
-        mounts.stdout
-    );
+    for dir in [&bob_ws, &bob_in, &bob_out] {
+        assert!(
+            !mounts.stdout.contains(&host(dir)),
+            "bob is mounted: {}",
+            mounts.stdout
+        );
+    }
     report(
         "find bob in the mount table",
         "no mount of bob's directories",
@@ -381,7 +183,9 @@ fn another_instances_directories_are_not_there() {
 
     // Nothing reached bob's side.
     assert_eq!(std::fs::read(bob_ws.join("SOUL.md")).unwrap(), soul_before);
-    assert!(!bob_ws.join("evil").exists() && !bob_ipc.join("evil").exists());
+    for dir in [&bob_ws, &bob_in, &bob_out] {
+        assert!(!dir.join("evil").exists(), "{}", dir.display());
+    }
     s.bob_answers("are your files intact?");
 }
 
@@ -474,14 +278,16 @@ fn no_network_but_loopback() {
         }
     }
     for (what, host, port) in &targets {
-        s.refused(
+        refused(
+            &s,
             &format!("network: TCP connect to {what} {host}:{port}"),
             &format!("nc -w 5 {host} {port} </dev/null"),
             "Network is unreachable",
         );
     }
     // The container's 127.0.0.1 is its own: the host's loopback listeners are not there.
-    s.refused(
+    refused(
+        &s,
         &format!("network: TCP connect to bob's API port on the host's loopback 127.0.0.1:{port}"),
         &format!("nc -w 5 127.0.0.1 {port} </dev/null"),
         "Connection refused",
@@ -499,7 +305,8 @@ fn no_network_but_loopback() {
 fn no_docker_socket_anywhere() {
     let s = Sandbox::new();
     for path in ["/var/run/docker.sock", "/run/docker.sock"] {
-        s.refused(
+        refused(
+            &s,
             &format!("docker: open {path}"),
             &format!("ls -l {path} && nc -U {path} </dev/null"),
             "No such file or directory",
@@ -686,13 +493,20 @@ fn no_way_to_gain_privileges() {
         "none on any path",
     );
 
-    s.refused("privileges: su to root", "su -c id root", "must be suid");
-    s.refused(
+    refused(
+        &s,
+        "privileges: su to root",
+        "su -c id root",
+        "must be suid",
+    );
+    refused(
+        &s,
         "privileges: become root in a new user namespace (unshare -r)",
         "unshare -r id",
         "Operation not permitted",
     );
-    s.refused(
+    refused(
+        &s,
         "privileges: give a file to root (chown)",
         "touch /workspace/owned && chown 0:0 /workspace/owned; rc=$?; rm -f /workspace/owned; exit $rc",
         "Operation not permitted",
@@ -941,7 +755,8 @@ fn tmp_is_capped_and_noexec() {
     ] {
         assert!(mounts.stdout.contains(opt), "/tmp lacks {opt}: {mounts:?}");
     }
-    let fill = s.refused(
+    let fill = refused(
+        &s,
         "/tmp: write 32 MiB under limits.tmp = 16m",
         "dd if=/dev/zero of=/tmp/fill bs=1M count=32",
         "No space left on device",
@@ -953,7 +768,8 @@ fn tmp_is_capped_and_noexec() {
     s.bob_answers("alice's /tmp is full");
     s.sh("rm -f /tmp/fill");
 
-    s.refused(
+    refused(
+        &s,
         "/tmp: run a binary copied there",
         "cp /opt/runtime/toolbox/busybox /tmp/bb && chmod 755 /tmp/bb && /tmp/bb true; rc=$?; rm -f /tmp/bb; exit $rc",
         "Permission denied",

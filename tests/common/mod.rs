@@ -158,6 +158,8 @@ pub fn tree(dir: &Path) -> Vec<String> {
 }
 
 pub mod daemon;
+pub mod decoy;
 pub mod fake_llm;
 pub mod malformed;
 pub mod proxy;
+pub mod sandbox;
