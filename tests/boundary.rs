@@ -40,7 +40,7 @@ const CLI_OUTPUT_CAP: u64 = 64 << 10;
 /// At most this many entries set aside in the quarantine after a flood of junk.
 const QUARANTINE_CAP: usize = 1_000;
 /// At most this many audit events after a flood of junk.
-const EVENTS_CAP: i64 = 10;
+const EVENTS_CAP: i64 = 25;
 /// How many more inotify watches the daemon may hold after the workspace grew.
 const WATCH_SLACK: usize = 16;
 
@@ -233,7 +233,7 @@ enum Replaced {
 
 /// Tries, inside alice, to move `/ipc/<which>` to `/ipc/<which>.real` and run `make` (which
 /// puts something else at `/ipc/<which>`), and reports the attempt. Expected: the rename is
-/// refused, `/ipc/in` and `/ipc/out` being mount points of their own.
+/// refused, `/ipc/in` and `/ipc/out` being mount points of their own in a read-only `/ipc`.
 fn replace_ipc_dir(s: &Sandbox, r: &mut Report, which: &str, what: &str, make: &str) -> Replaced {
     let attempt = format!("replace /ipc/{which} by {what} (mv /ipc/{which} /ipc/{which}.real)");
     let out = s.sh(&format!(
@@ -247,14 +247,16 @@ fn replace_ipc_dir(s: &Sandbox, r: &mut Report, which: &str, what: &str, make: &
             );
             Replaced::Done
         }
-        1 if out.stderr.contains("Resource busy") => {
+        1 if out.stderr.contains("Resource busy")
+            || out.stderr.contains("Read-only file system") =>
+        {
             r.held(&attempt, format!("refused: {}", first_line(&out.stderr)));
             Replaced::Refused
         }
         _ => {
             r.broke(
                 &attempt,
-                format!("failed, but not as a busy mount point: {out:?}"),
+                format!("failed, but not as a busy mount point in a read-only /ipc: {out:?}"),
             );
             Replaced::Refused
         }
@@ -915,15 +917,25 @@ fn ipc_dirs_swapped_with_links_in_a_loop() {
     let swapper = install_swapper(&s);
     let in_decoy = Decoy::new(&s.h.home.root);
     let out_decoy = Decoy::new(&s.h.home.root);
+    // /ipc itself is read-only: the links can only be planted in the workspace, and each
+    // exchange with a queue (another mount) must fail.
+    let refused = s.sh(&plant_link(&in_decoy.root, "/ipc/.in-link"));
+    r.check(
+        "plant a link beside /ipc/in (in /ipc itself)",
+        match refused.exit_code {
+            0 => Err("planted: /ipc is writable".to_string()),
+            _ => Ok(format!("refused: {}", first_line(&refused.stderr))),
+        },
+    );
     let planted = s.sh(&format!(
         "{} && {} && echo planted",
-        plant_link(&in_decoy.root, "/ipc/.in-link"),
-        plant_link(&out_decoy.root, "/ipc/.out-link"),
+        plant_link(&in_decoy.root, "/workspace/.in-link"),
+        plant_link(&out_decoy.root, "/workspace/.out-link"),
     ));
     assert!(planted.stdout.contains("planted"), "{planted:?}");
     let loops = [
-        start_swapping(&s, "swap-in", "/ipc/in", "/ipc/.in-link", swapper),
-        start_swapping(&s, "swap-out", "/ipc/out", "/ipc/.out-link", swapper),
+        start_swapping(&s, "swap-in", "/ipc/in", "/workspace/.in-link", swapper),
+        start_swapping(&s, "swap-out", "/ipc/out", "/workspace/.out-link", swapper),
     ];
     // The daemon works on alice while her directories flip between the real ones and links.
     for i in 0..5 {
@@ -955,7 +967,7 @@ fn ipc_dirs_swapped_with_links_in_a_loop() {
     for n in ["in", "out"] {
         unswap(
             &host_of(&s, &format!("/ipc/{n}")),
-            &host_of(&s, &format!("/ipc/.{n}-link")),
+            &host_of(&s, &format!("/workspace/.{n}-link")),
         );
     }
     let how = if swapper {
@@ -1202,9 +1214,19 @@ fn writing_past_the_disk_limit_fails() {
     s.h.edit_config("alice", |c| {
         c["limits"]["disk"] = serde_json::json!("64m");
     });
-    // The edit takes effect in the next pass (a valid change of limits recreates the
-    // container).
+    // The edit takes effect in the next pass: a new limit recreates the container, its disk
+    // resized while none runs.
     let _ = s.h.home.run(&["start", "alice", "--wait"]);
+    let relabelled = wait_until(LONG, || {
+        s.h.container_of("alice").is_some_and(|c| {
+            c.running && c.labels.get("supervisor.disk").map(String::as_str) == Some("64m")
+        })
+    });
+    assert!(
+        relabelled,
+        "alice's container was not made again for the new limit: {:?}",
+        s.h.record("alice")
+    );
     let show = s.h.home.run(&["show", "alice", "--json"]);
     r.check(
         "limits.disk = \"64m\" in alice's config.json",
@@ -1292,7 +1314,7 @@ fn a_flood_of_junk_in_out_is_capped() {
         .daemon
         .log_text()
         .lines()
-        .filter(|l| l.contains("quarantined IPC file"))
+        .filter(|l| l.contains("set aside in the quarantine"))
         .count();
     r.check(
         &format!("{JUNK} empty files in /ipc/out: the quarantine"),

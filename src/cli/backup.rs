@@ -44,12 +44,19 @@ fn render(r: &BackupReport) -> String {
         "  files: {} file(s), {} directories\n",
         r.files, r.directories
     ));
+    // Names come from workspaces, which agents write: escaped, one line each.
+    use crate::render::escape::line;
     for s in &r.skipped {
-        out.push_str(&format!("  skipped {}: {}\n", s.path, s.reason));
+        out.push_str(&format!(
+            "  skipped {}: {}\n",
+            line(&s.path),
+            line(&s.reason)
+        ));
     }
     for path in &r.unsettled {
         out.push_str(&format!(
-            "  warning: {path} kept changing while it was copied; the archive holds one version of it\n"
+            "  warning: {} kept changing while it was copied; the archive holds one version of it\n",
+            line(path)
         ));
     }
     out

@@ -67,7 +67,8 @@ impl MessagingHandle {
 pub struct Messaging {
     http: reqwest::Client,
     home: Home,
-    watcher: OutWatcher,
+    /// Shared with the actors, which watch their `out/` again after a remount.
+    watcher: Arc<Mutex<OutWatcher>>,
     handle: MessagingHandle,
     scheduler: SchedulerHandle,
     live: Live,
@@ -97,7 +98,7 @@ impl Messaging {
         Self {
             http: llm::http_client(),
             home,
-            watcher: OutWatcher::new(tx),
+            watcher: Arc::new(Mutex::new(OutWatcher::new(tx))),
             handle,
             scheduler,
             live,
@@ -118,7 +119,8 @@ impl Messaging {
             let _ = tx.send(());
         }
         actors.retain(|name, _| live.contains(name));
-        self.watcher.retain(live);
+        let mut watcher = self.watcher.lock().expect("watcher");
+        watcher.retain(live);
         for name in live {
             if actors.contains_key(name) {
                 continue;
@@ -127,7 +129,7 @@ impl Messaging {
                 continue;
             };
             let paths = self.home.instance_paths(&iname);
-            self.watcher.watch(name, &paths.ipc.join(Queue::Out.name()));
+            watcher.watch(name, &paths.ipc.join(Queue::Out.name()));
             let (tx, rx) = mpsc::unbounded_channel();
             let _ = tx.send(());
             actors.insert(name.clone(), tx.clone());
@@ -136,6 +138,8 @@ impl Messaging {
                 home: self.home.clone(),
                 paths,
                 ipc: None,
+                identity: None,
+                watcher: self.watcher.clone(),
                 poke: tx,
                 answers: self.handle.answers.clone(),
                 in_flight: None,
@@ -171,8 +175,12 @@ struct Actor {
     name: String,
     home: Home,
     paths: InstancePaths,
-    /// The queues, once opened through the volume (again after a remount or conversion).
+    /// The queues, open for the length of a round: between rounds the actor holds nothing of
+    /// the volume, so it can be unmounted, resized or made an image.
     ipc: Option<InstanceIpc>,
+    /// What the queues were last round (device, inode): another pair means a remount.
+    identity: Option<[(u64, u64); 2]>,
+    watcher: Arc<Mutex<OutWatcher>>,
     /// This actor's own wake-up, to come back to work it could not finish.
     poke: mpsc::UnboundedSender<()>,
     answers: broadcast::Sender<AnswerEvent>,
@@ -207,15 +215,17 @@ impl Actor {
                     continue;
                 }
             }
-            // The volume's shared lock for the round: a conversion or growth of the volume
+            // The volume's shared lock for the round: a conversion or resize of the volume
             // (exclusive) never happens under it. Taken by another now: come back shortly.
             let share = match volume::try_share(&self.paths) {
                 Ok(Some(share)) => share,
                 Ok(None) => {
+                    self.ipc = None;
                     self.come_back_in(Duration::from_millis(100));
                     continue;
                 }
                 Err(e) => {
+                    self.ipc = None;
                     tracing::warn!(instance = %self.name, error = %e, "messaging cannot lock the volume");
                     self.come_back_in(Duration::from_secs(1));
                     continue;
@@ -224,6 +234,8 @@ impl Actor {
             if let Err(e) = self.step(&mut store).await {
                 tracing::warn!(instance = %self.name, error = %e, "messaging step failed");
             }
+            // Nothing of the volume stays open between rounds.
+            self.ipc = None;
             drop(share);
         }
     }
@@ -237,26 +249,11 @@ impl Actor {
         });
     }
 
-    /// The instance's queues, opened through its volume (mounting it if need be) and checked
-    /// each round to still be where they were. Anything that is not the directory the
-    /// supervisor made leaves every file alone and holds the instance in `error` (the
-    /// reconciler reads the problem from [`Live`]).
+    /// Opens the instance's queues for this round: straight through its volume's directory
+    /// when it is there, else through [`volume::open`] (which mounts an image and settles the
+    /// layout). Anything that is not the directory the supervisor made leaves every file alone
+    /// and holds the instance in `error` (the reconciler reads the problem from [`Live`]).
     fn queues(&mut self, store: &mut Store) -> Result<Option<&InstanceIpc>, StepError> {
-        if let Some(ipc) = &self.ipc {
-            match volume::open_unlocked(&self.paths)
-                .map_err(IpcError::from)
-                .and_then(|v| ipc.still_in_place(&v))
-            {
-                Ok(true) => return Ok(self.ipc.as_ref()),
-                // Unmounted, remounted or converted: open again, and deliver the turn in
-                // flight again (its file may have stayed behind in what was there before).
-                Ok(false) | Err(_) => {
-                    self.ipc = None;
-                    self.in_flight = None;
-                    self.tries = None;
-                }
-            }
-        }
         let uid = match store.instance(&self.name) {
             Ok(record) => record.uid,
             // Removed while its actor still ran: nothing to do.
@@ -264,15 +261,34 @@ impl Actor {
             Err(e) => return Err(e.into()),
         };
         let owner = nix::unistd::geteuid().is_root().then_some((uid, uid));
-        let opened = tokio::task::block_in_place(|| {
-            let v = volume::open(&self.paths)?;
-            InstanceIpc::open(&self.name, &self.paths, &v, owner)
-        });
+        let quick = volume::open_unlocked(&self.paths)
+            .map_err(IpcError::from)
+            .and_then(|v| InstanceIpc::open(&self.name, &self.paths, &v, owner));
+        let opened = match quick {
+            Ok(ipc) => Ok(ipc),
+            Err(_) => tokio::task::block_in_place(|| {
+                let v = volume::open(&self.paths)?;
+                InstanceIpc::open(&self.name, &self.paths, &v, owner)
+            }),
+        };
         match opened {
             Ok(ipc) => {
                 if self.live.set_boundary_problem(&self.name, None) {
                     tracing::info!(instance = %self.name, "the instance's IPC queues are in order again");
                 }
+                let identity = ipc.identity();
+                if self.identity.is_some_and(|was| was != identity) {
+                    // Remounted, resized or made an image since the last round: the turn in
+                    // flight is delivered again (idempotent), and out/ watched anew.
+                    self.in_flight = None;
+                    self.tries = None;
+                    let out = self.paths.ipc.join(Queue::Out.name());
+                    self.watcher
+                        .lock()
+                        .expect("watcher")
+                        .rewatch(&self.name, &out);
+                }
+                self.identity = Some(identity);
                 self.ipc = Some(ipc);
                 Ok(self.ipc.as_ref())
             }
@@ -312,9 +328,6 @@ impl Actor {
             .and_then(|v| self.ipc().still_in_place(&v))
             .unwrap_or(false);
         if !in_place {
-            self.ipc = None;
-            self.in_flight = None;
-            self.tries = None;
             self.come_back_in(Duration::from_millis(10));
             return Ok(());
         }

@@ -399,6 +399,12 @@ impl Reconciler {
         for action in &plan.actions {
             tracing::info!(?action, "reconcile");
             if let Err(mut e) = self.apply(docker, action, &prepared, &mut running).await {
+                if let ActionError::Volume(VolumeError::Busy(_)) = e {
+                    // Not a failure: the actor's round ends soon, and the next pass starts it.
+                    tracing::info!(?action, "volume busy; trying again shortly");
+                    self.recheck_at = Some(now + 500);
+                    continue;
+                }
                 if let ActionError::Docker(de) = e {
                     if crate::docker::ping(docker).await.is_err() {
                         return Err(de.into());
@@ -752,17 +758,18 @@ impl Reconciler {
         let limit = p.config.limits.disk_bytes();
         let (_, done) =
             tokio::task::block_in_place(|| volume::prepare(&paths, &self.disk, limit, owner))?;
-        if done.converted || done.grown || done.chowned > 0 {
+        if done.converted || done.resized.is_some() || done.chowned > 0 {
+            let resized = done.resized.map(|r| format!("{r:?}").to_lowercase());
             tracing::info!(
                 instance,
                 converted = done.converted,
-                grown = done.grown,
+                resized = resized.as_deref().unwrap_or("no"),
                 chowned = done.chowned,
                 "volume prepared"
             );
             let detail = serde_json::json!({
                 "converted_to_image": done.converted,
-                "grown": done.grown,
+                "resized": resized,
                 "owner_changed": done.chowned,
                 "limit": p.config.limits.disk,
             });

@@ -73,29 +73,66 @@ pub fn make_image(src: &Path, image: &Path, size: u64) -> Result<(), DiskError> 
     made
 }
 
-/// Grows the image `image` to `size` bytes; a smaller `size` changes nothing (a file system
-/// is not shrunk). The image must be unmounted and attached to no loop device: growing a
-/// mounted ext4 needs CAP_SYS_RESOURCE, which a root daemon in a container often lacks, so it
-/// is done offline, between a container's stop and the next start.
-pub fn grow(image: &Path, size: u64) -> Result<bool, DiskError> {
+/// What [`resize`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resized {
+    Unchanged,
+    Grown,
+    Shrunk,
+}
+
+/// Makes the image `image` a file system of `size` bytes, larger or smaller. It must be
+/// unmounted and attached to no loop device: resizing a mounted ext4 needs CAP_SYS_RESOURCE,
+/// which a root daemon in a container often lacks, and shrinking needs it unmounted anyway, so
+/// it is done offline, between a container's stop and the next start. A shrink that the files
+/// do not fit in fails and changes nothing.
+pub fn resize(image: &Path, size: u64) -> Result<Resized, DiskError> {
+    if size < MIN_DISK_BYTES {
+        return Err(DiskError::TooSmall { limit: size });
+    }
     let current = std::fs::metadata(image)
         .map_err(DiskError::io("inspect", image))?
         .len();
-    if size <= current {
-        return Ok(false);
+    if size == current {
+        return Ok(Resized::Unchanged);
     }
-    // resize2fs insists on a freshly checked file system; -p: fix what is safe to fix.
+    // resize2fs insists on a freshly checked file system; -p: fix only what is safe to fix.
     run(
         "e2fsck",
         &[OsStr::new("-f"), OsStr::new("-p"), image.as_os_str()],
     )?;
-    OpenOptions::new()
-        .write(true)
-        .open(image)
-        .and_then(|f| f.set_len(size))
-        .map_err(DiskError::io("grow", image))?;
-    run("resize2fs", &[image.as_os_str()])?;
-    Ok(true)
+    let open = || OpenOptions::new().write(true).open(image);
+    let resized = if size > current {
+        open()
+            .and_then(|f| f.set_len(size))
+            .map_err(DiskError::io("grow", image))?;
+        run("resize2fs", &[image.as_os_str()])?;
+        Resized::Grown
+    } else {
+        let kib = format!("{}K", size >> 10);
+        run("resize2fs", &[image.as_os_str(), OsStr::new(&kib)])?;
+        open()
+            .and_then(|f| f.set_len(size))
+            .map_err(DiskError::io("shrink", image))?;
+        Resized::Shrunk
+    };
+    // The journal keeps the size it was made with; one sized for the old disk would take a
+    // quarter of a disk shrunk from 1g to 64m. Made anew for this size (the file system is
+    // clean: it was just checked and resized).
+    run(
+        "tune2fs",
+        &[
+            OsStr::new("-O"),
+            OsStr::new("^has_journal"),
+            image.as_os_str(),
+        ],
+    )?;
+    let journal = format!("size={}", journal_mib(size));
+    run(
+        "tune2fs",
+        &[OsStr::new("-J"), OsStr::new(&journal), image.as_os_str()],
+    )?;
+    Ok(resized)
 }
 
 #[cfg(test)]

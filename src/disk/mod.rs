@@ -15,7 +15,7 @@ mod mount;
 
 use std::path::{Path, PathBuf};
 
-pub use image::{grow, make_image, MIN_DISK_BYTES};
+pub use image::{make_image, resize, Resized, MIN_DISK_BYTES};
 pub use mount::{is_attached, is_mounted, mount, unmount, unmount_below, MountState};
 
 /// `[disk]` in supervisor.toml: how disk limits are enforced.
@@ -87,7 +87,14 @@ fn hard_possible() -> Result<(), String> {
     if !Path::new("/dev/loop-control").exists() {
         return Err("this host has no loop devices (/dev/loop-control is missing)".into());
     }
-    for tool in ["mke2fs", "e2fsck", "resize2fs", "mount", "umount"] {
+    for tool in [
+        "mke2fs",
+        "e2fsck",
+        "resize2fs",
+        "tune2fs",
+        "mount",
+        "umount",
+    ] {
         if find_tool(tool).is_none() {
             return Err(format!(
                 "{tool} is not installed (Debian: apt-get install e2fsprogs mount)"

@@ -179,7 +179,8 @@ fn unescape_mountinfo(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::disk::{grow, make_image, EnforceSetting, Enforcement};
+    use crate::disk::{make_image, resize, EnforceSetting, Enforcement, Resized};
+    use std::io::Write;
 
     /// A staged tree, its image and a mount point, unmounted at the end.
     struct Scratch {
@@ -241,13 +242,38 @@ mod tests {
         unmount(&mp).unwrap();
         // The device went with the mount (autoclear).
         assert!(attached(&image).unwrap().is_none());
-        assert!(grow(&image, 128 << 20).unwrap());
-        assert!(!grow(&image, 96 << 20).unwrap(), "never shrunk");
+        assert_eq!(resize(&image, 128 << 20).unwrap(), Resized::Grown);
+        assert_eq!(resize(&image, 128 << 20).unwrap(), Resized::Unchanged);
         // A new mount finds the data, on a larger file system.
         mount(&image, &mp).unwrap();
         assert!(mp.join("workspace/SOUL.md").exists());
         let after = nix::sys::statvfs::statvfs(&mp).unwrap().blocks();
         assert!(after > before, "{before} -> {after}");
+        // Filled past 64 MiB, it cannot shrink back; emptied, it can.
+        let big = mp.join("workspace/big");
+        std::fs::File::create(&big)
+            .unwrap()
+            .write_all(&vec![7u8; 80 << 20])
+            .unwrap();
+        unmount(&mp).unwrap();
+        assert!(resize(&image, 64 << 20).is_err(), "the files do not fit");
+        assert_eq!(std::fs::metadata(&image).unwrap().len(), 128 << 20);
+        mount(&image, &mp).unwrap();
+        assert_eq!(
+            std::fs::metadata(&big).unwrap().len(),
+            80 << 20,
+            "nothing lost"
+        );
+        std::fs::remove_file(&big).unwrap();
+        unmount(&mp).unwrap();
+        assert_eq!(resize(&image, 64 << 20).unwrap(), Resized::Shrunk);
+        assert_eq!(std::fs::metadata(&image).unwrap().len(), 64 << 20);
+        mount(&image, &mp).unwrap();
+        assert!(mp.join("workspace/SOUL.md").exists());
+        // With a journal made for its size, nearly all of it is the agent's.
+        let st = nix::sys::statvfs::statvfs(&mp).unwrap();
+        let free = st.blocks_available() as u64 * st.fragment_size() as u64;
+        assert!(free > 56 << 20, "{free} bytes free of 64 MiB");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use nix::fcntl::{Flock, FlockArg};
 
 use crate::disk::{self, DiskError, Enforcement, MountState};
 use crate::home::{InstancePaths, IPC_DIR, VOLUME_DIR, VOLUME_IMAGE, WORKSPACE_DIR};
+use crate::instance::config::format_size;
 use crate::safefs::{Kind, SafeDir, TreeLimits, Usage};
 
 /// The mode of the directories the agent owns, and of the host's own ones around them.
@@ -43,6 +44,9 @@ pub enum VolumeError {
     NeedsRoot(PathBuf),
     #[error("hard disk limits are required ([disk] enforce = \"hard\") but {0}")]
     Unavailable(String),
+    /// In use for longer than a start should wait (a model call in flight): try again soon.
+    #[error("{} is busy (a message is being handled); trying again shortly", .0.display())]
+    Busy(PathBuf),
     #[error("the workspace does not fit in limits.disk ({limit}): raise limits.disk in config.json, or make room ({source})")]
     TooBig { limit: String, source: DiskError },
 }
@@ -178,10 +182,40 @@ impl OpenVolume {
 /// Opens the instance's volume, mounting its image if it has one and it is not mounted yet.
 /// A home from before volumes existed gets its `workspace/` and `ipc/` moved into one first.
 pub fn open(paths: &InstancePaths) -> Result<OpenVolume, VolumeError> {
+    // Already in order (the usual case): a shared hold is enough, and it never waits for the
+    // messaging actor's round.
+    {
+        let _shared = lock(paths, FlockArg::LockShared)?;
+        if in_order(paths)? {
+            return open_unlocked(paths).and_then(|v| with_own_root_mode(paths, v));
+        }
+    }
     let _lock = lock(paths, FlockArg::LockExclusive)?;
     settle_layout(paths)?;
     open_locked(paths)
 }
+
+/// Whether the layout is this version's and an image, if there is one, is mounted.
+fn in_order(paths: &InstancePaths) -> Result<bool, VolumeError> {
+    let exists = |p: &Path| std::fs::symlink_metadata(p).is_ok();
+    if !exists(&paths.volume)
+        || exists(&paths.dir.join(WORKSPACE_DIR))
+        || exists(&paths.dir.join(IPC_DIR))
+    {
+        return Ok(false);
+    }
+    if !is_file(&paths.volume_image)? {
+        return Ok(true);
+    }
+    Ok(matches!(
+        disk::is_mounted(&paths.volume_image, &paths.volume),
+        Ok(MountState::Mounted { .. })
+    ))
+}
+
+/// How long [`prepare`] waits for the volume's exclusive lock (the messaging actor holds a
+/// shared one for each round, which can last as long as a model call).
+const PREPARE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The volume as it is now, without the lock and without mounting anything: for checking
 /// that directories opened before are still the ones its paths lead to.
@@ -206,12 +240,17 @@ fn open_locked(paths: &InstancePaths) -> Result<OpenVolume, VolumeError> {
         },
         _ => io_err("open", &paths.volume)(e),
     })?;
-    // An image's root comes from mke2fs as 0755; the host keeps it its own.
-    if image && root.stat_self().is_ok_and(|s| s.mode != DIR_MODE) {
-        root.set_own_mode(DIR_MODE)
+    with_own_root_mode(paths, OpenVolume { root, image })
+}
+
+/// An image's root comes from mke2fs as 0755; the host keeps it its own (0700).
+fn with_own_root_mode(paths: &InstancePaths, v: OpenVolume) -> Result<OpenVolume, VolumeError> {
+    if v.image && v.root.stat_self().is_ok_and(|s| s.mode != DIR_MODE) {
+        v.root
+            .set_own_mode(DIR_MODE)
             .map_err(io_err("set the mode of", &paths.volume))?;
     }
-    Ok(OpenVolume { root, image })
+    Ok(v)
 }
 
 fn is_file(path: &Path) -> Result<bool, VolumeError> {
@@ -230,7 +269,8 @@ fn is_file(path: &Path) -> Result<bool, VolumeError> {
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Prepared {
     pub converted: bool,
-    pub grown: bool,
+    /// Its image took the new `limits.disk` (grown or shrunk).
+    pub resized: Option<disk::Resized>,
     /// Ownership handed to the instance's uid (entries changed).
     pub chowned: u64,
     /// A raised limit that could not be applied yet, and why.
@@ -248,7 +288,16 @@ pub fn prepare(
     limit: u64,
     owner: Option<(u32, u32)>,
 ) -> Result<(OpenVolume, Prepared), VolumeError> {
-    let _lock = lock(paths, FlockArg::LockExclusive)?;
+    let deadline = std::time::Instant::now() + PREPARE_LOCK_WAIT;
+    let _lock = loop {
+        match lock(paths, FlockArg::LockExclusiveNonblock)? {
+            Some(l) => break l,
+            None if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            None => return Err(VolumeError::Busy(paths.volume.clone())),
+        }
+    };
     settle_layout(paths)?;
     let mut done = Prepared::default();
     if let Enforcement::Unavailable { why } = enforcement {
@@ -262,17 +311,26 @@ pub fn prepare(
         let size = std::fs::metadata(&paths.volume_image)
             .map_err(io_err("inspect", &paths.volume_image))?
             .len();
-        if limit > size {
+        if limit != size {
             // Offline: the host's mount goes first; a device still attached means a container
-            // of this instance still holds it, and the growth waits for the next start.
+            // of this instance still holds it, and the change waits for the next start.
             disk::unmount(&paths.volume)?;
+            let (from, to) = (format_size(size), format_size(limit));
             if disk::is_attached(&paths.volume_image)? {
                 done.pending = Some(format!(
-                    "limits.disk was raised to {limit} bytes; the disk stays at {size} until no \
-                     container of this instance holds it"
+                    "limits.disk is {to}; the disk stays at {from} until no container of this \
+                     instance holds it"
                 ));
             } else {
-                done.grown = disk::grow(&paths.volume_image, limit)?;
+                done.resized = match disk::resize(&paths.volume_image, limit) {
+                    Ok(r) => Some(r),
+                    // The files do not fit in the new limit: nothing changed, and the instance
+                    // waits in `error` until they do or the limit is raised again.
+                    Err(source @ DiskError::Tool { .. }) if limit < size => {
+                        return Err(VolumeError::TooBig { limit: to, source })
+                    }
+                    Err(e) => return Err(e.into()),
+                };
             }
         }
     }
@@ -421,7 +479,7 @@ fn convert_to_image(paths: &InstancePaths, limit: u64) -> Result<(), VolumeError
     let new = paths.dir.join(IMAGE_NEW);
     disk::make_image(&paths.volume, &new, limit).map_err(|e| match e {
         e @ DiskError::Tool { .. } => VolumeError::TooBig {
-            limit: crate::instance::config::format_size(limit),
+            limit: format_size(limit),
             source: e,
         },
         e => e.into(),

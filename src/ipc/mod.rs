@@ -167,6 +167,11 @@ impl InstanceIpc {
         })
     }
 
+    /// What `in/` and `out/` are (device, inode), as opened.
+    pub fn identity(&self) -> [(u64, u64); 2] {
+        self.identity
+    }
+
     /// Whether the queues' paths in `volume` still lead to the directories held (a remount
     /// or a conversion of the volume means the queues must be opened again).
     pub fn still_in_place(&self, volume: &OpenVolume) -> Result<bool, IpcError> {

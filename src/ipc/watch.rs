@@ -64,6 +64,16 @@ impl OutWatcher {
         }
     }
 
+    /// Watches `dir` for `instance` again: after a remount the old watch is gone with the
+    /// file system it was on.
+    pub fn rewatch(&mut self, instance: &str, dir: &Path) {
+        if let Some(w) = self.watcher.as_mut() {
+            let _ = w.unwatch(dir);
+        }
+        self.dirs.lock().expect("watch map").remove(dir);
+        self.watch(instance, dir);
+    }
+
     /// Stops watching the directories of instances not in `live`.
     pub fn retain(&mut self, live: &[String]) {
         let mut map = self.dirs.lock().expect("watch map");

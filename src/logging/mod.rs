@@ -141,10 +141,17 @@ pub fn init(opts: &LogOptions) -> Result<Redactor, LoggingError> {
         .with_writer(writer);
     let installed = match opts.format {
         LogFormat::Json => builder.json().with_ansi(false).try_init(),
-        LogFormat::Text if journal => builder.with_ansi(false).without_time().try_init(),
+        LogFormat::Text if journal => builder
+            .fmt_fields(escaped_fields())
+            .with_ansi(false)
+            .without_time()
+            .try_init(),
         LogFormat::Text => {
             let colour = io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-            builder.with_ansi(colour).try_init()
+            builder
+                .fmt_fields(escaped_fields())
+                .with_ansi(colour)
+                .try_init()
         }
     };
     installed.map_err(|e| LoggingError::Install(e.to_string()))?;
@@ -153,6 +160,23 @@ pub fn init(opts: &LogOptions) -> Result<Redactor, LoggingError> {
         tracing::warn!(error = %e, level = DEFAULT_LEVEL, "RUST_LOG ignored");
     }
     Ok(redactor)
+}
+
+/// Text lines' fields as tracing writes them (`name=value`, the message bare), with every
+/// control character in a value escaped: a file name, a turn id or an error can come from an
+/// agent, and a newline or an escape sequence in it must not forge a line of its own or
+/// repaint the operator's terminal. (JSON lines escape by themselves.)
+pub fn escaped_fields() -> impl for<'w> tracing_subscriber::fmt::FormatFields<'w> + 'static {
+    use tracing_subscriber::field::MakeExt;
+    tracing_subscriber::fmt::format::debug_fn(|w, field, value| {
+        let text = format!("{value:?}");
+        let text = crate::render::escape::line(&text);
+        match field.name() {
+            "message" => write!(w, "{text}"),
+            name => write!(w, "{name}={text}"),
+        }
+    })
+    .delimited(" ")
 }
 
 /// True when stderr is the stream systemd connected to the journal: `JOURNAL_STREAM` holds

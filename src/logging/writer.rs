@@ -179,19 +179,29 @@ mod tests {
         .journald(true);
         let subscriber = tracing_subscriber::fmt()
             .with_writer(make)
+            .fmt_fields(crate::logging::escaped_fields())
             .with_ansi(false)
             .without_time()
             .finish();
         tracing::subscriber::with_default(subscriber, || {
-            tracing::warn!(auth = "Bearer 0123456789abcdef", "two\nlines");
+            tracing::warn!(auth = "Bearer 0123456789abcdef", file = %"x\n WARN forged\u{1b}[2J", "two\nlines");
             tracing::info!("fine");
         });
         let text = sink.text();
         let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines.len(),
+            2,
+            "one line an event, whatever its fields hold: {text}"
+        );
         assert!(lines[0].starts_with("<4> WARN"), "{text}");
-        assert!(lines[1].starts_with("<4>lines"), "{text}");
-        assert!(lines[1].contains("Bearer [REDACTED]"), "{text}");
-        assert!(lines[2].starts_with("<6> INFO"), "{text}");
+        assert!(lines[0].contains("two\\u{a}lines"), "{text}");
+        assert!(
+            lines[0].contains("file=x\\u{a} WARN forged\\u{1b}[2J"),
+            "{text}"
+        );
+        assert!(lines[0].contains("Bearer [REDACTED]"), "{text}");
+        assert!(lines[1].starts_with("<6> INFO"), "{text}");
     }
 
     #[test]
