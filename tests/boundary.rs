@@ -690,6 +690,10 @@ fn ipc_out_replaced_by_a_link_to_a_host_tree() {
                 untouched(&decoy),
             );
             r.check(
+                "alice's state, with her host out/ a link",
+                held_in_error(&s, "alice", "is a symbolic link"),
+            );
+            r.check(
                 "bob, while alice's host out/ is a link",
                 bob_answers(&s, "and on the host side?"),
             );
@@ -698,6 +702,34 @@ fn ipc_out_replaced_by_a_link_to_a_host_tree() {
     r.check("alice, once her out/ is back", alice_recovers(&mut s));
     r.check("the daemon, at the end", daemon_healthy(&s));
     r.finish();
+}
+
+/// The instance is held in `error` with `why` in its detail, and an `ipc.unexpected` event
+/// says so: the daemon noticed, and touched nothing.
+fn held_in_error(s: &Sandbox, instance: &str, why: &str) -> Result<String, String> {
+    let held = wait_until(LONG, || {
+        let r = s.h.record(instance);
+        r.state == "error" && r.state_detail.as_deref().is_some_and(|d| d.contains(why))
+    });
+    let r = s.h.record(instance);
+    let events: i64 = rusqlite::Connection::open(s.h.home.path("supervisor.db"))
+        .unwrap()
+        .query_row(
+            "SELECT count(*) FROM events WHERE instance = ?1 AND kind = 'ipc.unexpected'",
+            [instance],
+            |row| row.get(0),
+        )
+        .unwrap();
+    match (held, events) {
+        (true, n) if n > 0 => Ok(format!(
+            "error: {} ({n} ipc.unexpected event)",
+            r.state_detail.unwrap_or_default()
+        )),
+        _ => Err(format!(
+            "state {} ({:?}), {events} ipc.unexpected events",
+            r.state, r.state_detail
+        )),
+    }
 }
 
 // ----------------------------------------------------------------------------------------
@@ -1274,6 +1306,26 @@ fn writing_past_the_disk_limit_fails() {
             bob_answers(&s, "is the disk full?"),
         );
         s.sh(&format!("rm -f {file}"));
+    }
+    // Inodes count too: about one per 16 KiB of the limit (4,096 for a new 64m disk; a disk
+    // shrunk from 1g keeps its block group's 8,192).
+    let files = s.sh("mkdir -p /workspace/many && cd /workspace/many && i=0; \
+         while [ $i -lt 20000 ] && touch f$i 2>/tmp/err; do i=$((i+1)); done; \
+         echo made $i; cat /tmp/err >&2; cd / && rm -rf /workspace/many");
+    let made: u64 = files
+        .stdout
+        .trim()
+        .strip_prefix("made ")
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(u64::MAX);
+    let attempt = "create 20,000 empty files in the workspace under limits.disk = 64m";
+    if made < 8192 + 64 && files.stderr.contains("No space left on device") {
+        r.held(
+            attempt,
+            format!("refused after {made}: {}", first_line(&files.stderr)),
+        );
+    } else {
+        r.broke(attempt, format!("made {made}: {files:?}"));
     }
     r.check("alice, after the writes", alice_answers(&s));
     r.check("the daemon, at the end", daemon_healthy(&s));

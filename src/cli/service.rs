@@ -146,6 +146,8 @@ impl Unit {
                     scope: self.scope,
                     run_as: run_as.as_deref(),
                     stop_timeout,
+                    // Root with [disk] enforce = "auto" or "hard" mounts instances' images.
+                    disk_images: host.disk.enforce != crate::disk::EnforceSetting::Soft,
                 })?
             }
             Manager::Launchd => render::launchd_plist(&render::LaunchdAgent {

@@ -182,7 +182,30 @@ pub async fn list_owned(
     docker: &Docker,
     home_id: &str,
 ) -> Result<Vec<OwnedContainer>, DockerError> {
-    let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_HOME}={home_id}")])]);
+    let all = list_labelled(docker, format!("{LABEL_HOME}={home_id}")).await?;
+    // Belt and braces: the engine filtered, but never trust a filter with ownership.
+    Ok(all
+        .into_iter()
+        .filter(|c| c.labels.get(LABEL_HOME).map(String::as_str) == Some(home_id))
+        .collect())
+}
+
+/// Every container any supervisor home made (labelled with a home), this one's included:
+/// for looking, never for touching.
+pub async fn list_supervised(docker: &Docker) -> Result<Vec<OwnedContainer>, DockerError> {
+    let all = list_labelled(docker, LABEL_HOME.to_string()).await?;
+    Ok(all
+        .into_iter()
+        .filter(|c| c.labels.contains_key(LABEL_HOME))
+        .collect())
+}
+
+/// The containers matching one engine label filter (`key` or `key=value`).
+async fn list_labelled(
+    docker: &Docker,
+    filter: String,
+) -> Result<Vec<OwnedContainer>, DockerError> {
+    let filters = HashMap::from([("label".to_string(), vec![filter])]);
     let options = ListContainersOptionsBuilder::default()
         .all(true)
         .filters(&filters)
@@ -195,10 +218,6 @@ pub async fn list_owned(
         .into_iter()
         .filter_map(|c| {
             let labels = c.labels.unwrap_or_default();
-            // Belt and braces: the engine filtered, but never trust a filter with ownership.
-            if labels.get(LABEL_HOME).map(String::as_str) != Some(home_id) {
-                return None;
-            }
             Some(OwnedContainer {
                 id: c.id?,
                 name: c

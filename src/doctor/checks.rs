@@ -19,6 +19,7 @@ pub const HARDENING: &str = "hardening";
 pub const ORPHANS: &str = "orphans";
 pub const DISK: &str = "disk";
 pub const API_TOKEN: &str = "api-token";
+pub const ISOLATION: &str = "isolation";
 
 /// Below this much free space the home is short of room (warn).
 pub const DISK_WARN_BYTES: u64 = 1 << 30;

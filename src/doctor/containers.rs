@@ -31,6 +31,8 @@ pub(super) struct DockerRows {
     pub image: Check,
     pub hardening: Vec<Check>,
     pub orphans: Vec<Check>,
+    /// Other homes' containers running with this home's uids.
+    pub shared_uids: Vec<Check>,
 }
 
 pub(super) async fn docker_checks(
@@ -48,6 +50,7 @@ pub(super) async fn docker_checks(
         }),
         hardening: vec![Check::warn(checks::HARDENING, NO_DOCKER, START_DOCKER)],
         orphans: vec![Check::warn(checks::ORPHANS, NO_DOCKER, START_DOCKER)],
+        shared_uids: Vec::new(),
     };
     let connected = tokio::time::timeout(DOCKER_CONNECT_WAIT, async {
         let client = docker::connect(&host.docker).await?;
@@ -90,14 +93,19 @@ pub(super) async fn docker_checks(
                 )
             }
         };
-        (checks::image(&image), hardening, orphans)
+        let shared_uids = match facts {
+            Some(facts) => other_homes_in_our_block(&client, facts).await,
+            None => Vec::new(),
+        };
+        (checks::image(&image), hardening, orphans, shared_uids)
     };
     match tokio::time::timeout(DOCKER_WORK_WAIT, work).await {
-        Ok((image, hardening, orphans)) => DockerRows {
+        Ok((image, hardening, orphans, shared_uids)) => DockerRows {
             docker: docker_row,
             image,
             hardening,
             orphans,
+            shared_uids,
         },
         Err(_) => unreachable(Check::fail(
             checks::DOCKER,
@@ -108,6 +116,35 @@ pub(super) async fn docker_checks(
             "check the engine (`docker info`), then run `supervisor doctor` again",
         )),
     }
+}
+
+/// Containers of other homes on this engine whose user is a uid of this home's block.
+async fn other_homes_in_our_block(client: &Client, facts: &StoreFacts) -> Vec<Check> {
+    let (Ok(block), Ok(all)) = (
+        facts.store.uid_block(),
+        container::list_supervised(client).await,
+    ) else {
+        return Vec::new();
+    };
+    let mut theirs = Vec::new();
+    for c in all
+        .iter()
+        .filter(|c| c.labels.get(LABEL_HOME) != Some(&facts.home_id))
+    {
+        if let Ok(Some(found)) = live::inspect_hardening(client, &c.id).await {
+            let uid = found
+                .hardening
+                .user
+                .split(':')
+                .next()
+                .and_then(|u| u.parse().ok());
+            if let Some(uid) = uid {
+                let home = c.labels.get(LABEL_HOME).cloned().unwrap_or_default();
+                theirs.push((c.name.clone(), home, uid));
+            }
+        }
+    }
+    super::isolation::shared_block(&theirs, block)
 }
 
 /// The hardening rows (one per running container of a known instance) and the orphan rows.

@@ -10,6 +10,7 @@
 pub mod checks;
 mod containers;
 pub mod hardening;
+pub mod isolation;
 pub mod perms;
 pub mod render;
 pub mod run;

@@ -88,6 +88,16 @@ pub fn run(home: &Home, opts: &Options) -> Report {
     rows.extend(config_rows(facts.as_ref(), &configs));
     rows.extend(docker_rows.hardening);
     rows.extend(docker_rows.orphans);
+    let records = facts
+        .as_ref()
+        .and_then(|f| f.store.instances().ok())
+        .unwrap_or_default();
+    rows.extend(super::isolation::local_rows(
+        home,
+        &records,
+        &host.disk.enforcement(),
+    ));
+    rows.extend(docker_rows.shared_uids);
     rows.push(disk_row(home.root()));
     rows.push(token_row(home, &host));
     Report::new(rows)

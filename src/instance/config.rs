@@ -594,7 +594,7 @@ pub fn is_env_var_name(s: &str) -> bool {
 /// A size in the units configs use: `1g`, `512m`, `64k`, or bytes when none fits exactly.
 pub fn format_size(bytes: u64) -> String {
     for (shift, unit) in [(30, 'g'), (20, 'm'), (10, 'k')] {
-        if bytes != 0 && bytes % (1 << shift) == 0 {
+        if bytes != 0 && bytes.is_multiple_of(1 << shift) {
             return format!("{}{unit}", bytes >> shift);
         }
     }

@@ -340,10 +340,17 @@ pub fn prepare(
         .set_own_mode(DIR_MODE)
         .map_err(io_err("set the mode of", &paths.volume))?;
     let ipc_path = paths.ipc.clone();
-    volume
+    if volume
         .root
-        .create_dir(IPC_DIR, DIR_MODE)
-        .map_err(io_err("create", &ipc_path))?;
+        .stat(IPC_DIR)
+        .map_err(io_err("inspect", &ipc_path))?
+        .is_none()
+    {
+        volume
+            .root
+            .create_dir(IPC_DIR, DIR_MODE)
+            .map_err(io_err("create", &ipc_path))?;
+    }
     let ipc = volume.ipc()?;
     ipc.set_own_mode(DIR_MODE)
         .map_err(io_err("set the mode of", &ipc_path))?;
@@ -353,15 +360,16 @@ pub fn prepare(
         (&ipc, Queue::Out.name()),
     ] {
         let path = parent.shown_child(name);
-        parent
-            .create_dir(name, DIR_MODE)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::AlreadyExists => VolumeError::Unexpected {
-                    path: path.clone(),
-                    what: "is not a directory".into(),
-                },
-                _ => io_err("create", &path)(e),
-            })?;
+        // Missing: made. Anything but a directory: refused (checked_dir says what it is).
+        if parent
+            .stat(name)
+            .map_err(io_err("inspect", &path))?
+            .is_none()
+        {
+            parent
+                .create_dir(name, DIR_MODE)
+                .map_err(io_err("create", &path))?;
+        }
         let dir = volume.checked_dir(parent, name)?;
         if let Some((uid, gid)) = owner {
             let st = dir.stat_self().map_err(io_err("inspect", &path))?;
@@ -508,4 +516,154 @@ pub fn release(paths: &InstancePaths) -> Result<(), VolumeError> {
         disk::unmount(&paths.volume)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::fs::{symlink, MetadataExt};
+
+    fn instance() -> (tempfile::TempDir, InstancePaths) {
+        let dir = tempfile::tempdir().unwrap();
+        let paths = InstancePaths::under(dir.path().join("alice"));
+        fs::create_dir_all(&paths.dir).unwrap();
+        (dir, paths)
+    }
+
+    fn plain_tree(paths: &InstancePaths) {
+        for d in [
+            &paths.workspace,
+            &paths.ipc.join("in"),
+            &paths.ipc.join("out"),
+        ] {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::write(paths.workspace.join("SOUL.md"), "# Soul\n").unwrap();
+    }
+
+    #[test]
+    fn a_home_from_before_volumes_is_moved_into_one() {
+        let (_d, paths) = instance();
+        fs::create_dir_all(paths.dir.join("workspace/memory")).unwrap();
+        fs::write(paths.dir.join("workspace/SOUL.md"), "# Old\n").unwrap();
+        fs::create_dir_all(paths.dir.join("ipc/in")).unwrap();
+        fs::create_dir_all(paths.dir.join("ipc/out")).unwrap();
+        fs::write(paths.dir.join("ipc/in/1-turn.json"), "{}").unwrap();
+        let v = open(&paths).unwrap();
+        assert!(!paths.dir.join("workspace").exists() && !paths.dir.join("ipc").exists());
+        assert_eq!(
+            fs::read_to_string(paths.workspace.join("SOUL.md")).unwrap(),
+            "# Old\n"
+        );
+        assert!(paths.ipc.join("in/1-turn.json").is_file(), "nothing lost");
+        assert!(v.queue(Queue::Out).is_ok());
+        // Done once: opening again changes nothing.
+        open(&paths).unwrap();
+        assert!(paths.workspace.join("memory").is_dir());
+    }
+
+    #[test]
+    fn a_link_where_a_queue_should_be_is_refused_and_left_alone() {
+        let (_d, paths) = instance();
+        plain_tree(&paths);
+        let decoy = tempfile::tempdir().unwrap();
+        fs::remove_dir(paths.ipc.join("out")).unwrap();
+        symlink(decoy.path(), paths.ipc.join("out")).unwrap();
+        let v = open(&paths).unwrap();
+        assert!(matches!(
+            v.queue(Queue::Out),
+            Err(VolumeError::Unexpected { .. })
+        ));
+        let soft = Enforcement::Soft { why: "test".into() };
+        let err = prepare(&paths, &soft, 64 << 20, None)
+            .map(|_| ())
+            .unwrap_err();
+        assert!(err.to_string().contains("is a symbolic link"), "{err}");
+        assert!(fs::symlink_metadata(paths.ipc.join("out"))
+            .unwrap()
+            .file_type()
+            .is_symlink());
+    }
+
+    #[test]
+    fn prepare_gives_the_instance_its_tree_through_descriptors() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test changes owners: run it as root (CI does)"
+        );
+        let (_d, paths) = instance();
+        plain_tree(&paths);
+        let outside = tempfile::NamedTempFile::new().unwrap();
+        symlink(outside.path(), paths.workspace.join("link")).unwrap();
+        let soft = Enforcement::Soft { why: "test".into() };
+        let (_, done) = prepare(&paths, &soft, 64 << 20, Some((16_777_999, 16_777_999))).unwrap();
+        assert!(done.chowned >= 4, "{done:?}");
+        for p in [
+            &paths.workspace,
+            &paths.workspace.join("SOUL.md"),
+            &paths.ipc.join("in"),
+        ] {
+            assert_eq!(
+                fs::symlink_metadata(p).unwrap().uid(),
+                16_777_999,
+                "{}",
+                p.display()
+            );
+        }
+        assert_eq!(
+            fs::metadata(outside.path()).unwrap().uid(),
+            0,
+            "a link's target is not changed"
+        );
+        assert_eq!(
+            fs::metadata(&paths.ipc).unwrap().uid(),
+            0,
+            "ipc/ stays the host's"
+        );
+        // Once handed over, nothing more to do.
+        let (_, again) = prepare(&paths, &soft, 64 << 20, Some((16_777_999, 16_777_999))).unwrap();
+        assert_eq!(again.chowned, 0);
+    }
+
+    #[test]
+    fn a_plain_volume_becomes_an_image_holding_its_files_and_follows_its_limit() {
+        assert!(
+            Enforcement::detect(crate::disk::EnforceSetting::Auto).is_hard(),
+            "this test makes disk images: run it as root with loop devices and e2fsprogs (CI does)"
+        );
+        let (d, paths) = instance();
+        let _mounts = crate::disk::UnmountBelow(d.path().to_path_buf());
+        plain_tree(&paths);
+        fs::write(paths.ipc.join("in/1-turn.json"), "{}").unwrap();
+        let (v, done) = prepare(&paths, &Enforcement::Hard, 64 << 20, None).unwrap();
+        assert!(done.converted);
+        assert!(v.image && paths.volume_image.is_file());
+        assert_eq!(
+            fs::read_to_string(paths.workspace.join("SOUL.md")).unwrap(),
+            "# Soul\n"
+        );
+        assert!(
+            paths.ipc.join("in/1-turn.json").is_file(),
+            "a turn waiting is kept"
+        );
+        let aside: Vec<_> = fs::read_dir(&paths.dir)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with(".volume"))
+            .collect();
+        assert!(aside.is_empty(), "nothing left beside it");
+        drop(v);
+        // A larger limit grows it, a smaller one the files fit in shrinks it.
+        let (_, grown) = prepare(&paths, &Enforcement::Hard, 128 << 20, None).unwrap();
+        assert_eq!(grown.resized, Some(disk::Resized::Grown));
+        let (v, shrunk) = prepare(&paths, &Enforcement::Hard, 64 << 20, None).unwrap();
+        assert_eq!(shrunk.resized, Some(disk::Resized::Shrunk));
+        let (_, used, _, _) = v.root.file_system_use().unwrap();
+        assert!(used < 64 << 20);
+        assert_eq!(
+            fs::read_to_string(paths.workspace.join("SOUL.md")).unwrap(),
+            "# Soul\n"
+        );
+    }
 }

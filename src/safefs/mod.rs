@@ -101,7 +101,7 @@ impl Stat {
             gid: st.st_gid,
             size: st.st_size.max(0) as u64,
             allocated: (st.st_blocks.max(0) as u64).saturating_mul(512),
-            nlink: st.st_nlink as u64,
+            nlink: st.st_nlink,
             dev: st.st_dev,
             ino: st.st_ino,
             mtime,

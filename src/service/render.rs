@@ -30,6 +30,9 @@ pub struct SystemdUnit<'a> {
     /// `daemon.stop_timeout`: with `on_shutdown = "stop"` a graceful stop waits that long for
     /// the containers.
     pub stop_timeout: Duration,
+    /// The daemon mounts instances' disk images (root, hard disk limits): their mounts must be
+    /// in the host's mount namespace, so a system unit then has no file-system sandboxing.
+    pub disk_images: bool,
 }
 
 /// A launchd agent that runs `<exe> --home <home> run`.
@@ -53,6 +56,8 @@ pub fn systemd_unit(unit: &SystemdUnit) -> Result<String, ServiceError> {
     let env_file = text("the environment file path", &env_file, "systemd unit")?;
     let system = unit.scope == Scope::System;
     let run_as = unit.run_as.filter(|_| system);
+    // Only root mounts images; a system unit with User= runs its limits soft.
+    let images = system && run_as.is_none() && unit.disk_images;
     if let Some(user) = run_as {
         check_user_name(user)?;
     }
@@ -82,7 +87,9 @@ pub fn systemd_unit(unit: &SystemdUnit) -> Result<String, ServiceError> {
             "system" => system,
             "user" => !system,
             "run_as" => run_as.is_some(),
-            "private_tmp" => system && !under_tmp(unit.home) && !under_tmp(unit.exe),
+            "fs_sandbox" => system && !images,
+            "disk_images" => images,
+            "private_tmp" => system && !images && !under_tmp(unit.home) && !under_tmp(unit.exe),
             _ => unreachable!("unknown condition @{cond}@ in the systemd template"),
         },
         &vars,
@@ -266,6 +273,7 @@ mod tests {
             scope,
             run_as,
             stop_timeout: Duration::from_secs(10),
+            disk_images: false,
         })
         .unwrap()
     }
@@ -425,6 +433,7 @@ mod tests {
                 scope: Scope::User,
                 run_as: None,
                 stop_timeout: Duration::from_secs(10),
+                disk_images: false,
             })
             .unwrap_err();
             assert!(
@@ -438,6 +447,7 @@ mod tests {
             scope: Scope::System,
             run_as: Some("a b"),
             stop_timeout: Duration::from_secs(10),
+            disk_images: false,
         })
         .unwrap_err();
         assert!(err.to_string().contains("User="), "{err}");
@@ -451,9 +461,49 @@ mod tests {
             scope: Scope::System,
             run_as: None,
             stop_timeout: Duration::from_secs(600),
+            disk_images: false,
         })
         .unwrap();
         assert_eq!(setting(&u, "TimeoutStopSec"), "630s");
+    }
+
+    #[test]
+    fn a_root_unit_that_mounts_disk_images_has_no_mount_namespace() {
+        let with = |run_as, disk_images| {
+            systemd_unit(&SystemdUnit {
+                exe: Path::new("/usr/bin/supervisor"),
+                home: Path::new("/srv/s"),
+                scope: Scope::System,
+                run_as,
+                stop_timeout: Duration::from_secs(10),
+                disk_images,
+            })
+            .unwrap()
+        };
+        let namespacing = [
+            "ProtectSystem=",
+            "ReadWritePaths=",
+            "ProtectHome=",
+            "PrivateTmp=",
+            "ProtectKernelTunables=",
+            "ProtectKernelModules=",
+            "ProtectControlGroups=",
+        ];
+        let root = with(None, true);
+        for key in namespacing {
+            assert!(
+                !root.lines().any(|l| l.starts_with(key)),
+                "{key} in\n{root}"
+            );
+        }
+        assert!(root.contains("invisible to the Docker engine"), "{root}");
+        assert_eq!(setting(&root, "NoNewPrivileges"), "yes");
+        assert!(!root.contains('@'), "a mark was left:\n{root}");
+        // A unit with User= cannot mount: its limits are soft and its sandbox stays.
+        let user = with(Some("svc"), true);
+        assert_eq!(setting(&user, "ProtectSystem"), "strict");
+        let soft = with(None, false);
+        assert_eq!(setting(&soft, "ProtectSystem"), "strict");
     }
 
     fn plist(exe: &str, home: &str) -> String {

@@ -6,6 +6,19 @@ use rusqlite::OptionalExtension;
 const HOME_ID: &str = "home_id";
 
 impl Store {
+    /// The home's block of instance uids: `[first, first + 65,536)`.
+    pub fn uid_block(&self) -> Result<(u32, u32)> {
+        let base: String =
+            self.conn()
+                .query_row("SELECT value FROM meta WHERE key = 'uid_base'", [], |r| {
+                    r.get(0)
+                })?;
+        let base: u32 = base.parse().map_err(|_| {
+            super::StoreError::Corrupt(format!("meta uid_base is not a number: {base:?}"))
+        })?;
+        Ok((base, base.saturating_add(65_536)))
+    }
+
     /// The home's stable id, created on first use. Container labels carry it so that two
     /// homes on one Docker engine never touch each other's containers.
     pub fn home_id(&mut self) -> Result<String> {
