@@ -4,9 +4,9 @@
 
 mod common;
 
-use std::path::Path;
 use std::time::Duration;
 
+use common::agent::writes as agent_writes;
 use common::daemon::{wait_until, Daemon, ReadyHome};
 use common::fake_llm::FakeLlm;
 use serde_json::{json, Value};
@@ -14,27 +14,9 @@ use supervisor_agent::protocol::{ModelMessage, Role};
 
 const LONG: Duration = Duration::from_secs(30);
 
-/// Writes an envelope into `out/` the way the agent does (temp name, then rename).
-fn agent_writes(dir: &Path, env: Value) {
-    let name = format!("{}-{}.json", env["ts"], env["id"].as_str().unwrap());
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, env.to_string()).unwrap();
-    std::fs::rename(tmp, dir.join(name)).unwrap();
-}
-
 /// The envelopes of one type waiting in alice's `in/`, in file-name order.
 fn envelopes_in(h: &ReadyHome, kind: &str) -> Vec<Value> {
-    let mut names: Vec<_> = std::fs::read_dir(h.home.ipc_in("alice"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    names.sort();
-    names
-        .iter()
-        .filter_map(|p| serde_json::from_slice::<Value>(&std::fs::read(p).ok()?).ok())
-        .filter(|v| v["type"] == kind)
-        .collect()
+    common::agent::envelopes_in(&h.home.ipc_in("alice"), kind)
 }
 
 /// The one turn delivered to alice, once it is there.

@@ -7,13 +7,14 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::agent::writes as agent_writes;
 use common::daemon::{wait_until, Daemon, ReadyHome};
+use common::dashboard::Dashboard;
 use common::{bin, TestHome};
 use serde_json::{json, Value};
 
@@ -49,28 +50,7 @@ fn in_dir(home: &TestHome) -> PathBuf {
 
 /// The turns waiting in alice's in/, in file-name order, with their files.
 fn turns(home: &TestHome) -> Vec<(PathBuf, Value)> {
-    let mut names: Vec<_> = std::fs::read_dir(in_dir(home))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    names.sort();
-    names
-        .into_iter()
-        .filter_map(|p| {
-            let v = serde_json::from_slice::<Value>(&std::fs::read(&p).ok()?).ok()?;
-            Some((p, v))
-        })
-        .filter(|(_, v)| v["type"] == "turn")
-        .collect()
-}
-
-/// Writes an envelope into out/ the way the agent does (temp name, then rename).
-fn agent_writes(dir: &Path, env: Value) {
-    let name = format!("{}-{}.json", env["ts"], env["id"].as_str().unwrap());
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, env.to_string()).unwrap();
-    std::fs::rename(tmp, dir.join(name)).unwrap();
+    common::agent::waiting(&in_dir(home), "turn")
 }
 
 /// Answers the next turn with `body` as the agent does: the reply (envelope `id`), then
@@ -213,10 +193,6 @@ fn show_prints_the_soul_title_from_the_workspace_escaped() {
 
 #[test]
 fn status_watch_prints_an_event_an_agent_caused_escaped() {
-    if !Path::new("/usr/bin/script").exists() {
-        eprintln!("skipped: no util-linux `script` to give the dashboard a terminal");
-        return;
-    }
     let (home, _daemon) = alice();
     // A task request for another instance is refused and recorded, with the action the
     // agent named in the event's detail.
@@ -235,42 +211,12 @@ fn status_watch_prints_an_event_an_agent_caused_escaped() {
     };
     assert!(wait_until(LONG, refused), "the refusal was not recorded");
 
-    let inner = format!(
-        "stty cols 250 rows 30 && exec '{}' --home '{}' status --watch",
-        env!("CARGO_BIN_EXE_supervisor"),
-        home.root.display()
-    );
-    let mut child = Command::new("/usr/bin/script")
-        .args(["-qefc", &inner, "/dev/null"])
-        .env_remove("SUPERVISOR_HOME")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run script");
-    let screen = Arc::new(Mutex::new(Vec::new()));
-    let mut stdout = child.stdout.take().unwrap();
-    let sink = screen.clone();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = stdout.read(&mut buf) {
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    let text = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
-    let drawn = wait_until(LONG, || text().contains("task.refused"));
+    let mut d = Dashboard::start(&home.root, 250, 30);
+    let drawn = wait_until(LONG, || d.text().contains("task.refused"));
     // Give the event's line time to be drawn whole before quitting.
     std::thread::sleep(Duration::from_millis(500));
-    let mut stdin = child.stdin.take().unwrap();
-    stdin.write_all(b"q").unwrap();
-    stdin.flush().unwrap();
-    if !wait_until(LONG, || child.try_wait().unwrap().is_some()) {
-        let _ = child.kill();
-    }
-    drop(stdin);
-    reader.join().unwrap();
-    let out = text();
+    d.press(b"q");
+    let (_, out) = d.finish(LONG);
     assert!(drawn, "the event never showed:\n{out}");
     for c in ['\u{9b}', '\u{202e}'] {
         assert!(!out.contains(c), "{c:?} reached the terminal:\n{out:?}");

@@ -658,48 +658,69 @@ fn daemon_pid(s: &Sandbox) -> i64 {
 
 #[test]
 fn ipc_out_replaced_by_a_link_to_a_host_tree() {
+    queue_replaced_by_a_link_to_a_host_tree("out");
+}
+
+#[test]
+fn ipc_in_replaced_by_a_link_to_a_host_tree() {
+    queue_replaced_by_a_link_to_a_host_tree("in");
+}
+
+/// `/ipc/<which>` replaced by a link to a host tree from inside alice, then her host
+/// `<which>/` itself, as though the mount had not held: the decoy is never touched, alice is
+/// held in `error` (the daemon noticed), bob keeps answering.
+fn queue_replaced_by_a_link_to_a_host_tree(which: &str) {
     let mut s = Sandbox::new();
     let mut r = Report::new();
 
     let decoy = Decoy::new(&s.h.home.root);
-    let link = plant_link(&decoy.root, "/ipc/out");
-    let replaced = replace_ipc_dir(&s, &mut r, "out", "a link to a host tree", &link);
+    let link = plant_link(&decoy.root, &format!("/ipc/{which}"));
+    let replaced = replace_ipc_dir(&s, &mut r, which, "a link to a host tree", &link);
     let_the_daemon_work(&s);
     r.check(
-        "after /ipc/out was replaced by a link to a host tree, a message and three reconcile passes",
+        &format!(
+            "a message for alice and three reconcile passes after /ipc/{which} was replaced by a link to a host tree"
+        ),
         untouched(&decoy),
     );
     r.check(
-        "bob, while alice's /ipc/out is a link",
+        &format!("bob, while alice's /ipc/{which} is a link"),
         bob_answers(&s, "is alice's link followed?"),
     );
     r.check("the daemon, meanwhile", daemon_healthy(&s));
     if let Replaced::Done = replaced {
-        restore_ipc_dir(&s, "out");
+        restore_ipc_dir(&s, which);
     }
 
-    // The same link at the host's own path, as though the mount had not held.
     let decoy = Decoy::new(&s.h.home.root);
     with_host_replacement(
-        &s.h.home.ipc_out("alice"),
+        &host_ipc(&s, which),
         |p| std::os::unix::fs::symlink(&decoy.root, p).unwrap(),
         || {
+            // A new daemon finds it so, and delivers the turn in flight again.
+            s.restart_daemon();
             let_the_daemon_work(&s);
             r.check(
-                "alice's host out/ replaced by a link to a host tree (as if the mount had not held)",
+                &format!(
+                    "a daemon restart and a message for alice with her host {which}/ a link to a host tree (as if the mount had not held)"
+                ),
                 untouched(&decoy),
             );
             r.check(
-                "alice's state, with her host out/ a link",
+                &format!("alice's state, with her host {which}/ a link"),
                 held_in_error(&s, "alice", "is a symbolic link"),
             );
             r.check(
-                "bob, while alice's host out/ is a link",
+                &format!("bob, while alice's host {which}/ is a link"),
                 bob_answers(&s, "and on the host side?"),
             );
         },
     );
-    r.check("alice, once her out/ is back", alice_recovers(&mut s));
+    r.check(
+        &format!("alice, once her {which}/ is back"),
+        alice_recovers(&mut s),
+    );
+    r.check("bob, at the end", bob_answers(&s, "all fine?"));
     r.check("the daemon, at the end", daemon_healthy(&s));
     r.finish();
 }
@@ -865,48 +886,6 @@ fn ipc_out_replaced_by_a_link_to_another_instances_out() {
 // ----------------------------------------------------------------------------------------
 // in/ replaced by a link; in/ and out/ replaced by files and FIFOs, or swapped in a loop
 // ----------------------------------------------------------------------------------------
-
-#[test]
-fn ipc_in_replaced_by_a_link_to_a_host_tree() {
-    let mut s = Sandbox::new();
-    let mut r = Report::new();
-
-    let decoy = Decoy::new(&s.h.home.root);
-    let link = plant_link(&decoy.root, "/ipc/in");
-    let replaced = replace_ipc_dir(&s, &mut r, "in", "a link to a host tree", &link);
-    let_the_daemon_work(&s);
-    r.check(
-        "a message for alice after /ipc/in was replaced by a link to a host tree",
-        untouched(&decoy),
-    );
-    r.check(
-        "bob, while alice's /ipc/in is a link",
-        bob_answers(&s, "is alice's in/ followed?"),
-    );
-    r.check("the daemon, meanwhile", daemon_healthy(&s));
-    if let Replaced::Done = replaced {
-        restore_ipc_dir(&s, "in");
-    }
-
-    let decoy = Decoy::new(&s.h.home.root);
-    with_host_replacement(
-        &s.h.home.ipc_in("alice"),
-        |p| std::os::unix::fs::symlink(&decoy.root, p).unwrap(),
-        || {
-            // A new daemon delivers the turn in flight again.
-            s.restart_daemon();
-            let_the_daemon_work(&s);
-            r.check(
-                "a daemon restart and a message for alice with her host in/ a link to a host tree (as if the mount had not held)",
-                untouched(&decoy),
-            );
-        },
-    );
-    r.check("alice, once her in/ is back", alice_recovers(&mut s));
-    r.check("bob, at the end", bob_answers(&s, "all fine?"));
-    r.check("the daemon, at the end", daemon_healthy(&s));
-    r.finish();
-}
 
 #[test]
 fn ipc_dirs_replaced_by_a_file_or_a_fifo() {

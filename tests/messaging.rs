@@ -3,9 +3,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
+use common::agent::writes as agent_writes;
 use common::daemon::{wait_until, Daemon, ReadyHome};
 use serde_json::json;
 
@@ -21,29 +22,11 @@ fn out_dir(h: &ReadyHome) -> PathBuf {
 
 /// The envelopes of one type waiting in in/, in file-name order.
 fn envelopes_in(h: &ReadyHome, kind: &str) -> Vec<serde_json::Value> {
-    let mut names: Vec<_> = std::fs::read_dir(in_dir(h))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    names.sort();
-    names
-        .iter()
-        .filter_map(|p| serde_json::from_slice::<serde_json::Value>(&std::fs::read(p).ok()?).ok())
-        .filter(|v| v["type"] == kind)
-        .collect()
+    common::agent::envelopes_in(&in_dir(h), kind)
 }
 
 fn turns(h: &ReadyHome) -> Vec<serde_json::Value> {
     envelopes_in(h, "turn")
-}
-
-/// Writes an envelope into out/ the way the agent does (temp name, then rename).
-fn agent_writes(dir: &Path, env: serde_json::Value) {
-    let name = format!("{}-{}.json", env["ts"], env["id"].as_str().unwrap());
-    let tmp = dir.join(format!(".{name}.tmp"));
-    std::fs::write(&tmp, env.to_string()).unwrap();
-    std::fs::rename(tmp, dir.join(name)).unwrap();
 }
 
 fn reply(turn: &str, id: &str, body: &str) -> serde_json::Value {

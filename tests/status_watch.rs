@@ -3,12 +3,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::path::Path;
-use std::process::{Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use common::dashboard::Dashboard;
 use common::TestHome;
 
 /// Liveness only: how long before a stuck dashboard counts as a failure.
@@ -42,84 +39,33 @@ enum Quit {
     Sigterm,
 }
 
-/// The dashboard's process: `script` runs it (through `exec`) as its only child.
-fn dashboard_pid(script: &std::process::Child) -> nix::unistd::Pid {
-    let children = format!("/proc/{0}/task/{0}/children", script.id());
-    let text = std::fs::read_to_string(children).unwrap();
-    let pid: i32 = text.split_whitespace().next().unwrap().parse().unwrap();
-    nix::unistd::Pid::from_raw(pid)
-}
-
 fn watch_then_quit(how: Quit) {
-    if !Path::new("/usr/bin/script").exists() {
-        eprintln!("skipped: no util-linux `script` to give the dashboard a terminal");
-        return;
-    }
     let h = TestHome::new();
     for name in ["alice", "bob"] {
         h.run(&["create-instance", name]).ok();
     }
-    // A pseudo-terminal made by `script` starts 0x0 when its own input is a pipe: size it.
-    let inner = format!(
-        "stty cols 160 rows 40 && exec '{}' --home '{}' status --watch",
-        env!("CARGO_BIN_EXE_supervisor"),
-        h.root.display()
-    );
-    let mut child = Command::new("/usr/bin/script")
-        .args(["-qefc", &inner, "/dev/null"])
-        .env_remove("SUPERVISOR_HOME")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run script");
-    let screen = Arc::new(Mutex::new(Vec::new()));
-    let mut stdout = child.stdout.take().unwrap();
-    let sink = screen.clone();
-    let reader = std::thread::spawn(move || {
-        let mut buf = [0u8; 4096];
-        while let Ok(n @ 1..) = stdout.read(&mut buf) {
-            sink.lock().unwrap().extend_from_slice(&buf[..n]);
-        }
-    });
-    let text = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
-
+    let mut d = Dashboard::start(&h.root, 160, 40);
     // The daemon is down, so the header says so; both instances are in the table.
     let start = Instant::now();
-    while !["alice", "bob", "DOWN"].iter().all(|w| text().contains(w)) {
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            panic!("the dashboard never showed up:\n{}", text());
-        }
+    while !["alice", "bob", "DOWN"]
+        .iter()
+        .all(|w| d.text().contains(w))
+    {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the dashboard never showed up:\n{}",
+            d.text()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let mut stdin = child.stdin.take().unwrap();
     match how {
-        Quit::Key => {
-            stdin.write_all(b"q").unwrap();
-            stdin.flush().unwrap();
-        }
+        Quit::Key => d.press(b"q"),
         Quit::Sigterm => {
-            nix::sys::signal::kill(dashboard_pid(&child), nix::sys::signal::Signal::SIGTERM)
-                .unwrap()
+            nix::sys::signal::kill(d.pid(), nix::sys::signal::Signal::SIGTERM).unwrap()
         }
     }
-
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if start.elapsed() > DEADLINE {
-            let _ = child.kill();
-            panic!("the dashboard did not quit:\n{}", text());
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    drop(stdin);
-    reader.join().unwrap();
-    let out = text();
+    let (status, out) = d.finish(DEADLINE);
+    let status = status.unwrap_or_else(|| panic!("the dashboard did not quit:\n{out}"));
     assert!(status.success(), "{status}:\n{out}");
     assert!(!out.contains("panicked"), "{out}");
     assert!(

@@ -231,15 +231,7 @@ impl Reconciler {
                     config
                 }
                 Err(e) => {
-                    if record.desired_state != "running" {
-                        stop_only.push(Desired {
-                            name: name.clone(),
-                            run: false,
-                            spec_hash: String::new(),
-                            not_before: None,
-                            waiting_since: now,
-                        });
-                    }
+                    stop_if_asked(&record, now, &mut stop_only);
                     problems.insert(name, e.to_string());
                     continue;
                 }
@@ -247,15 +239,7 @@ impl Reconciler {
             // The messaging actor found the instance's queues not as the supervisor made them:
             // nothing of the instance is touched until that is put right.
             if let Some(problem) = snapshot.boundary.get(&name) {
-                if record.desired_state != "running" {
-                    stop_only.push(Desired {
-                        name: name.clone(),
-                        run: false,
-                        spec_hash: String::new(),
-                        not_before: None,
-                        waiting_since: now,
-                    });
-                }
+                stop_if_asked(&record, now, &mut stop_only);
                 problems.insert(name, problem.clone());
                 continue;
             }
@@ -892,6 +876,20 @@ impl Reconciler {
         } else {
             line.chars().take(300).collect()
         }
+    }
+}
+
+/// An instance that cannot be planned for (its config cannot be read, its files are not as
+/// made) is still stopped when it is asked to be: stopping needs neither.
+fn stop_if_asked(record: &InstanceRecord, now: i64, stop_only: &mut Vec<Desired>) {
+    if record.desired_state != "running" {
+        stop_only.push(Desired {
+            name: record.name.clone(),
+            run: false,
+            spec_hash: String::new(),
+            not_before: None,
+            waiting_since: now,
+        });
     }
 }
 

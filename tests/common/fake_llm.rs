@@ -16,24 +16,31 @@ pub struct FakeLlm {
     _rt: tokio::runtime::Runtime,
 }
 
+/// Serves `app` on a loopback port from a runtime of its own; returns the runtime (which
+/// must be kept: dropping it stops the server) and the OpenAI-style base URL.
+pub fn serve_on_loopback(app: Router) -> (tokio::runtime::Runtime, String) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (rt, format!("http://{addr}/v1"))
+}
+
 impl FakeLlm {
     pub fn start() -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
         let calls: Arc<AtomicU32> = Arc::default();
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .with_state(calls.clone());
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let (rt, base_url) = serve_on_loopback(app);
         Self {
-            base_url: format!("http://{addr}/v1"),
+            base_url,
             calls,
             _rt: rt,
         }

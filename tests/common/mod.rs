@@ -157,7 +157,9 @@ pub fn tree(dir: &Path) -> Vec<String> {
     out
 }
 
+pub mod agent;
 pub mod daemon;
+pub mod dashboard;
 pub mod decoy;
 pub mod fake_llm;
 pub mod malformed;

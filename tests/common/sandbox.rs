@@ -61,22 +61,13 @@ pub struct KeyedModel {
 
 impl KeyedModel {
     pub fn start() -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
         let seen: Arc<Mutex<Vec<SeenRequest>>> = Arc::default();
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .with_state(seen.clone());
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap();
-        let addr = listener.local_addr().unwrap();
-        rt.spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let (rt, base_url) = super::fake_llm::serve_on_loopback(app);
         Self {
-            base_url: format!("http://{addr}/v1"),
+            base_url,
             seen,
             _rt: rt,
         }
