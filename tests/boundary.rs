@@ -615,21 +615,9 @@ fn run_bounded(home: &TestHome, args: &[&str], open_files: Option<u32>) -> Bound
     }
 }
 
-/// The inotify watches process `pid` holds (`inotify wd:` lines in its fdinfo).
+/// The inotify watches process `pid` holds.
 fn inotify_watches(pid: i64) -> usize {
-    let mut n = 0;
-    for e in fs::read_dir(format!("/proc/{pid}/fdinfo"))
-        .unwrap()
-        .flatten()
-    {
-        if let Ok(text) = fs::read_to_string(e.path()) {
-            n += text
-                .lines()
-                .filter(|l| l.starts_with("inotify wd:"))
-                .count();
-        }
-    }
-    n
+    common::inotify_inodes(pid).len()
 }
 
 /// The number of watches once it stops changing (the watcher adds them as events come).

@@ -208,6 +208,32 @@ fn a_flood_of_malformed_files_is_quarantined_and_valid_traffic_still_answered() 
 }
 
 #[test]
+fn the_daemon_watches_each_out_once_its_volume_is_mounted() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    // The image is not mounted when the daemon starts: its actor mounts it, then watches.
+    assert!(!h.home.path("instances/alice/volume/ipc").exists());
+    let daemon = Daemon::start(&h.home);
+    let pid = h.home.run(&["status", "--json"]).ok().json()["daemon"]["pid"]
+        .as_i64()
+        .unwrap();
+    let out = out_dir(&h);
+    use std::os::unix::fs::MetadataExt;
+    let ino = std::fs::metadata(&out).unwrap().ino();
+    assert!(
+        wait_until(LONG, || common::inotify_inodes(pid).contains(&ino)),
+        "the daemon holds no inotify watch on alice's out/ (inode {ino}): {:?}\n{}",
+        common::inotify_inodes(pid),
+        daemon.log_text()
+    );
+    assert!(
+        !daemon.log_text().contains("polled instead"),
+        "{}",
+        daemon.log_text()
+    );
+}
+
+#[test]
 fn exactly_one_answer_per_turn_across_a_daemon_kill_and_a_repeated_reply() {
     let h = ReadyHome::new();
     h.home.run(&["create-instance", "alice"]).ok();

@@ -6,10 +6,10 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-/// Daemons this run started and has not torn down, and the homes it prepared (by home id):
-/// what [`clean_up_after_panic`] stops and removes.
+/// Daemons this run started and has not torn down, and the homes it prepared: what
+/// [`clean_up_after_panic`] stops, removes and unmounts.
 static DAEMONS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
-static HOMES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+static HOMES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 fn home_id(root: &Path) -> String {
     supervisor::store::Store::open(&root.join("supervisor.db"))
@@ -40,8 +40,9 @@ pub fn clean_up_after_panic() {
         let pid = nix::unistd::Pid::from_raw(pid as i32);
         let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
     }
-    for home in HOMES.lock().unwrap().drain(..) {
-        remove_containers(&home);
+    for root in HOMES.lock().unwrap().drain(..) {
+        remove_containers(&home_id(&root));
+        supervisor::disk::unmount_below(&root);
     }
 }
 
@@ -82,7 +83,7 @@ pub fn prepared_home(root: &Path, prefix: &str, instances: usize) {
             agent.to_str().unwrap(),
         ],
     );
-    HOMES.lock().unwrap().push(home_id(root));
+    HOMES.lock().unwrap().push(root.to_path_buf());
     for i in 0..instances {
         sv(root, &["create-instance", &format!("{prefix}{i}")]);
     }
@@ -134,4 +135,6 @@ pub fn tear_down(root: &Path, mut daemon: Child) {
     let _ = daemon.wait();
     DAEMONS.lock().unwrap().retain(|pid| *pid != daemon.id());
     remove_containers(&home_id(root));
+    // Its instances' disk images leave the mount table with it.
+    supervisor::disk::unmount_below(root);
 }

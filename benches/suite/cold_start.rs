@@ -136,6 +136,7 @@ pub fn run() -> Value {
             container::remove(&d, &id).await.unwrap();
         }
     });
+    supervisor::disk::unmount_below(&raw_root);
 
     println!("cold start, {reps} repetitions, same run:");
     let s = summary("supervisor start → container running", &mut started);

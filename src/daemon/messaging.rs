@@ -128,8 +128,9 @@ impl Messaging {
             let Ok(iname) = InstanceName::parse(name) else {
                 continue;
             };
+            // Its out/ is watched by the actor once it has opened the volume: an image is not
+            // mounted before, and there would be nothing to watch yet.
             let paths = self.home.instance_paths(&iname);
-            watcher.watch(name, &paths.ipc.join(Queue::Out.name()));
             let (tx, rx) = mpsc::unbounded_channel();
             let _ = tx.send(());
             actors.insert(name.clone(), tx.clone());
@@ -141,6 +142,7 @@ impl Messaging {
                 identity: None,
                 watcher: self.watcher.clone(),
                 poke: tx,
+                last_failure: None,
                 answers: self.handle.answers.clone(),
                 in_flight: None,
                 tries: None,
@@ -183,6 +185,8 @@ struct Actor {
     watcher: Arc<Mutex<OutWatcher>>,
     /// This actor's own wake-up, to come back to work it could not finish.
     poke: mpsc::UnboundedSender<()>,
+    /// The last failure logged, so a repeated one is logged once.
+    last_failure: Option<String>,
     answers: broadcast::Sender<AnswerEvent>,
     in_flight: Option<String>,
     /// The agent runs that took up the turn in flight, as far as this daemon has seen them.
@@ -210,8 +214,8 @@ impl Actor {
                 Ok(Some(_)) => {}
                 Ok(None) => continue,
                 Err(e) => {
-                    tracing::warn!(instance = %self.name, error = %e, "messaging cannot open the IPC queues");
-                    self.come_back_in(Duration::from_secs(1));
+                    self.failed("messaging cannot open the IPC queues", &e);
+                    self.come_back_in(Duration::from_secs(5));
                     continue;
                 }
             }
@@ -226,17 +230,28 @@ impl Actor {
                 }
                 Err(e) => {
                     self.ipc = None;
-                    tracing::warn!(instance = %self.name, error = %e, "messaging cannot lock the volume");
-                    self.come_back_in(Duration::from_secs(1));
+                    self.failed("messaging cannot lock the volume", &e);
+                    self.come_back_in(Duration::from_secs(5));
                     continue;
                 }
             };
-            if let Err(e) = self.step(&mut store).await {
-                tracing::warn!(instance = %self.name, error = %e, "messaging step failed");
+            match self.step(&mut store).await {
+                Ok(()) => self.last_failure = None,
+                Err(e) => self.failed("messaging step failed", &e),
             }
             // Nothing of the volume stays open between rounds.
             self.ipc = None;
             drop(share);
+        }
+    }
+
+    /// Logs a failure once, not every round it repeats (a full disk, a volume that cannot be
+    /// mounted), until a round succeeds.
+    fn failed(&mut self, what: &str, e: &dyn std::fmt::Display) {
+        let text = format!("{what}: {e}");
+        if self.last_failure.as_deref() != Some(text.as_str()) {
+            tracing::warn!(instance = %self.name, error = %e, "{what}");
+            self.last_failure = Some(text);
         }
     }
 
@@ -277,11 +292,14 @@ impl Actor {
                     tracing::info!(instance = %self.name, "the instance's IPC queues are in order again");
                 }
                 let identity = ipc.identity();
-                if self.identity.is_some_and(|was| was != identity) {
-                    // Remounted, resized or made an image since the last round: the turn in
-                    // flight is delivered again (idempotent), and out/ watched anew.
-                    self.in_flight = None;
-                    self.tries = None;
+                if self.identity != Some(identity) {
+                    if self.identity.is_some() {
+                        // Remounted, resized or made an image since the last round: the turn
+                        // in flight is delivered again (idempotent).
+                        self.in_flight = None;
+                        self.tries = None;
+                    }
+                    // First opened, or anew: out/ is watched where it is now.
                     let out = self.paths.ipc.join(Queue::Out.name());
                     self.watcher
                         .lock()

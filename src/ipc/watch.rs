@@ -18,6 +18,8 @@ pub struct OutWatcher {
     watcher: Option<notify::RecommendedWatcher>,
     dirs: Arc<Mutex<HashMap<PathBuf, String>>>,
     tx: UnboundedSender<String>,
+    /// Whether the poller runs (it polls every directory, so one is enough).
+    polling: bool,
 }
 
 impl OutWatcher {
@@ -41,7 +43,12 @@ impl OutWatcher {
                 None
             }
         };
-        let poller = Self { watcher, dirs, tx };
+        let mut poller = Self {
+            watcher,
+            dirs,
+            tx,
+            polling: false,
+        };
         if poller.watcher.is_none() {
             poller.spawn_poller();
         }
@@ -90,7 +97,10 @@ impl OutWatcher {
         }
     }
 
-    fn spawn_poller(&self) {
+    fn spawn_poller(&mut self) {
+        if std::mem::replace(&mut self.polling, true) {
+            return;
+        }
         let dirs = self.dirs.clone();
         let tx = self.tx.clone();
         tokio::spawn(async move {
