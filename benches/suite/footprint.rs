@@ -15,7 +15,14 @@ use supervisor::home::Home;
 const INSTANCES: usize = 10;
 
 /// Bytes of regular files under `dir` (not following links).
+/// What `dir` takes on its file system: blocks allocated (a sparse disk image counts what it
+/// holds, not its size), not descending into what is mounted below it (an instance's image,
+/// counted once as its file).
 fn disk_bytes(dir: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(top) = std::fs::symlink_metadata(dir) else {
+        return 0;
+    };
     let mut total = 0;
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -23,10 +30,10 @@ fn disk_bytes(dir: &Path) -> u64 {
             let Ok(m) = std::fs::symlink_metadata(e.path()) else {
                 continue;
             };
-            if m.is_dir() {
+            if m.is_dir() && m.dev() == top.dev() {
                 stack.push(e.path());
             } else if m.is_file() {
-                total += m.len();
+                total += m.blocks() * 512;
             }
         }
     }

@@ -13,10 +13,11 @@ pub const MIN_DISK_BYTES: u64 = 64 << 20;
 /// Bytes per inode: an instance gets one inode per 16 KiB of its limit (65,536 for 1 GiB).
 const BYTES_PER_INODE: u64 = 16 << 10;
 
-/// The journal: 1/64 of the disk, from 4 to 64 MiB (a small one, since the image is sparse and
-/// a journal, once written, takes its whole size on the host).
+/// The journal: 1 MiB per GiB of disk, from 4 to 64 MiB. Small, since the image is sparse
+/// and a journal, once written round, takes its whole size on the host; an agent's writes are
+/// small.
 fn journal_mib(size: u64) -> u64 {
-    (size >> 26).clamp(4, 64)
+    (size >> 30).clamp(4, 64)
 }
 
 /// Makes `image` (which must not exist), a sparse ext4 file system of `size` bytes holding a
@@ -142,7 +143,8 @@ mod tests {
     #[test]
     fn journal_sizes() {
         assert_eq!(journal_mib(64 << 20), 4);
-        assert_eq!(journal_mib(1 << 30), 16);
+        assert_eq!(journal_mib(1 << 30), 4);
+        assert_eq!(journal_mib(16 << 30), 16);
         assert_eq!(journal_mib(100 << 30), 64);
     }
 }
