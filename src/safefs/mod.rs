@@ -248,6 +248,12 @@ impl SafeDir {
             Err(Errno::ENOSYS | Errno::EPERM) => {}
             Err(e) => return Err(errno(e)),
         }
+        self.open_dir_by_components(&parts, shown)
+    }
+
+    /// [`SafeDir::open_dir`] without `openat2`: each component opened on its own with
+    /// `O_NOFOLLOW | O_DIRECTORY` relative to the one before.
+    fn open_dir_by_components(&self, parts: &[&OsStr], shown: PathBuf) -> io::Result<SafeDir> {
         let mut dir = self.try_clone()?;
         for part in parts {
             let name = component(part)?;
@@ -655,6 +661,15 @@ mod tests {
             SafeDir::open(&t.path().join("link")).is_err(),
             "a link is never opened"
         );
+        // The same without openat2 (an older kernel, a seccomp filter), one component at a time.
+        let by_parts = |p: &[&str]| {
+            let parts: Vec<&OsStr> = p.iter().map(OsStr::new).collect();
+            dir.open_dir_by_components(&parts, PathBuf::new())
+        };
+        assert!(by_parts(&["a", "b"]).is_ok());
+        for bad in [&["link"][..], &["a", "inner"], &["a", "file"], &[".."]] {
+            assert!(by_parts(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]
