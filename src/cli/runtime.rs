@@ -185,12 +185,19 @@ fn build_runtime(home: &Home, args: BuildArgs) -> anyhow::Result<ExitCode> {
     if !args.json {
         print_built(&report, started.elapsed().as_secs_f64());
     }
-    // A home without an active runtime cannot run any instance: its first runtime is what
-    // the operator wants, activated as `runtime activate` would (nothing to roll out).
-    let first = active.is_none();
-    if args.activate || first {
-        if first && !args.json {
-            println!("  active   yes: this home had no active runtime");
+    // A home whose active runtime is none, or not on disk (a restored home: runtimes are not
+    // in backups), cannot run any instance: the runtime just built is what the operator
+    // wants, activated as `runtime activate` would.
+    let runnable = active
+        .as_ref()
+        .filter(|id| home.runtime_dir().join(id).is_dir());
+    let needed = runnable.is_none() && !report.active;
+    if args.activate || needed {
+        if needed && !args.json {
+            match &active {
+                None => println!("  active   yes: this home had no active runtime"),
+                Some(gone) => println!("  active   yes: the active runtime {gone} is not on disk"),
+            }
         }
         let follow = Follow {
             no_wait: false,
