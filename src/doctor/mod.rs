@@ -14,6 +14,7 @@ pub mod isolation;
 pub mod perms;
 pub mod render;
 pub mod run;
+pub mod same_id;
 
 use serde::Serialize;
 

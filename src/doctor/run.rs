@@ -88,6 +88,7 @@ pub fn run(home: &Home, opts: &Options) -> Report {
     rows.extend(config_rows(facts.as_ref(), &configs));
     rows.extend(docker_rows.hardening);
     rows.extend(docker_rows.orphans);
+    rows.extend(docker_rows.home_id);
     let records = facts
         .as_ref()
         .and_then(|f| f.store.instances().ok())
