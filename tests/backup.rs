@@ -625,7 +625,31 @@ fn a_restored_copy_has_its_own_id_and_uids_and_runs_beside_the_original() {
         hardening.iter().all(|r| r["status"] == "ok"),
         "the original's container is not audited as the twin's: {hardening:?}"
     );
-    // The original itself sees only its own container.
+    // An instance the twin does not have is no orphan of the twin's: --fix leaves it alone.
+    home.run(&["create-instance", "bob", "--model", "echo"])
+        .ok();
+    home.run(&["start", "bob", "--wait"]).ok();
+    let bob = h.container_of("bob").unwrap();
+    let fixed = twin.run(&["doctor", "--fix", "--json"]).json();
+    let named: Vec<&str> = fixed["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "home-id")
+        .map(|c| c["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(named.len(), 2, "{named:?}");
+    assert!(named.iter().any(|m| m.contains(&bob.name)), "{named:?}");
+    assert!(
+        fixed["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != "orphans" || c["status"] == "ok"),
+        "{fixed}"
+    );
+    assert_eq!(h.container_of("bob").map(|c| c.id), Some(bob.id));
+    // The original itself sees only its own containers.
     let (_, rows) = doctor_rows(home, "home-id");
     assert_eq!(rows[0]["status"], "ok", "{rows:?}");
 }
