@@ -351,6 +351,30 @@ pub fn prepare(
         }
     }
     let volume = open_locked(paths)?;
+    done.chowned = own_dirs(paths, &volume, owner)?;
+    Ok((volume, done))
+}
+
+/// Hands the volume of an instance whose files belong to someone else (a home restored from
+/// a backup, its instances given new uids) to `owner` now: the same hand-over [`prepare`]
+/// does before a container starts, under the lock and through descriptors. Returns how many
+/// entries changed owner.
+pub fn give_to(paths: &InstancePaths, owner: (u32, u32)) -> Result<u64, VolumeError> {
+    let _lock = lock(paths, FlockArg::LockExclusive)?;
+    settle_layout(paths)?;
+    let volume = open_locked(paths)?;
+    own_dirs(paths, &volume, Some(owner))
+}
+
+/// Makes `workspace/`, `ipc/in` and `ipc/out` real directories of mode 0700 owned by
+/// `owner` (and everything in them, when they were someone else's); returns the entries
+/// whose owner changed.
+fn own_dirs(
+    paths: &InstancePaths,
+    volume: &OpenVolume,
+    owner: Option<(u32, u32)>,
+) -> Result<u64, VolumeError> {
+    let mut chowned = 0;
     volume
         .root
         .set_own_mode(DIR_MODE)
@@ -390,12 +414,13 @@ pub fn prepare(
         if let Some((uid, gid)) = owner {
             let st = dir.stat_self().map_err(io_err("inspect", &path))?;
             if (st.uid, st.gid) != (uid, gid) {
-                // Made for another uid (an older supervisor gave every agent one): the whole
-                // tree becomes this instance's, through descriptors, links not followed.
+                // Made for another uid (an older supervisor gave every agent one; a restored
+                // home's files are the restorer's): the whole tree becomes this instance's,
+                // through descriptors, links not followed.
                 let (n, _) = dir
                     .chown_tree(uid, gid, TreeLimits::default())
                     .map_err(io_err("give to the instance's user", &path))?;
-                done.chowned += n + 1;
+                chowned += n + 1;
                 dir.set_own_owner(uid, gid)
                     .map_err(io_err("give to the instance's user", &path))?;
             }
@@ -403,7 +428,7 @@ pub fn prepare(
         dir.set_own_mode(DIR_MODE)
             .map_err(io_err("set the mode of", &path))?;
     }
-    Ok((volume, done))
+    Ok(chowned)
 }
 
 /// Puts an instance directory in this version's layout, and finishes (or undoes) a
