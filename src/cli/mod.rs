@@ -5,6 +5,8 @@ mod chat;
 mod create_instance;
 mod db;
 mod doctor;
+mod events;
+mod follow;
 mod history;
 mod image;
 mod init;
@@ -72,6 +74,8 @@ pub enum Command {
     History(history::Args),
     /// Talk with an instance interactively (one line, one message).
     Chat(chat::Args),
+    /// The audit log: who did what, when (-f follows it).
+    Events(events::Args),
     /// Scheduled tasks: recurring or one-shot turns of an instance.
     #[command(subcommand)]
     Task(task::Command),
@@ -116,6 +120,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => send::run(&home, args),
         Command::History(args) => history::run(&home, args),
         Command::Chat(args) => chat::run(&home, args),
+        Command::Events(args) => events::run(&home, args),
         Command::Task(cmd) => task::run(&home, cmd),
         Command::Image(cmd) => image::run(&home, cmd),
         Command::Runtime(cmd) => runtime::run(&home, cmd),

@@ -125,6 +125,7 @@ async fn main_loop(
         configs: reconciler.configs(),
         metrics,
         wake: wake_tx.clone(),
+        stop: stop_rx.clone(),
     });
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

@@ -6,6 +6,7 @@
 //! docs/api.md.
 
 mod auth;
+mod events;
 mod health;
 mod instances;
 pub mod listen;
@@ -20,7 +21,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use messages::{SendRequest, SendResponse, Transport, LOCAL_SENDER, MAX_MESSAGE_BYTES};
 
@@ -85,6 +86,9 @@ pub struct ApiContext {
     pub configs: LastGoodConfigs,
     pub metrics: Metrics,
     pub wake: mpsc::UnboundedSender<Wake>,
+    /// Turns true when the daemon stops: long-lived answers (the event stream) end then, so
+    /// that shutdown does not wait for their clients.
+    pub stop: watch::Receiver<bool>,
 }
 
 impl std::ops::Deref for AppState {
@@ -109,6 +113,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/v1/reconcile", post(health::reconcile))
         .route("/v1/scheduler/wake", post(tasks::wake_scheduler))
+        .route("/v1/events", get(events::stream))
         .route("/v1/instances", get(instances::list))
         .route("/v1/instances/{name}", get(instances::one))
         .route(
