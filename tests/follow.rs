@@ -1,0 +1,72 @@
+//! What an operator watches live, through real containers and a real daemon: `history -f`
+//! as messages and answers arrive (across a daemon restart).
+
+mod common;
+
+use common::daemon::{Daemon, ReadyHome};
+use common::follower::Follower;
+use serde_json::Value;
+
+/// A home with alice running under a daemon.
+fn alice_running() -> (ReadyHome, Daemon) {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    (h, daemon)
+}
+
+#[test]
+fn history_follow_prints_each_message_and_answer_once_as_they_arrive() {
+    let (h, mut daemon) = alice_running();
+    h.home.run(&["send", "alice", "before", "--wait"]).ok();
+    let follower = Follower::start(&h.home, &["history", "alice", "-f", "--limit", "1"]);
+    let json = Follower::start(
+        &h.home,
+        &["history", "alice", "-f", "--json", "--limit", "0"],
+    );
+    follower.expect("alice: echo: [local] before");
+
+    // What the sender wrote, and so the echo of it, is shown escaped.
+    h.home
+        .run(&["send", "alice", "clear \u{1b}[2J\u{202e}now", "--wait"])
+        .ok();
+    // (Shown as it is when the follower sees it: waiting, or already answered.)
+    assert!(follower
+        .expect(r": clear \u{1b}[2J\u{202e}now")
+        .contains("  local"));
+    follower.expect(r"alice: echo: [local] clear \u{1b}[2J\u{202e}now");
+
+    // The daemon goes away: a message stored meanwhile shows, and its answer once a daemon
+    // runs again.
+    daemon.kill9();
+    h.home.run(&["send", "alice", "while away"]).ok();
+    follower.expect("local (waiting): while away");
+    let _daemon = Daemon::start(&h.home);
+    follower.expect("alice: echo: [local] while away");
+
+    let lines = follower.lines();
+    assert!(!lines.iter().any(|l| l.contains(": before")), "{lines:#?}");
+    for needle in [
+        "local (waiting): while away",
+        "alice: echo: [local] while away",
+    ] {
+        assert_eq!(
+            lines.iter().filter(|l| l.contains(needle)).count(),
+            1,
+            "{lines:#?}"
+        );
+    }
+    assert!(!lines.iter().any(|l| l.contains('\u{1b}')));
+
+    // --json: one exact object per line.
+    let line = json.expect("echo: [local] while away");
+    let m: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (m["direction"].as_str(), m["state"].as_str()),
+        (Some("out"), Some("final"))
+    );
+    let escaped = json.expect("clear");
+    let m: Value = serde_json::from_str(&escaped).unwrap();
+    assert_eq!(m["body"], "clear \u{1b}[2J\u{202e}now");
+}
