@@ -1,5 +1,6 @@
 //! What an operator watches live, through real containers and a real daemon: `history -f`
-//! as messages and answers arrive (across a daemon restart).
+//! as messages and answers arrive (across a daemon restart), and `logs` with both of the
+//! container's streams on stdout, `--since` and `--timestamps`.
 
 mod common;
 
@@ -69,4 +70,46 @@ fn history_follow_prints_each_message_and_answer_once_as_they_arrive() {
     let escaped = json.expect("clear");
     let m: Value = serde_json::from_str(&escaped).unwrap();
     assert_eq!(m["body"], "clear \u{1b}[2J\u{202e}now");
+}
+
+#[test]
+fn logs_puts_both_streams_on_stdout_and_takes_since_and_timestamps() {
+    let (h, _daemon) = alice_running();
+    h.home.run(&["send", "alice", "hello", "--wait"]).ok();
+
+    // The agent reports on its stderr; a pipe gets it.
+    let logs = h.home.run(&["logs", "alice"]).ok();
+    assert!(
+        logs.stdout.lines().any(|l| l.contains("answered")),
+        "stdout: {}\nstderr: {}",
+        logs.stdout,
+        logs.stderr
+    );
+    assert_eq!(logs.stderr, "");
+
+    let stamped = h.home.run(&["logs", "alice", "--timestamps"]).ok().stdout;
+    let line = stamped.lines().find(|l| l.contains("answered")).unwrap();
+    let (stamp, _) = line.split_once(' ').unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(stamp).is_ok(),
+        "{line}"
+    );
+
+    let recent = h.home.run(&["logs", "alice", "--since", "1h"]).ok().stdout;
+    assert!(recent.contains("answered"), "{recent}");
+    let since_start = h
+        .home
+        .run(&["logs", "alice", "--since", "2000-01-01T00:00:00Z"])
+        .ok()
+        .stdout;
+    assert_eq!(since_start, logs.stdout);
+    let future = h
+        .home
+        .run(&["logs", "alice", "--since", "2037-01-01T00:00:00+01:00"])
+        .ok();
+    assert_eq!(future.stdout, "");
+
+    h.home
+        .run(&["logs", "alice", "--since", "yesterday"])
+        .fails(2, "expected a duration back from now such as 30s, 10m");
 }
