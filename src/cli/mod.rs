@@ -2,6 +2,7 @@
 
 mod backup;
 mod chat;
+mod chat_input;
 mod create_instance;
 mod db;
 mod doctor;
