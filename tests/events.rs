@@ -183,6 +183,10 @@ fn get_v1_events_streams_the_log_behind_the_token_resumes_and_ends_with_the_daem
         .as_str()
         .unwrap()
         .contains("expected an event id"));
+    let (code, _) = Sse::open(&format!("{url}?instance=Not%20A%20Name"), Some(TOKEN), None)
+        .err()
+        .unwrap();
+    assert_eq!(code, 400);
 
     // The latest events, then each new one as it is recorded, with what an agent wrote in
     // it exactly (JSON), and its id.

@@ -73,6 +73,23 @@ fn history_follow_prints_each_message_and_answer_once_as_they_arrive() {
 }
 
 #[test]
+fn history_follow_works_without_a_daemon_and_ends_when_the_instance_is_removed() {
+    let home = common::TestHome::new();
+    home.run(&["create-instance", "alice"]).ok();
+    let mut follower = Follower::start(&home, &["history", "alice", "-f"]);
+    // No daemon: the message is stored by the command itself.
+    home.run(&["send", "alice", "anyone there?"]).ok();
+    follower.expect("local (waiting): anyone there?");
+    home.run(&["remove", "alice", "--purge"]).ok();
+    assert!(
+        common::daemon::wait_until(std::time::Duration::from_secs(60), || !follower
+            .is_running()),
+        "history -f went on after the instance was removed"
+    );
+    home.run(&["history", "nobody", "-f"]).fails(1, "nobody");
+}
+
+#[test]
 fn logs_puts_both_streams_on_stdout_and_takes_since_and_timestamps() {
     let (h, _daemon) = alice_running();
     h.home.run(&["send", "alice", "hello", "--wait"]).ok();
