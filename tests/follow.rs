@@ -67,6 +67,12 @@ fn history_follow_prints_each_message_and_answer_once_as_they_arrive() {
         (m["direction"].as_str(), m["state"].as_str()),
         (Some("out"), Some("final"))
     );
+    // --limit 0: only what came after it started.
+    assert!(
+        !json.lines().iter().any(|l| l.contains("before")),
+        "{:#?}",
+        json.lines()
+    );
     let escaped = json.expect("clear");
     let m: Value = serde_json::from_str(&escaped).unwrap();
     assert_eq!(m["body"], "clear \u{1b}[2J\u{202e}now");

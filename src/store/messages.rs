@@ -487,28 +487,38 @@ impl Store {
         limit: u32,
     ) -> Result<(Vec<MessageRow>, Cursor)> {
         // The row id orders messages as they were committed (created_at can tie).
-        let (tail, after) = match after {
+        let (tail, bound, start) = match after {
             Some(c) => (
                 "WHERE i.name = ?1 AND i.removed_at IS NULL AND m.rowid > ?2 \
                  ORDER BY m.rowid LIMIT ?3",
                 c.0,
+                c.0,
             ),
+            // The newest message is where following starts, even when fewer are asked for
+            // (none, say); read before the rows, so that one stored in between is not lost.
             None => (
                 "WHERE i.name = ?1 AND i.removed_at IS NULL AND m.rowid > ?2 \
                  ORDER BY m.rowid DESC LIMIT ?3",
                 0,
+                self.conn().query_row(
+                    "SELECT coalesce(max(m.rowid), 0) FROM messages m \
+                     JOIN instances i ON i.id = m.instance_id \
+                     WHERE i.name = ?1 AND i.removed_at IS NULL",
+                    [instance],
+                    |r| r.get::<_, i64>(0),
+                )?,
             ),
         };
         let mut stmt = self.conn().prepare(&format!(
             "SELECT {COLUMNS}, m.rowid FROM messages m JOIN instances i ON i.id = m.instance_id {tail}"
         ))?;
         let mut rows = stmt
-            .query_map(params![instance, after, limit], |r| {
+            .query_map(params![instance, bound, limit], |r| {
                 Ok((from_row(r)?, r.get::<_, i64>(14)?))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.sort_by_key(|(_, rowid)| *rowid);
-        let next = rows.last().map_or(after, |(_, rowid)| *rowid);
+        let next = rows.last().map_or(start, |(_, rowid)| (*rowid).max(start));
         Ok((rows.into_iter().map(|(m, _)| m).collect(), Cursor(next)))
     }
 
@@ -637,6 +647,10 @@ mod tests {
         // Without a cursor: the newest, oldest first.
         let (last_two, _) = s.history_after("alice", None, 2).unwrap();
         assert_eq!(last_two[0].body, "hello");
+        // Asking for none still starts after the newest.
+        let (none, from_now) = s.history_after("alice", None, 0).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(from_now, cursor);
     }
 
     #[test]
