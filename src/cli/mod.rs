@@ -2,9 +2,12 @@
 
 mod backup;
 mod chat;
+mod chat_input;
 mod create_instance;
 mod db;
 mod doctor;
+mod events;
+mod follow;
 mod history;
 mod image;
 mod init;
@@ -73,6 +76,8 @@ pub enum Command {
     History(history::Args),
     /// Talk with an instance interactively (one line, one message).
     Chat(chat::Args),
+    /// The audit log: who did what, when (-f follows it).
+    Events(events::Args),
     /// Scheduled tasks: recurring or one-shot turns of an instance.
     #[command(subcommand)]
     Task(task::Command),
@@ -117,6 +122,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => send::run(&home, args),
         Command::History(args) => history::run(&home, args),
         Command::Chat(args) => chat::run(&home, args),
+        Command::Events(args) => events::run(&home, args),
         Command::Task(cmd) => task::run(&home, cmd),
         Command::Image(cmd) => image::run(&home, cmd),
         Command::Runtime(cmd) => runtime::run(&home, cmd),

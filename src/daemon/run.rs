@@ -131,6 +131,7 @@ async fn main_loop(
         metrics,
         wake: wake_tx.clone(),
         started,
+        stop: stop_rx.clone(),
     });
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

@@ -6,6 +6,7 @@
 //! docs/api.md.
 
 mod auth;
+mod events;
 mod health;
 pub mod info;
 mod instances;
@@ -21,7 +22,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use messages::{SendRequest, SendResponse, Transport, LOCAL_SENDER, MAX_MESSAGE_BYTES};
 
@@ -88,6 +89,9 @@ pub struct ApiContext {
     pub wake: mpsc::UnboundedSender<Wake>,
     /// What the daemon started with (its token's fingerprint), for `GET /v1/daemon`.
     pub started: info::Started,
+    /// Turns true when the daemon stops: long-lived answers (the event stream) end then, so
+    /// that shutdown does not wait for their clients.
+    pub stop: watch::Receiver<bool>,
 }
 
 impl std::ops::Deref for AppState {
@@ -113,6 +117,7 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/v1/reconcile", post(health::reconcile))
         .route("/v1/scheduler/wake", post(tasks::wake_scheduler))
+        .route("/v1/events", get(events::stream))
         .route("/v1/instances", get(instances::list))
         .route("/v1/instances/{name}", get(instances::one))
         .route(
