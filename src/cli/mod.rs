@@ -2,15 +2,19 @@
 
 mod backup;
 mod chat;
+mod completions;
+mod config_check;
 mod create_instance;
 mod db;
 mod doctor;
+mod edit;
 mod history;
 mod image;
 mod init;
 mod lifecycle;
 mod list;
 mod logs;
+mod man;
 mod remove;
 mod restore;
 mod run;
@@ -31,8 +35,17 @@ use crate::home::Home;
 /// Who the audit log says acted, for commands typed at the CLI.
 pub const CLI_ACTOR: &str = "cli";
 
+/// The top-level help's last words: what a script can rely on (docs/cli.md says the same).
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the command was refused or failed
+  2  usage error: the command line itself is wrong
+  3  doctor found warnings; status shows an instance in error
+  4  doctor found a failure";
+
 #[derive(Debug, Parser)]
-#[command(name = "supervisor", version, about, propagate_version = true)]
+#[command(name = "supervisor", version, about, after_help = EXIT_CODES)]
 pub struct Cli {
     /// The supervisor home [default: $XDG_DATA_HOME/supervisor or ~/.local/share/supervisor]
     #[arg(long, global = true, env = "SUPERVISOR_HOME", value_name = "DIR")]
@@ -93,6 +106,15 @@ pub enum Command {
     Service(service::Command),
     /// Check the installation and say how to fix what is wrong (--fix repairs the safe part).
     Doctor(doctor::Args),
+    /// Edit an instance's config.json in $VISUAL or $EDITOR; saved only once it is valid.
+    Edit(edit::Args),
+    /// Check configuration files without changing anything.
+    #[command(subcommand)]
+    Config(config_check::Command),
+    /// Print a shell's completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::Args),
+    /// Print the manual page in roff, or write every page into a directory.
+    Man(man::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -124,6 +146,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db(cmd) => db::run(&home, cmd),
         Command::Service(cmd) => service::run(&home, cmd),
         Command::Doctor(args) => doctor::run(&home, args),
+        Command::Edit(args) => edit::run(&home, args),
+        Command::Config(cmd) => config_check::run(&home, cmd),
+        Command::Completions(args) => completions::run(args),
+        Command::Man(args) => man::run(args),
     }
 }
 

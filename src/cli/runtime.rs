@@ -11,13 +11,18 @@ pub enum Command {
     Build(BuildArgs),
     /// List runtimes: size, which is active, which instances use them
     List {
+        /// Print JSON (an array of runtime objects)
         #[arg(long)]
         json: bool,
     },
     /// Re-hash every file of a runtime and report any difference from its manifest
-    Verify { id: String },
+    Verify {
+        /// The runtime's id, as `runtime list` shows it
+        id: String,
+    },
     /// Make a runtime the one instances run; a running daemon moves them one at a time
     Activate {
+        /// The runtime's id, as `runtime list` shows it
         id: String,
         /// Return once activated instead of following the roll-out
         #[arg(long)]
@@ -25,6 +30,7 @@ pub enum Command {
     },
     /// Show the latest roll-out: each instance moved, and how it ended
     Rollout {
+        /// Print JSON (the roll-out and each instance's step)
         #[arg(long)]
         json: bool,
     },
