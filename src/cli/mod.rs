@@ -8,6 +8,7 @@ mod create_instance;
 mod db;
 mod doctor;
 mod edit;
+mod exec;
 mod history;
 mod image;
 mod init;
@@ -106,6 +107,10 @@ pub enum Command {
     Service(service::Command),
     /// Check the installation and say how to fix what is wrong (--fix repairs the safe part).
     Doctor(doctor::Args),
+    /// Run a command in an instance's running container, as its agent's user.
+    Exec(exec::ExecArgs),
+    /// An interactive shell in an instance's running container, as its agent's user.
+    Shell(exec::ShellArgs),
     /// Edit an instance's config.json in $VISUAL or $EDITOR; saved only once it is valid.
     Edit(edit::Args),
     /// Check configuration files without changing anything.
@@ -146,6 +151,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db(cmd) => db::run(&home, cmd),
         Command::Service(cmd) => service::run(&home, cmd),
         Command::Doctor(args) => doctor::run(&home, args),
+        Command::Exec(args) => exec::run_exec(&home, args),
+        Command::Shell(args) => exec::run_shell(&home, args),
         Command::Edit(args) => edit::run(&home, args),
         Command::Config(cmd) => config_check::run(&home, cmd),
         Command::Completions(args) => completions::run(args),
