@@ -81,6 +81,25 @@ fn remove_takes_several_names_and_checks_them_all_first() {
     );
     assert_eq!(names(&h), ["ben"]);
     h.run(&["remove"]).fails(2, "NAME");
+
+    // A removal that fails is reported with its name, and changes nothing of that instance.
+    h.run(&["create-instance", "dan"]).ok();
+    std::fs::remove_dir_all(h.path("archive")).unwrap();
+    std::fs::write(h.path("archive"), "in the way").unwrap();
+    let out = h.run(&["remove", "ben", "dan"]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("error: cannot remove ben: "),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("error: cannot remove dan: "),
+        "{}",
+        out.stderr
+    );
+    assert_eq!(names(&h), ["ben", "dan"]);
+    assert!(h.path("instances/dan/config.json").is_file());
 }
 
 #[test]
@@ -145,6 +164,56 @@ fn edit_refuses_an_invalid_config_naming_the_field_and_keeps_the_edit() {
     assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
     h.run(&["edit", "nobody"])
         .fails(1, "no instance named \"nobody\"");
+}
+
+#[test]
+fn edit_on_a_terminal_reopens_an_invalid_edit() {
+    let h = TestHome::new();
+    h.run(&["create-instance", "alice"]).ok();
+    assert!(
+        Path::new(common::dashboard::SCRIPT).exists(),
+        "util-linux script gives edit a terminal"
+    );
+    // The first edit breaks a field; the editor, reopened on that edit, then fixes it.
+    let count = h.scratch().join("rounds");
+    let editor = script(
+        &h,
+        "two-round-editor",
+        &format!(
+            r#"echo x >> '{count}'
+if [ "$(wc -l < '{count}')" -eq 1 ]; then
+  sed -i 's/"pids": [0-9]*/"pids": "many"/' "$1"
+else
+  grep -q '"many"' "$1" || exit 9
+  sed -i 's/"pids": "many"/"pids": 99/' "$1"
+fi"#,
+            count = count.display()
+        ),
+    );
+    let inner = format!(
+        "exec '{}' --home '{}' edit alice",
+        env!("CARGO_BIN_EXE_supervisor"),
+        h.root.display()
+    );
+    let mut child = std::process::Command::new(common::dashboard::SCRIPT)
+        .args(["-qefc", &inner, "/dev/null"])
+        .env_remove("SUPERVISOR_HOME")
+        .env_remove("VISUAL")
+        .env("EDITOR", &editor)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child.stdin.as_mut().unwrap().write_all(b"y\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("limits.pids: invalid type"), "{text}");
+    assert!(text.contains("edit it again? [Y/n]"), "{text}");
+    assert!(text.contains("saved"), "{text}");
+    let show = h.run(&["show", "alice", "--json"]).ok().json();
+    assert_eq!(show["config"]["limits"]["pids"], 99);
 }
 
 #[test]

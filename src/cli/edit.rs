@@ -10,6 +10,7 @@ use anyhow::Context;
 
 use crate::fsutil;
 use crate::home::Home;
+use crate::instance::config::ConfigError;
 use crate::instance::InstanceConfig;
 
 #[derive(Debug, clap::Args)]
@@ -44,10 +45,18 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
             println!("no change: {} is as it was", path.display());
             return Ok(ExitCode::SUCCESS);
         }
-        match InstanceConfig::parse(&edited) {
+        // The daemon's own loader, on the copy: its size limit, parsing and validation.
+        match InstanceConfig::load(copy.path()) {
             Ok(_) => break edited,
-            Err(problem) => {
-                eprintln!("error: config.json is not valid: {problem}");
+            Err(e) => {
+                let problem = match e {
+                    ConfigError::Invalid { source, .. } => source.to_string(),
+                    ConfigError::Read { source, .. } => format!("cannot read it: {source}"),
+                };
+                eprintln!(
+                    "error: config.json is not valid: {}",
+                    crate::render::escape::line(&problem)
+                );
                 if interactive && ask("edit it again? [Y/n] ")? {
                     continue;
                 }
