@@ -68,7 +68,7 @@ pub enum Command {
     Status(status::Args),
     /// Show one instance: config, paths, soul, state.
     Show(show::Args),
-    /// Remove an instance (its files are archived; --purge deletes them).
+    /// Remove instances (their files are archived; --purge deletes them).
     Remove(remove::Args),
     /// Run the daemon in the foreground: keep every instance's container as the store says.
     Run(run::Args),
