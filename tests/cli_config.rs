@@ -295,3 +295,60 @@ fn completions_and_man_pages_come_from_the_parser() {
     }
     assert!(!h.root.exists(), "neither needs a home");
 }
+
+/// What bash's completion offers for the words typed so far, with the generated script.
+fn bash_completes(words: &[&str]) -> Vec<String> {
+    let script = format!(
+        "source <('{}' completions bash)\nCOMP_WORDS=({})\nCOMP_CWORD={}\n\
+         _supervisor supervisor \"${{COMP_WORDS[COMP_CWORD]}}\" \
+         \"${{COMP_WORDS[COMP_CWORD-1]}}\"\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"",
+        env!("CARGO_BIN_EXE_supervisor"),
+        words.join(" "),
+        words.len() - 1
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .output()
+        .expect("bash");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn bash_completes_commands_and_options_and_man_renders_the_exit_codes() {
+    assert_eq!(bash_completes(&["supervisor", "cre"]), ["create-instance"]);
+    assert_eq!(
+        bash_completes(&["supervisor", "service", "install", "--sh"]),
+        ["--share-dir"]
+    );
+    assert_eq!(
+        bash_completes(&["supervisor", "completions", "fi"]),
+        ["fish"]
+    );
+    // man(1), when installed, renders the page, the exit codes included.
+    let page = bin().arg("man").output().unwrap().stdout;
+    let Ok(mut man) = std::process::Command::new("man")
+        .args(["-l", "-"])
+        .env("MANPAGER", "cat")
+        .env("MANWIDTH", "100")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+    else {
+        eprintln!("note: man is not on PATH; the page was not rendered");
+        return;
+    };
+    use std::io::Write;
+    man.stdin.take().unwrap().write_all(&page).unwrap();
+    let shown = man.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("supervisor-create-instance(1)"), "{text}");
+    assert!(text.contains("4  doctor found a failure"), "{text}");
+}
