@@ -4,8 +4,11 @@
 
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
+use std::os::fd::AsRawFd;
 use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, ReadyHome};
 use common::{bin, Run};
@@ -96,37 +99,87 @@ fn exec_and_shell_run_in_the_container_as_the_agent() {
     assert_eq!(out.code, 3, "{}", out.stderr);
     assert_eq!(out.stdout, format!("{uid}\n/tmp\n"));
 
-    // With a terminal, the shell gets one of the same size.
-    if std::path::Path::new(common::dashboard::SCRIPT).exists() {
-        let inner = format!(
-            "stty cols 101 rows 33 && exec '{}' --home '{}' shell alice",
-            env!("CARGO_BIN_EXE_supervisor"),
-            h.home.root.display()
-        );
-        let mut child = Command::new(common::dashboard::SCRIPT)
-            .args(["-qefc", &inner, "/dev/null"])
-            .env_remove("SUPERVISOR_HOME")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .as_mut()
-            .unwrap()
-            .write_all(b"tty; stty size; exit 4\n")
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert_eq!(out.status.code(), Some(4), "{text}");
-        assert!(text.contains("/dev/pts/"), "{text}");
-        assert!(text.contains("33 101"), "{text}");
-    }
+    // With a terminal, the shell gets one of the same size, and follows it when it changes.
+    shell_on_a_terminal(&h);
 
     h.home.run(&["exec", "alice"]).fails(2, "CMD");
     h.home.run(&["stop", "alice", "--wait"]).ok();
     h.home
         .run(&["shell", "alice"])
         .fails(1, "start it with `supervisor start alice --wait`");
+}
+
+/// `supervisor shell alice` under util-linux `script`, its terminal resized from outside.
+fn shell_on_a_terminal(h: &ReadyHome) {
+    assert!(
+        std::path::Path::new(common::dashboard::SCRIPT).exists(),
+        "util-linux script gives the shell a terminal"
+    );
+    let tty_file = h.home.scratch().join("tty");
+    let inner = format!(
+        "tty > '{}' && stty cols 101 rows 33 && exec '{}' --home '{}' shell alice",
+        tty_file.display(),
+        env!("CARGO_BIN_EXE_supervisor"),
+        h.home.root.display()
+    );
+    let mut child = Command::new(common::dashboard::SCRIPT)
+        .args(["-qefc", &inner, "/dev/null"])
+        .env_remove("SUPERVISOR_HOME")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let reader = {
+        let screen = screen.clone();
+        let mut stdout = child.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stdout.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let shown = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+    let mut stdin = child.stdin.take().unwrap();
+    // Asks until the answer shows: typing before the shell is up is not lost, but the size
+    // may change only after the resize has reached the engine.
+    let mut ask_until = |question: &[u8], answer: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !shown().contains(answer) {
+            assert!(Instant::now() < deadline, "no {answer:?} in {}", shown());
+            stdin.write_all(question).unwrap();
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    };
+    ask_until(b"tty; stty size\n", "33 101");
+    assert!(shown().contains("/dev/pts/"), "{}", shown());
+
+    // The terminal shrinks, as when its window does: the kernel signals the foreground
+    // process (the supervisor), which resizes the shell's terminal.
+    let pts = std::fs::read_to_string(&tty_file).unwrap();
+    let pts = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(pts.trim())
+        .unwrap();
+    let size = nix::libc::winsize {
+        ws_row: 20,
+        ws_col: 60,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize from the pointer, which lives across the call.
+    let rc = unsafe { nix::libc::ioctl(pts.as_raw_fd(), nix::libc::TIOCSWINSZ, &size) };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    ask_until(b"stty size\n", "20 60");
+
+    stdin.write_all(b"exit 4\n").unwrap();
+    let status = child.wait().unwrap();
+    reader.join().unwrap();
+    assert_eq!(status.code(), Some(4), "{}", shown());
 }

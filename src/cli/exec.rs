@@ -145,23 +145,50 @@ impl Target {
         let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
         let code = docker::block_on(async {
             let client = docker::connect(&self.docker).await?;
-            let code = attached::run(
-                &client,
-                &self.container.id,
-                &what,
-                input,
-                |chunk| match chunk {
-                    attached::Output::Stdout(b) => out.write_all(&b).and_then(|_| out.flush()),
-                    attached::Output::Stderr(b) => err.write_all(&b).and_then(|_| err.flush()),
-                },
-            )
-            .await
-            .with_context(|| format!("running a command in {}'s container failed", self.name))?;
+            let resize = follow_size(tty)?;
+            let code =
+                attached::run(
+                    &client,
+                    &self.container.id,
+                    &what,
+                    input,
+                    resize,
+                    |chunk| match chunk {
+                        attached::Output::Stdout(b) => out.write_all(&b).and_then(|_| out.flush()),
+                        attached::Output::Stderr(b) => err.write_all(&b).and_then(|_| err.flush()),
+                    },
+                )
+                .await
+                .with_context(|| {
+                    format!("running a command in {}'s container failed", self.name)
+                })?;
             anyhow::Ok(code)
         })?;
         // The command's own code, as a shell would report it (0–255).
         Ok(ExitCode::from(code.clamp(0, 255) as u8))
     }
+}
+
+/// The terminal's new size each time it changes (SIGWINCH), for the shell's terminal to
+/// follow; nothing without a terminal. Runs on the caller's tokio runtime.
+fn follow_size(tty: bool) -> anyhow::Result<mpsc::Receiver<(u16, u16)>> {
+    let (tx, rx) = mpsc::channel(4);
+    if tty {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut changes =
+            signal(SignalKind::window_change()).context("cannot follow the terminal's size")?;
+        tokio::spawn(async move {
+            while changes.recv().await.is_some() {
+                let Ok(size) = ratatui::crossterm::terminal::size() else {
+                    continue;
+                };
+                if tx.send(size).await.is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    Ok(rx)
 }
 
 /// Our stdin, chunk by chunk, read on a thread of its own: a read from a terminal blocks

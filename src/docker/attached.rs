@@ -32,12 +32,14 @@ pub enum Output {
 
 /// Runs `what` in the running container `id`. Each chunk received on `input` goes to the
 /// command's stdin, and the end of `input` (its sender dropped) closes it; every chunk of
-/// output goes to `output`. Returns the command's exit code once its output has ended.
+/// output goes to `output`; each size received on `resize` (columns, rows) becomes the
+/// terminal's. Returns the command's exit code once its output has ended.
 pub async fn run(
     docker: &Docker,
     id: &str,
     what: &Attached,
     mut input: mpsc::Receiver<Vec<u8>>,
+    mut resize: mpsc::Receiver<(u16, u16)>,
     mut output: impl FnMut(Output) -> std::io::Result<()>,
 ) -> Result<i64, ExecError> {
     let err_id = || id.to_string();
@@ -99,6 +101,16 @@ pub async fn run(
         // Then only the output decides when this ends.
         std::future::pending::<()>().await
     };
+    let resizing = async {
+        while let Some((width, height)) = resize.recv().await {
+            if what.tty.is_some() {
+                let _ = docker
+                    .resize_exec(&exec, ResizeExecOptions { height, width })
+                    .await;
+            }
+        }
+        std::future::pending::<()>().await
+    };
     let receive = async {
         while let Some(item) = stream.next().await {
             let item = item.map_err(|source| ExecError::Output {
@@ -119,6 +131,7 @@ pub async fn run(
     tokio::select! {
         result = receive => result?,
         _ = forward => unreachable!("forwarding input never ends by itself"),
+        _ = resizing => unreachable!("following the size never ends by itself"),
     }
     loop {
         let inspect = docker
