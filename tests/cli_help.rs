@@ -29,6 +29,12 @@ fn has_help(arg: &clap::Arg) -> bool {
 }
 
 #[test]
+fn the_command_definitions_are_consistent() {
+    // clap's own checks: no clashing names, groups that name existing arguments, …
+    supervisor::cli::Cli::command().debug_assert();
+}
+
+#[test]
 fn every_positional_argument_and_every_json_flag_has_help() {
     let mut missing = Vec::new();
     for (name, cmd) in commands() {
