@@ -294,6 +294,15 @@ fn completions_and_man_pages_come_from_the_parser() {
         assert!(text.starts_with(".ie"), "{page}");
     }
     assert!(!h.root.exists(), "neither needs a home");
+    for args in [&["completions", "fish"][..], &["man"]] {
+        let out = bin()
+            .args(args)
+            .env_remove("HOME")
+            .env_remove("XDG_DATA_HOME")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?} without HOME");
+    }
 }
 
 /// What bash's completion offers for the words typed so far, with the generated script.

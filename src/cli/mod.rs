@@ -123,12 +123,19 @@ pub enum Command {
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // These describe the program itself and need no home (a package build runs them where
+    // there is none, nor a HOME to find one in).
+    let command = match cli.command {
+        Command::Completions(args) => return completions::run(args),
+        Command::Man(args) => return man::run(args),
+        command => command,
+    };
     let root = match cli.home {
         Some(dir) => dir,
         None => Home::default_root()?,
     };
     let home = Home::new(&root)?;
-    match cli.command {
+    match command {
         Command::Init => init::run(&home),
         Command::CreateInstance(args) => create_instance::run(&home, args),
         Command::List(args) => list::run(&home, args),
@@ -155,8 +162,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Shell(args) => exec::run_shell(&home, args),
         Command::Edit(args) => edit::run(&home, args),
         Command::Config(cmd) => config_check::run(&home, cmd),
-        Command::Completions(args) => completions::run(args),
-        Command::Man(args) => man::run(args),
+        Command::Completions(_) | Command::Man(_) => unreachable!("handled above"),
     }
 }
 
