@@ -20,6 +20,7 @@ mod remove;
 mod restore;
 mod run;
 mod runtime;
+mod runtime_activate;
 mod send;
 mod service;
 mod show;

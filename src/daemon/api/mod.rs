@@ -7,6 +7,7 @@
 
 mod auth;
 mod health;
+pub mod info;
 mod instances;
 pub mod listen;
 mod messages;
@@ -85,6 +86,8 @@ pub struct ApiContext {
     pub configs: LastGoodConfigs,
     pub metrics: Metrics,
     pub wake: mpsc::UnboundedSender<Wake>,
+    /// What the daemon started with (its token's fingerprint), for `GET /v1/daemon`.
+    pub started: info::Started,
 }
 
 impl std::ops::Deref for AppState {
@@ -104,6 +107,7 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/health", get(health::liveness))
+        .route("/v1/daemon", get(info::daemon))
         .route("/v1/ready", get(health::readiness))
         .route("/v1/status", get(health::live_status))
         .route("/metrics", get(health::metrics))
