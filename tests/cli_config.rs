@@ -164,6 +164,22 @@ fn edit_refuses_an_invalid_config_naming_the_field_and_keeps_the_edit() {
     assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
     h.run(&["edit", "nobody"])
         .fails(1, "no instance named \"nobody\"");
+
+    // A config broken by hand is mended the same way.
+    std::fs::write(
+        &config,
+        before.replace("\"pids\": 256", "\"pids\": \"many\""),
+    )
+    .unwrap();
+    h.run(&["config", "check", "alice"]).fails(1, "not valid");
+    let mend = script(
+        &h,
+        "mend-editor",
+        r#"sed -i 's/"pids": "many"/"pids": 256/' "$1""#,
+    );
+    run_env(&h, &["edit", "alice"], &[("EDITOR", &mend)]).ok();
+    assert_eq!(std::fs::read_to_string(&config).unwrap(), before);
+    h.run(&["config", "check", "alice"]).ok();
 }
 
 #[test]
