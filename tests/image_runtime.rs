@@ -97,6 +97,15 @@ fn image_builds_from_clean_state_small_and_labelled_and_rebuild_is_a_noop() {
         !second.stderr.contains("Step 1/"),
         "no build the second time"
     );
+
+    let json = h.run(&["image", "build", "--json"]).ok();
+    let report = json.json();
+    assert_eq!(report["tag"], tag.as_str());
+    assert_eq!(report["built"], false);
+    assert_eq!(report["size"], info.size);
+    assert!(report["id"].as_str().unwrap().starts_with("sha256:"));
+    assert!(report["elapsed_ms"].is_u64());
+    assert!(json.stderr.is_empty(), "{}", json.stderr);
 }
 
 #[test]

@@ -13,6 +13,7 @@ use crate::render::escape;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The instance to talk with
     pub name: String,
     /// How long to wait for each answer, in seconds
     #[arg(long, default_value_t = 300)]

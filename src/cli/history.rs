@@ -9,6 +9,7 @@ use crate::store::messages::MessageRow;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The instance whose conversation to show
     pub name: String,
     /// How many messages (newest), both directions
     #[arg(long, default_value_t = 20)]

@@ -10,6 +10,7 @@ use crate::render::escape::{self, Utf8Stream};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The instance whose container output to print
     pub name: String,
     /// Keep printing new output
     #[arg(long, short)]

@@ -15,6 +15,7 @@ pub enum Command {
     Build(BuildArgs),
     /// List runtimes: size, which is active, which instances use them
     List {
+        /// Print JSON (an array of runtime objects)
         #[arg(long)]
         json: bool,
     },
@@ -48,6 +49,7 @@ pub enum Command {
     },
     /// Show the latest roll-out: each instance moved, and how it ended
     Rollout {
+        /// Print JSON (the roll-out and each instance's step)
         #[arg(long)]
         json: bool,
     },

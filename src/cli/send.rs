@@ -15,6 +15,7 @@ use crate::store::messages::{is_valid_message_id, new_message_id, Inbound};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The instance to send the message to
     pub name: String,
     /// The message
     pub text: String,
