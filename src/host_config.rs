@@ -160,11 +160,11 @@ impl HostConfig {
         let value: toml::Table = toml::from_str(text).map_err(|e| {
             FieldError::new(
                 "(syntax)",
-                e.message().to_string() + &line_hint(text, e.span()),
+                one_line(e.message()) + &line_hint(text, e.span()),
             )
         })?;
         let config: Self = serde_path_to_error::deserialize(toml::Value::Table(value))
-            .map_err(|e| FieldError::new(e.path().to_string(), e.inner().to_string()))?;
+            .map_err(|e| FieldError::new(e.path().to_string(), one_line(&e.inner().to_string())))?;
         config.validate()?;
         Ok(config)
     }
@@ -235,6 +235,18 @@ impl HostConfig {
     }
 }
 
+/// The TOML parser's messages span lines ("invalid key" then "expected ..."); a log line and
+/// a one-line error need them on one.
+fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        // "in `daemon.max_running`": the error names the key already.
+        .filter(|l| !l.is_empty() && !l.starts_with("in `"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 fn line_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
     span.map(|s| {
         let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
@@ -248,9 +260,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_template_shows_every_key() {
+        let defaults = toml::Value::try_from(HostConfig::default()).unwrap();
+        for (section, table) in defaults.as_table().unwrap() {
+            assert!(TEMPLATE.contains(&format!("[{section}]")), "[{section}]");
+            for key in table.as_table().unwrap().keys() {
+                assert!(
+                    TEMPLATE.contains(&format!("# {key} = ")),
+                    "{section}.{key} is missing from the template"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn template_and_empty_file_are_the_defaults() {
         assert_eq!(HostConfig::parse(TEMPLATE).unwrap(), HostConfig::default());
         assert_eq!(HostConfig::parse("").unwrap(), HostConfig::default());
+    }
+
+    #[test]
+    fn errors_are_on_one_line() {
+        for text in [
+            "[daemon\nmax_running = 1\n",
+            "[daemon]\nmax_running = \n",
+            "[daemon]\nmax_running = \"many\"\n",
+            "= 3\n",
+        ] {
+            let e = HostConfig::parse(text).unwrap_err().to_string();
+            assert!(!e.contains('\n'), "{text:?} gives {e:?}");
+            assert!(!e.trim().is_empty());
+        }
     }
 
     #[test]

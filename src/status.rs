@@ -20,6 +20,18 @@ use crate::store::{now_ms, Store, StoreError};
 /// How long `status` waits for the Docker engine itself when the daemon is down.
 const DIRECT_DOCKER_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 
+/// Every state the daemon records for an instance (docs/cli.md). `starting` is not among
+/// them: `status` derives it from a running container whose agent is not ready yet.
+pub const STATES: [&str; 7] = [
+    "running",
+    "stopped",
+    "idle",
+    "queued",
+    "restarting",
+    "crash-loop",
+    "error",
+];
+
 /// The whole report; `status --json` prints it (fields documented in docs/cli.md).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct StatusReport {
@@ -115,6 +127,8 @@ pub struct Inputs<'a> {
     /// With the daemon down: instances whose container Docker says is running (None: Docker
     /// could not be asked either).
     pub direct_running: Option<&'a HashSet<String>>,
+    /// With the daemon down: when those containers started, as Docker says (Unix ms).
+    pub direct_started: Option<&'a HashMap<String, i64>>,
     pub direct_docker_version: Option<String>,
     pub runtime: Option<String>,
     pub database: DatabaseStatus,
@@ -182,7 +196,19 @@ fn instance(r: &InstanceRecord, a: Option<&Activity>, i: &Inputs) -> InstanceSta
             state = "stopped".into();
         }
     }
-    let running_since = (state == "running").then_some(r.state_changed_at).flatten();
+    // The container's own running time: from its start as Docker reports it, else (before
+    // the sampler's first look at it) from when this daemon started it, else since the
+    // state became `running`.
+    let started = match i.live {
+        Some(l) => l
+            .running_since
+            .get(&r.name)
+            .or_else(|| l.started.get(&r.name)),
+        None => i.direct_started.and_then(|d| d.get(&r.name)),
+    };
+    let running_since = (state == "running")
+        .then(|| started.copied().or(r.state_changed_at))
+        .flatten();
     let health = match state.as_str() {
         "running" => match i.live {
             Some(l) if Live::is_ready(l, &r.name) => "ready",
@@ -195,6 +221,9 @@ fn instance(r: &InstanceRecord, a: Option<&Activity>, i: &Inputs) -> InstanceSta
     if state == "running" && health == "starting" {
         state = "starting".into();
     }
+    // Samples describe a running container; a stopped, idle or failing instance has none
+    // now, whatever the last one said.
+    let sample = sample.filter(|_| state == "running" || state == "starting");
     InstanceStatus {
         name: r.name.clone(),
         desired: r.desired_state.clone(),
@@ -255,6 +284,7 @@ impl StoreFacts {
             activity: &self.activity,
             live: Some(live),
             direct_running: None,
+            direct_started: None,
             direct_docker_version: None,
             runtime: self.runtime,
             database: self.database,
@@ -274,6 +304,7 @@ pub fn gather(home: &Home) -> anyhow::Result<StatusReport> {
         return Ok(facts.with_live(live));
     }
     let mut direct_running = None;
+    let mut direct_started = HashMap::new();
     let mut direct_docker_version = None;
     {
         let host = home.host_config()?;
@@ -285,12 +316,16 @@ pub fn gather(home: &Home) -> anyhow::Result<StatusReport> {
             };
             direct_docker_version = docker::stats::engine_version(&client).await.ok();
             let owned = docker::container::list_owned(&client, &home_id).await.ok();
-            direct_running = owned.map(|o| {
-                o.into_iter()
-                    .filter(|c| c.running)
-                    .map(|c| c.instance)
-                    .collect::<HashSet<_>>()
-            });
+            let running: Option<Vec<_>> =
+                owned.map(|o| o.into_iter().filter(|c| c.running).collect());
+            direct_running = running
+                .as_ref()
+                .map(|r| r.iter().map(|c| c.instance.clone()).collect::<HashSet<_>>());
+            for c in running.iter().flatten() {
+                if let Some(t) = docker::container::started_at(&client, &c.id).await {
+                    direct_started.insert(c.instance.clone(), t);
+                }
+            }
         };
         // The timer must be made inside the runtime, hence the async block around it.
         let _ = docker::block_on(async { tokio::time::timeout(DIRECT_DOCKER_WAIT, ask).await });
@@ -301,6 +336,7 @@ pub fn gather(home: &Home) -> anyhow::Result<StatusReport> {
         activity: &facts.activity,
         live: None,
         direct_running: direct_running.as_ref(),
+        direct_started: Some(&direct_started),
         direct_docker_version,
         runtime: facts.runtime,
         database: facts.database,
@@ -333,6 +369,7 @@ mod tests {
             activity,
             live,
             direct_running: direct,
+            direct_started: None,
             direct_docker_version: None,
             runtime: Some("rt1".into()),
             database: DatabaseStatus {
@@ -414,5 +451,49 @@ mod tests {
         let r = build(&inputs(&records, &none, None, None));
         assert!(!r.docker.reachable);
         assert_eq!(r.instances[0].state, "running");
+    }
+
+    #[test]
+    fn uptime_is_the_containers_and_samples_only_show_while_it_runs() {
+        // alice's state detail changed at 90 s (a note), her container started at 10 s.
+        let records = [
+            record("alice", "running", 90_000),
+            record("bob", "stopped", 0),
+            record("carol", "crash-loop", 0),
+            record("dave", "running", 70_000),
+        ];
+        let mut live = LiveSnapshot {
+            started_at: 0,
+            docker_reachable: true,
+            ..Default::default()
+        };
+        live.running_since.insert("alice".into(), 10_000);
+        let sample =
+            crate::daemon::live::ResourceSample::measured(Some(2.0), 30 << 20, 512 << 20, 1);
+        for name in ["alice", "bob", "carol"] {
+            live.samples.insert(name.into(), sample.clone());
+        }
+        let none = HashMap::new();
+        let r = build(&inputs(&records, &none, Some(&live), None));
+        let [a, b, c, d] = &r.instances[..] else {
+            panic!()
+        };
+        assert_eq!(a.uptime_secs, Some(90), "from the container's start");
+        assert_eq!(d.uptime_secs, Some(30), "no start time yet: since it runs");
+        assert_eq!(a.memory_limit_bytes, Some(512 << 20));
+        for stale in [b, c] {
+            assert_eq!(
+                (stale.cpu_percent, stale.memory_bytes, stale.uptime_secs),
+                (None, None, None),
+                "{}",
+                stale.name
+            );
+        }
+        // With the daemon down, Docker's start time.
+        let running = HashSet::from(["alice".to_string()]);
+        let started = HashMap::from([("alice".to_string(), 40_000)]);
+        let mut i = inputs(&records, &none, None, Some(&running));
+        i.direct_started = Some(&started);
+        assert_eq!(build(&i).instances[0].uptime_secs, Some(60));
     }
 }

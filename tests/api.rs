@@ -161,6 +161,9 @@ fn the_tcp_api_demands_its_token_and_serves_every_endpoint() {
     let text = metrics.as_str().unwrap();
     for needle in [
         "supervisor_instances{state=\"running\"} 1",
+        "supervisor_instances{state=\"error\"} 0",
+        "supervisor_instance_state{instance=\"alice\",state=\"running\"} 1",
+        "supervisor_instance_state{instance=\"alice\",state=\"crash-loop\"} 0",
         "supervisor_messages_answered_total{instance=\"alice\"} 1",
         "supervisor_queue_depth{instance=\"alice\"} 0",
         "supervisor_model_requests_total{instance=\"alice\",status=\"ok\"}",

@@ -68,7 +68,10 @@ fn a_soft_limit_stops_an_instance_past_it_and_lets_it_run_again_under_it() {
         wait_until(LONG, || !h.container_of("alice").is_some_and(|c| c.running)),
         "alice's container still runs"
     );
-    let shown = h.home.run(&["status", "--json"]).ok().json();
+    // alice is in `error`: status exits 3, the report printed all the same.
+    let run = h.home.run(&["status", "--json"]);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    let shown = run.json();
     let alice = &shown["instances"][0];
     assert!(alice["disk_bytes"].as_u64().unwrap() > 80 << 20, "{alice}");
     assert_eq!(alice["disk_limit_bytes"], 64 << 20);

@@ -91,3 +91,87 @@ fn status_shows_the_daemon_the_engine_and_each_instance_and_survives_the_daemon(
     let text = h.home.run(&["status"]).ok().stdout;
     assert!(text.starts_with("daemon    DOWN"), "{text}");
 }
+
+#[test]
+fn uptime_is_the_containers_figures_are_current_and_reasons_and_errors_show() {
+    let h = ReadyHome::new();
+    for name in ["alice", "bob"] {
+        h.home.run(&["create-instance", name]).ok();
+    }
+    // bob is to run with a config no daemon has ever seen valid: he is in `error`.
+    h.home.run(&["start", "bob"]).ok();
+    std::fs::write(h.home.path("instances/bob/config.json"), "{").unwrap();
+    // `status` exits 3 all along (bob), so read it without asking for 0.
+    let status = |h: &ReadyHome| h.home.run(&["status", "--json"]).json();
+    let mut daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    // Sampled twice (a CPU figure), so its start time is Docker's.
+    assert!(
+        wait_until(LONG, || {
+            let a = alice(&status(&h));
+            a["cpu_percent"].is_number() && a["uptime_secs"].as_i64().is_some_and(|s| s >= 2)
+        }),
+        "{}",
+        status(&h)
+    );
+    let before = alice(&status(&h))["uptime_secs"].as_i64().unwrap();
+    // A new state detail (an invalid edit, kept out) is not a new start of the container.
+    let config = h.home.path("instances/alice/config.json");
+    let valid = std::fs::read(&config).unwrap();
+    std::fs::write(&config, "{").unwrap();
+    assert!(
+        wait_until(LONG, || alice(&status(&h))["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("last valid"))),
+        "{}",
+        status(&h)
+    );
+    let after = alice(&status(&h))["uptime_secs"].as_i64().unwrap();
+    assert!(after >= before, "uptime went from {before} to {after}");
+    std::fs::write(&config, valid).unwrap();
+
+    // Memory in the config's units while it runs; nothing once it is stopped.
+    assert!(wait_until(LONG, || alice(&status(&h))["memory_bytes"].is_u64()));
+    let text = h.home.run(&["status"]).stdout;
+    assert!(text.contains(" / 512m"), "{text}");
+    h.home.run(&["stop", "alice", "--wait"]).ok();
+    let a = alice(&status(&h));
+    assert_eq!(a["state"], "stopped");
+    assert!(
+        a["memory_bytes"].is_null() && a["cpu_percent"].is_null(),
+        "{a}"
+    );
+    assert!(a["uptime_secs"].is_null(), "{a}");
+
+    // bob cannot run: `status` says why under the table, and exits 3.
+    // Exit 3 with --json too, the report printed all the same.
+    assert!(
+        wait_until(LONG, || {
+            let run = h.home.run(&["status", "--json"]);
+            run.code == 3 && run.json()["instances"][1]["state"] == "error"
+        }),
+        "{}",
+        h.home.run(&["status"]).stdout
+    );
+    let run = h.home.run(&["status"]);
+    assert_eq!(run.code, 3, "{}{}", run.stdout, run.stderr);
+    let details = run
+        .stdout
+        .split("\ndetails\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{}", run.stdout));
+    let line = details
+        .lines()
+        .find(|l| l.contains("bob (error)"))
+        .unwrap_or_else(|| panic!("{details}"));
+    assert!(line.contains("config.json"), "{line}");
+
+    // With the daemon down, the way to start it for this home.
+    daemon.kill9();
+    let run = h.home.run(&["status"]);
+    let hint = format!(
+        "start it with `supervisor --home {} run`",
+        h.home.root.display()
+    );
+    assert!(run.stdout.contains(&hint), "{}", run.stdout);
+}

@@ -77,3 +77,102 @@ fn watch_then_quit(how: Quit) {
         "left the alternate screen at the end:\n{out:?}"
     );
 }
+
+/// What was drawn, without escape sequences and without blanks: the terminal library moves
+/// the cursor over runs of spaces, so only the printed characters are in order.
+fn flat(drawn: &str) -> String {
+    let mut out = String::new();
+    let mut chars = drawn.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            if chars.peek() == Some(&'[') {
+                chars.next();
+                // Parameters, then one final byte in @..~.
+                for p in chars.by_ref() {
+                    if ('@'..='~').contains(&p) {
+                        break;
+                    }
+                }
+            }
+            continue;
+        }
+        if !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Waits until the screen (everything drawn so far) holds `needle`, blanks aside.
+fn wait_for_text(d: &Dashboard, needle: &str) {
+    let start = Instant::now();
+    while !flat(&d.text()).contains(&flat(needle)) {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "{needle:?} never showed up:\n{}",
+            d.text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn desired(h: &TestHome, name: &str) -> String {
+    let list = h.run(&["list", "--json"]).ok().json();
+    let found = list.as_array().unwrap().iter().find(|i| i["name"] == name);
+    found.unwrap()["desired_state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn keys_on_screen_stop_start_and_follow_the_selected_instances_logs_at_80_columns() {
+    let h = TestHome::new();
+    h.run(&["create-instance", "alice"]).ok();
+    let mut d = Dashboard::start(&h.root, 80, 24);
+    let home = h.root.display().to_string();
+    wait_for_text(
+        &d,
+        &format!("DOWN (start it with `supervisor --home {home}"),
+    );
+    for key in ["X stop", "U start", "R restart", "l follow logs"] {
+        wait_for_text(&d, key);
+    }
+    assert_eq!(desired(&h, "alice"), "stopped");
+
+    // Start, as `start alice` would: saved, and the note that no daemon runs is shown.
+    d.press(b"U");
+    let start = Instant::now();
+    while desired(&h, "alice") != "running" {
+        assert!(start.elapsed() < DEADLINE, "U did not start alice");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    wait_for_text(&d, "note: saved, but no supervisor daemon is running");
+    d.press(b"X");
+    let start = Instant::now();
+    while desired(&h, "alice") != "stopped" {
+        assert!(start.elapsed() < DEADLINE, "X did not stop alice");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+
+    // Its logs on the normal screen; it has no container, so `logs` says so and the
+    // dashboard waits for Enter, then comes back.
+    d.press(b"l");
+    wait_for_text(&d, "following alice's logs");
+    wait_for_text(&d, "press Enter to return to the dashboard");
+    let drawn = d.text().len();
+    d.press(b"\r");
+    let start = Instant::now();
+    while !flat(&d.text()[drawn..]).contains("Xstop") {
+        assert!(
+            start.elapsed() < DEADLINE,
+            "the dashboard did not come back:\n{}",
+            d.text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    d.press(b"q");
+    let (status, out) = d.finish(DEADLINE);
+    let status = status.unwrap_or_else(|| panic!("the dashboard did not quit:\n{out}"));
+    assert!(status.success(), "{status}:\n{out}");
+}

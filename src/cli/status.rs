@@ -32,13 +32,30 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     if args.watch {
         crate::tui::run(home, report, args.interval, super::logs::newest_container)
             .context("the dashboard failed")?;
-    } else if args.json {
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        print!("{}", crate::render::status::status_text(&report, colour));
+        print!(
+            "{}",
+            crate::render::status::status_text(&report, home.root(), colour)
+        );
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(exit_code(&report))
+}
+
+/// What a script checking on the home can act on without reading the table.
+pub const EXIT_INSTANCE_IN_ERROR: u8 = 3;
+
+/// 0, or [`EXIT_INSTANCE_IN_ERROR`] when an instance shown is in `error`.
+fn exit_code(report: &crate::status::StatusReport) -> ExitCode {
+    if report.instances.iter().any(|i| i.state == "error") {
+        ExitCode::from(EXIT_INSTANCE_IN_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    }
 }
 
 /// `--interval`: seconds, fractions allowed; under half a second the refreshes (a store

@@ -181,12 +181,17 @@ fn print_task(t: &crate::store::tasks::TaskRow, json: bool, verb: &str) -> anyho
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
+        // A paused task has no next run, whatever time the store keeps for its resumption.
+        let next = if v.status == "paused" {
+            format!("no runs until `supervisor task resume {}`", v.id)
+        } else {
+            format!("next run {}", v.next_run.as_deref().unwrap_or("none"))
+        };
         println!(
-            "{verb} task {} on {}: {} — next run {}",
+            "{verb} task {} on {}: {} — {next}",
             v.id,
             v.instance,
             crate::render::escape::line(&v.schedule),
-            v.next_run.as_deref().unwrap_or("none")
         );
     }
     Ok(())

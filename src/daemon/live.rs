@@ -30,6 +30,24 @@ pub struct ResourceSample {
     raw: Option<RawStats>,
 }
 
+impl ResourceSample {
+    /// A sample as read elsewhere (another daemon's answer, a test).
+    pub fn measured(
+        cpu_percent: Option<f64>,
+        memory_bytes: u64,
+        memory_limit_bytes: u64,
+        sampled_at: i64,
+    ) -> Self {
+        Self {
+            cpu_percent,
+            memory_bytes,
+            memory_limit_bytes,
+            sampled_at,
+            raw: None,
+        }
+    }
+}
+
 /// The daemon's view, as `GET /v1/status` returns it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LiveSnapshot {
@@ -57,6 +75,10 @@ pub struct LiveSnapshot {
     /// How this daemon keeps instances apart.
     #[serde(default)]
     pub isolation: Option<crate::status::Isolation>,
+    /// Instance → when its running container started, as Docker says (Unix ms): the
+    /// container's own running time, whoever started it.
+    #[serde(default)]
+    pub running_since: HashMap<String, i64>,
 }
 
 /// Shared between the daemon's tasks; cheap to clone.
@@ -144,11 +166,12 @@ impl Live {
         self.ready_signal.notified().await
     }
 
-    /// Replaces the samples with readings of the containers running now; a container that
-    /// is gone loses its sample.
-    fn record(&self, readings: Vec<(String, RawStats)>) {
+    /// Replaces the samples with readings of the containers running now, and their start
+    /// times; a container that is gone loses both.
+    fn record(&self, readings: Vec<(String, RawStats)>, running_since: HashMap<String, i64>) {
         let now = now_ms();
         let mut s = self.state.write().expect("live status");
+        s.running_since = running_since;
         let mut next = HashMap::new();
         for (instance, raw) in readings {
             let cpu = s
@@ -178,6 +201,9 @@ pub async fn sample_forever(
     home_id: String,
     mut docker: watch::Receiver<Option<Client>>,
 ) {
+    // Container id → when it started: a start time does not change, so each container is
+    // inspected once.
+    let mut started: HashMap<String, i64> = HashMap::new();
     loop {
         let client = docker.borrow().clone();
         if let Some(client) = client {
@@ -190,7 +216,19 @@ pub async fn sample_forever(
                     .zip(results)
                     .filter_map(|(c, r)| r.ok().map(|raw| (c.instance.clone(), raw)))
                     .collect();
-                live.record(readings);
+                started.retain(|id, _| running.iter().any(|c| &c.id == id));
+                let mut since = HashMap::new();
+                for c in &running {
+                    if !started.contains_key(&c.id) {
+                        if let Some(t) = container::started_at(&client, &c.id).await {
+                            started.insert(c.id.clone(), t);
+                        }
+                    }
+                    if let Some(t) = started.get(&c.id) {
+                        since.insert(c.instance.clone(), *t);
+                    }
+                }
+                live.record(readings, since);
             }
         }
         tokio::select! {

@@ -260,11 +260,24 @@ impl Actor {
     /// Logs a failure once, not every round it repeats (a full disk, a volume that cannot be
     /// mounted), until a round succeeds.
     fn failed(&mut self, what: &str, e: &dyn std::fmt::Display) {
+        // `remove` moves the instance's directory into archive/ before its removal from the
+        // store is committed: a round caught in between finds its files gone. Nothing failed.
+        if self.being_removed() {
+            tracing::debug!(instance = %self.name, error = %e, "{what}: the instance is being removed");
+            return;
+        }
         let text = format!("{what}: {e}");
         if self.last_failure.as_deref() != Some(text.as_str()) {
             tracing::warn!(instance = %self.name, error = %e, "{what}");
             self.last_failure = Some(text);
         }
+    }
+
+    /// Whether the instance's directory has gone (it is being removed). The directory is the
+    /// home's, not the agent's, so looking at it directly is safe.
+    fn being_removed(&self) -> bool {
+        std::fs::symlink_metadata(&self.paths.dir)
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound)
     }
 
     /// Pokes this actor again after `delay`.

@@ -14,6 +14,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
 use super::live::LiveSnapshot;
+use crate::status::STATES;
 use crate::store::activity::Activity;
 use crate::store::instances::InstanceRecord;
 
@@ -37,6 +38,12 @@ pub struct TokenLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StateLabel {
+    state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InstanceStateLabel {
+    instance: String,
     state: String,
 }
 
@@ -143,8 +150,10 @@ impl Metrics {
         docker_up.set(i64::from(live.docker_reachable));
         reg.register("docker_up", "The Docker engine answers", docker_up);
 
+        // Every state is present, 0 when empty: a series that vanishes is not a zero to
+        // Prometheus, and alerts on `state="error"` would never resolve.
         let by_state: Family<StateLabel, Gauge> = Family::default();
-        let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+        let mut counts: BTreeMap<&str, i64> = STATES.iter().map(|s| (*s, 0)).collect();
         for r in records {
             *counts.entry(r.state.as_str()).or_default() += 1;
         }
@@ -156,6 +165,29 @@ impl Metrics {
                 .set(n);
         }
         reg.register("instances", "Instances by state", by_state);
+
+        // One series per instance and state, 1 for the state it is in: the usual shape of an
+        // enumeration, so a change of state never leaves a stale series behind.
+        let instance_state: Family<InstanceStateLabel, Gauge> = Family::default();
+        for r in records {
+            let mut states: Vec<&str> = STATES.to_vec();
+            if !states.contains(&r.state.as_str()) {
+                states.push(&r.state);
+            }
+            for state in states {
+                instance_state
+                    .get_or_create(&InstanceStateLabel {
+                        instance: r.name.clone(),
+                        state: state.to_string(),
+                    })
+                    .set(i64::from(state == r.state));
+            }
+        }
+        reg.register(
+            "instance_state",
+            "1 for the state each instance is in, 0 for the others",
+            instance_state,
+        );
 
         let restarts: Family<InstanceLabel, Gauge> = Family::default();
         let queued: Family<InstanceLabel, Gauge> = Family::default();
@@ -245,6 +277,10 @@ mod tests {
             "supervisor_model_tokens_total{instance=\"alice\",kind=\"prompt\"} 30",
             "supervisor_model_requests_total{instance=\"alice\",status=\"error\"} 1",
             "supervisor_instances{state=\"running\"} 1",
+            "supervisor_instances{state=\"error\"} 0",
+            "supervisor_instances{state=\"crash-loop\"} 0",
+            "supervisor_instance_state{instance=\"alice\",state=\"running\"} 1",
+            "supervisor_instance_state{instance=\"alice\",state=\"stopped\"} 0",
             "supervisor_instance_restarts{instance=\"alice\"} 3",
             "supervisor_queue_depth{instance=\"alice\"} 0",
             "supervisor_docker_up 1",

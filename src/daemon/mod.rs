@@ -17,5 +17,6 @@ pub mod restart;
 pub mod rollout;
 pub mod run;
 pub mod scheduler;
+pub mod state_change;
 pub mod task_requests;
 pub mod user;

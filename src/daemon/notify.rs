@@ -62,7 +62,11 @@ pub fn spawn_watchdog() {
         return;
     };
     let every = (period / 2).max(Duration::from_millis(1));
-    tracing::info!(period = ?period, every = ?every, "service manager watchdog enabled");
+    tracing::info!(
+        period_secs = period.as_secs_f64(),
+        every_secs = every.as_secs_f64(),
+        "service manager watchdog enabled"
+    );
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         // After a stall, ping at once and then keep the rhythm; never a burst of pings.

@@ -40,6 +40,25 @@ pub enum Action {
     Remove { id: String },
 }
 
+/// For the log: `create alice`, `stop alice (container 0123456789ab)`.
+impl std::fmt::Display for Action {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Docker's short form of an id, as `docker ps` shows it.
+        let short = |id: &str| id.chars().take(12).collect::<String>();
+        match self {
+            Action::Create { instance } => write!(f, "create {instance}"),
+            Action::Start { instance, id } => {
+                write!(f, "start {instance} (container {})", short(id))
+            }
+            Action::Recreate { instance, id } => {
+                write!(f, "recreate {instance} (container {})", short(id))
+            }
+            Action::Stop { instance, id } => write!(f, "stop {instance} (container {})", short(id)),
+            Action::Remove { id } => write!(f, "remove container {}", short(id)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Plan {
     pub actions: Vec<Action>,
@@ -152,6 +171,28 @@ pub fn plan(desired: &[Desired], actual: &[Actual], now: i64, max_running: Optio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn actions_read_as_words_in_the_log() {
+        let id = "0123456789abcdef0123".to_string();
+        let alice = || "alice".to_string();
+        assert_eq!(
+            Action::Create { instance: alice() }.to_string(),
+            "create alice"
+        );
+        assert_eq!(
+            Action::Stop {
+                instance: alice(),
+                id: id.clone()
+            }
+            .to_string(),
+            "stop alice (container 0123456789ab)"
+        );
+        assert_eq!(
+            Action::Remove { id }.to_string(),
+            "remove container 0123456789ab"
+        );
+    }
 
     fn want(name: &str, run: bool, hash: &str) -> Desired {
         Desired {

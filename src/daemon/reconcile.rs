@@ -14,6 +14,7 @@ use super::live::Live;
 use super::plan::{self, Action, Actual, Desired};
 use super::restart::{RestartTracker, CRASH_LOOP_AFTER, CRASH_LOOP_RETRY_MS, QUICK_FAILURE_MS};
 use super::rollout::{self, Next};
+use super::state_change::{self, Before};
 use super::user::ContainerUser;
 use crate::agent_image;
 use crate::container_spec::{ContainerSpec, SpecInputs, LABEL_RUNTIME};
@@ -189,6 +190,17 @@ impl Reconciler {
         // Instances past their soft disk limit: stopped, and in error until back under it.
         let mut over_disk: BTreeMap<String, String> = BTreeMap::new();
         let snapshot = self.live.snapshot();
+        // Each instance's state before this pass, to say what changed and why.
+        let before: HashMap<String, Before> = records
+            .iter()
+            .map(|r| {
+                let b = Before {
+                    state: r.state.clone(),
+                    detail: r.state_detail.clone(),
+                };
+                (r.name.clone(), b)
+            })
+            .collect();
 
         for record in records {
             let name = record.name.clone();
@@ -304,10 +316,17 @@ impl Reconciler {
         let port_notes = self.closed_port_notes(&prepared)?;
 
         let mut owned = container::list_owned(docker, &self.home_id).await?;
-        tracing::debug!(
-            containers = ?owned.iter().map(|c| (c.instance.as_str(), c.running)).collect::<Vec<_>>(),
-            "reconcile pass"
-        );
+        let seen: Vec<String> = owned
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}:{}",
+                    c.instance,
+                    if c.running { "running" } else { "stopped" }
+                )
+            })
+            .collect();
+        tracing::debug!(containers = %seen.join(" "), "reconcile pass");
         // Instances we cannot plan for keep whatever container they have, unless they are
         // to stop.
         let mut stoppable: BTreeSet<String> = stop_only.iter().map(|d| d.name.clone()).collect();
@@ -381,11 +400,11 @@ impl Reconciler {
             })
             .collect();
         for action in &plan.actions {
-            tracing::info!(?action, "reconcile");
+            tracing::info!(action = %action, "reconcile");
             if let Err(mut e) = self.apply(docker, action, &prepared, &mut running).await {
                 if let ActionError::Volume(VolumeError::Busy(_)) = e {
                     // Not a failure: the actor's round ends soon, and the next pass starts it.
-                    tracing::info!(?action, "volume busy; trying again shortly");
+                    tracing::info!(action = %action, "volume busy; trying again shortly");
                     self.recheck_at = Some(now + 500);
                     continue;
                 }
@@ -402,7 +421,7 @@ impl Reconciler {
                     | Action::Stop { instance, .. } => Some(instance.clone()),
                     Action::Remove { .. } => None,
                 };
-                tracing::warn!(error = %e, ?action, "reconcile action failed");
+                tracing::warn!(error = %e, action = %action, "reconcile action failed");
                 if let Some(name) = who {
                     problems.insert(name, e.to_string());
                 }
@@ -517,7 +536,7 @@ impl Reconciler {
                 },
                 _ => observed,
             };
-            self.store.record_observed(name, &observed)?;
+            self.observe(name, before.get(name), &observed)?;
         }
         for (name, problem) in &problems {
             if !prepared.contains_key(name) {
@@ -533,7 +552,7 @@ impl Reconciler {
                     detail: Some(problem.clone()),
                     ..Observed::default()
                 };
-                self.store.record_observed(name, &observed)?;
+                self.observe(name, before.get(name), &observed)?;
             }
         }
         Ok(PassOutcome {
@@ -623,6 +642,28 @@ impl Reconciler {
         Ok(notes)
     }
 
+    /// Records what a pass observed of an instance, and says so when its state changed.
+    fn observe(
+        &mut self,
+        name: &str,
+        before: Option<&Before>,
+        observed: &Observed,
+    ) -> Result<(), StoreError> {
+        if self.store.record_observed(name, observed)? {
+            if let Some(before) = before {
+                state_change::announce(
+                    &mut self.store,
+                    ACTOR,
+                    name,
+                    before,
+                    &observed.state,
+                    observed.detail.as_deref(),
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// The observed fields that carry over when only the state changes.
     fn keep(&self, r: &InstanceRecord) -> Observed {
         Observed {
@@ -671,7 +712,8 @@ impl Reconciler {
                         None => vec!["the container is gone".to_string()],
                     };
                     if !differences.is_empty() {
-                        tracing::warn!(%instance, ?differences, "container fails the hardening audit: replacing it");
+                        let differences_text = differences.join("; ");
+                        tracing::warn!(%instance, differences = %differences_text, "container fails the hardening audit: replacing it");
                         container::remove(docker, id).await?;
                         self.create_and_start(docker, instance, prepared, running)
                             .await?;
@@ -789,8 +831,8 @@ impl Reconciler {
             return Ok(None);
         };
         let (Some(started), Some(finished)) = (
-            state.started_at.as_deref().and_then(parse_docker_time),
-            state.finished_at.as_deref().and_then(parse_docker_time),
+            state.started_at.as_deref().and_then(container::parse_time),
+            state.finished_at.as_deref().and_then(container::parse_time),
         ) else {
             // Created but never started: not an exit.
             return Ok(None);
@@ -815,7 +857,10 @@ impl Reconciler {
             });
             self.store
                 .record_event(Some(name), ACTOR, "container.exited", Some(&detail))?;
-            tracing::warn!(instance = name, exit_code = ?state.exit_code, "container exited unexpectedly");
+            let code = state
+                .exit_code
+                .map_or_else(|| "unknown".to_string(), |c| c.to_string());
+            tracing::warn!(instance = name, exit_code = %code, oom_killed = state.oom_killed, "container exited unexpectedly");
         }
         Ok(state.exit_code)
     }
@@ -843,7 +888,11 @@ impl Reconciler {
                 detail: Some("stopped when the daemon shut down".into()),
                 ..self.keep(&record)
             };
-            self.store.record_observed(name, &observed)?;
+            let before = Before {
+                state: record.state.clone(),
+                detail: record.state_detail.clone(),
+            };
+            self.observe(name, Some(&before), &observed)?;
         }
         Ok(())
     }
@@ -893,24 +942,17 @@ fn stop_if_asked(record: &InstanceRecord, now: i64, stop_only: &mut Vec<Desired>
     }
 }
 
-/// Docker's RFC 3339 times (nanoseconds, `0001-01-01T00:00:00Z` for never) as unix ms.
-fn parse_docker_time(s: &str) -> Option<i64> {
-    let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
-    let ms = t.timestamp_millis();
-    (ms > 0).then_some(ms)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn docker_times() {
-        assert_eq!(parse_docker_time("0001-01-01T00:00:00Z"), None);
+        assert_eq!(container::parse_time("0001-01-01T00:00:00Z"), None);
         assert_eq!(
-            parse_docker_time("2026-11-22T05:00:00.123456789Z"),
+            container::parse_time("2026-11-22T05:00:00.123456789Z"),
             Some(1_795_323_600_123)
         );
-        assert_eq!(parse_docker_time("garbage"), None);
+        assert_eq!(container::parse_time("garbage"), None);
     }
 }

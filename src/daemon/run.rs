@@ -173,7 +173,7 @@ async fn main_loop(
                 }
                 Err(e) => {
                     live.set_docker(false, None);
-                    tracing::warn!(error = %e, retry_in = ?docker_retry, "Docker engine unreachable; instances keep their last state");
+                    tracing::warn!(error = %e, retry_in_secs = docker_retry.as_secs_f64(), "Docker engine unreachable; instances keep their last state");
                 }
             }
         }
@@ -277,7 +277,11 @@ async fn main_loop(
     }
 
     super::notify::stopping(); // systemd: STOPPING=1
-    tracing::info!(policy = ?host.daemon.on_shutdown, "shutting down");
+    let policy = match host.daemon.on_shutdown {
+        crate::host_config::ShutdownPolicy::Leave => "leave",
+        crate::host_config::ShutdownPolicy::Stop => "stop",
+    };
+    tracing::info!(policy, "shutting down");
     if let Some(t) = events.take() {
         t.abort();
     }

@@ -257,6 +257,22 @@ pub async fn state(docker: &Docker, id: &str) -> Result<Option<ContainerState>, 
     }
 }
 
+/// When a running container started (Unix ms); None when it is gone, has not started or the
+/// engine does not say.
+pub async fn started_at(docker: &Docker, id: &str) -> Option<i64> {
+    let s = state(docker, id).await.ok()??;
+    s.running
+        .then(|| s.started_at.as_deref().and_then(parse_time))
+        .flatten()
+}
+
+/// Docker's RFC 3339 times (nanoseconds, `0001-01-01T00:00:00Z` for never) as unix ms.
+pub fn parse_time(s: &str) -> Option<i64> {
+    let t = chrono::DateTime::parse_from_rfc3339(s).ok()?;
+    let ms = t.timestamp_millis();
+    (ms > 0).then_some(ms)
+}
+
 /// The full inspect document (for hardening audits and tests).
 pub async fn inspect_raw(
     docker: &Docker,

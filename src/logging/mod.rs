@@ -31,6 +31,25 @@ pub const MIN_SECRET_LEN: usize = 8;
 /// The level directives when neither `--log-level` nor `RUST_LOG` says otherwise.
 pub const DEFAULT_LEVEL: &str = "info";
 
+/// Crates whose INFO lines say nothing to an operator, kept to warnings unless the directives
+/// name them: `notify` reports a watch it could not remove (a directory that was just removed
+/// or moved, which is how every instance removal goes) at INFO.
+const QUIET_CRATES: &[&str] = &["notify"];
+
+/// `directives` with [`QUIET_CRATES`] at `warn`, except those the directives name themselves.
+pub fn with_quiet_crates(directives: &str) -> String {
+    let mut out = directives.to_string();
+    for krate in QUIET_CRATES {
+        let named = directives
+            .split(',')
+            .any(|d| d.trim().split(['=', ':', '[']).next() == Some(*krate));
+        if !named {
+            out.push_str(&format!(",{krate}=warn"));
+        }
+    }
+    out
+}
+
 /// How log lines look on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum LogFormat {
@@ -128,9 +147,11 @@ pub fn init(opts: &LogOptions) -> Result<Redactor, LoggingError> {
     let (directives, source) = choose_level(opts.level.as_deref(), rust_log.as_deref());
     // A bad `--log-level` is refused; a bad `RUST_LOG` is inherited, so the daemon still starts
     // (at the default level) and says why.
-    let (filter, ignored_rust_log) = match (parse_level(&directives), source) {
+    let (filter, ignored_rust_log) = match (parse_level(&with_quiet_crates(&directives)), source) {
         (Ok(filter), _) => (filter, None),
-        (Err(e), LevelSource::RustLog) => (EnvFilter::new(DEFAULT_LEVEL), Some(e)),
+        (Err(e), LevelSource::RustLog) => {
+            (EnvFilter::new(with_quiet_crates(DEFAULT_LEVEL)), Some(e))
+        }
         (Err(e), _) => return Err(e),
     };
     let redactor = Redactor::from_env();
@@ -220,6 +241,25 @@ mod tests {
             choose_level(None, None),
             ("info".to_string(), LevelSource::Default)
         );
+    }
+
+    #[test]
+    fn a_chatty_crate_stays_at_warnings_unless_named() {
+        assert_eq!(with_quiet_crates("info"), "info,notify=warn");
+        assert_eq!(
+            with_quiet_crates("debug,supervisor=trace"),
+            "debug,supervisor=trace,notify=warn"
+        );
+        assert_eq!(with_quiet_crates("info,notify=debug"), "info,notify=debug");
+        assert_eq!(
+            with_quiet_crates("notify::inotify=trace"),
+            "notify::inotify=trace"
+        );
+        assert_eq!(
+            with_quiet_crates("supervisor::daemon::notify=debug"),
+            "supervisor::daemon::notify=debug,notify=warn"
+        );
+        assert!(parse_level(&with_quiet_crates("info")).is_ok());
     }
 
     #[test]

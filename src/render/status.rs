@@ -49,7 +49,12 @@ pub(crate) const STATE_COLUMN: usize = 1;
 pub(crate) fn row_cells(i: &crate::status::InstanceStatus) -> [String; 12] {
     let dash = || "-".to_string();
     let memory = match (i.memory_bytes, i.memory_limit_bytes) {
-        (Some(used), Some(limit)) if limit > 0 => format!("{} / {}", bytes(used), bytes(limit)),
+        // The limit as the config spells it (`512m`), the use as measured.
+        (Some(used), Some(limit)) if limit > 0 => format!(
+            "{} / {}",
+            bytes(used),
+            crate::instance::config::format_size(limit)
+        ),
         (Some(used), _) => bytes(used),
         _ => dash(),
     };
@@ -101,8 +106,30 @@ fn isolation(i: &crate::status::Isolation) -> String {
     format!("{uids}; {disk}")
 }
 
-/// The report as text; `colour` paints states (off when piped or with NO_COLOR).
-pub fn status_text(r: &StatusReport, colour: bool) -> String {
+/// The reasons for the instances' states, one line each under the table (escaped: a detail
+/// can carry an agent's output).
+fn details(r: &StatusReport) -> String {
+    let mut out = String::new();
+    for i in &r.instances {
+        if let Some(detail) = i.detail.as_deref().filter(|d| !d.trim().is_empty()) {
+            out.push_str(&format!(
+                "  {} ({}): {}\n",
+                i.name,
+                i.state,
+                crate::render::escape::line(detail)
+            ));
+        }
+    }
+    if out.is_empty() {
+        out
+    } else {
+        format!("\ndetails\n{out}")
+    }
+}
+
+/// The report as text for the home at `home`; `colour` paints states (off when piped or with
+/// NO_COLOR).
+pub fn status_text(r: &StatusReport, home: &std::path::Path, colour: bool) -> String {
     let mut out = String::new();
     let d = &r.daemon;
     out.push_str(&match (d.running, d.pid, d.uptime_secs) {
@@ -111,7 +138,10 @@ pub fn status_text(r: &StatusReport, colour: bool) -> String {
             duration(up),
             d.version.as_deref().unwrap_or("?")
         ),
-        _ => "daemon    DOWN (start it with `supervisor run`); states below are from the store and Docker\n".into(),
+        _ => format!(
+            "daemon    DOWN (start it with `supervisor --home {} run`); states below are from the store and Docker\n",
+            home.display()
+        ),
     });
     out.push_str(&format!(
         "docker    {}\n",
@@ -157,6 +187,7 @@ pub fn status_text(r: &StatusReport, colour: bool) -> String {
     }
     out.push_str(&table.to_string());
     out.push('\n');
+    out.push_str(&details(r));
     out
 }
 
@@ -193,7 +224,7 @@ mod tests {
                 state: "crash-loop".into(),
                 desired: "running".into(),
                 health: "failing".into(),
-                detail: None,
+                detail: Some("exited 5 times; last output: \u{1b}[2Jboom\nagain".into()),
                 uptime_secs: None,
                 restarts: 5,
                 cpu_percent: Some(1.25),
@@ -210,6 +241,19 @@ mod tests {
     }
 
     #[test]
+    fn memory_in_the_configs_units_and_the_reasons_under_the_table() {
+        let text = status_text(&report(true), std::path::Path::new("/h"), false);
+        assert!(text.contains("3.1 MB / 512m"), "{text}");
+        assert!(!text.contains("536.9 MB"), "{text}");
+        let details = text.split("\ndetails\n").nth(1).expect("a details section");
+        assert_eq!(
+            details,
+            "  alice (crash-loop): exited 5 times; last output: \\u{1b}[2Jboom\\u{a}again\n",
+            "one line, escaped"
+        );
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(duration(7), "7s");
         assert_eq!(duration(306), "5m 6s");
@@ -219,7 +263,8 @@ mod tests {
 
     #[test]
     fn colour_only_when_asked() {
-        let plain = status_text(&report(true), false);
+        let home = std::path::Path::new("/srv/my home");
+        let plain = status_text(&report(true), home, false);
         assert!(!plain.contains('\u{1b}'), "{plain}");
         assert!(
             plain.starts_with("daemon    up, pid 42, uptime 1h 2m, version 0.1.0\n"),
@@ -235,9 +280,12 @@ mod tests {
             plain.contains("isolation every instance runs as the supervisor's own uid (it is not root); disk limits soft: the supervisor does not run as root"),
             "{plain}"
         );
-        let painted = status_text(&report(true), true);
+        let painted = status_text(&report(true), home, true);
         assert!(painted.contains('\u{1b}'), "a crash-loop is painted");
-        let down = status_text(&report(false), false);
-        assert!(down.starts_with("daemon    DOWN"), "{down}");
+        let down = status_text(&report(false), home, false);
+        assert!(
+            down.starts_with("daemon    DOWN (start it with `supervisor --home /srv/my home run`)"),
+            "{down}"
+        );
     }
 }

@@ -82,7 +82,7 @@ fn state_rank(state: &str) -> u8 {
 }
 
 /// What the loop should do after a key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     Quit,
     /// Gather a new report now instead of at the next tick.
@@ -91,8 +91,49 @@ pub enum Action {
     FetchDetail,
     /// Only the view changed.
     Redraw,
+    /// Act on the selected instance, as the command of the same name would.
+    Run(Command, String),
     /// A key the dashboard does not use.
     Ignore,
+}
+
+/// What the dashboard can do to the selected instance, each behind the key the footer shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Command {
+    Start,
+    Stop,
+    Restart,
+    /// `logs -f`, on the normal screen until Ctrl-C.
+    FollowLogs,
+}
+
+impl Command {
+    /// The key and its label, in the footer's order. Capitals for the commands that change
+    /// an instance, so a stray key does not stop one.
+    pub const KEYS: [(char, Command, &'static str); 4] = [
+        ('U', Command::Start, "start"),
+        ('X', Command::Stop, "stop"),
+        ('R', Command::Restart, "restart"),
+        ('l', Command::FollowLogs, "follow logs"),
+    ];
+
+    /// The CLI's words for it: the dashboard runs the command itself, so the rules and the
+    /// messages are the command's.
+    pub fn args(self) -> &'static [&'static str] {
+        match self {
+            Command::Start => &["start"],
+            Command::Stop => &["stop"],
+            Command::Restart => &["restart"],
+            Command::FollowLogs => &["logs", "-f"],
+        }
+    }
+
+    fn for_key(c: char) -> Option<Command> {
+        Self::KEYS
+            .iter()
+            .find(|(k, ..)| *k == c)
+            .map(|(_, cmd, _)| *cmd)
+    }
 }
 
 /// The selected instance's recent history. Each half is either the data or a one-line note
@@ -123,6 +164,10 @@ pub struct App {
     pub(super) error: Option<String>,
     /// Paint states (off with NO_COLOR).
     pub(super) colour: bool,
+    /// What the last command run from the dashboard said (or that it still runs).
+    pub(super) message: Option<String>,
+    /// How to call this program on this home, for the hints on screen.
+    pub(super) command: String,
 }
 
 impl App {
@@ -138,6 +183,8 @@ impl App {
             interval,
             error: None,
             colour,
+            message: None,
+            command: "supervisor".into(),
         };
         app.sort();
         app
@@ -159,6 +206,16 @@ impl App {
     /// A failed refresh: the last good report stays on screen, with the reason below it.
     pub fn set_error(&mut self, error: String) {
         self.error = Some(error);
+    }
+
+    /// The home shown, so that hints name it (`supervisor --home DIR run`).
+    pub fn set_home(&mut self, home: &std::path::Path) {
+        self.command = format!("supervisor --home {}", home.display());
+    }
+
+    /// The outcome of a command run from the dashboard, for the footer.
+    pub fn set_message(&mut self, message: String) {
+        self.message = Some(message);
     }
 
     pub fn set_detail(&mut self, detail: Detail) {
@@ -225,6 +282,10 @@ impl App {
                 }
             }
             KeyCode::Char('r') => Action::Refresh,
+            KeyCode::Char(c) => match (Command::for_key(c), self.selected_name()) {
+                (Some(cmd), Some(name)) => Action::Run(cmd, name.to_string()),
+                _ => Action::Ignore,
+            },
             _ => Action::Ignore,
         }
     }
@@ -471,6 +532,32 @@ pub(super) mod tests {
         assert_eq!(app.detail_wanted(), Some("bob"));
         assert_eq!(app.on_key(key(KeyCode::Char('r'))), Action::Refresh);
         assert_eq!(app.on_key(key(KeyCode::Char('x'))), Action::Ignore);
+    }
+
+    #[test]
+    fn capitals_act_on_the_selected_instance() {
+        let mut app = three();
+        app.on_key(key(KeyCode::Down));
+        let shift = |c| KeyEvent::new(KeyCode::Char(c), KeyModifiers::SHIFT);
+        assert_eq!(
+            app.on_key(shift('R')),
+            Action::Run(Command::Restart, "bob".into())
+        );
+        assert_eq!(
+            app.on_key(shift('X')),
+            Action::Run(Command::Stop, "bob".into())
+        );
+        assert_eq!(
+            app.on_key(shift('U')),
+            Action::Run(Command::Start, "bob".into())
+        );
+        assert_eq!(
+            app.on_key(key(KeyCode::Char('l'))),
+            Action::Run(Command::FollowLogs, "bob".into())
+        );
+        assert_eq!(app.on_key(key(KeyCode::Char('x'))), Action::Ignore);
+        app.set_report(report(vec![]), 0);
+        assert_eq!(app.on_key(shift('R')), Action::Ignore, "nothing selected");
     }
 
     #[test]

@@ -13,9 +13,10 @@ use ratatui::crossterm::terminal::{
 };
 use ratatui::crossterm::{cursor, execute};
 use ratatui::Terminal;
-use signal_hook::consts::{SIGHUP, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use super::app::{Action, App};
+use super::app::{Action, App, Command};
+use super::commands::{self, Job};
 use super::fetch::{Fetcher, PickContainer};
 use super::view;
 use crate::home::Home;
@@ -43,8 +44,15 @@ pub fn run(
     let mut fetch = Fetcher::new(home, pick).map_err(TuiError::Runtime)?;
     let colour = std::env::var_os("NO_COLOR").is_none();
     let mut app = App::new(first, now_ms(), interval, colour);
+    app.set_home(home.root());
     let mut screen = Screen::enter().map_err(TuiError::Setup)?;
-    let result = event_loop(&mut screen.terminal, &mut app, &mut fetch, interval);
+    let result = event_loop(
+        &mut screen.terminal,
+        &mut app,
+        &mut fetch,
+        interval,
+        home.root(),
+    );
     drop(screen);
     result.map_err(TuiError::Terminal)
 }
@@ -54,6 +62,7 @@ fn event_loop(
     app: &mut App,
     fetch: &mut Fetcher,
     interval: Duration,
+    home: &std::path::Path,
 ) -> std::io::Result<()> {
     let mut next_refresh = Instant::now() + interval;
     // SIGTERM or SIGHUP (a service manager, a closed terminal) ends the loop like `q`, so
@@ -62,12 +71,22 @@ fn event_loop(
     for signal in [SIGTERM, SIGHUP] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
+    // SIGINT too, except for the Ctrl-C that ends a `logs -f` run from here: that one is
+    // the child's, and brings the user back. (In raw mode Ctrl-C is a key, not a signal.)
+    let interrupted = Arc::new(AtomicBool::new(false));
+    signal_hook::flag::register(SIGINT, interrupted.clone())?;
+    let mut job: Option<Job> = None;
     // The report first, then the slower detail: the screen is not blank while Docker answers.
     terminal.draw(|frame| view::draw(frame, app))?;
     fetch_detail(app, fetch);
     loop {
-        if stop.load(Ordering::SeqCst) {
+        if stop.load(Ordering::SeqCst) || interrupted.load(Ordering::SeqCst) {
             return Ok(());
+        }
+        if let Some(said) = job.as_mut().and_then(Job::try_finish) {
+            app.set_message(said);
+            job = None;
+            next_refresh = Instant::now();
         }
         terminal.draw(|frame| view::draw(frame, app))?;
         let mut wants_detail = false;
@@ -83,6 +102,24 @@ fn event_loop(
                         Action::Quit => return Ok(()),
                         Action::Refresh => next_refresh = Instant::now(),
                         Action::FetchDetail => wants_detail = true,
+                        Action::Run(Command::FollowLogs, name) => {
+                            follow_logs(terminal, home, &name, &interrupted)?;
+                            interrupted.store(false, Ordering::SeqCst);
+                            next_refresh = Instant::now();
+                        }
+                        Action::Run(cmd, name) => match &job {
+                            Some(running) => {
+                                let note = format!("wait: `{}` is still running", running.what());
+                                app.set_message(note);
+                            }
+                            None => match Job::spawn(home, cmd, &name) {
+                                Ok(started) => {
+                                    app.set_message(format!("{} …", started.what()));
+                                    job = Some(started);
+                                }
+                                Err(e) => app.set_message(format!("cannot run it: {e}")),
+                            },
+                        },
                         Action::Redraw | Action::Ignore => {}
                     }
                 }
@@ -102,6 +139,37 @@ fn event_loop(
             fetch_detail(app, fetch);
         }
     }
+}
+
+/// `logs -f` on the normal screen; the dashboard comes back when it ends (after Enter, so
+/// that its last words can be read) or at Ctrl-C.
+fn follow_logs(
+    terminal: &mut Terminal<CrosstermBackend<Stdout>>,
+    home: &std::path::Path,
+    name: &str,
+    interrupted: &AtomicBool,
+) -> std::io::Result<()> {
+    use std::io::Write;
+    suspend();
+    println!(
+        "following {name}'s logs (supervisor logs -f {name}); Ctrl-C returns to the dashboard"
+    );
+    let ended = commands::follow_logs(home, name);
+    // Ctrl-C reached this process too: the user asked to go back, at once.
+    if !interrupted.load(Ordering::SeqCst) {
+        if let Err(e) = &ended {
+            println!("cannot run it: {e}");
+        }
+        print!("press Enter to return to the dashboard ");
+        std::io::stdout().flush()?;
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+    }
+    resume()?;
+    // A new terminal draws every cell on the fresh alternate screen (`clear` would ask the
+    // terminal for the cursor position, which not every terminal answers).
+    *terminal = Terminal::new(CrosstermBackend::new(std::io::stdout()))?;
+    Ok(())
 }
 
 /// The longest the loop waits for a key before looking at the signal flag again.
@@ -145,6 +213,18 @@ impl Drop for Screen {
     fn drop(&mut self) {
         restore();
     }
+}
+
+/// Gives the normal screen back for a while (see [`resume`]).
+fn suspend() {
+    restore();
+}
+
+/// Back to the dashboard's modes after [`suspend`].
+fn resume() -> std::io::Result<()> {
+    ACTIVE.store(true, Ordering::SeqCst);
+    enable_raw_mode()?;
+    execute!(std::io::stdout(), EnterAlternateScreen)
 }
 
 fn restore() {

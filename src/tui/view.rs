@@ -4,10 +4,10 @@
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState};
+use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
 
-use super::app::{App, Detail};
+use super::app::{App, Command, Detail};
 use crate::render::status::{duration, row_cells, state_colour, COLUMNS, STATE_COLUMN};
 use crate::render::{bytes, escape, timestamp};
 use crate::status::StatusReport;
@@ -16,8 +16,23 @@ const SELECTED_MARK: &str = "> ";
 const SPACING: usize = 2;
 const HEADER_HEIGHT: u16 = 4;
 
+/// From this width on, the events and the log lines sit side by side; below it (an
+/// 80-column terminal) one above the other, each as wide as the screen.
+const SIDE_BY_SIDE_FROM: u16 = 120;
+
+/// The most lines the selected instance's state reason takes.
+const REASON_LINES: u16 = 3;
+
 pub fn draw(frame: &mut Frame, app: &App) {
-    let footer_height = if app.error.is_some() { 2 } else { 1 };
+    let width = frame.area().width;
+    let footer = footer_lines(app, width);
+    let footer_height = footer.len() as u16;
+    let reason = reason_lines(app);
+    let reason_height = if app.detail_open {
+        wrapped_height(&reason, width).min(REASON_LINES)
+    } else {
+        0
+    };
     let mut constraints = vec![Constraint::Length(HEADER_HEIGHT)];
     if app.detail_open {
         // The table as tall as its rows (and borders), up to half the room; the detail
@@ -25,23 +40,58 @@ pub fn draw(frame: &mut Frame, app: &App) {
         let room = frame
             .area()
             .height
-            .saturating_sub(HEADER_HEIGHT + footer_height);
+            .saturating_sub(HEADER_HEIGHT + footer_height + reason_height);
         let rows = app.report().instances.len().max(1) as u16 + 3;
         constraints.push(Constraint::Length(rows.min((room / 2).max(4))));
+        constraints.push(Constraint::Length(reason_height));
     }
     constraints.push(Constraint::Fill(1));
     constraints.push(Constraint::Length(footer_height));
     let areas = Layout::vertical(constraints).split(frame.area());
-    frame.render_widget(header(app.report()), areas[0]);
+    frame.render_widget(header(app.report(), &app.command), areas[0]);
     draw_table(frame, app, areas[1]);
     if app.detail_open {
-        draw_detail(frame, app, areas[2]);
+        frame.render_widget(Paragraph::new(reason).wrap(Wrap { trim: false }), areas[2]);
+        draw_detail(frame, app, areas[3]);
     }
-    frame.render_widget(footer(app), areas[areas.len() - 1]);
+    frame.render_widget(Paragraph::new(footer), areas[areas.len() - 1]);
 }
 
-/// The text view's four header lines, in the same words.
-fn header(r: &StatusReport) -> Paragraph<'static> {
+/// The selected instance's state and why it is in it (`state_detail`), escaped: a detail
+/// can quote a container's output.
+fn reason_lines(app: &App) -> Vec<Line<'static>> {
+    let Some(i) = app.selected() else {
+        return vec![];
+    };
+    let mut spans = vec![
+        Span::styled(format!("{}: ", i.name), Style::new().bold()),
+        Span::styled(
+            i.state.clone(),
+            match state_colour(&i.state).filter(|_| app.colour) {
+                Some(c) => Style::new().fg(colour(c)),
+                None => Style::new(),
+            },
+        ),
+    ];
+    if let Some(detail) = i.detail.as_deref().filter(|d| !d.trim().is_empty()) {
+        spans.push(Span::raw(format!(" — {}", escape::line(detail))));
+    }
+    vec![Line::from(spans)]
+}
+
+/// How many rows `lines` take when wrapped at `width` (ratatui wraps at words, which can
+/// take a row more; the pane is capped anyway).
+fn wrapped_height(lines: &[Line], width: u16) -> u16 {
+    let width = usize::from(width.max(1));
+    lines
+        .iter()
+        .map(|l| l.width().div_ceil(width).max(1) as u16)
+        .sum()
+}
+
+/// The text view's four header lines, in the same words; `command` is how to call this
+/// program on this home.
+fn header(r: &StatusReport, command: &str) -> Paragraph<'static> {
     let d = &r.daemon;
     let daemon = match (d.running, d.pid, d.uptime_secs) {
         (true, Some(pid), Some(up)) => format!(
@@ -49,7 +99,7 @@ fn header(r: &StatusReport) -> Paragraph<'static> {
             duration(up),
             d.version.as_deref().unwrap_or("?")
         ),
-        _ => "DOWN (start it with `supervisor run`); states are from the store and Docker".into(),
+        _ => format!("DOWN (start it with `{command} run`); states are from the store and Docker"),
     };
     let docker = match (r.docker.reachable, &r.docker.version) {
         (true, Some(v)) => format!("reachable, engine {v}"),
@@ -160,8 +210,11 @@ fn colour(c: comfy_table::Color) -> Color {
 }
 
 fn draw_detail(frame: &mut Frame, app: &App, area: Rect) {
-    let [left, right] =
-        Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area);
+    let [left, right] = if area.width >= SIDE_BY_SIDE_FROM {
+        Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(area)
+    } else {
+        Layout::vertical([Constraint::Percentage(50), Constraint::Percentage(50)]).areas(area)
+    };
     let Some(name) = app.selected_name() else {
         frame.render_widget(Block::bordered().title(" events "), left);
         frame.render_widget(Block::bordered().title(" logs "), right);
@@ -174,8 +227,11 @@ fn draw_detail(frame: &mut Frame, app: &App, area: Rect) {
         frame.render_widget(Paragraph::new("loading…").block(logs_block), right);
         return;
     };
+    // Events wrap: a detail is read whole, not cut at the pane's edge.
     frame.render_widget(
-        Paragraph::new(event_lines(detail)).block(events_block),
+        Paragraph::new(event_lines(detail))
+            .wrap(Wrap { trim: false })
+            .block(events_block),
         left,
     );
     // The newest lines at the bottom, like a terminal's tail: keep the ones that fit.
@@ -196,10 +252,7 @@ fn event_lines(detail: &Detail) -> Vec<Line<'static>> {
                 let mut spans = vec![
                     Span::raw(timestamp(e.at)),
                     Span::raw("  "),
-                    Span::styled(
-                        format!("{:<16}", escape::line(&e.kind)),
-                        Style::new().bold(),
-                    ),
+                    Span::styled(escape::line(&e.kind).into_owned(), Style::new().bold()),
                     Span::raw(format!(" by {}", escape::line(&e.actor))),
                 ];
                 // JSON escapes C0 controls but not C1 ones or bidi overrides, and a
@@ -235,15 +288,38 @@ fn note_line(note: &str) -> Line<'static> {
     Line::styled(escape::line(note).into_owned(), Style::new().italic())
 }
 
-fn footer(app: &App) -> Paragraph<'static> {
+/// The footer: the last command's outcome, a failed refresh, then the keys, packed into as
+/// many rows as the width needs (a key is never split across rows).
+fn footer_lines(app: &App, width: u16) -> Vec<Line<'static>> {
     let arrow = if app.descending() { "▼" } else { "▲" };
-    let keys = format!(
-        "refreshed {} (every {}s)  q quit  ↑↓ select  s sort: {} {arrow}  S reverse  enter details  r refresh",
-        timestamp(app.refreshed_at),
-        app.interval.as_secs_f64(),
-        app.sort.column().to_lowercase(),
-    );
+    let items = vec![
+        format!(
+            "refreshed {} (every {}s)",
+            timestamp(app.refreshed_at),
+            app.interval.as_secs_f64()
+        ),
+        "q quit".into(),
+        "↑↓ select".into(),
+        format!("s sort: {} {arrow}", app.sort.column().to_lowercase()),
+        "S reverse".into(),
+        "enter details".into(),
+        "r refresh".into(),
+    ];
+    // The selected instance's keys start a row of their own.
+    let mut actions = Vec::new();
+    if let Some(name) = app.selected_name() {
+        actions.push(format!("on {name}:"));
+        for (key, _, label) in Command::KEYS {
+            actions.push(format!("{key} {label}"));
+        }
+    }
     let mut lines = Vec::new();
+    if let Some(m) = &app.message {
+        lines.push(Line::styled(
+            escape::line(m).into_owned(),
+            Style::new().bold(),
+        ));
+    }
     if let Some(e) = &app.error {
         let style = match app.colour {
             true => Style::new().fg(Color::LightRed),
@@ -254,8 +330,29 @@ fn footer(app: &App) -> Paragraph<'static> {
             style,
         ));
     }
-    lines.push(Line::styled(keys, Style::new().add_modifier(Modifier::DIM)));
-    Paragraph::new(lines)
+    let dim = Style::new().add_modifier(Modifier::DIM);
+    let rows = pack(&items, usize::from(width))
+        .into_iter()
+        .chain(pack(&actions, usize::from(width)));
+    for row in rows {
+        lines.push(Line::styled(row, dim));
+    }
+    lines
+}
+
+/// `items` joined by two spaces, in rows of at most `width` columns.
+fn pack(items: &[String], width: usize) -> Vec<String> {
+    let mut rows: Vec<String> = Vec::new();
+    for item in items {
+        match rows.last_mut() {
+            Some(row) if row.chars().count() + 2 + item.chars().count() <= width => {
+                row.push_str("  ");
+                row.push_str(item);
+            }
+            _ => rows.push(item.clone()),
+        }
+    }
+    rows
 }
 
 #[cfg(test)]
@@ -385,7 +482,7 @@ mod tests {
         app.on_key(KeyEvent::new(KeyCode::Char('s'), KeyModifiers::NONE));
         let out = lines(&render(&app, 160, 40));
         assert!(line_with(&out, "STATE").contains("CPU ▼"));
-        let footer = &out[39];
+        let footer = out[38..].join("\n");
         assert!(footer.contains("s sort: cpu ▼"), "{footer}");
         assert!(
             footer.contains("refreshed 2026-01-01T00:00:00Z (every 2s)"),
@@ -460,9 +557,9 @@ mod tests {
             .iter()
             .any(|l| l.contains("logs unavailable: Docker is unreachable")));
         assert!(
-            out[38].contains("refresh failed: database is locked"),
+            out[37].contains("refresh failed: database is locked"),
             "{}",
-            out[38]
+            out[37]
         );
     }
 
@@ -485,6 +582,81 @@ mod tests {
             head.contains("LAST ACTIVITY") && !head.contains("TOKENS"),
             "{head}"
         );
+    }
+
+    #[test]
+    fn at_80_columns_the_reason_whole_events_and_the_action_keys_are_on_screen() {
+        let reason = "exited 5 times in a row within 10s of starting (last exit code 1); retrying every 5m; last output: SOUL.md is missing";
+        let mut crashing = instance("bob", "crash-loop", None, 0);
+        crashing.detail = Some(reason.into());
+        let mut app = App::new(report(vec![crashing]), 0, Duration::from_secs(2), false);
+        let long = "a detail of far more than twenty characters, ending here: END";
+        app.set_detail(Detail {
+            instance: "bob".into(),
+            events: Ok(vec![Event {
+                id: 1,
+                at: 0,
+                instance: Some("bob".into()),
+                actor: "daemon".into(),
+                kind: "instance.crash-loop".into(),
+                detail: Some(serde_json::json!({ "reason": long })),
+            }]),
+            logs: Ok(vec!["SOUL.md is missing".into()]),
+        });
+        let out = lines(&render(&app, 80, 24));
+        let screen = out.join("\n");
+        assert!(out.iter().all(|l| l.chars().count() == 80));
+        // The reason, wrapped, all of it.
+        let joined: String = out
+            .iter()
+            .map(|l| l.trim_end())
+            .collect::<Vec<_>>()
+            .join(" ");
+        assert!(
+            joined.contains("bob: crash-loop — exited 5 times"),
+            "{screen}"
+        );
+        assert!(joined.contains("SOUL.md is missing"), "{screen}");
+        // The event, wrapped within its pane, to its end; the events above the logs.
+        assert!(screen.contains("instance.crash-loop"), "{screen}");
+        assert!(screen.contains("END"), "the detail is not cut:\n{screen}");
+        let events = out
+            .iter()
+            .position(|l| l.contains("recent events"))
+            .unwrap();
+        let logs = out
+            .iter()
+            .position(|l| l.contains("last log lines"))
+            .unwrap();
+        assert!(events < logs, "{screen}");
+        // The keys for the selected instance.
+        for key in ["U start", "X stop", "R restart", "l follow logs", "q quit"] {
+            assert!(screen.contains(key), "{key} is not shown:\n{screen}");
+        }
+    }
+
+    #[test]
+    fn the_outcome_of_a_command_and_the_home_in_hints() {
+        let mut app = app();
+        app.set_home(std::path::Path::new("/srv/h"));
+        app.set_message("restarting alice".into());
+        let mut r = app.report().clone();
+        r.daemon.running = false;
+        app.set_report(r, 0);
+        let out = lines(&render(&app, 160, 40));
+        assert!(
+            out[0].contains("DOWN (start it with `supervisor --home /srv/h run`)"),
+            "{}",
+            out[0]
+        );
+        assert!(out.iter().any(|l| l.starts_with("restarting alice")));
+    }
+
+    #[test]
+    fn footer_items_are_packed_never_split() {
+        let items: Vec<String> = ["aaaa", "bbb", "cc"].map(String::from).to_vec();
+        assert_eq!(pack(&items, 9), ["aaaa  bbb", "cc"]);
+        assert_eq!(pack(&items, 3), ["aaaa", "bbb", "cc"]);
     }
 
     #[test]
