@@ -21,6 +21,7 @@ pub mod router;
 pub mod runtime;
 pub mod safefs;
 pub mod schedule;
+pub mod serde_text;
 pub mod service;
 pub mod status;
 pub mod store;
