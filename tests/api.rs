@@ -71,9 +71,20 @@ fn the_tcp_api_demands_its_token_and_serves_every_endpoint() {
     let base = format!("http://127.0.0.1:{port}");
     let url = |p: &str| format!("{base}{p}");
 
-    // The token, exactly, or nothing.
-    assert_eq!(call("GET", &url("/v1/health"), None, None).0, 401);
-    assert_eq!(call("GET", &url("/v1/health"), Some("wrong"), None).0, 401);
+    // The token, exactly, or nothing; liveness alone answers without it, and says no more.
+    assert_eq!(
+        call("GET", &url("/v1/health"), None, None),
+        (200, json!({"status": "ok"}))
+    );
+    assert_eq!(
+        call("GET", &url("/v1/health"), Some("wrong"), None),
+        (200, json!({"status": "ok"}))
+    );
+    assert_eq!(call("GET", &url("/v1/status"), None, None).0, 401);
+    assert_eq!(
+        call("GET", &url("/v1/instances"), Some("wrong"), None).0,
+        401
+    );
     assert_eq!(
         call("GET", &url("/metrics"), Some(&TOKEN[1..]), None).0,
         401
@@ -444,4 +455,201 @@ fn a_loopback_listener_without_a_token_stops_the_daemon_from_starting() {
         "nothing was served"
     );
     assert!(refused_connection(port));
+}
+
+/// A request with a body of `content_type` (none when None), as is.
+fn call_raw(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: &str,
+) -> (u16, Option<String>, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .request(method.parse().unwrap(), url)
+            .body(body.to_string());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(c) = content_type {
+            req = req.header("content-type", c);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string());
+        let text = resp.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, ctype, value)
+    })
+}
+
+/// Method, path, content type, body; the status and a part of the error expected.
+type Case<'a> = (&'a str, &'a str, Option<&'a str>, &'a str, u16, &'a str);
+
+#[test]
+fn every_error_is_json_with_its_documented_status() {
+    let home = TestHome::new();
+    home.run(&["create-instance", "alice"]).ok();
+    let port = free_port();
+    listen_on(&home, &format!("127.0.0.1:{port}"));
+    let _daemon = Daemon::start_with_env(&home, &[("SUPERVISOR_API_TOKEN", TOKEN)]);
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let json = Some("application/json");
+    let send = "/v1/instances/alice/messages";
+    let cases: &[Case] = &[
+        (
+            "GET",
+            "/v1/nothing",
+            None,
+            "",
+            404,
+            "no endpoint GET /v1/nothing",
+        ),
+        (
+            "DELETE",
+            "/v1/health",
+            None,
+            "",
+            405,
+            "/v1/health does not take DELETE",
+        ),
+        (
+            "POST",
+            send,
+            None,
+            r#"{"text": "hi"}"#,
+            415,
+            "Content-Type: application/json",
+        ),
+        (
+            "POST",
+            send,
+            Some("text/plain"),
+            r#"{"text": "hi"}"#,
+            415,
+            "must be JSON",
+        ),
+        (
+            "POST",
+            send,
+            json,
+            r#"{"text": "#,
+            400,
+            "not valid JSON at line 1, column 9",
+        ),
+        ("POST", send, json, "", 400, "the request body is empty"),
+        (
+            "POST",
+            send,
+            json,
+            "{}",
+            422,
+            r#"the key "text" is missing"#,
+        ),
+        (
+            "POST",
+            send,
+            json,
+            r#"{"text": "hi", "timeout_secs": "soon"}"#,
+            422,
+            r#""timeout_secs": expected a whole number of 0 or more, got the string "soon""#,
+        ),
+        (
+            "POST",
+            send,
+            json,
+            r#"{"text": "  "}"#,
+            422,
+            "the message is empty",
+        ),
+        (
+            "POST",
+            "/v1/instances/Bad_Name/messages",
+            json,
+            r#"{"text": "hi"}"#,
+            400,
+            "instance name",
+        ),
+        (
+            "GET",
+            "/v1/instances/Bad_Name",
+            None,
+            "",
+            400,
+            "instance name",
+        ),
+        (
+            "GET",
+            "/v1/instances/Bad_Name/tasks",
+            None,
+            "",
+            400,
+            "instance name",
+        ),
+        (
+            "GET",
+            "/v1/instances/bob",
+            None,
+            "",
+            404,
+            "no instance named \"bob\"",
+        ),
+        (
+            "GET",
+            "/v1/tasks/abc",
+            None,
+            "",
+            400,
+            "task id \"abc\": expected a number",
+        ),
+        (
+            "GET",
+            "/v1/instances/alice/messages?limit=many",
+            None,
+            "",
+            400,
+            "limit \"many\"",
+        ),
+        (
+            "POST",
+            "/v1/instances/alice/tasks",
+            json,
+            r#"{"every": "1h", "prompt": "x", "colour": "blue"}"#,
+            422,
+            r#""colour": not a known key here"#,
+        ),
+    ];
+    for (method, path, ctype, body, status, needle) in cases {
+        let (code, got_type, answer) = call_raw(method, &url(path), Some(TOKEN), *ctype, body);
+        let what = format!("{method} {path} {body:?}: {code} {answer}");
+        assert_eq!(code, *status, "{what}");
+        assert_eq!(got_type.as_deref(), Some("application/json"), "{what}");
+        let error = answer["error"].as_str().unwrap_or_else(|| panic!("{what}"));
+        assert!(error.contains(needle), "{what}");
+        assert_eq!(answer.as_object().unwrap().len(), 1, "{what}");
+        for internal in [
+            "serde",
+            "u64",
+            "i64",
+            "Failed to",
+            "`Content-Type`",
+            "line 1 column",
+        ] {
+            assert!(!error.contains(internal), "{what}");
+        }
+    }
+    // Without the token, nothing is told about the paths either.
+    let (code, _, answer) = call_raw("GET", &url("/v1/nothing"), None, None, "");
+    assert_eq!(
+        (code, answer["error"].as_str()),
+        (401, Some("missing or wrong bearer token"))
+    );
 }

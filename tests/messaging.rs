@@ -41,7 +41,7 @@ fn a_message_sent_without_a_daemon_is_kept_and_answered_later() {
     assert!(out.stderr.contains("saved"), "{}", out.stderr);
     h.home
         .run(&["send", "alice", "x", "--wait"])
-        .fails(1, "no daemon is running");
+        .fails(1, "is stored and will be answered once a daemon runs");
     let history = h.home.run(&["history", "alice"]).ok().stdout;
     assert!(
         history.contains("are you there? ") || history.contains("are you there?"),

@@ -6,6 +6,7 @@
 //! docs/api.md.
 
 mod auth;
+mod extract;
 mod health;
 mod instances;
 pub mod listen;
@@ -22,7 +23,9 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot};
 
-pub use messages::{SendRequest, SendResponse, Transport, LOCAL_SENDER, MAX_MESSAGE_BYTES};
+pub use messages::{
+    SendRequest, SendResponse, Transport, EMPTY_MESSAGE, LOCAL_SENDER, MAX_MESSAGE_BYTES,
+};
 
 use super::live::Live;
 use super::messaging::MessagingHandle;
@@ -123,7 +126,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks/{id}", get(tasks::one).delete(tasks::remove))
         .route("/v1/tasks/{id}/{action}", post(tasks::act))
         .route("/v1/tasks/{id}/runs", get(tasks::runs))
+        .fallback(extract::no_such_endpoint)
+        .method_not_allowed_fallback(extract::wrong_method)
         .with_state(state)
+        .layer(axum::middleware::from_fn(extract::errors_as_json))
 }
 
 /// Binds the socket (replacing a stale one: the caller holds the daemon lock, so no live
