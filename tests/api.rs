@@ -653,3 +653,194 @@ fn every_error_is_json_with_its_documented_status() {
         (401, Some("missing or wrong bearer token"))
     );
 }
+
+#[test]
+fn instances_are_created_started_stopped_and_removed_over_the_api_by_the_cli_rules() {
+    let h = ReadyHome::new();
+    let port = free_port();
+    listen_on(&h.home, &format!("127.0.0.1:{port}"));
+    let _daemon = Daemon::start_with_env(&h.home, &[("SUPERVISOR_API_TOKEN", TOKEN)]);
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let post = |p: &str, body: Option<Value>| call("POST", &url(p), Some(TOKEN), body);
+
+    // Behind the token, like everything else.
+    let bob = json!({"name": "bob", "soul": "expert", "memory": "1g", "lifecycle": "persistent"});
+    assert_eq!(
+        call("POST", &url("/v1/instances"), None, Some(bob.clone())).0,
+        401
+    );
+    assert_eq!(
+        call("POST", &url("/v1/instances/bob/start"), None, None).0,
+        401
+    );
+
+    // The create-instance rules, with the request's keys in the errors.
+    for (body, status, needle) in [
+        (json!({"name": "Bob"}), 400, "instance name \"Bob\""),
+        (
+            json!({"name": "bob", "memory": "lots"}),
+            422,
+            "\"memory\": expected a size",
+        ),
+        (
+            json!({"name": "bob", "port": 80}),
+            422,
+            "\"port\": expected a port from 1024",
+        ),
+        (
+            json!({"name": "bob", "soul": "poet"}),
+            422,
+            "\"soul\": expected",
+        ),
+        (
+            json!({"name": "bob", "soul_text": "  "}),
+            422,
+            "soul_text is empty",
+        ),
+        (
+            json!({"name": "bob", "soul": "expert", "soul_text": "# Me"}),
+            422,
+            "not both",
+        ),
+        (
+            json!({"soul": "expert"}),
+            422,
+            "the key \"name\" is missing",
+        ),
+    ] {
+        let (code, e) = post("/v1/instances", Some(body.clone()));
+        assert_eq!(code, status, "{body}: {e}");
+        assert!(e["error"].as_str().unwrap().contains(needle), "{body}: {e}");
+    }
+    assert!(
+        !h.home.path("instances/bob").exists(),
+        "nothing was written"
+    );
+
+    let (code, created) = post("/v1/instances", Some(bob.clone()));
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(
+        (created["name"].as_str(), created["soul"].as_str()),
+        (Some("bob"), Some("expert"))
+    );
+    let (code, e) = post("/v1/instances", Some(bob));
+    assert_eq!(code, 409, "{e}");
+    // The same instance as the command makes from the same choices.
+    h.home
+        .run(&[
+            "create-instance",
+            "carl",
+            "--soul",
+            "expert",
+            "--memory",
+            "1g",
+            "--lifecycle",
+            "persistent",
+        ])
+        .ok();
+    let config = |name: &str| {
+        std::fs::read_to_string(h.home.path(&format!("instances/{name}/config.json"))).unwrap()
+    };
+    assert_eq!(config("bob"), config("carl"));
+    let (_, made) = post(
+        "/v1/instances",
+        Some(json!({"name": "dora", "soul_text": "# Dora\n\nA persona of my own.\n"})),
+    );
+    assert_eq!(made["soul"], "file", "{made}");
+
+    // Start, restart and stop, waiting as --wait does.
+    let (code, started) = post("/v1/instances/bob/start", Some(json!({"wait": true})));
+    assert_eq!(code, 200, "{started}");
+    // Running in the store; `starting` in the report until the agent says it is ready.
+    let up =
+        |v: &Value| ["running", "starting"].contains(&v["instance"]["state"].as_str().unwrap());
+    assert!(up(&started), "{started}");
+    assert!(h.container_of("bob").is_some());
+    let (code, restarted) = post("/v1/instances/bob/restart", Some(json!({"wait": true})));
+    assert_eq!(code, 200, "{restarted}");
+    assert!(up(&restarted), "{restarted}");
+    let (code, stopped) = post("/v1/instances/bob/stop", Some(json!({"wait": true})));
+    assert_eq!(code, 200, "{stopped}");
+    assert_eq!(stopped["instance"]["state"], "stopped", "{stopped}");
+    assert_eq!(stopped["instance"]["desired"], "stopped", "{stopped}");
+    // No body at all is fine: no wait.
+    let (code, again) = call("POST", &url("/v1/instances/bob/start"), Some(TOKEN), None);
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again["instance"]["desired"], "running", "{again}");
+    assert_eq!(post("/v1/instances/nobody/start", None).0, 404);
+    assert_eq!(post("/v1/instances/Nobody/stop", None).0, 400);
+    let (code, e) = post("/v1/instances/bob/stop", Some(json!({"wait": "yes"})));
+    assert_eq!(code, 422, "{e}");
+
+    // Recorded as the API's doing.
+    let shown = h.home.run(&["show", "bob", "--json"]).ok().json();
+    let by_api: Vec<&str> = shown["recent_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "api")
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "instance.created",
+        "instance.start",
+        "instance.restart",
+        "instance.stop",
+    ] {
+        assert!(by_api.contains(&kind), "{kind}: {shown}");
+    }
+
+    // Removed: archived, its container gone, and the name free again.
+    let (code, e) = call(
+        "DELETE",
+        &url("/v1/instances/bob?purge=maybe"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(code, 400, "{e}");
+    let (code, removed) = call("DELETE", &url("/v1/instances/bob"), Some(TOKEN), None);
+    assert_eq!(code, 200, "{removed}");
+    assert_eq!(
+        (removed["removed"].as_bool(), removed["purged"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert!(
+        std::path::Path::new(removed["archive"].as_str().unwrap()).is_dir(),
+        "{removed}"
+    );
+    assert!(
+        wait_until(LONG, || h.container_of("bob").is_none()),
+        "bob's container stays"
+    );
+    assert_eq!(
+        call("GET", &url("/v1/instances/bob"), Some(TOKEN), None).0,
+        404
+    );
+    assert_eq!(
+        call("DELETE", &url("/v1/instances/bob"), Some(TOKEN), None).0,
+        404
+    );
+    let (code, purged) = call(
+        "DELETE",
+        &url("/v1/instances/dora?purge=true"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(
+        (code, purged["purged"].as_bool()),
+        (200, Some(true)),
+        "{purged}"
+    );
+    assert!(!h.home.path("instances/dora").exists());
+    let names: Vec<Value> = h
+        .home
+        .run(&["list", "--json"])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("carl")]);
+}

@@ -29,21 +29,53 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         if !is_json(req.headers().get(header::CONTENT_TYPE)) {
-            return Err(api_error(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "the request body must be JSON, sent with the header `Content-Type: application/json`",
-            ));
+            return Err(not_json());
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            let status = e.status();
-            if status == StatusCode::PAYLOAD_TOO_LARGE {
-                api_error(status, "the request body is too large")
-            } else {
-                api_error(status, "the request body could not be read")
-            }
-        })?;
+        let bytes = body(req, state).await?;
         parse(&bytes).map(ApiJson)
     }
+}
+
+/// A JSON body that may be left out (an empty body means `T::default()`); when there is
+/// one, the rules of [`ApiJson`] apply.
+pub struct OptionalJson<T>(pub T);
+
+impl<T, S> FromRequest<S> for OptionalJson<T>
+where
+    T: DeserializeOwned + Default,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json = is_json(req.headers().get(header::CONTENT_TYPE));
+        let bytes = body(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJson(T::default()));
+        }
+        if !json {
+            return Err(not_json());
+        }
+        parse(&bytes).map(OptionalJson)
+    }
+}
+
+fn not_json() -> ApiError {
+    api_error(
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "the request body must be JSON, sent with the header `Content-Type: application/json`",
+    )
+}
+
+async fn body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        let status = e.status();
+        if status == StatusCode::PAYLOAD_TOO_LARGE {
+            api_error(status, "the request body is too large")
+        } else {
+            api_error(status, "the request body could not be read")
+        }
+    })
 }
 
 /// `T` from a JSON body, or the refusal the API gives.

@@ -6,6 +6,7 @@
 //! docs/api.md.
 
 mod auth;
+mod control;
 mod extract;
 mod health;
 mod instances;
@@ -112,8 +113,14 @@ pub fn router(state: AppState) -> Router {
         .route("/metrics", get(health::metrics))
         .route("/v1/reconcile", post(health::reconcile))
         .route("/v1/scheduler/wake", post(tasks::wake_scheduler))
-        .route("/v1/instances", get(instances::list))
-        .route("/v1/instances/{name}", get(instances::one))
+        .route("/v1/instances", get(instances::list).post(control::create))
+        .route(
+            "/v1/instances/{name}",
+            get(instances::one).delete(control::remove),
+        )
+        .route("/v1/instances/{name}/start", post(control::start))
+        .route("/v1/instances/{name}/stop", post(control::stop))
+        .route("/v1/instances/{name}/restart", post(control::restart))
         .route(
             "/v1/instances/{name}/messages",
             post(messages::send_message).get(messages::history),
