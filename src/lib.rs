@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod disk;
 pub mod docker;
 pub mod doctor;
+pub mod duration_words;
 pub mod fsutil;
 pub mod home;
 pub mod host_config;
