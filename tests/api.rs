@@ -498,6 +498,11 @@ type Case<'a> = (&'a str, &'a str, Option<&'a str>, &'a str, u16, &'a str);
 fn every_error_is_json_with_its_documented_status() {
     let home = TestHome::new();
     home.run(&["create-instance", "alice"]).ok();
+    // Callers over TCP are `api:tcp`; alice takes their messages.
+    let config = home.path("instances/alice/config.json");
+    let mut c: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    c["allow_from"] = json!(["local", "api:tcp"]);
+    std::fs::write(&config, c.to_string()).unwrap();
     let port = free_port();
     listen_on(&home, &format!("127.0.0.1:{port}"));
     let _daemon = Daemon::start_with_env(&home, &[("SUPERVISOR_API_TOKEN", TOKEN)]);
@@ -609,6 +614,15 @@ fn every_error_is_json_with_its_documented_status() {
             "",
             400,
             "task id \"abc\": expected a number",
+        ),
+        // alice is stopped: a wait is refused at once, and the message kept.
+        (
+            "POST",
+            send,
+            json,
+            r#"{"text": "hi", "wait": true, "timeout_secs": 600}"#,
+            409,
+            "alice is stopped, so nothing answers it",
         ),
         (
             "GET",
