@@ -329,3 +329,56 @@ fn extra_messages_per_turn_are_capped_in_number_and_bytes() {
     .len()
         == 2));
 }
+
+#[test]
+fn a_flood_of_refused_and_task_requests_is_answered_but_recorded_at_a_bounded_rate() {
+    let fake = FakeLlm::start();
+    let h = ReadyHome::new();
+    alice_on(&h, &fake, "fast");
+    let _daemon = Daemon::start(&h.home);
+    let out = h.home.ipc_out("alice");
+
+    // 200 model requests with no turn in flight: each is answered, few are written down.
+    const ASKED: usize = 200;
+    for i in 0..ASKED {
+        agent_writes(
+            &out,
+            model_request(&format!("f{i}"), "t-none", vec![user("hi")], None),
+        );
+    }
+    assert!(
+        wait_until(LONG, || envelopes_in(&h, "model_response").len() == ASKED),
+        "{} of {ASKED} answered",
+        envelopes_in(&h, "model_response").len()
+    );
+    assert!(envelopes_in(&h, "model_response")
+        .iter()
+        .all(|r| r["error"].as_str().unwrap_or("").contains("no turn")));
+    let recorded = usage(&h).len();
+    assert!(
+        (1..=10).contains(&recorded),
+        "{recorded} usage rows for {ASKED} refused requests"
+    );
+    assert_eq!(fake.calls(), 0);
+
+    // 40 task requests in a row: 30 are served, the rest told to wait, and no task is made
+    // for them.
+    for i in 0..40 {
+        agent_writes(
+            &out,
+            json!({"v": 1, "id": format!("task{i}"), "ts": 2, "type": "task_request",
+                   "request_id": format!("k{i}"), "action": "list", "args": null}),
+        );
+    }
+    assert!(
+        wait_until(LONG, || envelopes_in(&h, "task_response").len() == 40),
+        "{} of 40 task requests answered",
+        envelopes_in(&h, "task_response").len()
+    );
+    let answers = envelopes_in(&h, "task_response");
+    let refused: Vec<&Value> = answers.iter().filter(|a| a["ok"] == false).collect();
+    assert_eq!(refused.len(), 10, "{answers:?}");
+    assert!(refused
+        .iter()
+        .all(|a| a["error"].as_str().unwrap().contains("at most 30 a minute")));
+}

@@ -152,7 +152,12 @@ fn a_backup_taken_while_messages_flow_restores_the_snapshot_and_refuses_tamperin
     assert_eq!(restored["integrity"], "ok");
     assert_eq!(restored["instances"], serde_json::json!(["alice"]));
     assert_eq!(restored["messages"].as_u64(), Some(snapshot));
-    assert_eq!(restored["home_id"].as_str(), Some(h.home_id.as_str()));
+    assert_eq!(
+        restored["original_home_id"].as_str(),
+        Some(h.home_id.as_str())
+    );
+    assert_ne!(restored["home_id"].as_str(), Some(h.home_id.as_str()));
+    let _target_containers = ContainersOf(restored["home_id"].as_str().unwrap().to_string());
 
     let restored_db = target.path("supervisor.db");
     assert_eq!(integrity(&restored_db), "ok");
@@ -294,8 +299,8 @@ fn a_backup_taken_while_messages_flow_restores_the_snapshot_and_refuses_tamperin
         before
     );
 
-    // The restored home works: with the original daemon gone (the homes share an id), it
-    // gets a runtime and answers from the restored conversation.
+    // The restored home works on its own: it gets a runtime and answers from the restored
+    // conversation (running beside the original is covered below).
     daemon.terminate();
     let agent = require_agent_bin();
     target
@@ -470,4 +475,181 @@ fn db_prune_deletes_old_finished_rows_and_keeps_the_rest() {
         .unwrap()
         .iter()
         .any(|m| m["body"] == "still waiting"));
+}
+
+/// Removes a home's containers when the test ends (a restored home is not a ReadyHome).
+struct ContainersOf(String);
+impl Drop for ContainersOf {
+    fn drop(&mut self) {
+        let id = self.0.clone();
+        common::daemon::with_docker(async move |c| {
+            for owned in supervisor::docker::container::list_owned(&c, &id)
+                .await
+                .unwrap_or_default()
+            {
+                let _ = supervisor::docker::container::remove(&c, &owned.id).await;
+            }
+        });
+    }
+}
+
+fn doctor_rows(home: &TestHome, name: &str) -> (i32, Vec<serde_json::Value>) {
+    let run = home.run(&["doctor", "--json"]);
+    let report = run.json();
+    let rows = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == name)
+        .cloned()
+        .collect();
+    (run.code, rows)
+}
+
+#[test]
+fn a_restored_copy_has_its_own_id_and_uids_and_runs_beside_the_original() {
+    use std::os::unix::fs::MetadataExt;
+    let h = ReadyHome::new();
+    let home = &h.home;
+    home.run(&["create-instance", "alice", "--model", "echo"])
+        .ok();
+    std::fs::write(home.workspace("alice").join("notes.md"), "mine\n").unwrap();
+    let _daemon = Daemon::start(home);
+    home.run(&["start", "alice", "--wait"]).ok();
+    let original = h.container_of("alice").unwrap();
+    let original_uid = h.record("alice").uid;
+    let archive = home.scratch().join("b.tar.gz");
+    home.run(&["backup", "--out", archive.to_str().unwrap()])
+        .ok();
+
+    // (a) The default: a new id and uid block, the files handed to the new uids.
+    let copy = TestHome::new();
+    let r = copy
+        .run(&["restore", archive.to_str().unwrap(), "--json"])
+        .ok()
+        .json();
+    assert_eq!(r["original_home_id"], h.home_id.as_str());
+    assert_eq!(r["same_id"], false);
+    let copy_id = r["home_id"].as_str().unwrap().to_string();
+    assert_ne!(copy_id, h.home_id);
+    let _copy_containers = ContainersOf(copy_id.clone());
+    let copy_uid = supervisor::store::Store::open(&copy.path("supervisor.db"))
+        .unwrap()
+        .instance("alice")
+        .unwrap()
+        .uid;
+    assert_ne!(copy_uid, original_uid);
+    for dir in [
+        copy.workspace("alice"),
+        copy.ipc_in("alice"),
+        copy.ipc_out("alice"),
+    ] {
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().uid(),
+            copy_uid,
+            "{}",
+            dir.display()
+        );
+    }
+    assert_eq!(
+        std::fs::metadata(copy.workspace("alice").join("notes.md"))
+            .unwrap()
+            .uid(),
+        copy_uid
+    );
+
+    // It runs beside the original on the same engine, each with its own container.
+    // Runtimes are not in backups: the one the copy's database names active is not on disk,
+    // so the first runtime built there becomes active by itself.
+    let gone = supervisor::store::Store::open(&copy.path("supervisor.db"))
+        .unwrap()
+        .active_runtime()
+        .unwrap()
+        .unwrap()
+        .runtime_id;
+    let built = copy
+        .run(&[
+            "runtime",
+            "build",
+            "--no-toolbox",
+            "--agent-bin",
+            require_agent_bin().to_str().unwrap(),
+        ])
+        .ok();
+    assert!(
+        built.stdout.contains(&format!(
+            "active   yes: the active runtime {gone} is not on disk"
+        )),
+        "{}",
+        built.stdout
+    );
+    let _copy_daemon = Daemon::start(&copy);
+    copy.run(&["start", "alice", "--wait"]).ok();
+    let answer = copy.run(&["send", "alice", "from the copy", "--wait"]).ok();
+    assert!(answer.stdout.contains("from the copy"), "{}", answer.stdout);
+    let still = h.container_of("alice").unwrap();
+    assert_eq!(
+        (still.id.as_str(), still.running),
+        (original.id.as_str(), true)
+    );
+    let (_, rows) = doctor_rows(&copy, "home-id");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["status"], "ok", "{rows:?}");
+
+    // (b) --same-id keeps the id: doctor on that copy sees the original's container as
+    // another home's, and neither audits it nor offers to replace it.
+    let twin = TestHome::new();
+    let r = twin
+        .run(&["restore", archive.to_str().unwrap(), "--same-id", "--json"])
+        .ok()
+        .json();
+    assert_eq!(
+        (r["home_id"].as_str(), r["same_id"].as_bool()),
+        (Some(h.home_id.as_str()), Some(true))
+    );
+    let (code, rows) = doctor_rows(&twin, "home-id");
+    assert_eq!(code, 4, "{rows:?}");
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0]["status"], "fail");
+    let message = rows[0]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&original.name) && message.contains(&home.root.display().to_string()),
+        "{message}"
+    );
+    assert!(
+        rows[0]["fix"].as_str().unwrap().contains("restore FILE"),
+        "{rows:?}"
+    );
+    let (_, hardening) = doctor_rows(&twin, "hardening");
+    assert!(
+        hardening.iter().all(|r| r["status"] == "ok"),
+        "the original's container is not audited as the twin's: {hardening:?}"
+    );
+    // An instance the twin does not have is no orphan of the twin's: --fix leaves it alone.
+    home.run(&["create-instance", "bob", "--model", "echo"])
+        .ok();
+    home.run(&["start", "bob", "--wait"]).ok();
+    let bob = h.container_of("bob").unwrap();
+    let fixed = twin.run(&["doctor", "--fix", "--json"]).json();
+    let named: Vec<&str> = fixed["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "home-id")
+        .map(|c| c["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(named.len(), 2, "{named:?}");
+    assert!(named.iter().any(|m| m.contains(&bob.name)), "{named:?}");
+    assert!(
+        fixed["checks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|c| c["name"] != "orphans" || c["status"] == "ok"),
+        "{fixed}"
+    );
+    assert_eq!(h.container_of("bob").map(|c| c.id), Some(bob.id));
+    // The original itself sees only its own containers.
+    let (_, rows) = doctor_rows(home, "home-id");
+    assert_eq!(rows[0]["status"], "ok", "{rows:?}");
 }

@@ -189,11 +189,12 @@ fn start_stop_restart_and_every_hardening_setting() {
         c.id,
         "restart keeps the container"
     );
+    // The agent reports on its stderr; `logs` prints both streams on stdout.
     let logs = h.home.run(&["logs", "alice", "--tail", "5"]).ok();
     assert!(
-        logs.stderr.contains("ready (protocol 1)"),
+        logs.stdout.contains("ready (protocol 1)"),
         "{}",
-        logs.stderr
+        logs.stdout
     );
     drop(daemon);
 }

@@ -95,6 +95,8 @@ fn a_healthy_home_under_a_daemon_is_all_ok() {
         "orphans",
         "disk",
         "api-token",
+        "daemon",
+        "home-id",
     ] {
         assert!(!rows(&report, name).is_empty(), "no {name} row: {report}");
     }
@@ -137,7 +139,7 @@ fn open_modes_are_warned_about_and_fix_restores_them() {
     set_mode(&config, 0o644);
 
     let (run, report) = doctor(&h.home, &[]);
-    assert_eq!(run.code, 1, "{:?}", problems(&report));
+    assert_eq!(run.code, 3, "{:?}", problems(&report));
     let perms = rows(&report, "permissions");
     let find = |needle: &str| {
         perms
@@ -190,7 +192,7 @@ fn an_invalid_config_fails_naming_the_file_and_field() {
     h.home.run(&["create-instance", "alice"]).ok();
     h.edit_config("alice", |v| v["limits"]["memory"] = "lots".into());
     let (run, report) = doctor(&h.home, &[]);
-    assert_eq!(run.code, 2, "{:?}", problems(&report));
+    assert_eq!(run.code, 4, "{:?}", problems(&report));
     let config = rows(&report, "config");
     assert_eq!(config.len(), 1);
     assert_eq!(config[0]["status"], "fail");
@@ -222,7 +224,7 @@ fn an_orphan_container_is_reported_and_fix_removes_it() {
     assert_eq!(h.containers().len(), 1);
 
     let (run, report) = doctor(&h.home, &[]);
-    assert_eq!(run.code, 1, "{:?}", problems(&report));
+    assert_eq!(run.code, 3, "{:?}", problems(&report));
     let orphans = rows(&report, "orphans");
     assert_eq!(orphans.len(), 1);
     assert_eq!(orphans[0]["status"], "warn");
@@ -292,7 +294,7 @@ fn a_weakened_container_started_by_hand_fails_the_hardening_check() {
     );
 
     let (run, report) = doctor(&h.home, &[]);
-    assert_eq!(run.code, 2, "{:?}", problems(&report));
+    assert_eq!(run.code, 4, "{:?}", problems(&report));
     let hardening = rows(&report, "hardening");
     assert_eq!(hardening.len(), 1, "{hardening:?}");
     assert_eq!(hardening[0]["status"], "fail");
@@ -350,7 +352,7 @@ fn with_docker_down_the_rest_is_still_checked() {
     )
     .unwrap();
     let (run, report) = doctor(&h, &[]);
-    assert_eq!(run.code, 2, "{:?}", problems(&report));
+    assert_eq!(run.code, 4, "{:?}", problems(&report));
     assert_eq!(rows(&report, "docker")[0]["status"], "fail");
     assert!(rows(&report, "docker")[0]["message"]
         .as_str()
@@ -374,7 +376,7 @@ fn with_docker_down_the_rest_is_still_checked() {
 fn a_home_that_does_not_exist_is_reported_not_created() {
     let h = TestHome::new();
     let (run, report) = doctor(&h, &[]);
-    assert_eq!(run.code, 2);
+    assert_eq!(run.code, 4);
     let home = rows(&report, "home")[0];
     assert_eq!(home["status"], "fail");
     assert!(home["fix"].as_str().unwrap().ends_with(" init"), "{home}");
@@ -414,4 +416,92 @@ fn an_api_listener_beyond_loopback_without_a_token_fails() {
         !report.to_string().contains(&secret),
         "the token is never printed"
     );
+}
+
+#[test]
+fn the_daemon_row_compares_the_token_the_daemon_really_uses() {
+    let ready = ReadyHome::new();
+    let h = &ready.home;
+    h.run(&["create-instance", "alice"]).ok();
+    h.run(&["start", "alice"]).ok();
+    let (_, report) = doctor(h, &[]);
+    let row = rows(&report, "daemon")[0].clone();
+    assert_eq!(row["status"], "warn", "{row}");
+    assert!(
+        row["message"].as_str().unwrap().contains("alice"),
+        "the instance left without its daemon: {row}"
+    );
+    assert_eq!(
+        row["fix"].as_str().unwrap(),
+        format!(
+            "supervisor --home {0} run (or `supervisor --home {0} service install`)",
+            h.root.display()
+        )
+    );
+    h.run(&["stop", "alice"]).ok();
+
+    // A free loopback port for the API, so that the daemon really reads its token.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    std::fs::write(
+        h.path("supervisor.toml"),
+        format!("[api]\nlisten = \"127.0.0.1:{port}\"\ntoken_env = \"DOCTOR_DAEMON_TOKEN\"\n"),
+    )
+    .unwrap();
+    let theirs = "d".repeat(40);
+    let _daemon = Daemon::start_with_env(h, &[("DOCTOR_DAEMON_TOKEN", theirs.as_str())]);
+    let doctor_with = |token: &str| {
+        let out = common::bin()
+            .arg("--home")
+            .arg(&h.root)
+            .args(["doctor", "--json"])
+            .env("DOCTOR_DAEMON_TOKEN", token)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        assert!(!text.contains(token), "a token is never printed");
+        let report: serde_json::Value = serde_json::from_str(&text).unwrap();
+        (out.status.code(), rows(&report, "daemon")[0].clone())
+    };
+    let fingerprint = supervisor::daemon::api::info::fingerprint(&theirs);
+    let (_, row) = doctor_with(&theirs);
+    assert_eq!(row["status"], "ok", "{row}");
+    let message = row["message"].as_str().unwrap();
+    assert!(
+        message.contains("running (pid ")
+            && message.contains(&fingerprint)
+            && message.contains(&format!("127.0.0.1:{port}")),
+        "{message}"
+    );
+    // Another token where the daemon would read it now: the daemon still uses its own.
+    let mine = "m".repeat(40);
+    let (code, row) = doctor_with(&mine);
+    assert_eq!(row["status"], "warn", "{row}");
+    assert_eq!(code, Some(3), "warnings and no failure");
+    let message = row["message"].as_str().unwrap();
+    assert!(
+        message.contains(&fingerprint)
+            && message.contains(&supervisor::daemon::api::info::fingerprint(&mine)),
+        "{message}"
+    );
+    assert!(row["fix"].as_str().unwrap().contains("restart the daemon"));
+}
+
+#[test]
+fn on_a_home_that_does_not_exist_every_fix_is_init() {
+    let h = TestHome::new();
+    let (run, report) = doctor(&h, &[]);
+    assert_eq!(run.code, 4);
+    let init = format!("supervisor --home {} init", h.root.display());
+    for row in report["checks"].as_array().unwrap() {
+        // The engine and its image are the host's, not the home's.
+        if row["status"] != "ok" && row["name"] != "docker" && row["name"] != "image" {
+            assert_eq!(row["fix"], init.as_str(), "{row}");
+        }
+    }
+    // A usage error stays 2, apart from doctor's own codes.
+    assert_eq!(h.run(&["doctor", "--bogus"]).code, 2);
 }

@@ -97,6 +97,15 @@ fn image_builds_from_clean_state_small_and_labelled_and_rebuild_is_a_noop() {
         !second.stderr.contains("Step 1/"),
         "no build the second time"
     );
+
+    let json = h.run(&["image", "build", "--json"]).ok();
+    let report = json.json();
+    assert_eq!(report["tag"], tag.as_str());
+    assert_eq!(report["built"], false);
+    assert_eq!(report["size"], info.size);
+    assert!(report["id"].as_str().unwrap().starts_with("sha256:"));
+    assert!(report["elapsed_ms"].is_u64());
+    assert!(json.stderr.is_empty(), "{}", json.stderr);
 }
 
 #[test]
@@ -363,4 +372,115 @@ fn runtime_build_refuses_binaries_that_cannot_run_on_the_empty_image() {
     assert!(
         !h.path("runtime").exists() || std::fs::read_dir(h.path("runtime")).unwrap().count() == 0
     );
+}
+
+/// The shortest prefix of `a` that `b` does not share.
+fn unique_prefix(a: &str, b: &str) -> String {
+    let common = a.bytes().zip(b.bytes()).take_while(|(x, y)| x == y).count();
+    a[..common + 1].to_string()
+}
+
+#[test]
+fn the_first_runtime_activates_itself_later_ones_say_how_and_rollback_returns() {
+    let h = TestHome::new();
+    let (a, first) = runtime_build(&h, &[]);
+    assert!(
+        first.contains("active   yes: this home had no active runtime")
+            && first.contains(&format!("runtime {a} is active")),
+        "{first}"
+    );
+    let list = h.run(&["runtime", "list", "--json"]).ok().json();
+    assert_eq!(list[0]["active"], true, "{list}");
+
+    // A second build is not activated; it says how, with the home in use.
+    let (b, second) = runtime_build(&h, &["--no-toolbox"]);
+    let how = format!(
+        "active   no: runtime {a} is; to move instances onto this one: supervisor --home {} runtime activate {b}",
+        h.root.display()
+    );
+    assert!(second.contains(&how), "{second}");
+
+    // A rebuild of the active one says it is active, and --json has the same facts.
+    let json = h
+        .run(&[
+            "runtime",
+            "build",
+            "--json",
+            "--agent-bin",
+            require_agent_bin().to_str().unwrap(),
+        ])
+        .ok()
+        .json();
+    assert_eq!(
+        (
+            &json["id"],
+            &json["created"],
+            &json["active"],
+            &json["activation"]
+        ),
+        (
+            &serde_json::json!(a),
+            &serde_json::json!(false),
+            &serde_json::json!(true),
+            &serde_json::Value::Null
+        ),
+        "{json}"
+    );
+
+    // A prefix names a runtime; an unknown one lists what there is.
+    let other = [
+        "0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "a", "b", "c", "d", "e", "f",
+    ]
+    .into_iter()
+    .find(|c| !a.starts_with(c) && !b.starts_with(c))
+    .unwrap();
+    let err = h
+        .run(&["runtime", "activate", other])
+        .fails(1, "no runtime");
+    assert!(
+        err.stderr.contains(&a) && err.stderr.contains(&b),
+        "candidates listed: {}",
+        err.stderr
+    );
+    let prefix = unique_prefix(&b, &a);
+    let out = h
+        .run(&["runtime", "activate", &prefix, "--json"])
+        .ok()
+        .json();
+    assert_eq!(out["runtime_id"], b.as_str(), "{out}");
+    assert_eq!(out["previous_id"], a.as_str());
+    assert_eq!(out["changed"], true);
+    assert_eq!(out["daemon_running"], false);
+    h.run(&["runtime", "verify", &unique_prefix(&a, &b)]).ok();
+    let verify = h.run(&["runtime", "verify", &b, "--json"]).ok().json();
+    assert_eq!(
+        verify,
+        serde_json::json!({"id": b, "ok": true, "differences": []})
+    );
+
+    // Rollback goes to the rollback target, which then has the other as its own.
+    let back = h.run(&["runtime", "rollback"]).ok();
+    assert!(
+        back.stdout
+            .contains(&format!("rolling back from runtime {b} to {a}"))
+            && back.stdout.contains(&format!(
+                "runtime {a} is active (previous: {b}, kept as rollback target)"
+            )),
+        "{}",
+        back.stdout
+    );
+    let json = h.run(&["runtime", "rollback", "--json"]).ok().json();
+    assert_eq!(
+        (json["runtime_id"].as_str(), json["previous_id"].as_str()),
+        (Some(b.as_str()), Some(a.as_str()))
+    );
+    let gc = h.run(&["runtime", "gc", "--json"]).ok().json();
+    assert_eq!(gc, serde_json::json!({"removed": []}));
+
+    // A home whose only activation was its first has nothing to roll back to.
+    let fresh = TestHome::new();
+    let (only, _) = runtime_build(&fresh, &["--no-toolbox"]);
+    fresh
+        .run(&["runtime", "rollback"])
+        .fails(1, &format!("runtime {only} has no rollback target"));
 }

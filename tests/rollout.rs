@@ -158,6 +158,29 @@ fn a_new_runtime_rolls_out_one_instance_at_a_time() {
         assert_eq!(h.record(name).runtime_id.as_deref(), Some(new.as_str()));
         answers(&h, name);
     }
+
+    // Rollback is the same gated roll-out, back to the runtime replaced.
+    let out = h.home.run(&["runtime", "rollback"]).ok();
+    assert!(
+        out.stdout
+            .contains(&format!("rolling back from runtime {new} to {old}"))
+            && out.stdout.contains(&format!(
+                "roll-out done: 3 running instance(s) moved to {old}"
+            )),
+        "{}\n{}",
+        out.stdout,
+        daemon.log_text()
+    );
+    let rollout = h.home.run(&["runtime", "rollout", "--json"]).ok().json();
+    assert_eq!(rollout["state"], "done");
+    assert_eq!(rollout["runtime_id"], old.as_str());
+    assert_eq!(rollout["previous_id"], new.as_str());
+    assert_eq!(rollout["steps"].as_array().unwrap().len(), 3);
+    for name in ["ann", "bob", "cat"] {
+        let c = h.container_of(name).unwrap();
+        assert_eq!(c.labels["supervisor.runtime"], old, "{name}");
+        answers(&h, name);
+    }
 }
 
 #[test]

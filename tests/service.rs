@@ -88,8 +88,33 @@ fn install_writes_a_user_unit_once_refuses_a_different_one_and_uninstall_removes
     let unit_path = units.join("supervisor.service");
     let unit_dir = units.to_str().unwrap();
     let install = ["service", "install", "--user", "--unit-dir", unit_dir];
+    // Where --user puts completions and manual pages without --share-dir.
+    let share = tmp.scratch().join("xdg data");
+    let xdg = [("XDG_DATA_HOME", share.to_str().unwrap())];
 
-    let out = run_with(&exe, &home, &install, &[]).ok();
+    let out = run_with(&exe, &home, &install, &xdg).ok();
+    assert!(
+        out.stdout.contains(&format!(
+            "wrote shell completions (bash, zsh, fish) and manual pages under {}",
+            share.display()
+        )),
+        "{}",
+        out.stdout
+    );
+    let companions = [
+        "bash-completion/completions/supervisor",
+        "zsh/site-functions/_supervisor",
+        "fish/vendor_completions.d/supervisor.fish",
+        "man/man1/supervisor.1",
+        "man/man1/supervisor-service-install.1",
+    ];
+    for file in companions {
+        let path = share.join(file);
+        assert_eq!(mode(&path), 0o644, "{file}");
+        assert_eq!(mode(path.parent().unwrap()), 0o755, "{file}");
+    }
+    let bash = std::fs::read_to_string(share.join(companions[0])).unwrap();
+    assert!(bash.contains("complete -F _supervisor"), "{bash}");
     assert!(
         out.stdout
             .contains(&format!("wrote {}", unit_path.display())),
@@ -134,7 +159,7 @@ fn install_writes_a_user_unit_once_refuses_a_different_one_and_uninstall_removes
     verify_if_possible(&unit_path);
 
     // Installing again changes nothing.
-    let out = run_with(&exe, &home, &install, &[]).ok();
+    let out = run_with(&exe, &home, &install, &xdg).ok();
     assert!(out.stdout.contains("unchanged:"), "{}", out.stdout);
     assert_eq!(std::fs::read_to_string(&unit_path).unwrap(), unit);
 
@@ -150,7 +175,7 @@ fn install_writes_a_user_unit_once_refuses_a_different_one_and_uninstall_removes
 
     // A unit written by someone else is not overwritten without --force.
     std::fs::write(&unit_path, "[Service]\nExecStart=/bin/true\n").unwrap();
-    run_with(&exe, &home, &install, &[]).fails(1, "--force");
+    run_with(&exe, &home, &install, &xdg).fails(1, "--force");
     assert_eq!(
         std::fs::read_to_string(&unit_path).unwrap(),
         "[Service]\nExecStart=/bin/true\n"
@@ -164,7 +189,7 @@ fn install_writes_a_user_unit_once_refuses_a_different_one_and_uninstall_removes
     .ok();
     assert!(status.stdout.contains("differs"), "{}", status.stdout);
     let forced: Vec<&str> = install.iter().copied().chain(["--force"]).collect();
-    let out = run_with(&exe, &home, &forced, &[]).ok();
+    let out = run_with(&exe, &home, &forced, &xdg).ok();
     assert!(out.stdout.contains("replaced"), "{}", out.stdout);
     assert_eq!(std::fs::read_to_string(&unit_path).unwrap(), unit);
 
@@ -173,7 +198,7 @@ fn install_writes_a_user_unit_once_refuses_a_different_one_and_uninstall_removes
     std::fs::create_dir_all(&wants).unwrap();
     std::os::unix::fs::symlink(&unit_path, wants.join("supervisor.service")).unwrap();
     let uninstall = ["service", "uninstall", "--user", "--unit-dir", unit_dir];
-    let out = run_with(&exe, &home, &uninstall, &[]).ok();
+    let out = run_with(&exe, &home, &uninstall, &xdg).ok();
     assert!(
         out.stdout
             .contains(&format!("removed {}", unit_path.display())),
@@ -181,8 +206,17 @@ fn install_writes_a_user_unit_once_refuses_a_different_one_and_uninstall_removes
         out.stdout
     );
     assert!(!unit_path.exists());
+    for file in companions {
+        assert!(!share.join(file).exists(), "{file} is removed");
+    }
+    assert!(
+        out.stdout
+            .contains("shell completion and manual page files under"),
+        "{}",
+        out.stdout
+    );
     assert!(std::fs::symlink_metadata(wants.join("supervisor.service")).is_err());
-    let out = run_with(&exe, &home, &uninstall, &[]).ok();
+    let out = run_with(&exe, &home, &uninstall, &xdg).ok();
     assert!(out.stdout.contains("nothing to remove"), "{}", out.stdout);
     let status = run_with(
         &exe,
@@ -214,7 +248,18 @@ fn a_system_unit_is_sandboxed_around_the_home_and_runs_as_its_owner() {
     } else {
         nix::unistd::User::from_uid(me).unwrap().map(|u| u.name)
     };
-    h.run(&["service", "install", "--unit-dir", unit_dir]).ok();
+    let share = h.scratch().join("share");
+    let share_dir = share.to_str().unwrap();
+    h.run(&[
+        "service",
+        "install",
+        "--unit-dir",
+        unit_dir,
+        "--share-dir",
+        share_dir,
+    ])
+    .ok();
+    assert!(share.join("man/man1/supervisor.1").is_file());
     let unit = std::fs::read_to_string(&unit_path).unwrap();
     assert_eq!(
         setting(&unit, "ReadWritePaths"),
@@ -264,6 +309,8 @@ fn now_runs_systemctl_and_reports_its_failures() {
     let path = fake_bin.to_str().unwrap();
     let units = h.scratch().join("units");
     let unit_dir = units.to_str().unwrap();
+    let share = h.scratch().join("share");
+    let share_dir = share.to_str().unwrap();
     let exe = Path::new(env!("CARGO_BIN_EXE_supervisor"));
     let install = [
         "service",
@@ -271,6 +318,8 @@ fn now_runs_systemctl_and_reports_its_failures() {
         "--user",
         "--unit-dir",
         unit_dir,
+        "--share-dir",
+        share_dir,
         "--now",
     ];
 
@@ -302,6 +351,8 @@ fn now_runs_systemctl_and_reports_its_failures() {
         "--user",
         "--unit-dir",
         unit_dir,
+        "--share-dir",
+        share_dir,
         "--now",
     ];
     run_with(exe, &h.root, &uninstall, &[("PATH", path)]).ok();
@@ -339,6 +390,33 @@ fn status_answers_without_systemctl() {
         out.stdout
     );
     assert!(!h.root.exists(), "status does not create the home");
+
+    let out = run_with(
+        Path::new(env!("CARGO_BIN_EXE_supervisor")),
+        &h.root,
+        &[
+            "service",
+            "status",
+            "--user",
+            "--unit-dir",
+            units.to_str().unwrap(),
+            "--json",
+        ],
+        &[("PATH", empty.to_str().unwrap())],
+    )
+    .ok();
+    let report = out.json();
+    assert_eq!(
+        report["unit"],
+        units.join("supervisor.service").to_str().unwrap()
+    );
+    assert_eq!(report["installed"], false);
+    assert!(report["up_to_date"].is_null());
+    assert!(report["service"]
+        .as_str()
+        .unwrap()
+        .starts_with("unknown (systemctl cannot be run"));
+    assert_eq!(report["query"], "systemctl --user is-active supervisor");
 }
 
 /// `supervisor run` as a child, killed if the test ends early.

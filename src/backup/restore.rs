@@ -5,7 +5,11 @@
 //! 3. It is extracted, and checked again, into a hidden staging directory beside the target,
 //!    with the home's private modes; the empty directories of a home are added.
 //! 4. The restored database must pass `PRAGMA integrity_check` and match the manifest.
-//! 5. The staging directory is renamed to the target: the home appears complete or not at all.
+//! 5. Unless the same id is asked for, the copy gets a home id and a block of instance uids
+//!    of its own (a copy beside its original on one engine must never take the original's
+//!    containers, or its instances' files, for its own); each instance's files are handed to
+//!    its uid.
+//! 6. The staging directory is renamed to the target: the home appears complete or not at all.
 
 use std::fs;
 use std::io::{self, Read};
@@ -17,7 +21,10 @@ use super::scan::{self, ScanError};
 use crate::fsutil;
 use crate::home::{Home, DB_FILE, IPC_DIR, VOLUME_DIR, WORKSPACE_DIR};
 use crate::store::backup::{inspect_copy, CopySummary};
-use crate::store::StoreError;
+use crate::store::{Store, StoreError};
+
+/// Who the audit log says gave a restored home its new identity.
+const RESTORE_ACTOR: &str = "restore";
 
 #[derive(Debug, thiserror::Error)]
 pub enum RestoreError {
@@ -70,11 +77,24 @@ fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Restor
     }
 }
 
+/// How to restore.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RestoreOptions {
+    /// Keep the original's home id and uids (disaster recovery where the original is gone).
+    pub same_id: bool,
+}
+
 /// What was restored.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct RestoreReport {
     pub home: PathBuf,
+    /// The restored home's id: a new one unless `same_id`.
     pub home_id: String,
+    /// The id of the home the backup was taken of.
+    pub original_home_id: String,
+    pub same_id: bool,
+    /// Files and directories handed to their instance's uid.
+    pub owners_changed: u64,
     pub created_at: String,
     pub supervisor_version: String,
     pub schema_version: i64,
@@ -85,7 +105,11 @@ pub struct RestoreReport {
     pub integrity: String,
 }
 
-pub fn restore(archive: &Path, home: &Home) -> Result<RestoreReport, RestoreError> {
+pub fn restore(
+    archive: &Path,
+    home: &Home,
+    opts: RestoreOptions,
+) -> Result<RestoreReport, RestoreError> {
     let target = home.root();
     check_target(target)?;
     let manifest = scan::scan(archive, &mut |_, _| Ok(()))?;
@@ -128,6 +152,13 @@ pub fn restore(archive: &Path, home: &Home) -> Result<RestoreReport, RestoreErro
         fsutil::create_private_dir(&dir).map_err(io_err("create", &dir))?;
     }
     let db = check_database(&staged.db_path(), &manifest)?;
+    let home_id = if opts.same_id {
+        manifest.home_id.clone()
+    } else {
+        let mut store = Store::open(&staged.db_path())?;
+        store.take_new_identity(RESTORE_ACTOR)?.home_id
+    };
+    let owners_changed = hand_over(&staged)?;
 
     fsutil::sync_dir(&root).map_err(io_err("sync", &root))?;
     check_target(target)?;
@@ -139,7 +170,10 @@ pub fn restore(archive: &Path, home: &Home) -> Result<RestoreReport, RestoreErro
     fsutil::sync_dir(parent).map_err(io_err("sync", parent))?;
     Ok(RestoreReport {
         home: target.to_path_buf(),
-        home_id: manifest.home_id,
+        home_id,
+        original_home_id: manifest.home_id,
+        same_id: opts.same_id,
+        owners_changed,
         created_at: manifest.created_at,
         supervisor_version: manifest.supervisor_version,
         schema_version: db.schema_version,
@@ -153,6 +187,29 @@ pub fn restore(archive: &Path, home: &Home) -> Result<RestoreReport, RestoreErro
             .count(),
         integrity: db.integrity,
     })
+}
+
+/// Hands each live instance's extracted files (the restorer's own) to the instance's uid, as
+/// the daemon would before its container starts; nothing when the supervisor is not root
+/// (its instances then share its uid). Returns the entries that changed owner.
+fn hand_over(staged: &Home) -> Result<u64, RestoreError> {
+    let user = crate::daemon::user::ContainerUser::detect();
+    let store = Store::open(&staged.db_path())?;
+    let mut changed = 0;
+    for record in store.instances()? {
+        let Some(owner) = user.owner_for(record.uid) else {
+            continue;
+        };
+        let name = crate::instance::InstanceName::parse(&record.name)
+            .map_err(|_| RestoreError::BadInstanceName(record.name.clone()))?;
+        let paths = staged.instance_paths(&name);
+        if fs::symlink_metadata(&paths.dir).is_err() {
+            continue; // nothing of it was in the archive
+        }
+        changed += crate::instance::volume::give_to(&paths, owner)
+            .map_err(|e| RestoreError::Mismatch(format!("instances/{}: {e}", record.name)))?;
+    }
+    Ok(changed)
 }
 
 /// What extracting the archive needs on disk: every file's size, a block for each entry's own
@@ -348,7 +405,7 @@ mod tests {
             .any(|s| s.path == "instances/alice/ipc/in/t.json"));
 
         let target = Home::new(&dir.path().join("restored")).unwrap();
-        let r = restore(&report.path, &target).unwrap();
+        let r = restore(&report.path, &target, RestoreOptions::default()).unwrap();
         assert_eq!(
             (r.instances.clone(), r.messages, r.tasks),
             (vec!["alice".to_string()], 2, 0)
@@ -394,7 +451,32 @@ mod tests {
         let mut store = target.open().unwrap();
         assert_eq!(store.integrity_check().unwrap(), "ok");
         assert_eq!(store.history("alice", 10).unwrap().len(), 2);
-        assert_eq!(store.home_id().unwrap(), report.home_id);
+        // A copy of its own: a new id and uid block, its files handed to the new uids.
+        assert_eq!(r.original_home_id, report.home_id);
+        assert_eq!(store.home_id().unwrap(), r.home_id);
+        assert_ne!(r.home_id, report.home_id);
+        let original = home.open().unwrap();
+        assert_ne!(store.uid_block().unwrap(), original.uid_block().unwrap());
+        let uid = store.instance("alice").unwrap().uid;
+        assert_eq!(
+            uid - store.uid_block().unwrap().0,
+            original.instance("alice").unwrap().uid - original.uid_block().unwrap().0
+        );
+        use std::os::unix::fs::MetadataExt;
+        if nix::unistd::geteuid().is_root() {
+            for rel in [
+                "instances/alice/volume/workspace",
+                "instances/alice/volume/workspace/notes.txt",
+                "instances/alice/volume/ipc/in",
+            ] {
+                assert_eq!(
+                    fs::symlink_metadata(root.join(rel)).unwrap().uid(),
+                    uid,
+                    "{rel}"
+                );
+            }
+            assert!(r.owners_changed >= 3, "{}", r.owners_changed);
+        }
         let leftovers: Vec<_> = fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -409,12 +491,17 @@ mod tests {
         let _mounts = crate::disk::UnmountBelow(dir.path().to_path_buf());
         let home = live_home(dir.path());
         let archive = backup(&home, None).unwrap().path;
-        let err = restore(&archive, &home).unwrap_err();
+        let err = restore(&archive, &home, RestoreOptions::default()).unwrap_err();
         assert!(matches!(err, RestoreError::TargetHasDatabase(_)), "{err}");
         let busy = dir.path().join("busy");
         fs::create_dir(&busy).unwrap();
         fs::write(busy.join("x"), "x").unwrap();
-        let err = restore(&archive, &Home::new(&busy).unwrap()).unwrap_err();
+        let err = restore(
+            &archive,
+            &Home::new(&busy).unwrap(),
+            RestoreOptions::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, RestoreError::TargetNotEmpty(_)), "{err}");
         let hidden = fs::read_dir(dir.path())
             .unwrap()
@@ -430,7 +517,12 @@ mod tests {
         // An empty directory is fine: the restored home takes its place.
         let empty = dir.path().join("empty");
         fs::create_dir(&empty).unwrap();
-        restore(&archive, &Home::new(&empty).unwrap()).unwrap();
+        restore(
+            &archive,
+            &Home::new(&empty).unwrap(),
+            RestoreOptions::default(),
+        )
+        .unwrap();
         assert!(empty.join("supervisor.db").is_file());
     }
 
@@ -453,7 +545,7 @@ mod tests {
             .iter()
             .any(|s| s.reason == "not a valid instance name"));
         let target = Home::new(&dir.path().join("restored")).unwrap();
-        let err = restore(&report.path, &target).unwrap_err();
+        let err = restore(&report.path, &target, RestoreOptions::default()).unwrap_err();
         assert!(
             matches!(err, RestoreError::BadInstanceName(ref n) if n == "../evil"),
             "{err}"
@@ -493,7 +585,12 @@ mod tests {
             ok.success(),
             "this test mounts a tmpfs: run it as root (CI does)"
         );
-        let err = restore(&report.path, &Home::new(&small.join("home")).unwrap()).unwrap_err();
+        let err = restore(
+            &report.path,
+            &Home::new(&small.join("home")).unwrap(),
+            RestoreOptions::default(),
+        )
+        .unwrap_err();
         assert!(matches!(err, RestoreError::NoSpace { .. }), "{err}");
         assert!(err.to_string().contains("free some space"), "{err}");
         assert_eq!(

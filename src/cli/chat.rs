@@ -1,9 +1,10 @@
 //! `chat`: an interactive conversation, one line one message. The history lives in the
 //! store, so a chat can be left and picked up again (`history` shows it).
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
+use super::chat_input::ChatInput;
 use crate::daemon::api::{SendRequest, LOCAL_SENDER};
 use crate::daemon::client::DaemonClient;
 use crate::docker;
@@ -12,6 +13,7 @@ use crate::render::escape;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The instance to talk with
     pub name: String,
     /// How long to wait for each answer, in seconds
     #[arg(long, default_value_t = 300)]
@@ -28,16 +30,9 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     if interactive {
         eprintln!("chatting with {name}; /quit or Ctrl-D to leave");
     }
-    let stdin = std::io::stdin();
+    let mut input = ChatInput::new(interactive, home.instance_paths(&name).dir)?;
     let mut out = std::io::stdout();
-    loop {
-        if interactive {
-            eprint!("you> ");
-        }
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 {
-            break;
-        }
+    while let Some(line) = input.next_line()? {
         let text = line.trim();
         if text.is_empty() {
             continue;

@@ -16,7 +16,8 @@ pub struct Args {
     pub json: bool,
 }
 
-/// Exit code 0: every check ok; 1: warnings only; 2: at least one failure.
+/// Exit code 0: every check ok; 3: warnings only; 4: at least one failure (1 is left to
+/// "doctor could not run", 2 to usage errors, as for every command).
 pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     let report = doctor::run(home, &Options { fix: args.fix });
     if args.json {

@@ -14,16 +14,19 @@ pub enum Command {
         /// Build even when an image with the same content exists, without the layer cache
         #[arg(long)]
         force: bool,
+        /// Print JSON: {"tag","id","size","built","elapsed_ms"} (and no build steps)
+        #[arg(long)]
+        json: bool,
     },
 }
 
 pub fn run(home: &Home, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
-        Command::Build { quiet, force } => build(home, quiet, force),
+        Command::Build { quiet, force, json } => build(home, quiet || json, force, json),
     }
 }
 
-fn build(home: &Home, quiet: bool, force: bool) -> anyhow::Result<ExitCode> {
+fn build(home: &Home, quiet: bool, force: bool, json: bool) -> anyhow::Result<ExitCode> {
     let config = home.host_config()?;
     let report = docker::block_on(async {
         let client = docker::connect(&config.docker).await?;
@@ -35,6 +38,17 @@ fn build(home: &Home, quiet: bool, force: bool) -> anyhow::Result<ExitCode> {
         })
         .await
     })?;
+    if json {
+        let out = serde_json::json!({
+            "tag": report.tag,
+            "id": report.id,
+            "size": report.size,
+            "built": report.built,
+            "elapsed_ms": report.elapsed.as_millis() as u64,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     let what = if report.built {
         format!("built in {:.1}s", report.elapsed.as_secs_f64())
     } else {

@@ -9,9 +9,10 @@ use crate::home::Home;
 use crate::instance::lifecycle;
 
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("which").required(true).args(["names", "all"])))]
 pub struct Args {
-    /// Instance names
-    #[arg(required_unless_present = "all", conflicts_with = "all")]
+    /// Instance names (or --all for every instance)
+    #[arg(value_name = "NAME")]
     pub names: Vec<String>,
     /// Every instance
     #[arg(long)]

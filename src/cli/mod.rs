@@ -3,19 +3,28 @@
 mod backup;
 mod can_answer;
 mod chat;
+mod chat_input;
+mod completions;
+mod config_check;
 mod create_instance;
 mod db;
 mod doctor;
+mod edit;
+mod events;
+mod exec;
+mod follow;
 mod history;
 mod image;
 mod init;
 mod lifecycle;
 mod list;
 mod logs;
+mod man;
 mod remove;
 mod restore;
 mod run;
 mod runtime;
+mod runtime_activate;
 mod send;
 mod service;
 mod show;
@@ -32,8 +41,17 @@ use crate::home::Home;
 /// Who the audit log says acted, for commands typed at the CLI.
 pub const CLI_ACTOR: &str = "cli";
 
+/// The top-level help's last words: what a script can rely on (docs/cli.md says the same).
+const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  the command was refused or failed
+  2  usage error: the command line itself is wrong
+  3  doctor found warnings; status shows an instance in error
+  4  doctor found a failure";
+
 #[derive(Debug, Parser)]
-#[command(name = "supervisor", version, about, propagate_version = true)]
+#[command(name = "supervisor", version, about, after_help = EXIT_CODES)]
 pub struct Cli {
     /// The supervisor home [default: $XDG_DATA_HOME/supervisor or ~/.local/share/supervisor]
     #[arg(long, global = true, env = "SUPERVISOR_HOME", value_name = "DIR")]
@@ -55,7 +73,7 @@ pub enum Command {
     Status(status::Args),
     /// Show one instance: config, paths, soul, state.
     Show(show::Args),
-    /// Remove an instance (its files are archived; --purge deletes them).
+    /// Remove instances (their files are archived; --purge deletes them).
     Remove(remove::Args),
     /// Run the daemon in the foreground: keep every instance's container as the store says.
     Run(run::Args),
@@ -73,6 +91,8 @@ pub enum Command {
     History(history::Args),
     /// Talk with an instance interactively (one line, one message).
     Chat(chat::Args),
+    /// The audit log: who did what, when (-f follows it).
+    Events(events::Args),
     /// Scheduled tasks: recurring or one-shot turns of an instance.
     #[command(subcommand)]
     Task(task::Command),
@@ -94,15 +114,35 @@ pub enum Command {
     Service(service::Command),
     /// Check the installation and say how to fix what is wrong (--fix repairs the safe part).
     Doctor(doctor::Args),
+    /// Run a command in an instance's running container, as its agent's user.
+    Exec(exec::ExecArgs),
+    /// An interactive shell in an instance's running container, as its agent's user.
+    Shell(exec::ShellArgs),
+    /// Edit an instance's config.json in $VISUAL or $EDITOR; saved only once it is valid.
+    Edit(edit::Args),
+    /// Check configuration files without changing anything.
+    #[command(subcommand)]
+    Config(config_check::Command),
+    /// Print a shell's completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::Args),
+    /// Print the manual page in roff, or write every page into a directory.
+    Man(man::Args),
 }
 
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // These describe the program itself and need no home (a package build runs them where
+    // there is none, nor a HOME to find one in).
+    let command = match cli.command {
+        Command::Completions(args) => return completions::run(args),
+        Command::Man(args) => return man::run(args),
+        command => command,
+    };
     let root = match cli.home {
         Some(dir) => dir,
         None => Home::default_root()?,
     };
     let home = Home::new(&root)?;
-    match cli.command {
+    match command {
         Command::Init => init::run(&home),
         Command::CreateInstance(args) => create_instance::run(&home, args),
         Command::List(args) => list::run(&home, args),
@@ -117,6 +157,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => send::run(&home, args),
         Command::History(args) => history::run(&home, args),
         Command::Chat(args) => chat::run(&home, args),
+        Command::Events(args) => events::run(&home, args),
         Command::Task(cmd) => task::run(&home, cmd),
         Command::Image(cmd) => image::run(&home, cmd),
         Command::Runtime(cmd) => runtime::run(&home, cmd),
@@ -125,6 +166,11 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db(cmd) => db::run(&home, cmd),
         Command::Service(cmd) => service::run(&home, cmd),
         Command::Doctor(args) => doctor::run(&home, args),
+        Command::Exec(args) => exec::run_exec(&home, args),
+        Command::Shell(args) => exec::run_shell(&home, args),
+        Command::Edit(args) => edit::run(&home, args),
+        Command::Config(cmd) => config_check::run(&home, cmd),
+        Command::Completions(_) | Command::Man(_) => unreachable!("handled above"),
     }
 }
 

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::backup::restore::{restore, RestoreReport};
+use crate::backup::restore::{restore, RestoreOptions, RestoreReport};
 use crate::home::Home;
 
 #[derive(Debug, clap::Args)]
@@ -13,13 +13,19 @@ pub struct Args {
     /// The archive `supervisor backup` wrote
     #[arg(value_name = "FILE")]
     pub archive: PathBuf,
-    /// Print JSON: {"home","home_id","created_at","supervisor_version","schema_version","instances","messages","tasks","files","integrity"}
+    /// Keep the original's home id and instance uids: only where the original home will never run again on this Docker engine (disaster recovery on a new machine)
+    #[arg(long)]
+    pub same_id: bool,
+    /// Print JSON: {"home","home_id","original_home_id","same_id","owners_changed","created_at","supervisor_version","schema_version","instances","messages","tasks","files","integrity"}
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
-    let report = restore(&args.archive, home)
+    let opts = RestoreOptions {
+        same_id: args.same_id,
+    };
+    let report = restore(&args.archive, home, opts)
         .with_context(|| format!("cannot restore {}", args.archive.display()))?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -36,11 +42,22 @@ fn render(r: &RestoreReport) -> String {
     } else {
         format!(" ({})", r.instances.join(", "))
     };
+    let identity = if r.same_id {
+        format!(
+            "note: the home keeps the original's id {}: never run its daemon on a Docker engine where the original home runs (they would take each other's containers)\n",
+            r.home_id
+        )
+    } else {
+        format!(
+            "  new home id {} (the backup's was {}) and new instance uids: it can run beside the original\n",
+            r.home_id, r.original_home_id
+        )
+    };
     format!(
         "restored home {home} from a backup of {} (supervisor {})\n\
          \x20 {} instance(s){names}, {} message(s), {} task(s), {} file(s); database integrity {}\n\
-         next: supervisor --home {home} runtime build --activate   (runtimes are not in backups)\n\
-         note: the home keeps its id {}: do not run its daemon on a Docker engine where a daemon of the original home runs\n",
+         {identity}\
+         next: supervisor --home {home} runtime build   (runtimes are not in backups; the first one built becomes active)\n",
         r.created_at,
         r.supervisor_version,
         r.instances.len(),
@@ -48,6 +65,5 @@ fn render(r: &RestoreReport) -> String {
         r.tasks,
         r.files,
         r.integrity,
-        r.home_id,
     )
 }

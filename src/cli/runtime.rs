@@ -1,35 +1,64 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use serde::Serialize;
+
+use super::runtime_activate::{self, Activation, Follow};
 use crate::home::Home;
 use crate::render;
 use crate::runtime::{self, build, locate, manifest::Manifest};
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
-    /// Package the agent into runtime/<id>/ (a no-op when the same runtime exists)
+    /// Package the agent into runtime/<id>/ (a no-op when the same runtime exists); the first
+    /// runtime of a home with none active becomes active
     Build(BuildArgs),
     /// List runtimes: size, which is active, which instances use them
     List {
+        /// Print JSON (an array of runtime objects)
         #[arg(long)]
         json: bool,
     },
     /// Re-hash every file of a runtime and report any difference from its manifest
-    Verify { id: String },
+    Verify {
+        /// The runtime: its id or a prefix only it has
+        id: String,
+        /// Print JSON: {"id","ok","differences"}
+        #[arg(long)]
+        json: bool,
+    },
     /// Make a runtime the one instances run; a running daemon moves them one at a time
     Activate {
+        /// The runtime: its id or a prefix only it has
         id: String,
         /// Return once activated instead of following the roll-out
         #[arg(long)]
         no_wait: bool,
+        /// Print JSON once done: {"runtime_id","previous_id","changed","daemon_running","rollout"}
+        #[arg(long)]
+        json: bool,
+    },
+    /// Go back to the rollback target (the runtime the active one replaced), rolled out as `activate` does
+    Rollback {
+        /// Return once activated instead of following the roll-out
+        #[arg(long)]
+        no_wait: bool,
+        /// Print JSON once done, as `runtime activate --json`
+        #[arg(long)]
+        json: bool,
     },
     /// Show the latest roll-out: each instance moved, and how it ended
     Rollout {
+        /// Print JSON (the roll-out and each instance's step)
         #[arg(long)]
         json: bool,
     },
     /// Remove runtimes no instance uses (never the active one or its rollback target)
-    Gc,
+    Gc {
+        /// Print JSON: {"removed": [ids]}
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -43,9 +72,12 @@ pub struct BuildArgs {
     /// Build without a toolbox (the agent then has no exec tool)
     #[arg(long)]
     pub no_toolbox: bool,
-    /// Make the runtime active once built
+    /// Make the runtime active once built (the first runtime of a home is made active anyway)
     #[arg(long)]
     pub activate: bool,
+    /// Print JSON once done (fields in docs/cli.md)
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(home: &Home, cmd: Command) -> anyhow::Result<ExitCode> {
@@ -61,8 +93,15 @@ pub fn run(home: &Home, cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { id } => verify(home, &id),
-        Command::Activate { id, no_wait } => activate(home, &id, no_wait),
+        Command::Verify { id, json } => verify(home, &id, json),
+        Command::Activate { id, no_wait, json } => {
+            let outcome = runtime_activate::activate(home, &id, Follow { no_wait, json })?;
+            runtime_activate::finish(outcome, json)
+        }
+        Command::Rollback { no_wait, json } => {
+            let outcome = runtime_activate::rollback(home, Follow { no_wait, json })?;
+            runtime_activate::finish(outcome, json)
+        }
         Command::Rollout { json } => {
             let store = home.open()?;
             let rollout = store.latest_rollout()?;
@@ -78,9 +117,14 @@ pub fn run(home: &Home, cmd: Command) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Gc => {
+        Command::Gc { json } => {
             let mut store = home.open()?;
             let removed = runtime::collect_garbage(home, &mut store, super::CLI_ACTOR)?;
+            if json {
+                let out = serde_json::json!({ "removed": removed });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             if removed.is_empty() {
                 println!("nothing to remove");
             }
@@ -92,87 +136,24 @@ pub fn run(home: &Home, cmd: Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Activates a runtime and, when a daemon runs, follows its roll-out to the end: exits 1 when
-/// it was stopped and the previous runtime put back.
-fn activate(home: &Home, id: &str, no_wait: bool) -> anyhow::Result<ExitCode> {
-    let mut store = home.open()?;
-    let previous = runtime::activate(home, &mut store, id, super::CLI_ACTOR)?;
-    let rollout = store.current_rollout()?.filter(|r| r.runtime_id == id);
-    match &previous {
-        Some(prev) if prev != id => {
-            println!("runtime {id} is active (previous: {prev}, kept as rollback target)")
-        }
-        _ => println!("runtime {id} is active"),
-    }
-    let client = crate::daemon::client::DaemonClient::for_home(home);
-    let daemon_runs = crate::docker::block_on(client.reconcile()).is_ok();
-    let Some(rollout) = rollout else {
-        return Ok(ExitCode::SUCCESS);
-    };
-    if !daemon_runs {
-        println!(
-            "the daemon is not running: it moves running instances one at a time when it starts"
-        );
-        return Ok(ExitCode::SUCCESS);
-    }
-    if no_wait {
-        println!("rolling out; follow it with `supervisor runtime rollout`");
-        return Ok(ExitCode::SUCCESS);
-    }
-    follow_rollout(&store, &client, rollout.activation_id)
-}
-
-/// Prints each step of a roll-out as the daemon records it, until the roll-out ends.
-fn follow_rollout(
-    store: &crate::store::Store,
-    client: &crate::daemon::client::DaemonClient,
-    activation_id: i64,
-) -> anyhow::Result<ExitCode> {
-    let mut printed: Vec<(String, String)> = Vec::new();
-    let mut polls: u64 = 0;
-    loop {
-        let r = store
-            .rollout(activation_id)?
-            .ok_or_else(|| anyhow::anyhow!("the roll-out's record is gone"))?;
-        for step in &r.steps {
-            let seen = (step.instance.clone(), step.state.clone());
-            if !printed.contains(&seen) {
-                println!("{}", render::rollout_step(step));
-                printed.push(seen);
-            }
-        }
-        match r.state.as_str() {
-            "done" => {
-                let moved = r.steps.iter().filter(|s| s.state == "ready").count();
-                println!(
-                    "roll-out done: {moved} running instance(s) moved to {}",
-                    r.runtime_id
-                );
-                return Ok(ExitCode::SUCCESS);
-            }
-            "failed" => {
-                let detail = r.detail.as_deref().unwrap_or("no reason recorded");
-                if detail.starts_with("superseded") {
-                    anyhow::bail!("roll-out of runtime {} stopped: {detail}", r.runtime_id);
-                }
-                anyhow::bail!(
-                    "roll-out of runtime {} stopped: {detail}; runtime {} is active again",
-                    r.runtime_id,
-                    r.previous_id
-                )
-            }
-            _ => {}
-        }
-        polls += 1;
-        // The daemon carries the roll-out: if it stops, say so rather than wait forever.
-        if polls.is_multiple_of(25) && crate::docker::block_on(client.health()).is_err() {
-            anyhow::bail!(
-                "the daemon stopped during the roll-out of runtime {}; it carries on when the daemon starts again (`supervisor runtime rollout` shows where it is)",
-                r.runtime_id
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(200));
-    }
+/// What `runtime build --json` prints.
+#[derive(Debug, Serialize)]
+struct BuildReport {
+    id: String,
+    /// False for a rebuild that found the same runtime (nothing written).
+    created: bool,
+    size_bytes: u64,
+    agent_version: String,
+    agent_path: String,
+    toolbox: Option<String>,
+    toolbox_path: Option<String>,
+    /// Why there is no toolbox, when there is none.
+    toolbox_absent: Option<String>,
+    path: String,
+    /// Whether it is the active runtime once the command is done.
+    active: bool,
+    /// The activation this command made (`--activate`, or the first runtime of a home).
+    activation: Option<Activation>,
 }
 
 fn build_runtime(home: &Home, args: BuildArgs) -> anyhow::Result<ExitCode> {
@@ -182,51 +163,115 @@ fn build_runtime(home: &Home, args: BuildArgs) -> anyhow::Result<ExitCode> {
     let started = std::time::Instant::now();
     let built = build::build(&home.runtime_dir(), &agent, &toolbox)?;
     runtime::register(&mut store, &built)?;
-    let what = if built.created {
-        format!("built in {:.2}s", started.elapsed().as_secs_f64())
-    } else {
-        "already exists and verifies (nothing written)".to_string()
+    let active = store.active_runtime()?.map(|a| a.runtime_id);
+    drop(store);
+    let mut report = BuildReport {
+        id: built.id.clone(),
+        created: built.created,
+        size_bytes: built.size,
+        agent_version: built.agent_version.clone(),
+        agent_path: agent.display().to_string(),
+        toolbox: built.toolbox.clone(),
+        toolbox_path: match &toolbox {
+            locate::Toolbox::Found(path) => Some(path.display().to_string()),
+            locate::Toolbox::Absent(_) => None,
+        },
+        toolbox_absent: match &toolbox {
+            locate::Toolbox::Absent(why) => Some(why.to_string()),
+            locate::Toolbox::Found(_) => None,
+        },
+        path: built.dir.display().to_string(),
+        active: active.as_deref() == Some(built.id.as_str()),
+        activation: None,
     };
-    println!("runtime {} {what}", built.id);
-    println!("  size     {}", render::bytes(built.size));
-    println!(
-        "  agent    {} from {}",
-        built.agent_version,
-        agent.display()
-    );
-    match (&toolbox, &built.toolbox) {
-        (locate::Toolbox::Found(path), Some(v)) => {
-            println!("  toolbox  {v} from {}", path.display())
-        }
-        (locate::Toolbox::Absent(why), _) => {
-            println!("  toolbox  none: {why}; the agent's exec tool is unavailable")
-        }
-        _ => {}
+    if !args.json {
+        print_built(&report, started.elapsed().as_secs_f64());
     }
-    println!("  path     {}", built.dir.display());
-    if args.activate {
-        // Exactly as `runtime activate`: a running daemon is woken and its roll-out followed.
-        drop(store);
-        return activate(home, &built.id, false);
+    // A home whose active runtime is none, or not on disk (a restored home: runtimes are not
+    // in backups), cannot run any instance: the runtime just built is what the operator
+    // wants, activated as `runtime activate` would.
+    let runnable = active
+        .as_ref()
+        .filter(|id| home.runtime_dir().join(id).is_dir());
+    let needed = runnable.is_none() && !report.active;
+    if args.activate || needed {
+        if needed && !args.json {
+            match &active {
+                None => println!("  active   yes: this home had no active runtime"),
+                Some(gone) => println!("  active   yes: the active runtime {gone} is not on disk"),
+            }
+        }
+        let follow = Follow {
+            no_wait: false,
+            json: args.json,
+        };
+        let (activation, failure) = runtime_activate::activate(home, &built.id, follow)?;
+        report.active = activation.runtime_id == built.id;
+        report.activation = Some(activation);
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        return match failure {
+            Some(e) => Err(e),
+            None => Ok(ExitCode::SUCCESS),
+        };
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else if report.active {
+        println!("  active   yes");
+    } else {
+        println!(
+            "  active   no: runtime {} is; to move instances onto this one: supervisor --home {} runtime activate {}",
+            active.unwrap_or_default(),
+            home.root().display(),
+            built.id
+        );
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn verify(home: &Home, id: &str) -> anyhow::Result<ExitCode> {
-    if !runtime::is_runtime_id(id) {
-        anyhow::bail!(runtime::RuntimeError::NoSuchRuntime(id.to_string()));
+fn print_built(r: &BuildReport, secs: f64) {
+    let what = if r.created {
+        format!("built in {secs:.2}s")
+    } else {
+        "already exists and verifies (nothing written)".to_string()
+    };
+    println!("runtime {} {what}", r.id);
+    println!("  size     {}", render::bytes(r.size_bytes));
+    println!("  agent    {} from {}", r.agent_version, r.agent_path);
+    match (&r.toolbox, &r.toolbox_path, &r.toolbox_absent) {
+        (_, _, Some(why)) => {
+            println!("  toolbox  none: {why}; the agent's exec tool is unavailable")
+        }
+        (Some(v), Some(path), None) => println!("  toolbox  {v} from {path}"),
+        _ => {}
     }
-    let dir = home.runtime_dir().join(id);
-    if !dir.is_dir() {
-        anyhow::bail!(runtime::RuntimeError::NoSuchRuntime(id.to_string()));
+    println!("  path     {}", r.path);
+}
+
+fn verify(home: &Home, given: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let id = runtime::resolve_on_disk(home, given)?;
+    let dir = home.runtime_dir().join(&id);
+    let diffs = Manifest::verify_dir(&dir, &id)?;
+    if json {
+        let out = serde_json::json!({
+            "id": id,
+            "ok": diffs.is_empty(),
+            "differences": diffs.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
     }
-    let diffs = Manifest::verify_dir(&dir, id)?;
     if diffs.is_empty() {
-        println!("runtime {id}: every file matches its manifest");
+        if !json {
+            println!("runtime {id}: every file matches its manifest");
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    for d in &diffs {
-        println!("{d}");
+    if !json {
+        for d in &diffs {
+            println!("{d}");
+        }
     }
     anyhow::bail!(
         "runtime {id} differs from its manifest in {} place(s)",

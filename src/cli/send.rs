@@ -17,6 +17,7 @@ use crate::store::messages::{is_valid_message_id, new_message_id, Inbound};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The instance to send the message to
     pub name: String,
     /// The message; `-` reads it from standard input
     pub text: String,

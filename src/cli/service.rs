@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 
 use crate::home::Home;
+use crate::service::companions::{self, Companion};
 use crate::service::{self, render, Manager, Scope, ServiceError, WriteOutcome};
 
 #[derive(Debug, clap::Subcommand)]
@@ -17,7 +18,7 @@ pub enum Command {
     /// Remove the unit
     Uninstall(UninstallArgs),
     /// Whether the unit is installed and, if the service manager answers, running
-    Status(Target),
+    Status(StatusArgs),
 }
 
 /// Which unit: the user's or the system's, and where its file is.
@@ -42,6 +43,62 @@ pub struct InstallArgs {
     /// Replace a unit file that differs from the one this would write
     #[arg(long)]
     pub force: bool,
+    #[command(flatten)]
+    pub share: ShareDir,
+}
+
+/// Where the shell completions and manual pages go with the unit.
+#[derive(Debug, clap::Args)]
+pub struct ShareDir {
+    /// The directory under which shell completions (bash-completion/, zsh/, fish/) and
+    /// manual pages (man/man1/) go [default: ~/.local/share (or $XDG_DATA_HOME) with --user,
+    /// else /usr/local/share]
+    #[arg(long, value_name = "DIR")]
+    pub share_dir: Option<PathBuf>,
+}
+
+impl ShareDir {
+    fn locate(&self, scope: Scope) -> anyhow::Result<PathBuf> {
+        match &self.share_dir {
+            Some(dir) => std::path::absolute(dir)
+                .with_context(|| format!("cannot resolve {}", dir.display())),
+            None => Ok(companions::default_share_dir(scope, |k| {
+                std::env::var_os(k)
+            })?),
+        }
+    }
+}
+
+/// The completion scripts and manual pages of this program, as `install` writes them.
+fn companion_files() -> anyhow::Result<Vec<Companion>> {
+    use clap_complete::Shell;
+    let mut files: Vec<Companion> = [
+        (companions::BASH, Shell::Bash),
+        (companions::ZSH, Shell::Zsh),
+        (companions::FISH, Shell::Fish),
+    ]
+    .into_iter()
+    .map(|(path, shell)| Companion {
+        relative: path.into(),
+        contents: super::completions::script(shell),
+    })
+    .collect();
+    for (name, contents) in super::man::pages()? {
+        files.push(Companion {
+            relative: Path::new(companions::MAN1).join(name),
+            contents,
+        });
+    }
+    Ok(files)
+}
+
+#[derive(Debug, clap::Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub target: Target,
+    /// Print JSON: {"unit","installed","up_to_date","note","service","query"}
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, clap::Args)]
@@ -51,13 +108,15 @@ pub struct UninstallArgs {
     /// Stop and disable it first (runs systemctl or launchctl)
     #[arg(long)]
     pub now: bool,
+    #[command(flatten)]
+    pub share: ShareDir,
 }
 
 pub fn run(home: &Home, cmd: Command) -> anyhow::Result<ExitCode> {
     match cmd {
         Command::Install(args) => install(home, args),
         Command::Uninstall(args) => uninstall(home, args),
-        Command::Status(target) => status(home, &target),
+        Command::Status(args) => status(home, &args),
     }
 }
 
@@ -184,6 +243,19 @@ fn install(home: &Home, args: InstallArgs) -> anyhow::Result<ExitCode> {
         WriteOutcome::Unchanged => "unchanged:",
     };
     println!("{verb} {}", unit.path.display());
+    let share = args.share.locate(unit.scope)?;
+    companions::install(&share, &companion_files()?)
+        .map_err(|e| explain_permission(e, unit.scope))
+        .with_context(|| {
+            format!(
+                "the unit is written ({}), but its shell completions and manual pages are not",
+                unit.path.display()
+            )
+        })?;
+    println!(
+        "wrote shell completions (bash, zsh, fish) and manual pages under {}",
+        share.display()
+    );
     if unit.manager == Manager::Systemd {
         let who = match (unit.scope, service::system_unit_user(&home_path)?) {
             (Scope::User, _) => "your user (a user service)".to_string(),
@@ -243,6 +315,15 @@ fn uninstall(home: &Home, args: UninstallArgs) -> anyhow::Result<ExitCode> {
     if let Some(link) = &link {
         println!("removed {}", link.display());
     }
+    let share = args.share.locate(unit.scope)?;
+    let gone = companions::remove(&share, &companion_files()?)?;
+    if !gone.is_empty() {
+        println!(
+            "removed {} shell completion and manual page files under {}",
+            gone.len(),
+            share.display()
+        );
+    }
     if unit.manager == Manager::Systemd && (removed || link.is_some()) {
         let reload = unit.systemctl(&["daemon-reload"]);
         if args.now {
@@ -260,32 +341,36 @@ fn uninstall(home: &Home, args: UninstallArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn status(home: &Home, target: &Target) -> anyhow::Result<ExitCode> {
+fn status(home: &Home, args: &StatusArgs) -> anyhow::Result<ExitCode> {
     let home_id = existing_home_id(home)?;
-    let unit = Unit::locate(target, &home_id)?;
+    let unit = Unit::locate(&args.target, &home_id)?;
+    let mut report = StatusReport {
+        unit: unit.path.display().to_string(),
+        installed: false,
+        up_to_date: None,
+        note: None,
+        service: String::new(),
+        query: String::new(),
+    };
     match std::fs::read_to_string(&unit.path) {
         Ok(installed) => {
-            println!("unit: {} (installed)", unit.path.display());
+            report.installed = true;
             // Only an initialised home can say what `install` would write now.
             if home.is_initialized() {
                 let expected = real_home(home).and_then(|h| unit.render(home, &h));
                 match expected {
-                    Ok(expected) if expected == installed => {}
-                    Ok(_) => println!(
-                        "note: it differs from what `service install` would write now \
-                         (`service install --force` rewrites it)"
-                    ),
-                    Err(e) => println!(
-                        "note: cannot tell whether it is up to date: {}",
-                        super::one_line(&e)
-                    ),
+                    Ok(expected) => report.up_to_date = Some(expected == installed),
+                    Err(e) => {
+                        report.note = Some(format!(
+                            "cannot tell whether it is up to date: {}",
+                            super::one_line(&e)
+                        ))
+                    }
                 }
             }
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            println!("unit: {} (not installed)", unit.path.display());
-        }
-        Err(e) => println!("unit: {} (cannot read it: {e})", unit.path.display()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => report.note = Some(format!("cannot read it: {e}")),
     }
     // The service manager's view is a bonus: a machine without one (a container, CI) still
     // gets an answer, and a status that never fails.
@@ -297,7 +382,7 @@ fn status(home: &Home, target: &Target) -> anyhow::Result<ExitCode> {
             format!("{}/{}", launchd_domain(), unit.label),
         ],
     };
-    let answer = match std::process::Command::new(&query[0])
+    report.service = match std::process::Command::new(&query[0])
         .args(&query[1..])
         .output()
     {
@@ -315,8 +400,43 @@ fn status(home: &Home, target: &Target) -> anyhow::Result<ExitCode> {
         }
         Err(e) => format!("unknown ({} cannot be run: {e})", query[0]),
     };
-    println!("service: {answer} (`{}`)", shell_words(&query));
+    report.query = shell_words(&query);
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let shown = if report.installed {
+        "installed"
+    } else {
+        "not installed"
+    };
+    println!("unit: {} ({shown})", report.unit);
+    if report.up_to_date == Some(false) {
+        println!(
+            "note: it differs from what `service install` would write now \
+             (`service install --force` rewrites it)"
+        );
+    }
+    if let Some(note) = &report.note {
+        println!("note: {note}");
+    }
+    println!("service: {} (`{}`)", report.service, report.query);
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `service status` found, as `--json` prints it.
+#[derive(Debug, serde::Serialize)]
+struct StatusReport {
+    /// The unit file's path.
+    unit: String,
+    installed: bool,
+    /// Whether the installed file is what `install` would write now; null when not known.
+    up_to_date: Option<bool>,
+    note: Option<String>,
+    /// What the service manager says (`active`, `inactive`, `loaded`, `unknown (…)`).
+    service: String,
+    /// The command that asked it.
+    query: String,
 }
 
 /// The home's real path: it is what systemd's sandbox mounts, and the unit should name the

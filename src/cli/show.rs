@@ -8,6 +8,7 @@ use crate::render::{self, DiskView, InstanceDetail};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The instance to show
     pub name: String,
     /// Print JSON (fields in docs/cli.md)
     #[arg(long)]

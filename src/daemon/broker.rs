@@ -20,6 +20,7 @@ use std::time::Instant;
 use supervisor_agent::protocol::{Envelope, ModelMessage, Payload, ToolSpec, Usage};
 
 use super::metrics::Metrics;
+use super::rate_window::{Notice, Notices, RateWindow};
 use crate::instance::config::{Budget, Provider};
 use crate::instance::InstanceConfig;
 use crate::ipc::InstanceIpc;
@@ -109,7 +110,12 @@ pub struct Broker<'a> {
     pub recent_requests: &'a mut VecDeque<i64>,
     pub metrics: &'a Metrics,
     pub ipc: &'a InstanceIpc,
+    /// Refusals are answered every time, but logged and recorded at a bounded rate.
+    pub notices: &'a mut Notices,
 }
+
+/// Refused requests recorded (log line and usage row): at most ten a minute per instance.
+const REFUSALS_RECORDED: RateWindow = RateWindow::new(10, 60_000);
 
 impl Broker<'_> {
     /// Answers `req` with a `model_response` in `in/`: the provider's answer, or why there is
@@ -140,10 +146,16 @@ impl Broker<'_> {
             requested_max_tokens: req.max_tokens,
         };
         let decision = decide(&facts);
-        if let Err(refusal) = &decision {
+        let refused = decision.is_err();
+        let recorded = !refused
+            || matches!(
+                self.notices
+                    .note("model.refused", REFUSALS_RECORDED, 1, now),
+                Notice::Go { .. }
+            );
+        if let (Err(refusal), true) = (&decision, recorded) {
             tracing::warn!(instance = %self.instance, turn = %req.turn_id, request = %req.request_id, %refusal, "model request refused");
         }
-        let refused = decision.is_err();
         if !refused {
             self.wait_for_a_slot(config.model.provider, config.budget.requests_per_minute)
                 .await;
@@ -193,6 +205,9 @@ impl Broker<'_> {
             usage.input_tokens,
             usage.output_tokens,
         );
+        if !recorded {
+            return self.answer(payload);
+        }
         store.record_usage(&UsageRecord {
             instance: self.instance,
             request_id: &req.request_id,

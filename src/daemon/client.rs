@@ -108,6 +108,12 @@ impl DaemonClient {
         serde_json::from_value(v).map_err(unreadable)
     }
 
+    /// What the daemon process is and runs with (its token by fingerprint).
+    pub async fn info(&self) -> Result<super::api::info::DaemonInfo, ClientError> {
+        let v = self.request(hyper::Method::GET, "/v1/daemon").await?;
+        serde_json::from_value(v).map_err(|e| ClientError::Transport(e.to_string()))
+    }
+
     /// The daemon's live view: readiness and resource samples.
     pub async fn status(&self) -> Result<super::live::LiveSnapshot, ClientError> {
         let v = self.request(hyper::Method::GET, "/v1/status").await?;

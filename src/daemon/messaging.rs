@@ -19,6 +19,7 @@ use tokio::sync::{broadcast, mpsc};
 use super::broker;
 use super::live::Live;
 use super::metrics::Metrics;
+use super::rate_window::{Notice, Notices, RateWindow, NOTICE_WINDOW, NOTICE_WINDOW_MS};
 use super::scheduler::SchedulerHandle;
 use super::task_requests;
 use crate::home::Home;
@@ -152,6 +153,8 @@ impl Messaging {
                 live: self.live.clone(),
                 configs: self.configs.clone(),
                 metrics: self.metrics.clone(),
+                notices: Notices::default(),
+                task_requests: task_requests::PER_MINUTE,
             };
             tokio::spawn(actor.run(rx));
         }
@@ -195,7 +198,16 @@ struct Actor {
     live: Live,
     configs: LastGoodConfigs,
     metrics: Metrics,
+    /// What the agent can make happen at any rate is logged and recorded at a bounded one.
+    notices: Notices,
+    /// The agent's task requests this minute.
+    task_requests: RateWindow,
 }
+
+/// The notices of an instance the agent can set off as often as it likes.
+const QUARANTINED: &str = "ipc.quarantined";
+const UNKNOWN_TURN: &str = "ipc.unknown_turn";
+const READY: &str = "ready";
 
 impl Actor {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<()>) {
@@ -349,6 +361,7 @@ impl Actor {
             self.come_back_in(Duration::from_millis(10));
             return Ok(());
         }
+        self.flush_notices(store)?;
         let drained = self.ipc.as_mut().expect("opened above").drain_out()?;
         if drained.more {
             self.come_back_in(Duration::from_millis(10));
@@ -392,25 +405,36 @@ impl Actor {
             .expect("queues are opened at the start of each step")
     }
 
-    /// One log line and one event for everything this round set aside, however much.
-    fn record_quarantined(&self, store: &mut Store, drained: &Drained) -> Result<(), StepError> {
-        let refused: Vec<(&String, &String, bool)> = drained
+    /// One log line and one event for everything this round set aside, however much, and
+    /// at most one of each every ten seconds: the rounds in between are counted into the next.
+    fn record_quarantined(
+        &mut self,
+        store: &mut Store,
+        drained: &Drained,
+    ) -> Result<(), StepError> {
+        let refused: Vec<(&String, &String)> = drained
             .items
             .iter()
             .filter_map(|i| match i {
-                Incoming::Quarantined { name, reason, kept } => Some((name, reason, *kept)),
+                Incoming::Quarantined { name, reason, .. } => Some((name, reason)),
                 _ => None,
             })
             .collect();
         if refused.is_empty() {
             return Ok(());
         }
-        let kept = refused.iter().filter(|r| r.2).count();
-        let (first, reason, _) = refused[0];
+        let now = crate::store::now_ms();
+        let Notice::Go { held_back, amount } =
+            self.notices
+                .note(QUARANTINED, NOTICE_WINDOW, refused.len() as u64, now)
+        else {
+            self.come_back_in(Duration::from_millis(NOTICE_WINDOW_MS as u64));
+            return Ok(());
+        };
+        let (first, reason) = refused[0];
         tracing::warn!(
             instance = %self.name,
-            count = refused.len(),
-            kept,
+            count = amount,
             dropped_old = drained.dropped,
             file = %first,
             %reason,
@@ -419,16 +443,32 @@ impl Actor {
         let files: Vec<serde_json::Value> = refused
             .iter()
             .take(5)
-            .map(|(f, r, _)| serde_json::json!({ "file": f, "reason": r }))
+            .map(|(f, r)| serde_json::json!({ "file": f, "reason": r }))
             .collect();
         let detail = serde_json::json!({
-            "count": refused.len(),
-            "kept": kept,
-            "removed_without_copy": refused.len() - kept,
+            "count": amount,
+            "rounds": held_back + 1,
             "dropped_old": drained.dropped,
             "files": files,
         });
-        store.record_event(Some(&self.name), "daemon", "ipc.quarantined", Some(&detail))?;
+        store.record_event(Some(&self.name), "daemon", QUARANTINED, Some(&detail))?;
+        Ok(())
+    }
+
+    /// Records what was held back once its kind's window has passed, so that the events
+    /// count everything in the end.
+    fn flush_notices(&mut self, store: &mut Store) -> Result<(), StepError> {
+        for (kind, held_back, amount) in self.notices.due(crate::store::now_ms()) {
+            let detail = match kind {
+                QUARANTINED => {
+                    serde_json::json!({ "count": amount, "rounds": held_back, "files": [] })
+                }
+                UNKNOWN_TURN => serde_json::json!({ "count": amount, "turn_id": null }),
+                _ => continue,
+            };
+            tracing::warn!(instance = %self.name, kind, count = amount, "held-back notices");
+            store.record_event(Some(&self.name), "daemon", kind, Some(&detail))?;
+        }
         Ok(())
     }
 
@@ -543,7 +583,12 @@ impl Actor {
         }
         match envelope.payload {
             Payload::Ready { agent_version, .. } => {
-                tracing::info!(instance = %self.name, %agent_version, "agent ready");
+                if let Notice::Go { held_back, .. } =
+                    self.notices
+                        .note(READY, NOTICE_WINDOW, 1, crate::store::now_ms())
+                {
+                    tracing::info!(instance = %self.name, %agent_version, not_logged_before = held_back, "agent ready");
+                }
                 self.live.agent_ready(&self.name);
                 self.agent_started(store, envelope.ts)?;
             }
@@ -579,6 +624,7 @@ impl Actor {
                     http: &self.http,
                     recent_requests: &mut self.recent_requests,
                     metrics: &self.metrics,
+                    notices: &mut self.notices,
                     ipc: self
                         .ipc
                         .as_ref()
@@ -606,7 +652,11 @@ impl Actor {
                 args,
             } => {
                 let now = crate::store::now_ms();
-                let answer = task_requests::handle(store, &self.name, &action, &args, now);
+                let answer = if self.task_requests.try_take(now) {
+                    task_requests::handle(store, &self.name, &action, &args, now)
+                } else {
+                    Err(task_requests::TOO_MANY.to_string())
+                };
                 if answer.is_ok() && action != "list" {
                     self.scheduler.wake();
                 }
@@ -686,9 +736,15 @@ impl Actor {
     }
 
     /// An answer naming a turn this instance does not have: recorded and ignored.
-    fn unknown_turn(&self, store: &mut Store, turn: &str) -> Result<(), StepError> {
-        tracing::warn!(instance = %self.name, turn, "answer for a turn this instance does not have");
-        let detail = serde_json::json!({ "turn_id": turn });
+    fn unknown_turn(&mut self, store: &mut Store, turn: &str) -> Result<(), StepError> {
+        let now = crate::store::now_ms();
+        let Notice::Go { amount, .. } = self.notices.note(UNKNOWN_TURN, NOTICE_WINDOW, 1, now)
+        else {
+            self.come_back_in(Duration::from_millis(NOTICE_WINDOW_MS as u64));
+            return Ok(());
+        };
+        tracing::warn!(instance = %self.name, turn, count = amount, "answer for a turn this instance does not have");
+        let detail = serde_json::json!({ "turn_id": turn, "count": amount });
         store.record_event(
             Some(&self.name),
             "daemon",

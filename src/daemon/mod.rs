@@ -12,6 +12,7 @@ pub mod messaging;
 pub mod metrics;
 pub mod notify;
 pub mod plan;
+pub mod rate_window;
 pub mod reconcile;
 pub mod restart;
 pub mod rollout;

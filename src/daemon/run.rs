@@ -69,7 +69,12 @@ async fn main_loop(
     let tcp = api::listen::plan(&host.api, token.clone())?;
     // Instances' ports need the same token. Without one they stay closed and the instances
     // run without them; the reconciler tells on each instance.
-    let port_token = api::listen::token(&host.api, token).map(api::Token::new);
+    let port_token = api::listen::token(&host.api, token);
+    let started = api::info::Started {
+        token_fingerprint: port_token.as_deref().ok().map(api::info::fingerprint),
+        listen: tcp.as_ref().map(|p| p.addr.to_string()),
+    };
+    let port_token = port_token.map(api::Token::new);
     if let Err(problem) = &port_token {
         reconciler.keep_ports_closed(problem.clone());
     }
@@ -125,6 +130,8 @@ async fn main_loop(
         configs: reconciler.configs(),
         metrics,
         wake: wake_tx.clone(),
+        started,
+        stop: stop_rx.clone(),
     });
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

@@ -4,12 +4,20 @@
 
 use serde_json::{json, Value};
 
+use super::rate_window::RateWindow;
 use crate::schedule::Kind;
 use crate::store::Store;
 use crate::tasks::{self, TaskError, TaskInput};
 
 /// The answer to one request: a result, or a one-line reason for the agent.
 pub type Answer = Result<Value, String>;
+
+/// An instance's task requests are served at most this often (each one writes to the store;
+/// a looping agent must not be able to churn it).
+pub const PER_MINUTE: RateWindow = RateWindow::new(30, 60_000);
+
+/// The answer beyond [`PER_MINUTE`].
+pub const TOO_MANY: &str = "too many task requests: at most 30 a minute; try again shortly";
 
 pub fn handle(store: &mut Store, instance: &str, action: &str, args: &Value, now: i64) -> Answer {
     if let Some(other) = args.get("instance").and_then(Value::as_str) {

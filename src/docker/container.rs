@@ -285,13 +285,47 @@ pub fn logs<'a>(
     tail: Option<u64>,
     follow: bool,
 ) -> impl Stream<Item = Result<LogChunk, DockerError>> + 'a {
-    let options = LogsOptionsBuilder::default()
+    logs_with(
+        docker,
+        id,
+        LogsRequest {
+            tail,
+            follow,
+            ..LogsRequest::default()
+        },
+    )
+}
+
+/// Which part of a container's logs to read, and how.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LogsRequest {
+    /// Only the last N lines (all when None).
+    pub tail: Option<u64>,
+    /// Then keep reading new output until the container stops.
+    pub follow: bool,
+    /// Only output from this time on (Unix seconds: the engine's resolution).
+    pub since: Option<i64>,
+    /// Each line starts with the time the engine received it (RFC 3339, nanoseconds).
+    pub timestamps: bool,
+}
+
+/// A container's logs as `request` asks.
+pub fn logs_with<'a>(
+    docker: &'a Docker,
+    id: &'a str,
+    request: LogsRequest,
+) -> impl Stream<Item = Result<LogChunk, DockerError>> + 'a {
+    let mut options = LogsOptionsBuilder::default()
         .stdout(true)
         .stderr(true)
-        .follow(follow)
-        .tail(&tail.map_or("all".to_string(), |n| n.to_string()))
-        .build();
-    docker.logs(id, Some(options)).map(move |item| {
+        .follow(request.follow)
+        .timestamps(request.timestamps)
+        .tail(&request.tail.map_or("all".to_string(), |n| n.to_string()));
+    if let Some(since) = request.since {
+        // The engine takes 32-bit seconds; a time past that is later than any output.
+        options = options.since(since.clamp(1, i64::from(i32::MAX)) as i32);
+    }
+    docker.logs(id, Some(options.build())).map(move |item| {
         item.map(|out| match out {
             bollard::container::LogOutput::StdErr { message } => LogChunk::Stderr(message.to_vec()),
             other => LogChunk::Stdout(other.into_bytes().to_vec()),

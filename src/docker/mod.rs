@@ -1,6 +1,7 @@
 //! The only code that talks to the Docker Engine API (through bollard). Every operation has
 //! its own error variant; "not found" is decided by HTTP status, never by message text.
 
+pub mod attached;
 pub mod container;
 pub mod exec;
 pub mod hardening;

@@ -18,7 +18,7 @@ use crate::store::StoreError;
 
 use super::checks::{self, ImageFact, NO_DOCKER, START_DOCKER};
 use super::run::{Configs, StoreFacts};
-use super::{hardening, Check};
+use super::{hardening, same_id, Check};
 
 /// How long the engine has to answer at all: an unreachable TCP endpoint must not hang
 /// doctor for bollard's two minutes.
@@ -33,6 +33,8 @@ pub(super) struct DockerRows {
     pub orphans: Vec<Check>,
     /// Other homes' containers running with this home's uids.
     pub shared_uids: Vec<Check>,
+    /// Containers of another home that carries this home's id.
+    pub home_id: Vec<Check>,
 }
 
 pub(super) async fn docker_checks(
@@ -51,6 +53,7 @@ pub(super) async fn docker_checks(
         hardening: vec![Check::warn(checks::HARDENING, NO_DOCKER, START_DOCKER)],
         orphans: vec![Check::warn(checks::ORPHANS, NO_DOCKER, START_DOCKER)],
         shared_uids: Vec::new(),
+        home_id: vec![Check::warn(same_id::HOME_ID, NO_DOCKER, START_DOCKER)],
     };
     let connected = tokio::time::timeout(DOCKER_CONNECT_WAIT, async {
         let client = docker::connect(&host.docker).await?;
@@ -82,7 +85,7 @@ pub(super) async fn docker_checks(
                 reason: e.to_string(),
             },
         };
-        let (hardening, orphans) = match facts {
+        let (hardening, orphans, home_id) = match facts {
             Some(facts) => containers(&client, home, facts, configs, &tag, fix).await,
             None => {
                 let why = "not checked: the database cannot be read (it holds this home's id, which labels its containers)";
@@ -90,6 +93,7 @@ pub(super) async fn docker_checks(
                 (
                     vec![Check::warn(checks::HARDENING, why, fix)],
                     vec![Check::warn(checks::ORPHANS, why, fix)],
+                    vec![Check::warn(same_id::HOME_ID, why, fix)],
                 )
             }
         };
@@ -97,15 +101,22 @@ pub(super) async fn docker_checks(
             Some(facts) => other_homes_in_our_block(&client, facts).await,
             None => Vec::new(),
         };
-        (checks::image(&image), hardening, orphans, shared_uids)
+        (
+            checks::image(&image),
+            hardening,
+            orphans,
+            shared_uids,
+            home_id,
+        )
     };
     match tokio::time::timeout(DOCKER_WORK_WAIT, work).await {
-        Ok((image, hardening, orphans, shared_uids)) => DockerRows {
+        Ok((image, hardening, orphans, shared_uids, home_id)) => DockerRows {
             docker: docker_row,
             image,
             hardening,
             orphans,
             shared_uids,
+            home_id,
         },
         Err(_) => unreachable(Check::fail(
             checks::DOCKER,
@@ -147,7 +158,9 @@ async fn other_homes_in_our_block(client: &Client, facts: &StoreFacts) -> Vec<Ch
     super::isolation::shared_block(&theirs, block)
 }
 
-/// The hardening rows (one per running container of a known instance) and the orphan rows.
+/// The hardening rows (one per running container of a known instance), the orphan rows and
+/// the home-id rows. A container of another home with this home's id is only reported: it
+/// is neither audited against this home's instances nor removed as an orphan.
 async fn containers(
     client: &Client,
     home: &Home,
@@ -155,20 +168,45 @@ async fn containers(
     configs: &Configs,
     image: &str,
     fix: bool,
-) -> (Vec<Check>, Vec<Check>) {
+) -> (Vec<Check>, Vec<Check>, Vec<Check>) {
     let owned = match container::list_owned(client, &facts.home_id).await {
         Ok(owned) => owned,
         Err(e) => {
             let why = format!("not checked: {e}");
             return (
                 vec![Check::warn(checks::HARDENING, why.clone(), START_DOCKER)],
-                vec![Check::warn(checks::ORPHANS, why, START_DOCKER)],
+                vec![Check::warn(checks::ORPHANS, why.clone(), START_DOCKER)],
+                vec![Check::warn(same_id::HOME_ID, why, START_DOCKER)],
             );
         }
     };
+    let root = home.root().to_path_buf();
+    let mut roots = vec![root.clone()];
+    roots.extend(std::fs::canonicalize(&root).ok());
     let mut hardening_rows = Vec::new();
     let mut orphan_rows = Vec::new();
+    let mut home_id_rows = Vec::new();
     for c in &owned {
+        let binds: Vec<String> = match live::inspect_hardening(client, &c.id).await {
+            Ok(Some(found)) => found
+                .hardening
+                .mounts
+                .into_iter()
+                .filter(|m| m.kind == "bind")
+                .map(|m| m.source)
+                .collect(),
+            _ => Vec::new(),
+        };
+        if let Some(other) = same_id::other_home(&binds, &roots) {
+            home_id_rows.push(same_id::shared(
+                &c.name,
+                &c.instance,
+                &facts.home_id,
+                &other,
+                &root.display().to_string(),
+            ));
+            continue;
+        }
         if !facts.instances.contains(&c.instance) {
             orphan_rows.push(orphan(client, facts, c, fix).await);
         } else if c.running {
@@ -187,7 +225,10 @@ async fn containers(
             "every container of this home belongs to one of its instances",
         ));
     }
-    (hardening_rows, orphan_rows)
+    if home_id_rows.is_empty() {
+        home_id_rows.push(same_id::unique(&facts.home_id));
+    }
+    (hardening_rows, orphan_rows, home_id_rows)
 }
 
 /// Compares one running container with what the daemon would create for its instance.

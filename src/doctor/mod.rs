@@ -9,11 +9,13 @@
 
 pub mod checks;
 mod containers;
+pub mod daemon;
 pub mod hardening;
 pub mod isolation;
 pub mod perms;
 pub mod render;
 pub mod run;
+pub mod same_id;
 
 use serde::Serialize;
 
@@ -99,12 +101,13 @@ impl Report {
         Self { checks, summary }
     }
 
-    /// 0 when every check is ok, 1 with warnings and no failure, 2 with any failure.
+    /// 0 when every check is ok, 3 with warnings and no failure, 4 with any failure: apart
+    /// from 1 (doctor itself could not run) and 2 (a usage error, as for every command).
     pub fn exit_code(&self) -> u8 {
         match self.checks.iter().map(|c| c.status).max() {
             None | Some(Status::Ok) => 0,
-            Some(Status::Warn) => 1,
-            Some(Status::Fail) => 2,
+            Some(Status::Warn) => 3,
+            Some(Status::Fail) => 4,
         }
     }
 }
@@ -120,9 +123,9 @@ mod tests {
         let fail = Check::fail("c", "bad", "do y");
         assert_eq!(Report::new(vec![]).exit_code(), 0);
         assert_eq!(Report::new(vec![ok.clone()]).exit_code(), 0);
-        assert_eq!(Report::new(vec![ok.clone(), warn.clone()]).exit_code(), 1);
+        assert_eq!(Report::new(vec![ok.clone(), warn.clone()]).exit_code(), 3);
         let all = Report::new(vec![fail, ok, warn]);
-        assert_eq!(all.exit_code(), 2);
+        assert_eq!(all.exit_code(), 4);
         assert_eq!(
             all.summary,
             Summary {

@@ -15,7 +15,8 @@ use crate::store::{Store, StoreError};
 
 use super::checks::{self, RuntimeFact};
 use super::containers::docker_checks;
-use super::{perms, Check, Report};
+use super::{daemon, perms, Check, Report};
+use crate::daemon::client::{ClientError, DaemonClient};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -80,6 +81,11 @@ pub fn run(home: &Home, opts: &Options) -> Report {
         opts.fix,
     ));
 
+    let records = facts
+        .as_ref()
+        .and_then(|f| f.store.instances().ok())
+        .unwrap_or_default();
+    rows.push(daemon_row(home, &host, initialized, &records));
     rows.push(docker_rows.docker);
     rows.push(docker_rows.image);
     rows.push(runtime_row);
@@ -88,10 +94,7 @@ pub fn run(home: &Home, opts: &Options) -> Report {
     rows.extend(config_rows(facts.as_ref(), &configs));
     rows.extend(docker_rows.hardening);
     rows.extend(docker_rows.orphans);
-    let records = facts
-        .as_ref()
-        .and_then(|f| f.store.instances().ok())
-        .unwrap_or_default();
+    rows.extend(docker_rows.home_id);
     rows.extend(super::isolation::local_rows(
         home,
         &records,
@@ -100,6 +103,16 @@ pub fn run(home: &Home, opts: &Options) -> Report {
     rows.extend(docker_rows.shared_uids);
     rows.push(disk_row(home.root()));
     rows.push(token_row(home, &host));
+    if !initialized {
+        // Whatever could not be checked for want of a home has one fix: making it.
+        let init = format!("supervisor --home {root} init");
+        for row in rows
+            .iter_mut()
+            .filter(|r| r.status != super::Status::Ok && r.message.starts_with("not checked"))
+        {
+            row.fix = Some(init.clone());
+        }
+    }
     Report::new(rows)
 }
 
@@ -284,23 +297,87 @@ fn disk_row(root: &Path) -> Check {
 }
 
 /// The token as the daemon would see it: its environment, or the environment file the
-/// service unit reads. The value goes only to the rules, never into a row.
-fn token_row(home: &Home, host: &HostConfig) -> Check {
+/// service unit reads, and where it was found (or looked for). The value goes only to the
+/// rules and to a fingerprint, never into a row.
+fn local_token(home: &Home, host: &HostConfig) -> (Option<String>, String) {
     let var = &host.api.token_env;
     let env_file = home.root().join("supervisor.env");
     if let Some(t) = std::env::var(var).ok().filter(|t| !t.trim().is_empty()) {
-        return checks::api_token(&host.api, Some(t), "in the environment");
+        return (Some(t), "in the environment".to_string());
     }
     let from_file = std::fs::read_to_string(&env_file)
         .ok()
         .and_then(|text| checks::env_file_value(&text, var))
         .filter(|t| !t.trim().is_empty());
     match from_file {
-        Some(t) => checks::api_token(&host.api, Some(t), &format!("in {}", env_file.display())),
-        None => checks::api_token(
-            &host.api,
+        Some(t) => (Some(t), format!("in {}", env_file.display())),
+        None => (
             None,
-            &format!("in the environment nor in {}", env_file.display()),
+            format!("in the environment nor in {}", env_file.display()),
         ),
     }
+}
+
+fn token_row(home: &Home, host: &HostConfig) -> Check {
+    let (token, source) = local_token(home, host);
+    checks::api_token(&host.api, token, &source)
+}
+
+/// How long the daemon has to say what it runs with.
+const DAEMON_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Asks the home's daemon (if any) what it runs with and compares its token with ours.
+fn daemon_row(
+    home: &Home,
+    host: &HostConfig,
+    initialized: bool,
+    records: &[crate::store::instances::InstanceRecord],
+) -> Check {
+    let root = home.root().display().to_string();
+    if !initialized {
+        return Check::warn(
+            daemon::DAEMON,
+            format!("not checked: there is no home at {root}"),
+            format!("supervisor --home {root} init"),
+        );
+    }
+    let client = DaemonClient::for_home(home);
+    let asked = docker::block_on(async {
+        tokio::time::timeout(DAEMON_WAIT, async {
+            match client.info().await {
+                // A daemon from before `/v1/daemon`: it runs, but cannot say with what.
+                Err(ClientError::Status { status: 404, .. }) => match client.health().await {
+                    Ok(h) => Err(ClientError::Transport(format!(
+                        "supervisor {} does not report its token",
+                        h.version
+                    ))),
+                    Err(e) => Err(e),
+                },
+                other => other,
+            }
+        })
+        .await
+    });
+    let fact = match asked {
+        Ok(Ok(info)) => daemon::DaemonFact::Running(info),
+        Ok(Err(ClientError::NotRunning { .. })) => daemon::DaemonFact::NotRunning {
+            wanted: records
+                .iter()
+                .filter(|r| r.desired_state == "running")
+                .map(|r| r.name.clone())
+                .collect(),
+        },
+        Ok(Err(e)) => daemon::DaemonFact::Unknown {
+            reason: e.to_string(),
+        },
+        Err(_) => daemon::DaemonFact::Unknown {
+            reason: format!("no answer within {} s", DAEMON_WAIT.as_secs()),
+        },
+    };
+    let (token, source) = local_token(home, host);
+    let local = daemon::LocalToken {
+        fingerprint: token.as_deref().map(crate::daemon::api::info::fingerprint),
+        source,
+    };
+    daemon::daemon(&fact, &local, &root)
 }

@@ -81,7 +81,8 @@ pub fn remove(
 
     if has_files {
         // Its disk leaves the mount table first: an archive holds the image, not a mount.
-        super::volume::release(&home.instance_paths(name))?;
+        // Held until the directory has moved, so that nothing mounts it again in between.
+        let _unmounted = super::volume::release(&home.instance_paths(name))?;
         fs::rename(&dir, &target).map_err(|source| RemoveError::Io {
             action: "move",
             path: dir.clone(),

@@ -204,6 +204,9 @@ fn in_order(paths: &InstancePaths) -> Result<bool, VolumeError> {
     {
         return Ok(false);
     }
+    if interrupted_conversion(paths) {
+        return Ok(false);
+    }
     if !is_file(&paths.volume_image)? {
         return Ok(true);
     }
@@ -211,6 +214,19 @@ fn in_order(paths: &InstancePaths) -> Result<bool, VolumeError> {
         disk::is_mounted(&paths.volume_image, &paths.volume),
         Ok(MountState::Mounted { .. })
     ))
+}
+
+/// Whether a conversion to an image left its traces (the instance's own directory is the
+/// host's, so it is read by path).
+fn interrupted_conversion(paths: &InstancePaths) -> bool {
+    let Ok(entries) = std::fs::read_dir(&paths.dir) else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        name.starts_with(PLAIN_ASIDE) || name == IMAGE_NEW
+    })
 }
 
 /// How long [`prepare`] waits for the volume's exclusive lock (the messaging actor holds a
@@ -335,6 +351,30 @@ pub fn prepare(
         }
     }
     let volume = open_locked(paths)?;
+    done.chowned = own_dirs(paths, &volume, owner)?;
+    Ok((volume, done))
+}
+
+/// Hands the volume of an instance whose files belong to someone else (a home restored from
+/// a backup, its instances given new uids) to `owner` now: the same hand-over [`prepare`]
+/// does before a container starts, under the lock and through descriptors. Returns how many
+/// entries changed owner.
+pub fn give_to(paths: &InstancePaths, owner: (u32, u32)) -> Result<u64, VolumeError> {
+    let _lock = lock(paths, FlockArg::LockExclusive)?;
+    settle_layout(paths)?;
+    let volume = open_locked(paths)?;
+    own_dirs(paths, &volume, Some(owner))
+}
+
+/// Makes `workspace/`, `ipc/in` and `ipc/out` real directories of mode 0700 owned by
+/// `owner` (and everything in them, when they were someone else's); returns the entries
+/// whose owner changed.
+fn own_dirs(
+    paths: &InstancePaths,
+    volume: &OpenVolume,
+    owner: Option<(u32, u32)>,
+) -> Result<u64, VolumeError> {
+    let mut chowned = 0;
     volume
         .root
         .set_own_mode(DIR_MODE)
@@ -374,12 +414,13 @@ pub fn prepare(
         if let Some((uid, gid)) = owner {
             let st = dir.stat_self().map_err(io_err("inspect", &path))?;
             if (st.uid, st.gid) != (uid, gid) {
-                // Made for another uid (an older supervisor gave every agent one): the whole
-                // tree becomes this instance's, through descriptors, links not followed.
+                // Made for another uid (an older supervisor gave every agent one; a restored
+                // home's files are the restorer's): the whole tree becomes this instance's,
+                // through descriptors, links not followed.
                 let (n, _) = dir
                     .chown_tree(uid, gid, TreeLimits::default())
                     .map_err(io_err("give to the instance's user", &path))?;
-                done.chowned += n + 1;
+                chowned += n + 1;
                 dir.set_own_owner(uid, gid)
                     .map_err(io_err("give to the instance's user", &path))?;
             }
@@ -387,7 +428,7 @@ pub fn prepare(
         dir.set_own_mode(DIR_MODE)
             .map_err(io_err("set the mode of", &path))?;
     }
-    Ok((volume, done))
+    Ok(chowned)
 }
 
 /// Puts an instance directory in this version's layout, and finishes (or undoes) a
@@ -407,13 +448,33 @@ fn settle_layout(paths: &InstancePaths) -> Result<(), VolumeError> {
             // The image took the plain volume's place: what was set aside is a copy.
             dir.remove_tree(name, TreeLimits::default())
                 .map_err(io_err("remove", &paths.dir.join(name)))?;
-        } else if dir
-            .stat(VOLUME_DIR)
-            .map_err(io_err("inspect", &paths.dir))?
-            .is_none()
-        {
+        } else {
+            // No image: the conversion stopped before it was complete, and what was set aside
+            // is the only copy. The crash may have come after the empty mount point was made;
+            // that directory gives way (rmdir fails, and nothing moves, if it holds anything).
+            if dir
+                .stat(VOLUME_DIR)
+                .map_err(io_err("inspect", &paths.dir))?
+                .is_some()
+            {
+                dir.remove_dir(VOLUME_DIR)
+                    .map_err(|e| match e.raw_os_error() {
+                        Some(nix::libc::ENOTEMPTY | nix::libc::EEXIST | nix::libc::ENOTDIR) => {
+                            VolumeError::Unexpected {
+                                path: paths.volume.clone(),
+                                what: format!(
+                                    "is there as well as the set-aside {n} of an interrupted \
+                                 conversion; move one of them away"
+                                ),
+                            }
+                        }
+                        _ => io_err("remove", &paths.volume)(e),
+                    })?;
+            }
             dir.rename_to(name, &dir, VOLUME_DIR, false)
                 .map_err(io_err("restore", &paths.volume))?;
+            dir.sync().map_err(io_err("sync", &paths.dir))?;
+            tracing::warn!(dir = %paths.dir.display(), "an interrupted conversion to a disk image was undone");
         }
     }
     if dir
@@ -507,15 +568,18 @@ fn convert_to_image(paths: &InstancePaths, limit: u64) -> Result<(), VolumeError
 }
 
 /// Unmounts the instance's volume if it is mounted (before its directory moves or goes).
-pub fn release(paths: &InstancePaths) -> Result<(), VolumeError> {
+/// The caller keeps the returned lock until the directory has moved: without it, the
+/// messaging actor could mount the image again in between.
+#[must_use = "the volume may be mounted again as soon as the lock is dropped"]
+pub fn release(paths: &InstancePaths) -> Result<Option<VolumeLock>, VolumeError> {
     if !paths.volume_image.exists() {
-        return Ok(());
+        return Ok(None);
     }
-    let _lock = lock(paths, FlockArg::LockExclusive)?;
+    let held = lock(paths, FlockArg::LockExclusive)?;
     if let MountState::Mounted { .. } = disk::is_mounted(&paths.volume_image, &paths.volume)? {
         disk::unmount(&paths.volume)?;
     }
-    Ok(())
+    Ok(held)
 }
 
 #[cfg(test)]
@@ -561,6 +625,25 @@ mod tests {
         // Done once: opening again changes nothing.
         open(&paths).unwrap();
         assert!(paths.workspace.join("memory").is_dir());
+    }
+
+    #[test]
+    fn a_conversion_cut_short_after_the_mount_point_was_made_gives_the_files_back() {
+        let (_d, paths) = instance();
+        plain_tree(&paths);
+        fs::write(paths.workspace.join("notes.md"), "keep me\n").unwrap();
+        // The state a crash leaves between "set aside" and "image moved into place".
+        fs::rename(&paths.volume, paths.dir.join(format!("{PLAIN_ASIDE}1"))).unwrap();
+        fs::create_dir(&paths.volume).unwrap();
+        fs::write(paths.dir.join(IMAGE_NEW), b"half an image").unwrap();
+        let v = open(&paths).unwrap();
+        assert_eq!(
+            fs::read_to_string(paths.workspace.join("notes.md")).unwrap(),
+            "keep me\n"
+        );
+        assert!(v.queue(Queue::Out).is_ok());
+        assert!(!paths.dir.join(IMAGE_NEW).exists());
+        assert!(!paths.dir.join(format!("{PLAIN_ASIDE}1")).exists());
     }
 
     #[test]

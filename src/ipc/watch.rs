@@ -83,15 +83,22 @@ impl OutWatcher {
 
     /// Stops watching the directories of instances not in `live`.
     pub fn retain(&mut self, live: &[String]) {
-        let mut map = self.dirs.lock().expect("watch map");
-        let gone: Vec<PathBuf> = map
-            .iter()
-            .filter(|(_, name)| !live.contains(name))
-            .map(|(d, _)| d.clone())
-            .collect();
-        for dir in gone {
-            map.remove(&dir);
-            if let Some(w) = self.watcher.as_mut() {
+        // The map lock is released before `unwatch`: unwatching waits for notify's event
+        // thread, and that thread may itself be waiting for the map in the event callback.
+        let gone: Vec<PathBuf> = {
+            let mut map = self.dirs.lock().expect("watch map");
+            let gone: Vec<PathBuf> = map
+                .iter()
+                .filter(|(_, name)| !live.contains(name))
+                .map(|(d, _)| d.clone())
+                .collect();
+            for dir in &gone {
+                map.remove(dir);
+            }
+            gone
+        };
+        if let Some(w) = self.watcher.as_mut() {
+            for dir in gone {
                 let _ = w.unwatch(&dir);
             }
         }
@@ -116,5 +123,48 @@ impl OutWatcher {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Unwatching while events are flowing must not wait on the map the event callback holds.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unwatching_while_files_arrive_does_not_deadlock() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let writer_dir = out.clone();
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer_stop = stop.clone();
+        let writer = std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !writer_stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let _ = std::fs::write(writer_dir.join(format!("f{}", i % 64)), b"x");
+                i += 1;
+            }
+        });
+        let drain = tokio::spawn(async move { while rx.recv().await.is_some() {} });
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let runtime = tokio::runtime::Handle::current();
+        let churn = std::thread::spawn(move || {
+            let _runtime = runtime.enter();
+            let mut watcher = OutWatcher::new(tx);
+            for _ in 0..300 {
+                watcher.watch("alice", &out);
+                watcher.retain(&[]);
+            }
+            let _ = done_tx.send(());
+        });
+        // A hang detector, not a speed limit: 300 rounds take milliseconds when nothing blocks.
+        let finished = done_rx.recv_timeout(Duration::from_secs(60)).is_ok();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        writer.join().unwrap();
+        assert!(finished, "watch/unwatch deadlocked with the event callback");
+        churn.join().unwrap();
+        drain.abort();
     }
 }

@@ -1,6 +1,7 @@
 //! Pure rendering: records in, text out. No I/O here, so every view is unit-testable.
 
 pub mod escape;
+pub mod events;
 pub mod status;
 pub mod tasks;
 

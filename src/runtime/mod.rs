@@ -15,6 +15,7 @@ pub mod elf;
 pub mod gc;
 pub mod locate;
 pub mod manifest;
+pub mod resolve;
 
 use std::path::PathBuf;
 
@@ -28,6 +29,10 @@ pub enum RuntimeError {
     Corrupt { id: String, first: String },
     #[error("no runtime {0:?} (see `supervisor runtime list`)")]
     NoSuchRuntime(String),
+    #[error("no runtime {given:?}: {known}")]
+    NoMatch { given: String, known: String },
+    #[error("runtime {given:?} is ambiguous: it could be {matches}; give more of the id")]
+    Ambiguous { given: String, matches: String },
     #[error("cannot {action} {}: {source}", path.display())]
     Io {
         action: &'static str,
@@ -148,6 +153,18 @@ pub fn list(home: &Home, store: &Store) -> Result<Vec<RuntimeView>, RuntimeOpErr
         });
     }
     Ok(views)
+}
+
+/// The registered runtime `given` names: its id or a prefix only it has.
+pub fn resolve_registered(store: &Store, given: &str) -> Result<String, RuntimeOpError> {
+    let known: Vec<String> = store.runtimes()?.into_iter().map(|r| r.id).collect();
+    Ok(resolve::resolve(given, &known)?)
+}
+
+/// The runtime directory under `<home>/runtime` that `given` names (id or unique prefix).
+pub fn resolve_on_disk(home: &Home, given: &str) -> Result<String, RuntimeError> {
+    let known: Vec<String> = on_disk(home)?.into_iter().collect();
+    resolve::resolve(given, &known)
 }
 
 /// Makes a built, intact runtime the active one. Returns the previous active id.

@@ -2,6 +2,7 @@
 //! agent on macOS. The text of those files is rendered without I/O in [`render`]; this file
 //! knows their names, where they go, and writes and removes them.
 
+pub mod companions;
 pub mod render;
 
 use std::ffi::OsString;
@@ -165,16 +166,23 @@ pub fn write_unit(path: &Path, contents: &str, force: bool) -> Result<WriteOutco
         Err(e) if e.kind() == io::ErrorKind::NotFound => WriteOutcome::Created,
         Err(e) => return Err(ServiceError::io("read", path)(e)),
     };
+    write_public(path, contents.as_bytes())?;
+    Ok(outcome)
+}
+
+/// Writes a file every user may read (mode 0644) atomically, creating its directory (0755,
+/// so that the service manager, `man` or a shell of another user can enter it).
+pub fn write_public(path: &Path, contents: &[u8]) -> Result<(), ServiceError> {
     let dir = path
         .parent()
         .ok_or_else(|| ServiceError::io("write", path)(io::ErrorKind::InvalidInput.into()))?;
-    fs::create_dir_all(dir).map_err(ServiceError::io("create directory", dir))?;
+    create_public_dir(dir).map_err(ServiceError::io("create directory", dir))?;
     let write = || -> io::Result<()> {
         let mut tmp = tempfile::Builder::new()
             .prefix(".supervisor.")
             .suffix(".tmp")
             .tempfile_in(dir)?;
-        tmp.write_all(contents.as_bytes())?;
+        tmp.write_all(contents)?;
         // Set after creation: a mode given at creation would be narrowed by the umask
         // (0077 in this program).
         tmp.as_file()
@@ -183,8 +191,23 @@ pub fn write_unit(path: &Path, contents: &str, force: bool) -> Result<WriteOutco
         tmp.persist(path).map_err(|e| e.error)?;
         fsutil::sync_dir(dir)
     };
-    write().map_err(ServiceError::io("write", path))?;
-    Ok(outcome)
+    write().map_err(ServiceError::io("write", path))
+}
+
+/// Creates `dir` and its missing parents with mode 0755 (the umask would make them 0700);
+/// directories that exist are left as they are.
+fn create_public_dir(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        create_public_dir(parent)?;
+    }
+    match fs::create_dir(dir) {
+        Ok(()) => fs::set_permissions(dir, fs::Permissions::from_mode(0o755)),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Removes the unit file; false when there was none.

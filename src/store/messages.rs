@@ -62,6 +62,10 @@ pub(super) fn instance_id(conn: &Connection, name: &str) -> Result<i64> {
     .ok_or_else(|| StoreError::NoSuchInstance(name.to_string()))
 }
 
+/// Where a follower of a conversation is: after the last message it was given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor(i64);
+
 /// A new inbound message, before it is committed.
 #[derive(Debug, Clone)]
 pub struct Inbound<'a> {
@@ -472,6 +476,52 @@ impl Store {
         Ok(rows)
     }
 
+    /// The messages of an instance stored after `after` (a [`Cursor`]), oldest first, at
+    /// most `limit`, and the cursor to ask with next time. With no cursor: the last `limit`
+    /// messages, as [`Store::history`]. A message is stored once and then only changes state,
+    /// so a follower that asks again with the cursor it got sees each new message once.
+    pub fn history_after(
+        &self,
+        instance: &str,
+        after: Option<Cursor>,
+        limit: u32,
+    ) -> Result<(Vec<MessageRow>, Cursor)> {
+        // The row id orders messages as they were committed (created_at can tie).
+        let (tail, bound, start) = match after {
+            Some(c) => (
+                "WHERE i.name = ?1 AND i.removed_at IS NULL AND m.rowid > ?2 \
+                 ORDER BY m.rowid LIMIT ?3",
+                c.0,
+                c.0,
+            ),
+            // The newest message is where following starts, even when fewer are asked for
+            // (none, say); read before the rows, so that one stored in between is not lost.
+            None => (
+                "WHERE i.name = ?1 AND i.removed_at IS NULL AND m.rowid > ?2 \
+                 ORDER BY m.rowid DESC LIMIT ?3",
+                0,
+                self.conn().query_row(
+                    "SELECT coalesce(max(m.rowid), 0) FROM messages m \
+                     JOIN instances i ON i.id = m.instance_id \
+                     WHERE i.name = ?1 AND i.removed_at IS NULL",
+                    [instance],
+                    |r| r.get::<_, i64>(0),
+                )?,
+            ),
+        };
+        let mut stmt = self.conn().prepare(&format!(
+            "SELECT {COLUMNS}, m.rowid FROM messages m JOIN instances i ON i.id = m.instance_id {tail}"
+        ))?;
+        let mut rows = stmt
+            .query_map(params![instance, bound, limit], |r| {
+                Ok((from_row(r)?, r.get::<_, i64>(14)?))
+            })?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        rows.sort_by_key(|(_, rowid)| *rowid);
+        let next = rows.last().map_or(start, |(_, rowid)| (*rowid).max(start));
+        Ok((rows.into_iter().map(|(m, _)| m).collect(), Cursor(next)))
+    }
+
     fn select(&self, tail: &str, p: impl rusqlite::Params) -> Result<Vec<MessageRow>> {
         let mut stmt = self.conn().prepare(&format!(
             "SELECT {COLUMNS} FROM messages m JOIN instances i ON i.id = m.instance_id {tail}"
@@ -571,6 +621,36 @@ mod tests {
             .filter(|m| m.state == "final")
             .count();
         assert_eq!(finals, 1);
+    }
+
+    #[test]
+    fn a_follower_gets_each_new_message_once() {
+        let (_d, mut s) = store();
+        let a = s.accept_message(&inbound("one", "queued")).unwrap();
+        let (first, cursor) = s.history_after("alice", None, 20).unwrap();
+        assert_eq!(first, vec![a.clone()]);
+        let (none, same) = s.history_after("alice", Some(cursor), 20).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(same, cursor);
+        s.begin_turn("t1", std::slice::from_ref(&a.id)).unwrap();
+        s.record_final("alice", "t1", "r1", "hello", None).unwrap();
+        let b = s.accept_message(&inbound("two", "queued")).unwrap();
+        let (new, cursor) = s.history_after("alice", Some(cursor), 20).unwrap();
+        let bodies: Vec<_> = new.iter().map(|m| m.body.as_str()).collect();
+        assert_eq!(bodies, ["hello", "two"]);
+        assert_eq!(new[1], b);
+        assert!(s
+            .history_after("alice", Some(cursor), 20)
+            .unwrap()
+            .0
+            .is_empty());
+        // Without a cursor: the newest, oldest first.
+        let (last_two, _) = s.history_after("alice", None, 2).unwrap();
+        assert_eq!(last_two[0].body, "hello");
+        // Asking for none still starts after the newest.
+        let (none, from_now) = s.history_after("alice", None, 0).unwrap();
+        assert!(none.is_empty());
+        assert_eq!(from_now, cursor);
     }
 
     #[test]

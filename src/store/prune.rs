@@ -76,12 +76,17 @@ pub struct Checkpoint {
 
 // Each table's rows to prune, as the WHERE clause of both the count and the delete, so a dry
 // run counts exactly what a real run deletes. ?1 is the cutoff, ?2 the usage cutoff.
-const MESSAGES: &str = "(direction = 'in' AND state = 'refused' AND created_at < ?1)
+//
+// The newest message and the newest event always stay: SQLite gives a new row the largest
+// row id plus one, so deleting the largest would hand its id (or a smaller one) to the next
+// row, and `history -f`, `events -f` and `GET /v1/events`, which follow by id, would miss it.
+const MESSAGES: &str = "((direction = 'in' AND state = 'refused' AND created_at < ?1)
     OR (((direction = 'in' AND state = 'answered') OR (direction = 'out' AND state IN ('final', 'extra')))
         AND turn_id IN (SELECT turn_id FROM messages
-                        WHERE direction = 'out' AND state = 'final' AND created_at < ?1))";
+                        WHERE direction = 'out' AND state = 'final' AND created_at < ?1)))
+    AND rowid < (SELECT MAX(rowid) FROM messages)";
 const TASK_RUNS: &str = "finished_at IS NOT NULL AND finished_at < ?1";
-const EVENTS: &str = "at < ?1";
+const EVENTS: &str = "at < ?1 AND id < (SELECT MAX(id) FROM events)";
 const MODEL_USAGE: &str = "at < ?2";
 
 const MESSAGES_TABLE: &str = "messages";
@@ -331,6 +336,8 @@ mod tests {
         s.conn()
             .execute("UPDATE events SET at = ?1 WHERE kind = 'old.event'", [old])
             .unwrap();
+        s.write(|tx| events::record(tx, None, "test", "new.event", None))
+            .unwrap();
         let events_before = s.recent_events(None, 1000).unwrap().len() as u64;
 
         // A kept message that refers to one that goes: the reference becomes NULL.
@@ -397,6 +404,39 @@ mod tests {
         assert!(!s.checkpoint_truncate().unwrap().busy);
         s.vacuum().unwrap();
         assert_eq!(s.integrity_check().unwrap(), "ok");
+    }
+
+    #[test]
+    fn the_newest_message_and_event_stay_so_that_ids_never_go_back() {
+        let (_dir, mut s) = test_store(&["alice"]);
+        let now = crate::store::now_ms();
+        let old = now - 40 * DAY;
+        for body in ["first", "last"] {
+            let id = accept(&mut s, body, "refused");
+            age_message(&s, &id, old);
+        }
+        for kind in ["old.one", "old.two"] {
+            s.write(|tx| events::record(tx, None, "test", kind, None))
+                .unwrap();
+        }
+        s.conn()
+            .execute("UPDATE events SET at = ?1", [old])
+            .unwrap();
+        let newest_event = s.recent_events(None, 1).unwrap()[0].id;
+        let (_, cursor) = s.history_after("alice", None, 10).unwrap();
+
+        let cutoff = Cutoff::new(now, 30 * DAY, "30d").unwrap();
+        let pruned = s.prune(&cutoff, "test").unwrap();
+        assert_eq!(pruned.messages, 1);
+        assert!(pruned.events >= 1);
+        assert_eq!(s.recent_events(None, 10).unwrap()[1].kind, "old.two");
+        assert_eq!(ids(&s), vec!["last:refused"]);
+        // What comes next has a larger id than anything a follower saw.
+        assert!(s.events_after(newest_event, None, 10).unwrap()[0].kind == "db.pruned");
+        accept(&mut s, "after the prune", "refused");
+        let (new, _) = s.history_after("alice", Some(cursor), 10).unwrap();
+        assert_eq!(new.len(), 1);
+        assert_eq!(new[0].body, "after the prune");
     }
 
     #[test]

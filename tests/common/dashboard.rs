@@ -20,13 +20,18 @@ pub struct Dashboard {
 impl Dashboard {
     /// `supervisor --home HOME status --watch` on a `cols` x `rows` terminal.
     pub fn start(home: &Path, cols: u16, rows: u16) -> Self {
+        Self::command(home, cols, rows, "status --watch")
+    }
+
+    /// `supervisor --home HOME ARGS` (words, without quotes) on a terminal.
+    pub fn command(home: &Path, cols: u16, rows: u16, args: &str) -> Self {
         assert!(
             Path::new(SCRIPT).exists(),
             "{SCRIPT} (util-linux) is missing: it gives the dashboard a terminal"
         );
         // A pseudo-terminal made by `script` starts 0x0 when its own input is a pipe: size it.
         let inner = format!(
-            "stty cols {cols} rows {rows} && exec '{}' --home '{}' status --watch",
+            "stty cols {cols} rows {rows} && exec '{}' --home '{}' {args}",
             env!("CARGO_BIN_EXE_supervisor"),
             home.display()
         );

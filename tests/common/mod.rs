@@ -183,6 +183,7 @@ pub mod daemon;
 pub mod dashboard;
 pub mod decoy;
 pub mod fake_llm;
+pub mod follower;
 pub mod malformed;
 pub mod proxy;
 pub mod sandbox;

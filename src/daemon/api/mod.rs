@@ -7,8 +7,10 @@
 
 mod auth;
 mod control;
+mod events;
 mod extract;
 mod health;
+pub mod info;
 mod instances;
 pub mod listen;
 mod messages;
@@ -22,7 +24,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 pub use messages::{
     SendRequest, SendResponse, Transport, EMPTY_MESSAGE, LOCAL_SENDER, MAX_MESSAGE_BYTES,
@@ -89,6 +91,11 @@ pub struct ApiContext {
     pub configs: LastGoodConfigs,
     pub metrics: Metrics,
     pub wake: mpsc::UnboundedSender<Wake>,
+    /// What the daemon started with (its token's fingerprint), for `GET /v1/daemon`.
+    pub started: info::Started,
+    /// Turns true when the daemon stops: long-lived answers (the event stream) end then, so
+    /// that shutdown does not wait for their clients.
+    pub stop: watch::Receiver<bool>,
 }
 
 impl std::ops::Deref for AppState {
@@ -108,11 +115,13 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/v1/health", get(health::liveness))
+        .route("/v1/daemon", get(info::daemon))
         .route("/v1/ready", get(health::readiness))
         .route("/v1/status", get(health::live_status))
         .route("/metrics", get(health::metrics))
         .route("/v1/reconcile", post(health::reconcile))
         .route("/v1/scheduler/wake", post(tasks::wake_scheduler))
+        .route("/v1/events", get(events::stream))
         .route("/v1/instances", get(instances::list).post(control::create))
         .route(
             "/v1/instances/{name}",

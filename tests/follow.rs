@@ -1,0 +1,138 @@
+//! What an operator watches live, through real containers and a real daemon: `history -f`
+//! as messages and answers arrive (across a daemon restart), and `logs` with both of the
+//! container's streams on stdout, `--since` and `--timestamps`.
+
+mod common;
+
+use common::daemon::{Daemon, ReadyHome};
+use common::follower::Follower;
+use serde_json::Value;
+
+/// A home with alice running under a daemon.
+fn alice_running() -> (ReadyHome, Daemon) {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    (h, daemon)
+}
+
+#[test]
+fn history_follow_prints_each_message_and_answer_once_as_they_arrive() {
+    let (h, mut daemon) = alice_running();
+    h.home.run(&["send", "alice", "before", "--wait"]).ok();
+    let follower = Follower::start(&h.home, &["history", "alice", "-f", "--limit", "1"]);
+    let json = Follower::start(
+        &h.home,
+        &["history", "alice", "-f", "--json", "--limit", "0"],
+    );
+    follower.expect("alice: echo: [local] before");
+
+    // What the sender wrote, and so the echo of it, is shown escaped.
+    h.home
+        .run(&["send", "alice", "clear \u{1b}[2J\u{202e}now", "--wait"])
+        .ok();
+    // (Shown as it is when the follower sees it: waiting, or already answered.)
+    assert!(follower
+        .expect(r": clear \u{1b}[2J\u{202e}now")
+        .contains("  local"));
+    follower.expect(r"alice: echo: [local] clear \u{1b}[2J\u{202e}now");
+
+    // The daemon goes away: a message stored meanwhile shows, and its answer once a daemon
+    // runs again.
+    daemon.kill9();
+    h.home.run(&["send", "alice", "while away"]).ok();
+    follower.expect("local (waiting): while away");
+    let _daemon = Daemon::start(&h.home);
+    follower.expect("alice: echo: [local] while away");
+
+    let lines = follower.lines();
+    assert!(!lines.iter().any(|l| l.contains(": before")), "{lines:#?}");
+    for needle in [
+        "local (waiting): while away",
+        "alice: echo: [local] while away",
+    ] {
+        assert_eq!(
+            lines.iter().filter(|l| l.contains(needle)).count(),
+            1,
+            "{lines:#?}"
+        );
+    }
+    assert!(!lines.iter().any(|l| l.contains('\u{1b}')));
+
+    // --json: one exact object per line.
+    let line = json.expect("echo: [local] while away");
+    let m: Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(
+        (m["direction"].as_str(), m["state"].as_str()),
+        (Some("out"), Some("final"))
+    );
+    // --limit 0: only what came after it started.
+    assert!(
+        !json.lines().iter().any(|l| l.contains("before")),
+        "{:#?}",
+        json.lines()
+    );
+    let escaped = json.expect("clear");
+    let m: Value = serde_json::from_str(&escaped).unwrap();
+    assert_eq!(m["body"], "clear \u{1b}[2J\u{202e}now");
+}
+
+#[test]
+fn history_follow_works_without_a_daemon_and_ends_when_the_instance_is_removed() {
+    let home = common::TestHome::new();
+    home.run(&["create-instance", "alice"]).ok();
+    let mut follower = Follower::start(&home, &["history", "alice", "-f"]);
+    // No daemon: the message is stored by the command itself.
+    home.run(&["send", "alice", "anyone there?"]).ok();
+    follower.expect("local (waiting): anyone there?");
+    home.run(&["remove", "alice", "--purge"]).ok();
+    assert!(
+        common::daemon::wait_until(std::time::Duration::from_secs(60), || !follower
+            .is_running()),
+        "history -f went on after the instance was removed"
+    );
+    home.run(&["history", "nobody", "-f"]).fails(1, "nobody");
+}
+
+#[test]
+fn logs_puts_both_streams_on_stdout_and_takes_since_and_timestamps() {
+    let (h, _daemon) = alice_running();
+    h.home.run(&["send", "alice", "hello", "--wait"]).ok();
+
+    // The agent reports on its stderr; a pipe gets it.
+    let logs = h.home.run(&["logs", "alice"]).ok();
+    assert!(
+        logs.stdout.lines().any(|l| l.contains("answered")),
+        "stdout: {}\nstderr: {}",
+        logs.stdout,
+        logs.stderr
+    );
+    assert_eq!(logs.stderr, "");
+
+    let stamped = h.home.run(&["logs", "alice", "--timestamps"]).ok().stdout;
+    let line = stamped.lines().find(|l| l.contains("answered")).unwrap();
+    let (stamp, _) = line.split_once(' ').unwrap();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(stamp).is_ok(),
+        "{line}"
+    );
+
+    let recent = h.home.run(&["logs", "alice", "--since", "1h"]).ok().stdout;
+    assert!(recent.contains("answered"), "{recent}");
+    let since_start = h
+        .home
+        .run(&["logs", "alice", "--since", "2000-01-01T00:00:00Z"])
+        .ok()
+        .stdout;
+    assert_eq!(since_start, logs.stdout);
+    let future = h
+        .home
+        .run(&["logs", "alice", "--since", "2037-01-01T00:00:00+01:00"])
+        .ok();
+    assert_eq!(future.stdout, "");
+
+    h.home
+        .run(&["logs", "alice", "--since", "yesterday"])
+        .fails(2, "expected a duration back from now such as 30s, 10m");
+}
