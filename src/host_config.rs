@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 use crate::instance::config::FieldError;
+use crate::serde_text;
 
 /// Written by `init` so users can see every key and its default in place.
 pub const TEMPLATE: &str = include_str!("../templates/supervisor.toml");
@@ -163,8 +164,16 @@ impl HostConfig {
                 one_line(e.message()) + &line_hint(text, e.span()),
             )
         })?;
-        let config: Self = serde_path_to_error::deserialize(toml::Value::Table(value))
-            .map_err(|e| FieldError::new(e.path().to_string(), one_line(&e.inner().to_string())))?;
+        let config: Self =
+            serde_path_to_error::deserialize(toml::Value::Table(value)).map_err(|e| {
+                FieldError::new(
+                    e.path().to_string(),
+                    one_line(&serde_text::data_error(
+                        e.inner().message(),
+                        serde_text::Format::Toml,
+                    )),
+                )
+            })?;
         config.validate()?;
         Ok(config)
     }

@@ -104,7 +104,8 @@ pub fn parse_tz(name: &str) -> Result<Tz, ScheduleError> {
 pub fn parse_interval(text: &str) -> Result<Duration, ScheduleError> {
     let d = humantime::parse_duration(text.trim()).map_err(|e| {
         err(format!(
-            "invalid interval {text:?}: {e} (e.g. 30m, 2h, 1h30m)"
+            "invalid interval {text:?}: {} (e.g. 30m, 2h, 1h30m)",
+            crate::duration_words::why_not(text.trim(), &e)
         ))
     })?;
     if d.is_zero() {

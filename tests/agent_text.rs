@@ -85,42 +85,35 @@ fn alice() -> (TestHome, Daemon) {
 }
 
 #[test]
-fn send_wait_chat_and_history_print_a_reply_escaped() {
+fn send_wait_and_history_print_a_reply_escaped() {
     let (home, _daemon) = alice();
 
-    let send = supervisor(&home, &["send", "alice", "hello", "--wait"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
+    // alice is stopped (the test is her agent), so `send --wait` would refuse to wait for
+    // an answer: the answer comes first, and sending the same id again prints it at once.
+    home.run(&["send", "alice", "hello", "--id", "hello-1"])
+        .ok();
     answer_turn(&home, "r1", HOSTILE);
-    let out = send.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        wait_until(LONG, || common::daemon::finals(&home, "alice").len() == 1),
+        "the answer was not recorded"
+    );
+    let out = home
+        .run(&["send", "alice", "hello", "--id", "hello-1", "--wait"])
+        .ok();
+    let printed = out.stdout;
     shown_escaped("send --wait", &printed);
     assert!(
         printed.contains("\\u{7}\n\tclear"),
         "the reply keeps its lines and tabs: {printed:?}"
     );
 
-    let mut chat = supervisor(&home, &["chat", "alice"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdin = chat.stdin.take().unwrap();
-    stdin.write_all(b"and again\n").unwrap();
-    stdin.flush().unwrap();
+    // The same reply once more, for the history below.
+    home.run(&["send", "alice", "and again"]).ok();
     answer_turn(&home, "r2", HOSTILE);
     assert!(
         wait_until(LONG, || common::daemon::finals(&home, "alice").len() == 2),
         "the second answer was not recorded"
     );
-    drop(stdin);
-    let out = chat.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let printed = String::from_utf8(out.stdout).unwrap();
-    assert!(printed.starts_with("alice> "), "{printed}");
-    shown_escaped("chat", &printed);
 
     let history = home.run(&["history", "alice"]).ok().stdout;
     shown_escaped("history", &history);
@@ -243,4 +236,28 @@ fn logs_print_a_containers_output_escaped() {
         logs()
     );
     shown_escaped("logs", &logs());
+}
+
+/// `chat` talks only with an instance that can answer, so its agent is a real one: the echo
+/// model says the hostile line back.
+#[test]
+fn chat_prints_a_reply_escaped() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    let mut chat = supervisor(&h.home, &["chat", "alice"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = chat.stdin.take().unwrap();
+    // One line: chat sends a line at a time.
+    writeln!(stdin, "{}", HOSTILE.replace('\n', " ")).unwrap();
+    drop(stdin);
+    let out = chat.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.starts_with("alice> echo: "), "{printed}");
+    shown_escaped("chat", &printed);
 }

@@ -71,9 +71,20 @@ fn the_tcp_api_demands_its_token_and_serves_every_endpoint() {
     let base = format!("http://127.0.0.1:{port}");
     let url = |p: &str| format!("{base}{p}");
 
-    // The token, exactly, or nothing.
-    assert_eq!(call("GET", &url("/v1/health"), None, None).0, 401);
-    assert_eq!(call("GET", &url("/v1/health"), Some("wrong"), None).0, 401);
+    // The token, exactly, or nothing; liveness alone answers without it, and says no more.
+    assert_eq!(
+        call("GET", &url("/v1/health"), None, None),
+        (200, json!({"status": "ok"}))
+    );
+    assert_eq!(
+        call("GET", &url("/v1/health"), Some("wrong"), None),
+        (200, json!({"status": "ok"}))
+    );
+    assert_eq!(call("GET", &url("/v1/status"), None, None).0, 401);
+    assert_eq!(
+        call("GET", &url("/v1/instances"), Some("wrong"), None).0,
+        401
+    );
     assert_eq!(
         call("GET", &url("/metrics"), Some(&TOKEN[1..]), None).0,
         401
@@ -447,4 +458,406 @@ fn a_loopback_listener_without_a_token_stops_the_daemon_from_starting() {
         "nothing was served"
     );
     assert!(refused_connection(port));
+}
+
+/// A request with a body of `content_type` (none when None), as is.
+fn call_raw(
+    method: &str,
+    url: &str,
+    token: Option<&str>,
+    content_type: Option<&str>,
+    body: &str,
+) -> (u16, Option<String>, Value) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut req = reqwest::Client::new()
+            .request(method.parse().unwrap(), url)
+            .body(body.to_string());
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        if let Some(c) = content_type {
+            req = req.header("content-type", c);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let ctype = resp
+            .headers()
+            .get("content-type")
+            .map(|v| v.to_str().unwrap().to_string());
+        let text = resp.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, ctype, value)
+    })
+}
+
+/// Method, path, content type, body; the status and a part of the error expected.
+type Case<'a> = (&'a str, &'a str, Option<&'a str>, &'a str, u16, &'a str);
+
+#[test]
+fn every_error_is_json_with_its_documented_status() {
+    let home = TestHome::new();
+    home.run(&["create-instance", "alice"]).ok();
+    // Callers over TCP are `api:tcp`; alice takes their messages.
+    let config = home.path("instances/alice/config.json");
+    let mut c: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    c["allow_from"] = json!(["local", "api:tcp"]);
+    std::fs::write(&config, c.to_string()).unwrap();
+    let port = free_port();
+    listen_on(&home, &format!("127.0.0.1:{port}"));
+    let _daemon = Daemon::start_with_env(&home, &[("SUPERVISOR_API_TOKEN", TOKEN)]);
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let json = Some("application/json");
+    let send = "/v1/instances/alice/messages";
+    let cases: &[Case] = &[
+        (
+            "GET",
+            "/v1/nothing",
+            None,
+            "",
+            404,
+            "no endpoint GET /v1/nothing",
+        ),
+        (
+            "DELETE",
+            "/v1/health",
+            None,
+            "",
+            405,
+            "/v1/health does not take DELETE",
+        ),
+        (
+            "POST",
+            send,
+            None,
+            r#"{"text": "hi"}"#,
+            415,
+            "Content-Type: application/json",
+        ),
+        (
+            "POST",
+            send,
+            Some("text/plain"),
+            r#"{"text": "hi"}"#,
+            415,
+            "must be JSON",
+        ),
+        (
+            "POST",
+            send,
+            json,
+            r#"{"text": "#,
+            400,
+            "not valid JSON at line 1, column 9",
+        ),
+        ("POST", send, json, "", 400, "the request body is empty"),
+        (
+            "POST",
+            send,
+            json,
+            "{}",
+            422,
+            r#"the key "text" is missing"#,
+        ),
+        (
+            "POST",
+            send,
+            json,
+            r#"{"text": "hi", "timeout_secs": "soon"}"#,
+            422,
+            r#""timeout_secs": expected a whole number of 0 or more, got the string "soon""#,
+        ),
+        (
+            "POST",
+            send,
+            json,
+            r#"{"text": "  "}"#,
+            422,
+            "the message is empty",
+        ),
+        (
+            "POST",
+            "/v1/instances/Bad_Name/messages",
+            json,
+            r#"{"text": "hi"}"#,
+            400,
+            "instance name",
+        ),
+        (
+            "GET",
+            "/v1/instances/Bad_Name",
+            None,
+            "",
+            400,
+            "instance name",
+        ),
+        (
+            "GET",
+            "/v1/instances/Bad_Name/tasks",
+            None,
+            "",
+            400,
+            "instance name",
+        ),
+        (
+            "GET",
+            "/v1/instances/bob",
+            None,
+            "",
+            404,
+            "no instance named \"bob\"",
+        ),
+        (
+            "GET",
+            "/v1/tasks/abc",
+            None,
+            "",
+            400,
+            "task id \"abc\": expected a number",
+        ),
+        // alice is stopped: a wait is refused at once, and the message kept.
+        (
+            "POST",
+            send,
+            json,
+            r#"{"text": "hi", "wait": true, "timeout_secs": 600}"#,
+            409,
+            "alice is stopped, so nothing answers it",
+        ),
+        (
+            "GET",
+            "/v1/instances/alice/messages?limit=many",
+            None,
+            "",
+            400,
+            "limit \"many\"",
+        ),
+        (
+            "POST",
+            "/v1/instances/alice/tasks",
+            json,
+            r#"{"every": "1h", "prompt": "x", "colour": "blue"}"#,
+            422,
+            r#""colour": not a known key here"#,
+        ),
+    ];
+    for (method, path, ctype, body, status, needle) in cases {
+        let (code, got_type, answer) = call_raw(method, &url(path), Some(TOKEN), *ctype, body);
+        let what = format!("{method} {path} {body:?}: {code} {answer}");
+        assert_eq!(code, *status, "{what}");
+        assert_eq!(got_type.as_deref(), Some("application/json"), "{what}");
+        let error = answer["error"].as_str().unwrap_or_else(|| panic!("{what}"));
+        assert!(error.contains(needle), "{what}");
+        assert_eq!(answer.as_object().unwrap().len(), 1, "{what}");
+        for internal in [
+            "serde",
+            "u64",
+            "i64",
+            "Failed to",
+            "`Content-Type`",
+            "line 1 column",
+        ] {
+            assert!(!error.contains(internal), "{what}");
+        }
+    }
+    // Without the token, nothing is told about the paths either.
+    let (code, _, answer) = call_raw("GET", &url("/v1/nothing"), None, None, "");
+    assert_eq!(
+        (code, answer["error"].as_str()),
+        (401, Some("missing or wrong bearer token"))
+    );
+}
+
+#[test]
+fn instances_are_created_started_stopped_and_removed_over_the_api_by_the_cli_rules() {
+    let h = ReadyHome::new();
+    let port = free_port();
+    listen_on(&h.home, &format!("127.0.0.1:{port}"));
+    let _daemon = Daemon::start_with_env(&h.home, &[("SUPERVISOR_API_TOKEN", TOKEN)]);
+    let url = |p: &str| format!("http://127.0.0.1:{port}{p}");
+    let post = |p: &str, body: Option<Value>| call("POST", &url(p), Some(TOKEN), body);
+
+    // Behind the token, like everything else.
+    let bob = json!({"name": "bob", "soul": "expert", "memory": "1g", "lifecycle": "persistent"});
+    assert_eq!(
+        call("POST", &url("/v1/instances"), None, Some(bob.clone())).0,
+        401
+    );
+    assert_eq!(
+        call("POST", &url("/v1/instances/bob/start"), None, None).0,
+        401
+    );
+
+    // The create-instance rules, with the request's keys in the errors.
+    for (body, status, needle) in [
+        (json!({"name": "Bob"}), 400, "instance name \"Bob\""),
+        (
+            json!({"name": "bob", "memory": "lots"}),
+            422,
+            "\"memory\": expected a size",
+        ),
+        (
+            json!({"name": "bob", "port": 80}),
+            422,
+            "\"port\": expected a port from 1024",
+        ),
+        (
+            json!({"name": "bob", "soul": "poet"}),
+            422,
+            "\"soul\": expected",
+        ),
+        (
+            json!({"name": "bob", "soul_text": "  "}),
+            422,
+            "soul_text is empty",
+        ),
+        (
+            json!({"name": "bob", "soul": "expert", "soul_text": "# Me"}),
+            422,
+            "not both",
+        ),
+        (
+            json!({"soul": "expert"}),
+            422,
+            "the key \"name\" is missing",
+        ),
+    ] {
+        let (code, e) = post("/v1/instances", Some(body.clone()));
+        assert_eq!(code, status, "{body}: {e}");
+        assert!(e["error"].as_str().unwrap().contains(needle), "{body}: {e}");
+    }
+    assert!(
+        !h.home.path("instances/bob").exists(),
+        "nothing was written"
+    );
+
+    let (code, created) = post("/v1/instances", Some(bob.clone()));
+    assert_eq!(code, 201, "{created}");
+    assert_eq!(
+        (created["name"].as_str(), created["soul"].as_str()),
+        (Some("bob"), Some("expert"))
+    );
+    let (code, e) = post("/v1/instances", Some(bob));
+    assert_eq!(code, 409, "{e}");
+    // The same instance as the command makes from the same choices.
+    h.home
+        .run(&[
+            "create-instance",
+            "carl",
+            "--soul",
+            "expert",
+            "--memory",
+            "1g",
+            "--lifecycle",
+            "persistent",
+        ])
+        .ok();
+    let config = |name: &str| {
+        std::fs::read_to_string(h.home.path(&format!("instances/{name}/config.json"))).unwrap()
+    };
+    assert_eq!(config("bob"), config("carl"));
+    let (_, made) = post(
+        "/v1/instances",
+        Some(json!({"name": "dora", "soul_text": "# Dora\n\nA persona of my own.\n"})),
+    );
+    assert_eq!(made["soul"], "file", "{made}");
+
+    // Start, restart and stop, waiting as --wait does.
+    let (code, started) = post("/v1/instances/bob/start", Some(json!({"wait": true})));
+    assert_eq!(code, 200, "{started}");
+    // Running in the store; `starting` in the report until the agent says it is ready.
+    let up =
+        |v: &Value| ["running", "starting"].contains(&v["instance"]["state"].as_str().unwrap());
+    assert!(up(&started), "{started}");
+    assert!(h.container_of("bob").is_some());
+    let (code, restarted) = post("/v1/instances/bob/restart", Some(json!({"wait": true})));
+    assert_eq!(code, 200, "{restarted}");
+    assert!(up(&restarted), "{restarted}");
+    let (code, stopped) = post("/v1/instances/bob/stop", Some(json!({"wait": true})));
+    assert_eq!(code, 200, "{stopped}");
+    assert_eq!(stopped["instance"]["state"], "stopped", "{stopped}");
+    assert_eq!(stopped["instance"]["desired"], "stopped", "{stopped}");
+    // No body at all is fine: no wait.
+    let (code, again) = call("POST", &url("/v1/instances/bob/start"), Some(TOKEN), None);
+    assert_eq!(code, 200, "{again}");
+    assert_eq!(again["instance"]["desired"], "running", "{again}");
+    assert_eq!(post("/v1/instances/nobody/start", None).0, 404);
+    assert_eq!(post("/v1/instances/Nobody/stop", None).0, 400);
+    let (code, e) = post("/v1/instances/bob/stop", Some(json!({"wait": "yes"})));
+    assert_eq!(code, 422, "{e}");
+
+    // Recorded as the API's doing.
+    let shown = h.home.run(&["show", "bob", "--json"]).ok().json();
+    let by_api: Vec<&str> = shown["recent_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["actor"] == "api")
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "instance.created",
+        "instance.start",
+        "instance.restart",
+        "instance.stop",
+    ] {
+        assert!(by_api.contains(&kind), "{kind}: {shown}");
+    }
+
+    // Removed: archived, its container gone, and the name free again.
+    let (code, e) = call(
+        "DELETE",
+        &url("/v1/instances/bob?purge=maybe"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(code, 400, "{e}");
+    let (code, removed) = call("DELETE", &url("/v1/instances/bob"), Some(TOKEN), None);
+    assert_eq!(code, 200, "{removed}");
+    assert_eq!(
+        (removed["removed"].as_bool(), removed["purged"].as_bool()),
+        (Some(true), Some(false))
+    );
+    assert!(
+        std::path::Path::new(removed["archive"].as_str().unwrap()).is_dir(),
+        "{removed}"
+    );
+    assert!(
+        wait_until(LONG, || h.container_of("bob").is_none()),
+        "bob's container stays"
+    );
+    assert_eq!(
+        call("GET", &url("/v1/instances/bob"), Some(TOKEN), None).0,
+        404
+    );
+    assert_eq!(
+        call("DELETE", &url("/v1/instances/bob"), Some(TOKEN), None).0,
+        404
+    );
+    let (code, purged) = call(
+        "DELETE",
+        &url("/v1/instances/dora?purge=true"),
+        Some(TOKEN),
+        None,
+    );
+    assert_eq!(
+        (code, purged["purged"].as_bool()),
+        (200, Some(true)),
+        "{purged}"
+    );
+    assert!(!h.home.path("instances/dora").exists());
+    let names: Vec<Value> = h
+        .home
+        .run(&["list", "--json"])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].clone())
+        .collect();
+    assert_eq!(names, [json!("carl")]);
 }

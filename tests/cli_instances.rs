@@ -278,21 +278,32 @@ fn broken_config_is_reported_with_file_and_key() {
     let cases = [
         (
             r#"{"version": 1, "colour": "blue"}"#,
-            "colour: unknown field `colour`",
+            "colour: not a known key here",
         ),
         (
             r#"{"version": 1, "limits": {"memory": "1g", "cpus": 1, "pids": "many", "tmp": "8m"}}"#,
-            "limits.pids: invalid type: string \"many\", expected u32",
+            "limits.pids: expected a whole number from 0 to 4294967295, got the string \"many\"",
         ),
         (
             r#"{"version": 1, "network": "host"}"#,
-            "network: unknown variant `host`",
+            "network: expected \"none\" or \"bridge\", got \"host\"",
         ),
         (
             r#"{"version": 1, "allow_from": []}"#,
             "allow_from: is empty",
         ),
-        (r#"{"version": 1,"#, "EOF while parsing"),
+        (
+            r#"{"version": 1,"#,
+            "(syntax): not valid JSON at line 1, column 14: it ends",
+        ),
+        (
+            r#"{"version": 1, 3: 4}"#,
+            "(syntax): not valid JSON at line 1, column 16: a key must be a string in double quotes",
+        ),
+        (
+            r#"{"version": 1, "limits": {"cpus": "two"}}"#,
+            "limits.cpus: expected a number, got the string \"two\"",
+        ),
     ];
     for (json, needle) in cases {
         std::fs::write(&file, json).unwrap();
@@ -320,8 +331,13 @@ fn bad_host_config_names_file_and_key() {
     std::fs::write(h.path("supervisor.toml"), "[docker]\nsokcet = \"/x\"\n").unwrap();
     let out = h
         .run(&["init"])
-        .fails(1, "supervisor.toml: docker.sokcet: unknown field `sokcet`");
+        .fails(1, "supervisor.toml: docker.sokcet: not a known key here");
     assert_eq!(out.stderr.lines().count(), 1);
+    std::fs::write(h.path("supervisor.toml"), "[daemon]\nmax_running = 1.5\n").unwrap();
+    h.run(&["status"]).fails(
+        1,
+        "supervisor.toml: daemon.max_running: expected a whole number from 0 to 4294967295, got 1.5",
+    );
 }
 
 #[test]

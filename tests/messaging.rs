@@ -41,7 +41,7 @@ fn a_message_sent_without_a_daemon_is_kept_and_answered_later() {
     assert!(out.stderr.contains("saved"), "{}", out.stderr);
     h.home
         .run(&["send", "alice", "x", "--wait"])
-        .fails(1, "no daemon is running");
+        .fails(1, "is stored and will be answered once a daemon runs");
     let history = h.home.run(&["history", "alice"]).ok().stdout;
     assert!(
         history.contains("are you there? ") || history.contains("are you there?"),
@@ -93,19 +93,20 @@ fn send_wait_returns_the_answer_and_refused_senders_never_reach_the_agent() {
     let h = ReadyHome::new();
     h.home.run(&["create-instance", "alice"]).ok();
     let _daemon = Daemon::start(&h.home);
-    let child = common::bin()
-        .arg("--home")
-        .arg(&h.home.root)
-        .args(SEND_GREETING)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
+    // alice is stopped (the test is her agent), and `--wait` on a stopped instance says so at
+    // once: the message is sent first, answered, and then waited for under its id.
+    h.home
+        .run(&["send", "alice", "hello", "--id", "greeting-1"])
+        .ok();
     assert!(wait_until(LONG, || turns(&h).len() == 1));
     let turn = turns(&h)[0]["turn_id"].as_str().unwrap().to_string();
     agent_writes(&out_dir(&h), reply(&turn, "r1", "hi!"));
-    let out = child.wait_with_output().unwrap();
-    assert!(out.status.success());
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(wait_until(LONG, || common::daemon::finals(
+        &h.home, "alice"
+    )
+    .len()
+        == 1));
+    let v = h.home.run(&SEND_GREETING).ok().json();
     assert_eq!(
         (v["state"].as_str(), v["reply"].as_str()),
         (Some("answered"), Some("hi!"))

@@ -147,8 +147,10 @@ impl Manifest {
     /// Parses a manifest, checking its format version before anything else, so a manifest of
     /// a later format is refused for that reason rather than for a field this build lacks.
     pub fn parse(bytes: &[u8]) -> Result<Self, VerifyError> {
-        let bad =
-            |e: serde_json::Error| VerifyError::Manifest(format!("not a valid manifest: {e}"));
+        let bad = |e: serde_json::Error| {
+            let (key, what) = crate::serde_text::json_error(".", &e);
+            VerifyError::Manifest(format!("not a valid manifest: {key}: {what}"))
+        };
         let value: serde_json::Value = serde_json::from_slice(bytes).map_err(bad)?;
         match value.get("format").and_then(|f| f.as_u64()) {
             Some(f) if f == u64::from(FORMAT) => {}

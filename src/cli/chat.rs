@@ -24,8 +24,8 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     let name = super::parse_name(&args.name)?;
     home.open()?.instance(name.as_str())?;
     let client = DaemonClient::for_home(home);
-    // Fail early, before the user types anything, when no daemon can answer.
-    docker::block_on(client.health())?;
+    // Fail early, before the user types anything, when no answer can come.
+    super::can_answer::ensure(home, &client, name.as_str())?;
     let interactive = std::io::stdin().is_terminal();
     if interactive {
         eprintln!("chatting with {name}; /quit or Ctrl-D to leave");

@@ -2,8 +2,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use crate::home::Home;
-use crate::instance::config::{InstanceConfig, LifecycleMode, ModelConfig};
+use crate::instance::config::{InstanceConfig, LifecycleMode};
 use crate::instance::create::{create, NewInstance};
+use crate::instance::settings::Settings;
 use crate::instance::soul::{BuiltinSoul, Soul};
 
 #[derive(Debug, clap::Args)]
@@ -71,28 +72,18 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
 }
 
 fn config_from_args(args: &Args) -> Result<InstanceConfig, crate::instance::config::FieldError> {
-    let mut config = InstanceConfig::parse(crate::instance::config::TEMPLATE.as_bytes())?;
-    if let Some(spec) = &args.model {
-        config.model = ModelConfig::from_spec(spec)?;
-    }
-    config.port = args.port.or(config.port);
-    if let Some(mode) = args.lifecycle {
-        config.lifecycle.mode = match mode {
+    Settings {
+        model: args.model.clone(),
+        port: args.port,
+        lifecycle: args.lifecycle.map(|mode| match mode {
             Lifecycle::Persistent => LifecycleMode::Persistent,
             Lifecycle::OnDemand => LifecycleMode::OnDemand,
-        };
+        }),
+        memory: args.memory.clone(),
+        cpus: args.cpus,
+        pids: args.pids,
     }
-    if let Some(memory) = &args.memory {
-        config.limits.memory = memory.clone();
-    }
-    if let Some(cpus) = args.cpus {
-        config.limits.cpus = cpus;
-    }
-    if let Some(pids) = args.pids {
-        config.limits.pids = pids;
-    }
-    config.validate()?;
-    Ok(config)
+    .config()
 }
 
 /// The command-line flag that sets a config key, so errors speak the user's language.

@@ -39,7 +39,10 @@ pub fn run(home: &Home, cmd: Command) -> anyhow::Result<ExitCode> {
 /// Reads an age such as `30d` or `12w`.
 fn parse_age(raw: &str) -> anyhow::Result<Duration> {
     humantime::parse_duration(raw.trim()).map_err(|e| {
-        anyhow::anyhow!("--older-than: expected an age like 30d, 12w or 90days, got {raw:?} ({e})")
+        anyhow::anyhow!(
+            "--older-than: expected an age like 30d, 12w or 90days, got {raw:?} ({})",
+            crate::duration_words::why_not(raw.trim(), &e)
+        )
     })
 }
 

@@ -1,6 +1,7 @@
 //! The command line: one file per subcommand, each with its arguments and its `run`.
 
 mod backup;
+mod can_answer;
 mod chat;
 mod chat_input;
 mod completions;

@@ -5,7 +5,9 @@
 
 use std::process::ExitCode;
 
-use crate::daemon::api::{SendRequest, SendResponse, LOCAL_SENDER, MAX_MESSAGE_BYTES};
+use crate::daemon::api::{
+    SendRequest, SendResponse, EMPTY_MESSAGE, LOCAL_SENDER, MAX_MESSAGE_BYTES,
+};
 use crate::daemon::client::{ClientError, DaemonClient};
 use crate::docker;
 use crate::home::Home;
@@ -17,7 +19,7 @@ use crate::store::messages::{is_valid_message_id, new_message_id, Inbound};
 pub struct Args {
     /// The instance to send the message to
     pub name: String,
-    /// The message
+    /// The message; `-` reads it from standard input
     pub text: String,
     /// Print the answer (waits for the turn to finish)
     #[arg(long)]
@@ -39,8 +41,14 @@ pub struct Args {
 const TRIES: u32 = 5;
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
 
-pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(home: &Home, mut args: Args) -> anyhow::Result<ExitCode> {
     let name = super::parse_name(&args.name)?;
+    if args.text == "-" {
+        args.text = read_stdin()?;
+    }
+    if args.text.trim().is_empty() {
+        anyhow::bail!("{EMPTY_MESSAGE} (or `-` to read it from standard input)");
+    }
     if let Some(id) = &args.id {
         if !is_valid_message_id(id) {
             anyhow::bail!("message id {id:?}: expected 1 to 64 letters, digits, - or _");
@@ -87,13 +95,16 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
                     state: disposition.state(),
                 },
             )?;
+            if args.wait {
+                anyhow::bail!(
+                    "cannot wait for an answer: {e}; message {} is stored and will be answered once a daemon runs",
+                    row.id
+                );
+            }
             eprintln!(
                 "note: message {} saved; it is answered once a daemon runs ({e})",
                 row.id
             );
-            if args.wait {
-                anyhow::bail!("cannot wait for an answer: no daemon is running");
-            }
             SendResponse {
                 id: row.id,
                 instance: name.to_string(),
@@ -118,4 +129,22 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The message from standard input (`send NAME -`), without the line end that `echo` or a
+/// here-document leaves after it. Read up to one byte past the limit, so an endless stream is
+/// refused rather than held in memory.
+fn read_stdin() -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::io::stdin()
+        .take(MAX_MESSAGE_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| anyhow::anyhow!("cannot read the message from standard input: {e}"))?;
+    if bytes.len() > MAX_MESSAGE_BYTES {
+        anyhow::bail!("a message may carry at most {MAX_MESSAGE_BYTES} bytes");
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("the message on standard input is not UTF-8 text"))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_string())
 }

@@ -16,10 +16,22 @@ pub enum ClientError {
         "no supervisor daemon is running on {home}: start one with `supervisor --home {home} run`"
     )]
     NotRunning { home: String },
-    #[error("{body} (daemon status {status})")]
+    /// The daemon refused the request; `body` is its sentence (the status stays in the
+    /// value for callers that branch on it, not in the text people read).
+    #[error("{body}")]
     Status { status: u16, body: String },
     #[error("talking to the daemon failed: {0}")]
     Transport(String),
+}
+
+/// An answer this build cannot read: the daemon is most likely another version. serde's
+/// words about it would help nobody; the versions are what to check.
+fn unreadable(_: serde_json::Error) -> ClientError {
+    ClientError::Transport(
+        "the daemon's answer is not what this version of supervisor expects: \
+         check that `supervisor run` and this command are the same version"
+            .into(),
+    )
 }
 
 pub struct DaemonClient {
@@ -88,12 +100,12 @@ impl DaemonClient {
                 .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
             return Err(ClientError::Status { status, body: text });
         }
-        serde_json::from_slice(&body).map_err(|e| ClientError::Transport(e.to_string()))
+        serde_json::from_slice(&body).map_err(unreadable)
     }
 
     pub async fn health(&self) -> Result<Health, ClientError> {
         let v = self.request(hyper::Method::GET, "/v1/health").await?;
-        serde_json::from_value(v).map_err(|e| ClientError::Transport(e.to_string()))
+        serde_json::from_value(v).map_err(unreadable)
     }
 
     /// What the daemon process is and runs with (its token by fingerprint).
@@ -105,7 +117,7 @@ impl DaemonClient {
     /// The daemon's live view: readiness and resource samples.
     pub async fn status(&self) -> Result<super::live::LiveSnapshot, ClientError> {
         let v = self.request(hyper::Method::GET, "/v1/status").await?;
-        serde_json::from_value(v).map_err(|e| ClientError::Transport(e.to_string()))
+        serde_json::from_value(v).map_err(unreadable)
     }
 
     /// Tells the scheduler that tasks changed in the store.
@@ -134,6 +146,6 @@ impl DaemonClient {
         let v = self
             .request_with(hyper::Method::POST, &path, Bytes::from(body))
             .await?;
-        serde_json::from_value(v).map_err(|e| ClientError::Transport(e.to_string()))
+        serde_json::from_value(v).map_err(unreadable)
     }
 }

@@ -1,5 +1,6 @@
 //! The daemon (`supervisor run`): keeps every instance's container as the store says.
 
+pub mod answerable;
 pub mod api;
 pub mod broker;
 pub mod client;

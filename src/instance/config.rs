@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::serde_text;
+
 /// The config format version this build reads and writes.
 pub const CONFIG_VERSION: u32 = 1;
 
@@ -402,11 +404,8 @@ impl InstanceConfig {
     pub fn parse(bytes: &[u8]) -> Result<Self, FieldError> {
         let de = &mut serde_json::Deserializer::from_slice(bytes);
         let config: Self = serde_path_to_error::deserialize(de).map_err(|err| {
-            let path = match err.path().to_string() {
-                p if p == "." => "(top level)".to_string(),
-                p => p,
-            };
-            FieldError::new(path, err.inner().to_string())
+            let (path, message) = serde_text::json_error(&err.path().to_string(), err.inner());
+            FieldError::new(path, message)
         })?;
         config.validate()?;
         Ok(config)
@@ -657,7 +656,7 @@ mod tests {
             r#"{"version": 1, "limits": {"memory": "1g", "cpus": 1, "pids": 64, "tmp": "8m", "swap": "1g"}}"#,
         );
         assert_eq!(e.path, "limits.swap");
-        assert!(e.message.contains("unknown field `swap`"), "{e}");
+        assert!(e.message.contains("not a known key here"), "{e}");
         let e = err_of(r#"{"version": 1, "colour": "blue"}"#);
         assert_eq!(e.path, "colour");
     }
@@ -666,7 +665,11 @@ mod tests {
     fn wrong_type_names_its_path() {
         let e = err_of(r#"{"version": 1, "port": "eighty"}"#);
         assert_eq!(e.path, "port");
-        assert!(e.message.contains("expected u16"), "{e}");
+        assert!(
+            e.message
+                .contains("expected a whole number from 0 to 65535"),
+            "{e}"
+        );
         let e =
             err_of(r#"{"version": 1, "lifecycle": {"mode": "sometimes", "idle_timeout": "1m"}}"#);
         assert_eq!(e.path, "lifecycle.mode");
@@ -752,7 +755,9 @@ mod tests {
     #[test]
     fn syntax_error_is_reported() {
         let e = err_of(r#"{"version": 1,"#);
-        assert!(e.message.contains("EOF"), "{e}");
+        assert_eq!(e.path, "(syntax)");
+        assert!(e.message.contains("line 1, column 14"), "{e}");
+        assert!(!e.message.contains("EOF"), "{e}");
     }
 
     #[test]

@@ -3,8 +3,10 @@
 pub mod config;
 pub mod create;
 pub mod last_good;
+pub mod lifecycle;
 pub mod name;
 pub mod remove;
+pub mod settings;
 pub mod soul;
 pub mod volume;
 

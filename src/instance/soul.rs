@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 /// The largest SOUL.md accepted; it goes into every system prompt.
 pub const MAX_SOUL_BYTES: u64 = 64 * 1024;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum BuiltinSoul {
     Assistant,
     Expert,
@@ -82,9 +83,17 @@ impl Soul {
         }
         let bytes = std::fs::read(path).map_err(read)?;
         let text = String::from_utf8(bytes).map_err(|_| invalid("is not UTF-8 text".into()))?;
-        if text.trim().is_empty() {
-            return Err(invalid("is empty".into()));
-        }
+        check_text(&text).map_err(invalid)?;
+        Ok(Self {
+            label: "file".to_string(),
+            text,
+        })
+    }
+
+    /// The user's own SOUL.md given as text (the API's `soul_text`), held to the same rules
+    /// as a file; the error says what is wrong with it ("is empty").
+    pub fn from_text(text: String) -> Result<Self, String> {
+        check_text(&text)?;
         Ok(Self {
             label: "file".to_string(),
             text,
@@ -98,6 +107,20 @@ impl Soul {
             .find_map(|l| l.strip_prefix("# "))
             .map(str::trim)
     }
+}
+
+/// What every persona text must be: not blank, at most [`MAX_SOUL_BYTES`].
+fn check_text(text: &str) -> Result<(), String> {
+    if text.len() as u64 > MAX_SOUL_BYTES {
+        return Err(format!(
+            "is {} bytes; the limit is {MAX_SOUL_BYTES}",
+            text.len()
+        ));
+    }
+    if text.trim().is_empty() {
+        return Err("is empty".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

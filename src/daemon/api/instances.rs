@@ -27,6 +27,8 @@ pub(super) async fn one(
     State(s): State<AppState>,
     UrlPath(name): UrlPath<String>,
 ) -> Result<Json<InstanceStatus>, ApiError> {
+    crate::instance::InstanceName::parse(&name)
+        .map_err(|e| api_error(StatusCode::BAD_REQUEST, e))?;
     report(&s)
         .await?
         .instances

@@ -12,7 +12,9 @@ use axum::Json;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+use super::extract::ApiJson;
 use super::{api_error, blocking, ApiError, AppState, Wake};
+use crate::daemon::answerable;
 use crate::instance::InstanceName;
 use crate::router::policy;
 use crate::store::messages::{is_valid_message_id, new_message_id, Inbound, MessageRow};
@@ -97,17 +99,23 @@ pub struct SendResponse {
 /// Most text one message may carry.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 
+/// Why an empty or blank message is refused (before anything is stored).
+pub const EMPTY_MESSAGE: &str = "the message is empty: give it some text";
+
 pub(super) async fn send_message(
     State(s): State<AppState>,
     transport: Option<Extension<Transport>>,
     UrlPath(name): UrlPath<String>,
-    Json(req): Json<SendRequest>,
+    ApiJson(req): ApiJson<SendRequest>,
 ) -> Result<Json<SendResponse>, ApiError> {
     let started = std::time::Instant::now();
     let transport = transport.map_or(Transport::Tcp, |Extension(t)| t);
     let (sender, channel) = origin(transport, req.sender.as_deref(), req.channel.as_deref())
         .map_err(|e| api_error(StatusCode::FORBIDDEN, e))?;
     let iname = InstanceName::parse(&name).map_err(|e| api_error(StatusCode::BAD_REQUEST, e))?;
+    if req.text.trim().is_empty() {
+        return Err(api_error(StatusCode::UNPROCESSABLE_ENTITY, EMPTY_MESSAGE));
+    }
     if req.text.len() > MAX_MESSAGE_BYTES {
         return Err(api_error(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -126,11 +134,11 @@ pub(super) async fn send_message(
     let mut answers = s.messaging.subscribe();
     let home = s.home.clone();
     let configs = s.configs.clone();
-    let (row, disposition, answered) =
+    let (row, disposition, answered, record) =
         tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
             let mut store = Store::open(&home.db_path())
                 .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-            store
+            let record = store
                 .instance(iname.as_str())
                 .map_err(|e| api_error(StatusCode::NOT_FOUND, e))?;
             let config = configs
@@ -160,7 +168,7 @@ pub(super) async fn send_message(
                     .map(|a| (a.body, a.error.is_some())),
                 _ => None,
             };
-            Ok((row, disposition, answered))
+            Ok((row, disposition, answered, record))
         })
         .await
         .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))??;
@@ -187,6 +195,13 @@ pub(super) async fn send_message(
         response.failed = failed;
         response.latency_ms = Some(started.elapsed().as_millis() as u64);
         return Ok(Json(response));
+    }
+    // No answer can come while it stays so: say it now rather than at the end of the wait.
+    if let Some(why) = answerable::why_no_answer(&record, s.live.snapshot().docker_reachable) {
+        return Err(api_error(
+            StatusCode::CONFLICT,
+            answerable::stored_but_unanswered(&why, &row.id, &name),
+        ));
     }
     let timeout = std::time::Duration::from_secs(req.timeout_secs.unwrap_or(120).min(3600));
     let wait = async {
@@ -218,14 +233,26 @@ pub(super) async fn send_message(
     }
 }
 
+/// `?limit=N`, read by hand so that a bad value gets a sentence, not a parser's message.
 #[derive(Debug, Deserialize)]
 pub(super) struct HistoryQuery {
-    #[serde(default = "default_limit")]
-    limit: u32,
+    #[serde(default)]
+    limit: Option<String>,
 }
 
-fn default_limit() -> u32 {
-    20
+impl HistoryQuery {
+    /// How many messages: 20 unless asked, at most 1000.
+    fn limit(&self) -> Result<u32, ApiError> {
+        match self.limit.as_deref() {
+            None => Ok(20),
+            Some(raw) => raw.parse::<u32>().map(|n| n.clamp(1, 1000)).map_err(|_| {
+                api_error(
+                    StatusCode::BAD_REQUEST,
+                    format!("limit {raw:?}: expected a whole number from 1 to 1000"),
+                )
+            }),
+        }
+    }
 }
 
 /// An instance's last messages, both directions, oldest first (as `history --json`).
@@ -235,7 +262,7 @@ pub(super) async fn history(
     Query(q): Query<HistoryQuery>,
 ) -> Result<Json<Vec<MessageRow>>, ApiError> {
     let iname = InstanceName::parse(&name).map_err(|e| api_error(StatusCode::BAD_REQUEST, e))?;
-    let limit = q.limit.clamp(1, 1000);
+    let limit = q.limit()?;
     blocking(&s, move |store: &mut Store| {
         store
             .instance(iname.as_str())

@@ -6,7 +6,9 @@
 //! docs/api.md.
 
 mod auth;
+mod control;
 mod events;
+mod extract;
 mod health;
 pub mod info;
 mod instances;
@@ -24,7 +26,9 @@ use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use messages::{SendRequest, SendResponse, Transport, LOCAL_SENDER, MAX_MESSAGE_BYTES};
+pub use messages::{
+    SendRequest, SendResponse, Transport, EMPTY_MESSAGE, LOCAL_SENDER, MAX_MESSAGE_BYTES,
+};
 
 use super::live::Live;
 use super::messaging::MessagingHandle;
@@ -118,8 +122,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/reconcile", post(health::reconcile))
         .route("/v1/scheduler/wake", post(tasks::wake_scheduler))
         .route("/v1/events", get(events::stream))
-        .route("/v1/instances", get(instances::list))
-        .route("/v1/instances/{name}", get(instances::one))
+        .route("/v1/instances", get(instances::list).post(control::create))
+        .route(
+            "/v1/instances/{name}",
+            get(instances::one).delete(control::remove),
+        )
+        .route("/v1/instances/{name}/start", post(control::start))
+        .route("/v1/instances/{name}/stop", post(control::stop))
+        .route("/v1/instances/{name}/restart", post(control::restart))
         .route(
             "/v1/instances/{name}/messages",
             post(messages::send_message).get(messages::history),
@@ -132,7 +142,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks/{id}", get(tasks::one).delete(tasks::remove))
         .route("/v1/tasks/{id}/{action}", post(tasks::act))
         .route("/v1/tasks/{id}/runs", get(tasks::runs))
+        .fallback(extract::no_such_endpoint)
+        .method_not_allowed_fallback(extract::wrong_method)
         .with_state(state)
+        .layer(axum::middleware::from_fn(extract::errors_as_json))
 }
 
 /// Binds the socket (replacing a stale one: the caller holds the daemon lock, so no live

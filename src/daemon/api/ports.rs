@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use tokio::sync::oneshot;
 
 use super::auth::{require_token, Token};
+use super::extract::{self, ApiJson};
 use super::messages::Transport;
 use super::{instances, messages, ApiError, AppState};
 
@@ -68,7 +69,10 @@ impl InstancePorts {
                     let router = Router::new()
                         .route("/health", get(health))
                         .route("/messages", get(history).post(send))
+                        .fallback(extract::no_such_endpoint)
+                        .method_not_allowed_fallback(extract::wrong_method)
                         .with_state(state)
+                        .layer(middleware::from_fn(extract::errors_as_json))
                         .layer(middleware::from_fn_with_state(token.clone(), require_token));
                     tokio::spawn(async move {
                         let _ = axum::serve(listener, router)
@@ -109,13 +113,13 @@ async fn health(
 
 async fn send(
     State(s): State<PortState>,
-    Json(req): Json<messages::SendRequest>,
+    ApiJson(req): ApiJson<messages::SendRequest>,
 ) -> Result<Json<messages::SendResponse>, ApiError> {
     messages::send_message(
         State(s.app),
         Some(axum::Extension(Transport::Tcp)),
         axum::extract::Path(s.instance),
-        Json(req),
+        ApiJson(req),
     )
     .await
 }

@@ -5,8 +5,8 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 
+use super::extract::{ApiJson, InstanceParam, TaskId};
 use super::{api_error, blocking, ApiError, AppState, Wake};
-use crate::instance::InstanceName;
 use crate::schedule::Kind;
 use crate::store::tasks::RunRow;
 use crate::store::{now_ms, StoreError};
@@ -47,8 +47,9 @@ pub(super) async fn list_all(State(s): State<AppState>) -> Result<Json<Vec<TaskV
 
 pub(super) async fn list_for(
     State(s): State<AppState>,
-    UrlPath(name): UrlPath<String>,
+    InstanceParam(name): InstanceParam,
 ) -> Result<Json<Vec<TaskView>>, ApiError> {
+    let name = name.to_string();
     blocking(&s, move |store| {
         store.instance(&name).map_err(store_error)?;
         Ok(store
@@ -81,10 +82,9 @@ fn isolated() -> String {
 
 pub(super) async fn create(
     State(s): State<AppState>,
-    UrlPath(name): UrlPath<String>,
-    Json(req): Json<NewTaskRequest>,
+    InstanceParam(iname): InstanceParam,
+    ApiJson(req): ApiJson<NewTaskRequest>,
 ) -> Result<(StatusCode, Json<TaskView>), ApiError> {
-    let iname = InstanceName::parse(&name).map_err(|e| api_error(StatusCode::BAD_REQUEST, e))?;
     let (kind, text) = match (req.cron, req.every, req.at) {
         (Some(c), None, None) => (Kind::Cron, c),
         (None, Some(e), None) => (Kind::Every, e),
@@ -116,7 +116,7 @@ pub(super) async fn create(
 
 pub(super) async fn one(
     State(s): State<AppState>,
-    UrlPath(id): UrlPath<i64>,
+    TaskId(id): TaskId,
 ) -> Result<Json<TaskView>, ApiError> {
     blocking(&s, move |store| {
         store.task(id).map(|t| tasks::view(&t)).map_err(store_error)
@@ -127,7 +127,7 @@ pub(super) async fn one(
 
 pub(super) async fn remove(
     State(s): State<AppState>,
-    UrlPath(id): UrlPath<i64>,
+    TaskId(id): TaskId,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     blocking(&s, move |store| {
         tasks::remove(store, id, "api").map_err(task_error)
@@ -140,7 +140,8 @@ pub(super) async fn remove(
 /// `pause`, `resume` or `run-now`.
 pub(super) async fn act(
     State(s): State<AppState>,
-    UrlPath((id, action)): UrlPath<(i64, String)>,
+    TaskId(id): TaskId,
+    UrlPath((_, action)): UrlPath<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let answer = blocking(&s, move |store| match action.as_str() {
         "pause" => tasks::pause(store, id, "api")
@@ -167,7 +168,7 @@ pub(super) async fn act(
 
 pub(super) async fn runs(
     State(s): State<AppState>,
-    UrlPath(id): UrlPath<i64>,
+    TaskId(id): TaskId,
 ) -> Result<Json<Vec<RunRow>>, ApiError> {
     blocking(&s, move |store| {
         store.task(id).map_err(store_error)?;

@@ -1,0 +1,127 @@
+//! `send --wait` and `chat` where no answer can come: no daemon, a stopped instance, one in
+//! `error`. Each fails at once with the state and its fix, and the message is kept. Blank
+//! messages are refused before anything is stored; `send NAME -` reads standard input.
+
+mod common;
+
+use std::io::Write;
+use std::process::Stdio;
+
+use common::daemon::Daemon;
+use common::{bin, TestHome};
+
+/// The texts of an instance's stored messages, oldest first.
+fn stored(home: &TestHome, instance: &str) -> Vec<String> {
+    home.run(&["history", instance, "--json", "--limit", "100"])
+        .ok()
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// `send` with `input` on standard input.
+fn send_stdin(home: &TestHome, args: &[&str], input: &[u8]) -> common::Run {
+    let mut child = bin()
+        .arg("--home")
+        .arg(&home.root)
+        .arg("send")
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    let out = child.wait_with_output().unwrap();
+    common::Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn waiting_where_no_answer_can_come_fails_at_once_and_keeps_the_message() {
+    let home = TestHome::new();
+    home.run(&["create-instance", "alice"]).ok();
+
+    // No daemon at all.
+    let out = home
+        .run(&["send", "alice", "anyone?", "--wait"])
+        .fails(1, "no supervisor daemon is running");
+    assert!(
+        out.stderr
+            .contains("is stored and will be answered once a daemon runs"),
+        "{}",
+        out.stderr
+    );
+
+    // A daemon, and alice stopped (as created). A long timeout: only an answer at once passes.
+    let _daemon = Daemon::start(&home);
+    let out = home
+        .run(&["send", "alice", "hello?", "--wait", "--timeout", "600"])
+        .fails(1, "alice is stopped");
+    assert!(
+        out.stderr
+            .contains("start it with `supervisor start alice`")
+            && out
+                .stderr
+                .contains("is stored and will be answered once alice runs"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("daemon status"), "{}", out.stderr);
+
+    // Started, but no runtime is active: `error`, with the reason and its fix.
+    home.run(&["start", "alice"]).ok();
+    let out = home
+        .run(&[
+            "send",
+            "alice",
+            "still there?",
+            "--wait",
+            "--timeout",
+            "600",
+        ])
+        .fails(1, "alice is in state error: no active runtime");
+    assert!(
+        out.stderr.contains("supervisor runtime build --activate"),
+        "{}",
+        out.stderr
+    );
+    let chat = home.run(&["chat", "alice", "--timeout", "600"]);
+    let chat = chat.fails(1, "alice is in state error: no active runtime");
+    assert!(chat.stdout.is_empty(), "{}", chat.stdout);
+
+    assert_eq!(
+        stored(&home, "alice"),
+        ["anyone?", "hello?", "still there?"],
+        "every message is kept, to be answered later"
+    );
+}
+
+#[test]
+fn blank_messages_are_refused_and_a_dash_reads_standard_input() {
+    let home = TestHome::new();
+    home.run(&["create-instance", "alice"]).ok();
+    for blank in ["", "   ", "\n\t"] {
+        home.run(&["send", "alice", blank])
+            .fails(1, "the message is empty");
+    }
+    send_stdin(&home, &["alice", "-"], b"\n").fails(1, "the message is empty");
+    assert!(stored(&home, "alice").is_empty(), "nothing was stored");
+
+    let out = send_stdin(&home, &["alice", "-"], b"line one\nline two\n").ok();
+    assert!(out.stdout.contains("is queued"), "{}", out.stdout);
+    send_stdin(&home, &["alice", "-"], &vec![b'x'; 64 * 1024 + 1]).fails(1, "at most 65536 bytes");
+    assert_eq!(stored(&home, "alice"), ["line one\nline two"]);
+
+    // Through the daemon, too.
+    let _daemon = Daemon::start(&home);
+    home.run(&["send", "alice", " "])
+        .fails(1, "the message is empty");
+    assert_eq!(stored(&home, "alice").len(), 1);
+}
