@@ -2,7 +2,7 @@
 //! `supervisor exec` and `supervisor shell`. Unlike [`super::exec`], nothing is bounded or
 //! timed: a person is at the other end, and the command ends when they end it.
 
-use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecOptions, StartExecResults};
+use bollard::exec::{CreateExecOptions, ResizeExecOptions, StartExecResults};
 use bollard::Docker;
 use futures_util::StreamExt;
 use tokio::io::AsyncWriteExt;
@@ -55,28 +55,7 @@ pub async fn run(
         working_dir: Some(what.working_dir.clone()),
         ..Default::default()
     };
-    let exec = docker
-        .create_exec(id, options)
-        .await
-        .map_err(|source| ExecError::Create {
-            id: err_id(),
-            source,
-        })?
-        .id;
-    let started = docker
-        .start_exec(
-            &exec,
-            Some(StartExecOptions {
-                detach: false,
-                tty: what.tty.is_some(),
-                output_capacity: None,
-            }),
-        )
-        .await
-        .map_err(|source| ExecError::Start {
-            id: err_id(),
-            source,
-        })?;
+    let (exec, started) = super::exec::create_and_start(docker, id, options).await?;
     let StartExecResults::Attached {
         output: mut stream,
         input: mut stdin,

@@ -117,6 +117,39 @@ pub async fn run(
     }
 }
 
+/// Creates the exec `options` describe in the container `id` and starts it attached: the
+/// exec's id and its streams.
+pub(super) async fn create_and_start(
+    docker: &Docker,
+    id: &str,
+    options: CreateExecOptions<String>,
+) -> Result<(String, StartExecResults), ExecError> {
+    let tty = options.tty.unwrap_or(false);
+    let exec = docker
+        .create_exec(id, options)
+        .await
+        .map_err(|source| ExecError::Create {
+            id: id.to_string(),
+            source,
+        })?
+        .id;
+    let started = docker
+        .start_exec(
+            &exec,
+            Some(StartExecOptions {
+                detach: false,
+                tty,
+                output_capacity: None,
+            }),
+        )
+        .await
+        .map_err(|source| ExecError::Start {
+            id: id.to_string(),
+            source,
+        })?;
+    Ok((exec, started))
+}
+
 async fn run_to_end(docker: &Docker, id: &str, cmd: &[&str]) -> Result<ExecOutput, ExecError> {
     // The user is named explicitly rather than left to the engine's default, so the command
     // runs as exactly who the agent runs as even if that default changes.
@@ -140,28 +173,7 @@ async fn run_to_end(docker: &Docker, id: &str, cmd: &[&str]) -> Result<ExecOutpu
         user: Some(user),
         ..Default::default()
     };
-    let exec = docker
-        .create_exec(id, options)
-        .await
-        .map_err(|source| ExecError::Create {
-            id: id.to_string(),
-            source,
-        })?
-        .id;
-    let started = docker
-        .start_exec(
-            &exec,
-            Some(StartExecOptions {
-                detach: false,
-                tty: false,
-                output_capacity: None,
-            }),
-        )
-        .await
-        .map_err(|source| ExecError::Start {
-            id: id.to_string(),
-            source,
-        })?;
+    let (exec, started) = create_and_start(docker, id, options).await?;
     let StartExecResults::Attached { mut output, .. } = started else {
         return Err(ExecError::NotAttached { id: id.to_string() });
     };
