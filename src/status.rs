@@ -416,7 +416,9 @@ mod tests {
             panic!()
         };
         assert_eq!((a.state.as_str(), a.health.as_str()), ("running", "ready"));
-        assert_eq!((a.uptime_secs, a.queued, a.tokens_today), (Some(90), 3, 99));
+        // Uptime is the container's: from when the daemon started it (no sample from Docker
+        // yet), not from the state's last change.
+        assert_eq!((a.uptime_secs, a.queued, a.tokens_today), (Some(91), 3, 99));
         assert_eq!(a.next_task.as_deref(), Some("1970-01-01T00:03:20Z"));
         assert_eq!(
             (b.state.as_str(), b.health.as_str()),
