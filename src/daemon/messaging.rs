@@ -22,6 +22,7 @@ use super::metrics::Metrics;
 use super::rate_window::{Notice, Notices, RateWindow, NOTICE_WINDOW, NOTICE_WINDOW_MS};
 use super::scheduler::SchedulerHandle;
 use super::task_requests;
+use super::web;
 use crate::home::Home;
 use crate::home::InstancePaths;
 use crate::instance::last_good::LastGoodConfigs;
@@ -155,6 +156,7 @@ impl Messaging {
                 metrics: self.metrics.clone(),
                 notices: Notices::default(),
                 task_requests: task_requests::PER_MINUTE,
+                web_rate: web::WebRate::default(),
             };
             tokio::spawn(actor.run(rx));
         }
@@ -202,6 +204,8 @@ struct Actor {
     notices: Notices,
     /// The agent's task requests this minute.
     task_requests: RateWindow,
+    /// The agent's web requests this minute and today.
+    web_rate: web::WebRate,
 }
 
 /// The notices of an instance the agent can set off as often as it likes.
@@ -541,6 +545,11 @@ impl Actor {
         // without the conversation.
         let scheduled = messages.iter().any(|m| m.channel == policy::TASK_CHANNEL);
         let isolated = messages.iter().any(|m| m.scope != "conversation");
+        // The web tools are offered when the config in force has an egress policy; a config
+        // that cannot be read offers none (the web request would be refused anyway).
+        let web = self
+            .config()
+            .is_ok_and(|c| c.egress.is_some_and(|e| e.is_enabled()));
         let before: Vec<_> = if isolated {
             Vec::new()
         } else {
@@ -567,6 +576,9 @@ impl Actor {
                     .collect(),
                 history: policy::history(&before, policy::HISTORY_BUDGET_CHARS),
                 scheduled,
+                web,
+                // No search backend yet: web_search is not offered.
+                web_search: false,
             },
         );
         if !self.ipc().has_sent(&envelope)? {
@@ -674,6 +686,28 @@ impl Actor {
                         error: Some(error),
                     },
                 };
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                self.ipc().send(&Envelope::new(id, now, payload))?;
+            }
+            Payload::WebRequest {
+                request_id,
+                turn_id: _,
+                action,
+                target,
+            } => {
+                let policy = self.config().ok().and_then(|c| c.egress);
+                let now = crate::store::now_ms();
+                let (payload, outcome) = web::serve(
+                    policy.as_ref(),
+                    &mut self.web_rate,
+                    request_id,
+                    &action,
+                    &target,
+                    now,
+                )
+                .await;
+                // The redacted URL only: never a credential, a query value or a user name.
+                tracing::info!(instance = %self.name, url = %outcome.url, result = outcome.result, reason = outcome.reason.unwrap_or(""), status = outcome.status.unwrap_or(0), bytes = outcome.bytes, "web request");
                 let id = uuid::Uuid::now_v7().simple().to_string();
                 self.ipc().send(&Envelope::new(id, now, payload))?;
             }

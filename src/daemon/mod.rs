@@ -19,3 +19,4 @@ pub mod run;
 pub mod scheduler;
 pub mod task_requests;
 pub mod user;
+pub mod web;

@@ -1,0 +1,176 @@
+//! The web, through the host: an agent's `web_request` is answered here under its instance's
+//! egress policy (src/instance/egress.rs), within its request caps, and recorded as an event.
+
+pub mod fetch;
+pub mod text;
+
+use crate::instance::egress::EgressPolicy;
+use std::collections::VecDeque;
+use supervisor_agent::protocol::Payload;
+
+/// The day-and-minute request counts of one instance (the actor keeps them).
+#[derive(Debug, Default)]
+pub struct WebRate {
+    /// Start times of the requests of the last minute, oldest first.
+    minute: VecDeque<i64>,
+    /// The UTC day (days since the epoch) and how many requests it has had.
+    day: (i64, u32),
+}
+
+const MINUTE_MS: i64 = 60_000;
+const DAY_MS: i64 = 86_400_000;
+
+impl WebRate {
+    /// Takes one request at `now_ms` if the policy's caps have room; otherwise why not.
+    pub fn try_take(&mut self, policy: &EgressPolicy, now_ms: i64) -> Result<(), String> {
+        while self
+            .minute
+            .front()
+            .is_some_and(|t| now_ms - t >= MINUTE_MS || *t > now_ms)
+        {
+            self.minute.pop_front();
+        }
+        let today = now_ms.div_euclid(DAY_MS);
+        if self.day.0 != today {
+            self.day = (today, 0);
+        }
+        let limits = &policy.limits;
+        if self.day.1 >= limits.requests_per_day {
+            return Err(format!(
+                "this instance has made its {} web requests for today \
+                 (egress.limits.requests_per_day); the count starts again at 00:00 UTC",
+                limits.requests_per_day
+            ));
+        }
+        if self.minute.len() >= limits.requests_per_minute as usize {
+            return Err(format!(
+                "this instance has made {} web requests in the last minute \
+                 (egress.limits.requests_per_minute); wait a minute before the next",
+                limits.requests_per_minute
+            ));
+        }
+        self.minute.push_back(now_ms);
+        self.day.1 += 1;
+        Ok(())
+    }
+}
+
+/// How one web request ended, for the record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// `ok`, `refused` (by the policy or a cap) or `failed` (the server or the network).
+    pub result: &'static str,
+    /// Why, as a short word (`not_listed`, `address`, `rate`, `binary`, …); `None` for `ok`.
+    pub reason: Option<&'static str>,
+    /// The URL as it may be stored: see [`fetch::redact`].
+    pub url: String,
+    pub status: Option<u16>,
+    pub bytes: u64,
+    pub millis: u64,
+}
+
+/// Answers one `web_request`: the `web_response` payload for the agent and what to record.
+/// `policy` is the instance's egress policy, if it has one.
+pub async fn serve(
+    policy: Option<&EgressPolicy>,
+    rate: &mut WebRate,
+    request_id: String,
+    action: &str,
+    target: &str,
+    now_ms: i64,
+) -> (Payload, Outcome) {
+    let started = std::time::Instant::now();
+    let shown = match reqwest::Url::parse(target.trim()) {
+        Ok(u) => fetch::redact(&u),
+        // Not a URL: keep a bounded, harmless trace of what was asked.
+        Err(_) => target.chars().take(200).collect(),
+    };
+    let mut outcome = Outcome {
+        result: "refused",
+        reason: None,
+        url: shown,
+        status: None,
+        bytes: 0,
+        millis: 0,
+    };
+    let answer: Result<String, String> = match policy.filter(|p| p.is_enabled()) {
+        None => {
+            outcome.reason = Some("no_policy");
+            Err(crate::instance::egress::Refusal::NoPolicy.to_string())
+        }
+        Some(_) if action != "fetch" => {
+            outcome.reason = Some("no_search");
+            Err(if action == "search" {
+                "this host has no search backend, so web_search is not available".into()
+            } else {
+                format!("unknown web action {action:?}")
+            })
+        }
+        Some(policy) => match rate.try_take(policy, now_ms) {
+            Err(e) => {
+                outcome.reason = Some("rate");
+                Err(e)
+            }
+            Ok(()) => {
+                let env = |name: &str| std::env::var(name).ok();
+                match fetch::fetch(policy, target, &env).await {
+                    Ok(f) => {
+                        outcome.result = "ok";
+                        outcome.status = Some(f.status);
+                        outcome.bytes = f.bytes;
+                        outcome.url = f.final_url;
+                        Ok(f.text)
+                    }
+                    Err(e) => {
+                        if !e.is_refusal() {
+                            outcome.result = "failed";
+                        }
+                        outcome.reason = Some(e.kind());
+                        if let fetch::FetchError::Status { status, bytes } = e {
+                            outcome.status = Some(status);
+                            outcome.bytes = bytes;
+                        }
+                        Err(e.to_string())
+                    }
+                }
+            }
+        },
+    };
+    outcome.millis = started.elapsed().as_millis() as u64;
+    let payload = match answer {
+        Ok(text) => Payload::WebResponse {
+            request_id,
+            text,
+            error: None,
+        },
+        Err(error) => Payload::WebResponse {
+            request_id,
+            text: String::new(),
+            error: Some(error),
+        },
+    };
+    (payload, outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_caps_hold() {
+        let policy: EgressPolicy = serde_json::from_str(
+            r#"{"allow": ["a.com"], "limits": {"requests_per_minute": 2, "requests_per_day": 3}}"#,
+        )
+        .unwrap();
+        let mut rate = WebRate::default();
+        let t0 = 10 * DAY_MS;
+        assert!(rate.try_take(&policy, t0).is_ok());
+        assert!(rate.try_take(&policy, t0 + 1).is_ok());
+        let e = rate.try_take(&policy, t0 + 2).unwrap_err();
+        assert!(e.contains("requests_per_minute"), "{e}");
+        assert!(rate.try_take(&policy, t0 + MINUTE_MS).is_ok());
+        let e = rate.try_take(&policy, t0 + 3 * MINUTE_MS).unwrap_err();
+        assert!(e.contains("requests_per_day"), "{e}");
+        assert!(rate.try_take(&policy, t0 + DAY_MS).is_ok());
+    }
+}
