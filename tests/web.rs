@@ -1,0 +1,152 @@
+//! The web through the host, end to end: the real agent in its container, offered `web_fetch`
+//! only when its instance has an egress policy, the model (a loopback fake scripting the tool
+//! call) reading what the host fetched from a loopback web server listed in the policy.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use axum::http::{header, HeaderMap};
+use axum::routing::get;
+use axum::Router;
+use common::daemon::{Daemon, ReadyHome};
+use common::fake_llm::{serve_on_loopback, FakeLlm};
+use serde_json::json;
+
+const SECRET: &str = "web-test-credential-7f3a9c";
+
+/// A web server on loopback: `/page` (HTML), `/png` (binary); `(runtime, "127.0.0.1:PORT",
+/// the value of `X-Api-Key` of each request)`.
+fn web_server() -> (
+    tokio::runtime::Runtime,
+    String,
+    Arc<Mutex<Vec<Option<String>>>>,
+) {
+    let keys: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
+    let k = keys.clone();
+    let app = Router::new()
+        .route(
+            "/page",
+            get(move |h: HeaderMap| async move {
+                let key = h.get("x-api-key").map(|v| v.to_str().unwrap().to_string());
+                k.lock().unwrap().push(key);
+                (
+                    [(header::CONTENT_TYPE, "text/html")],
+                    "<html><body><h1>Release notes</h1><p>Version <b>2.0</b> is out.</p></body></html>",
+                )
+            }),
+        )
+        .route(
+            "/png",
+            get(|| async { ([(header::CONTENT_TYPE, "image/png")], vec![0x89u8, b'P', 0, 0]) }),
+        );
+    let (rt, base) = serve_on_loopback(app);
+    let addr = base
+        .trim_start_matches("http://")
+        .trim_end_matches("/v1")
+        .to_string();
+    (rt, addr, keys)
+}
+
+fn use_model(h: &ReadyHome, instance: &str, fake: &FakeLlm) {
+    h.edit_config(instance, |c| {
+        c["model"] = json!({"provider": "openai", "name": "web", "base_url": fake.base_url,
+                            "api_key_env": null});
+    });
+}
+
+fn ask(h: &ReadyHome, instance: &str, text: &str) -> String {
+    h.home
+        .run(&["send", instance, text, "--wait"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string()
+}
+
+/// Every file under `dir` that holds `needle`.
+fn files_holding(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            found.extend(files_holding(&path, needle));
+        } else if meta.is_file() {
+            let bytes = std::fs::read(&path).unwrap_or_default();
+            if bytes.windows(needle.len()).any(|w| w == needle) {
+                found.push(path);
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_agent_reads_allowed_pages_and_hears_why_others_are_refused() {
+    let fake = FakeLlm::start();
+    let (_web, addr, keys) = web_server();
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    h.home.run(&["create-instance", "bob"]).ok();
+    use_model(&h, "alice", &fake);
+    use_model(&h, "bob", &fake);
+    h.edit_config("alice", |c| {
+        c["egress"] = json!({
+            "allow": [addr.clone()],
+            "credentials": [{"host": "127.0.0.1", "header": "X-Api-Key", "value_env": "WEB_TEST_KEY"}]
+        });
+    });
+    let daemon = Daemon::start_with_env(&h.home, &[("WEB_TEST_KEY", SECRET)]);
+    h.home.run(&["start", "alice", "bob", "--wait"]).ok();
+
+    // An allowed page reaches the model as text, with the credential added on the host.
+    let out = ask(&h, "alice", &format!("fetch http://{addr}/page"));
+    assert!(out.starts_with("web said: "), "{out}");
+    assert!(
+        out.contains("Release notes") && out.contains("2.0"),
+        "{out}"
+    );
+    assert!(!out.contains("<h1>"), "{out}");
+    assert_eq!(keys.lock().unwrap().as_slice(), &[Some(SECRET.to_string())]);
+
+    // Refusals and binary bodies reach it as tool errors.
+    let out = ask(&h, "alice", &format!("fetch http://{addr}/png"));
+    assert!(out.contains("error: the response is image/png"), "{out}");
+    let out = ask(&h, "alice", "fetch http://unlisted.example/");
+    assert!(
+        out.contains(
+            "error: refused: unlisted.example is not in this instance's egress.allow list"
+        ),
+        "{out}"
+    );
+
+    // An instance without a policy is never offered the web tools.
+    let out = ask(&h, "bob", &format!("fetch http://{addr}/page"));
+    assert!(out.starts_with("tools offered: read_file"), "{out}");
+    assert!(!out.contains("web_"), "{out}");
+    assert_eq!(keys.lock().unwrap().len(), 1, "bob's turn fetched nothing");
+
+    // The credential's value is nowhere in the home (store, configs, IPC, workspaces) nor in
+    // the daemon's log, and not in the container's environment.
+    assert_eq!(
+        files_holding(&h.home.path(""), SECRET.as_bytes()),
+        Vec::<std::path::PathBuf>::new()
+    );
+    assert!(!daemon.log_text().contains(SECRET));
+    let container = h.container_of("alice").unwrap();
+    let env = common::daemon::with_docker(async move |c| {
+        supervisor::docker::container::inspect_raw(&c, &container.id)
+            .await
+            .unwrap()
+            .config
+            .and_then(|c| c.env)
+            .unwrap_or_default()
+    });
+    assert!(!env.iter().any(|e| e.contains(SECRET)), "{env:?}");
+}
