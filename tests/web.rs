@@ -132,6 +132,47 @@ fn the_agent_reads_allowed_pages_and_hears_why_others_are_refused() {
     assert!(!out.contains("web_"), "{out}");
     assert_eq!(keys.lock().unwrap().len(), 1, "bob's turn fetched nothing");
 
+    // Every request is on record, with why it was refused, and in the events.
+    let rows = h.home.run(&["egress", "alice", "--json"]).ok().json();
+    let outcomes: Vec<(String, String)> = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["result"].as_str().unwrap().to_string(),
+                r["reason"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    let pairs = |v: &[(&str, &str)]| -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    };
+    assert_eq!(
+        outcomes,
+        pairs(&[("ok", ""), ("failed", "binary"), ("refused", "not_listed")])
+    );
+    assert_eq!(rows[0]["url"], format!("http://{addr}/page"));
+    assert_eq!(rows[0]["status"], 200);
+    let text = h.home.run(&["egress", "alice"]).ok().stdout;
+    assert!(
+        text.contains("unlisted.example") && text.contains("refused (not_listed)"),
+        "{text}"
+    );
+    let bob = h.home.run(&["egress", "bob"]).ok().stdout;
+    assert_eq!(bob.trim(), "bob has made no web requests");
+    let db = rusqlite::Connection::open(h.home.path("supervisor.db")).unwrap();
+    let events: i64 = db
+        .query_row(
+            "SELECT count(*) FROM events WHERE instance = 'alice' AND kind = 'web.request'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(events, 3);
+
     // The credential's value is nowhere in the home (store, configs, IPC, workspaces) nor in
     // the daemon's log, and not in the container's environment.
     assert_eq!(
@@ -149,4 +190,17 @@ fn the_agent_reads_allowed_pages_and_hears_why_others_are_refused() {
             .unwrap_or_default()
     });
     assert!(!env.iter().any(|e| e.contains(SECRET)), "{env:?}");
+    // Nor in a backup.
+    let archive = h.home.scratch().join("web-backup.tar.gz");
+    h.home
+        .run(&["backup", "--out", archive.to_str().unwrap()])
+        .ok();
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(&archive).unwrap()),
+        &mut bytes,
+    )
+    .unwrap();
+    assert!(bytes.len() > 1000, "the backup holds the home");
+    assert!(!bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()));
 }

@@ -5,6 +5,7 @@ mod chat;
 mod create_instance;
 mod db;
 mod doctor;
+mod egress;
 mod history;
 mod image;
 mod init;
@@ -70,6 +71,8 @@ pub enum Command {
     Send(send::Args),
     /// Show an instance's conversation.
     History(history::Args),
+    /// Show the web requests an instance's agent made through the host.
+    Egress(egress::Args),
     /// Talk with an instance interactively (one line, one message).
     Chat(chat::Args),
     /// Scheduled tasks: recurring or one-shot turns of an instance.
@@ -115,6 +118,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => logs::run(&home, args),
         Command::Send(args) => send::run(&home, args),
         Command::History(args) => history::run(&home, args),
+        Command::Egress(args) => egress::run(&home, args),
         Command::Chat(args) => chat::run(&home, args),
         Command::Task(cmd) => task::run(&home, cmd),
         Command::Image(cmd) => image::run(&home, cmd),

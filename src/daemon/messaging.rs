@@ -32,6 +32,7 @@ use crate::ipc::{watch::OutWatcher, Drained, Incoming, InstanceIpc, IpcError};
 use crate::llm;
 use crate::router::policy;
 use crate::store::messages::{Extra, MessageRow};
+use crate::store::web_requests::WebRequestRecord;
 use crate::store::{Store, StoreError};
 
 /// A turn's final answer, as waiters (`send --wait`) hear of it.
@@ -210,6 +211,7 @@ struct Actor {
 
 /// The notices of an instance the agent can set off as often as it likes.
 const QUARANTINED: &str = "ipc.quarantined";
+const WEB_RATE: &str = "web.rate";
 const UNKNOWN_TURN: &str = "ipc.unknown_turn";
 const READY: &str = "ready";
 
@@ -706,8 +708,35 @@ impl Actor {
                     now,
                 )
                 .await;
-                // The redacted URL only: never a credential, a query value or a user name.
-                tracing::info!(instance = %self.name, url = %outcome.url, result = outcome.result, reason = outcome.reason.unwrap_or(""), status = outcome.status.unwrap_or(0), bytes = outcome.bytes, "web request");
+                self.metrics
+                    .web_request(&self.name, outcome.result, outcome.reason);
+                // Requests past the rate caps are answered every time but recorded at a
+                // bounded rate: the caps are what keeps the record from growing without end.
+                let record = outcome.reason != Some("rate")
+                    || matches!(
+                        self.notices
+                            .note(WEB_RATE, web::RATE_REFUSALS_RECORDED, 1, now),
+                        Notice::Go { .. }
+                    );
+                if record {
+                    // The redacted URL only: never a credential, a query value or a user name.
+                    tracing::info!(instance = %self.name, url = %outcome.url, result = outcome.result, reason = outcome.reason.unwrap_or(""), status = outcome.status.unwrap_or(0), bytes = outcome.bytes, "web request");
+                    store.record_web_request(&WebRequestRecord {
+                        instance: &self.name,
+                        action: &action,
+                        url: &outcome.url,
+                        result: outcome.result,
+                        reason: outcome.reason,
+                        status: outcome.status,
+                        bytes: outcome.bytes,
+                        millis: outcome.millis,
+                    })?;
+                    let detail = serde_json::json!({
+                        "action": action, "url": outcome.url, "result": outcome.result,
+                        "reason": outcome.reason, "status": outcome.status, "bytes": outcome.bytes,
+                    });
+                    store.record_event(Some(&self.name), "agent", "web.request", Some(&detail))?;
+                }
                 let id = uuid::Uuid::now_v7().simple().to_string();
                 self.ipc().send(&Envelope::new(id, now, payload))?;
             }

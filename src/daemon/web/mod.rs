@@ -17,6 +17,10 @@ pub struct WebRate {
     day: (i64, u32),
 }
 
+/// Requests refused by the rate caps recorded (log line, row, event): at most ten a minute.
+pub const RATE_REFUSALS_RECORDED: crate::daemon::rate_window::RateWindow =
+    crate::daemon::rate_window::RateWindow::new(10, 60_000);
+
 const MINUTE_MS: i64 = 60_000;
 const DAY_MS: i64 = 86_400_000;
 
