@@ -204,3 +204,77 @@ fn the_agent_reads_allowed_pages_and_hears_why_others_are_refused() {
     assert!(bytes.len() > 1000, "the backup holds the home");
     assert!(!bytes.windows(SECRET.len()).any(|w| w == SECRET.as_bytes()));
 }
+
+/// Writes a web request as `instance`'s agent and waits for its answer.
+fn web_request(h: &ReadyHome, instance: &str, id: &str, url: &str) -> serde_json::Value {
+    common::agent::writes(
+        &h.home.ipc_out(instance),
+        json!({"v": 1, "id": format!("env{id}"), "ts": 2, "type": "web_request",
+               "request_id": id, "turn_id": "t-1", "action": "fetch", "target": url}),
+    );
+    let answer = || {
+        common::agent::envelopes_in(&h.home.ipc_in(instance), "web_response")
+            .into_iter()
+            .find(|r| r["request_id"] == id)
+    };
+    assert!(
+        common::daemon::wait_until(std::time::Duration::from_secs(60), || answer().is_some()),
+        "no answer to {id}"
+    );
+    answer().unwrap()
+}
+
+#[test]
+fn turns_say_whether_the_web_is_on_offer_and_the_rate_cap_holds() {
+    let (_web, addr, keys) = web_server();
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    h.home.run(&["create-instance", "bob"]).ok();
+    h.edit_config("alice", |c| {
+        c["egress"] = json!({"allow": [addr.clone()], "limits": {"requests_per_minute": 2}});
+    });
+    let _daemon = Daemon::start(&h.home);
+
+    // The turn tells the agent: alice has a policy, bob has none.
+    for name in ["alice", "bob"] {
+        h.home.run(&["send", name, "hello"]).ok();
+    }
+    let turn_of = |name: &str| {
+        let ipc_in = h.home.ipc_in(name);
+        assert!(common::daemon::wait_until(
+            std::time::Duration::from_secs(60),
+            || !common::agent::envelopes_in(&ipc_in, "turn").is_empty()
+        ));
+        common::agent::envelopes_in(&ipc_in, "turn")[0].clone()
+    };
+    assert_eq!(turn_of("alice")["web"], true);
+    assert!(turn_of("bob").get("web").is_none(), "no web for bob");
+
+    // Two a minute, then refusals that name the cap; nothing more reaches the server.
+    let url = format!("http://{addr}/page");
+    for id in ["w1", "w2"] {
+        let ok = web_request(&h, "alice", id, &url);
+        assert!(
+            ok["text"].as_str().unwrap().contains("Release notes"),
+            "{ok}"
+        );
+    }
+    let over = web_request(&h, "alice", "w3", &url);
+    let error = over["error"].as_str().unwrap();
+    assert!(
+        error.contains("egress.limits.requests_per_minute"),
+        "{error}"
+    );
+    assert_eq!(keys.lock().unwrap().len(), 2);
+
+    // An instance without a policy is refused whatever it asks.
+    let refused = web_request(&h, "bob", "w4", &url);
+    assert!(
+        refused["error"]
+            .as_str()
+            .unwrap()
+            .contains("has no web access"),
+        "{refused}"
+    );
+    assert_eq!(keys.lock().unwrap().len(), 2);
+}
