@@ -9,6 +9,7 @@
 
 pub mod checks;
 mod containers;
+pub mod egress;
 pub mod hardening;
 pub mod isolation;
 pub mod perms;
