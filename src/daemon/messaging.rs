@@ -699,6 +699,11 @@ impl Actor {
             } => {
                 let policy = self.config().ok().and_then(|c| c.egress);
                 let now = crate::store::now_ms();
+                if self.web_rate.needs_day_count(now) {
+                    let since = web::WebRate::day_start(now);
+                    let n = store.web_requests_since(&self.name, since)?;
+                    self.web_rate.set_day_count(now, n);
+                }
                 let (payload, outcome) = web::serve(
                     policy.as_ref(),
                     &mut self.web_rate,

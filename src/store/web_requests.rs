@@ -87,13 +87,13 @@ impl Store {
         Ok(rows)
     }
 
-    /// How many web requests an instance has had sent or refused since `since` (unix ms),
-    /// refusals by the rate caps themselves left out: what the day's cap counts.
+    /// How many web requests count against an instance's caps since `since` (unix ms): all
+    /// but those refused by the caps themselves or for want of a policy or search backend.
     pub fn web_requests_since(&self, instance: &str, since: i64) -> Result<u64> {
         let n: i64 = self.conn().query_row(
             "SELECT count(*) FROM web_requests w JOIN instances i ON i.id = w.instance_id
              WHERE i.name = ?1 AND i.removed_at IS NULL AND w.at >= ?2
-               AND coalesce(w.reason, '') != 'rate'",
+               AND coalesce(w.reason, '') NOT IN ('rate', 'no_policy', 'no_search')",
             params![instance, since],
             |r| r.get(0),
         )?;

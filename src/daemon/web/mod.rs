@@ -13,8 +13,9 @@ use supervisor_agent::protocol::Payload;
 pub struct WebRate {
     /// Start times of the requests of the last minute, oldest first.
     minute: VecDeque<i64>,
-    /// The UTC day (days since the epoch) and how many requests it has had.
-    day: (i64, u32),
+    /// The UTC day (days since the epoch) and how many requests it has had; `None` until
+    /// the actor has read the day's count from the store.
+    day: Option<(i64, u32)>,
 }
 
 /// Requests refused by the rate caps recorded (log line, row, event): at most ten a minute.
@@ -34,12 +35,12 @@ impl WebRate {
         {
             self.minute.pop_front();
         }
-        let today = now_ms.div_euclid(DAY_MS);
-        if self.day.0 != today {
-            self.day = (today, 0);
+        if self.needs_day_count(now_ms) {
+            self.set_day_count(now_ms, 0);
         }
+        let day = self.day.as_mut().expect("set above");
         let limits = &policy.limits;
-        if self.day.1 >= limits.requests_per_day {
+        if day.1 >= limits.requests_per_day {
             return Err(format!(
                 "this instance has made its {} web requests for today \
                  (egress.limits.requests_per_day); the count starts again at 00:00 UTC",
@@ -54,8 +55,24 @@ impl WebRate {
             ));
         }
         self.minute.push_back(now_ms);
-        self.day.1 += 1;
+        day.1 += 1;
         Ok(())
+    }
+
+    /// True when the day's count is not known: at the first request, and when a new UTC day
+    /// has begun. The actor then reads it from the store, so a restart does not reset it.
+    pub fn needs_day_count(&self, now_ms: i64) -> bool {
+        self.day.is_none_or(|(d, _)| d != now_ms.div_euclid(DAY_MS))
+    }
+
+    /// Sets today's count.
+    pub fn set_day_count(&mut self, now_ms: i64, n: u64) {
+        self.day = Some((now_ms.div_euclid(DAY_MS), n.min(u64::from(u32::MAX)) as u32));
+    }
+
+    /// When the UTC day of `now_ms` began, Unix ms.
+    pub fn day_start(now_ms: i64) -> i64 {
+        now_ms.div_euclid(DAY_MS) * DAY_MS
     }
 }
 
@@ -176,5 +193,13 @@ mod tests {
         let e = rate.try_take(&policy, t0 + 3 * MINUTE_MS).unwrap_err();
         assert!(e.contains("requests_per_day"), "{e}");
         assert!(rate.try_take(&policy, t0 + DAY_MS).is_ok());
+        // A count read back from the record (after a restart) is where the day starts.
+        let mut rate = WebRate::default();
+        assert!(rate.needs_day_count(t0));
+        rate.set_day_count(t0, 3);
+        assert!(!rate.needs_day_count(t0 + 1));
+        assert!(rate.try_take(&policy, t0 + 1).is_err());
+        assert!(rate.needs_day_count(t0 + DAY_MS));
+        assert_eq!(WebRate::day_start(t0 + 5), t0);
     }
 }
