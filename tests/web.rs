@@ -37,6 +37,18 @@ fn web_server() -> (
             }),
         )
         .route(
+            "/search",
+            get(
+                |q: axum::extract::Query<std::collections::HashMap<String, String>>| async move {
+                    axum::Json(json!({"results": [{
+                        "title": format!("About {}", q.0["q"]),
+                        "url": "https://docs.rs/serde",
+                        "content": format!("format={}", q.0["format"]),
+                    }]}))
+                },
+            ),
+        )
+        .route(
             "/png",
             get(|| async { ([(header::CONTENT_TYPE, "image/png")], vec![0x89u8, b'P', 0, 0]) }),
         );
@@ -207,10 +219,20 @@ fn the_agent_reads_allowed_pages_and_hears_why_others_are_refused() {
 
 /// Writes a web request as `instance`'s agent and waits for its answer.
 fn web_request(h: &ReadyHome, instance: &str, id: &str, url: &str) -> serde_json::Value {
+    web_action(h, instance, id, "fetch", url)
+}
+
+fn web_action(
+    h: &ReadyHome,
+    instance: &str,
+    id: &str,
+    action: &str,
+    target: &str,
+) -> serde_json::Value {
     common::agent::writes(
         &h.home.ipc_out(instance),
         json!({"v": 1, "id": format!("env{id}"), "ts": 2, "type": "web_request",
-               "request_id": id, "turn_id": "t-1", "action": "fetch", "target": url}),
+               "request_id": id, "turn_id": "t-1", "action": action, "target": target}),
     );
     let answer = || {
         common::agent::envelopes_in(&h.home.ipc_in(instance), "web_response")
@@ -249,6 +271,16 @@ fn turns_say_whether_the_web_is_on_offer_and_the_rate_cap_holds() {
     };
     assert_eq!(turn_of("alice")["web"], true);
     assert!(turn_of("bob").get("web").is_none(), "no web for bob");
+    // No search backend in supervisor.toml: web_search is not on offer, and refused.
+    assert!(turn_of("alice").get("web_search").is_none());
+    let none = web_action(&h, "alice", "s0", "search", "serde");
+    assert!(
+        none["error"]
+            .as_str()
+            .unwrap()
+            .contains("no search backend"),
+        "{none}"
+    );
 
     // Two a minute, then refusals that name the cap; nothing more reaches the server.
     let url = format!("http://{addr}/page");
@@ -277,4 +309,39 @@ fn turns_say_whether_the_web_is_on_offer_and_the_rate_cap_holds() {
         "{refused}"
     );
     assert_eq!(keys.lock().unwrap().len(), 2);
+}
+
+#[test]
+fn web_search_asks_the_backend_named_in_supervisor_toml() {
+    let (_web, addr, _keys) = web_server();
+    let h = ReadyHome::new();
+    let toml = h.home.path("supervisor.toml");
+    let mut text = std::fs::read_to_string(&toml).unwrap_or_default();
+    text = text.replace("[web_search]", "");
+    text.push_str(&format!(
+        "\n[web_search]\nsearxng_url = \"http://{addr}\"\n"
+    ));
+    std::fs::write(&toml, text).unwrap();
+    h.home.run(&["create-instance", "alice"]).ok();
+    h.edit_config("alice", |c| c["egress"] = json!({"allow": ["docs.rs"]}));
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["send", "alice", "hello"]).ok();
+    let ipc_in = h.home.ipc_in("alice");
+    assert!(common::daemon::wait_until(
+        std::time::Duration::from_secs(60),
+        || !common::agent::envelopes_in(&ipc_in, "turn").is_empty()
+    ));
+    let turn = common::agent::envelopes_in(&ipc_in, "turn")[0].clone();
+    assert_eq!(
+        (turn["web"].clone(), turn["web_search"].clone()),
+        (json!(true), json!(true))
+    );
+    let found = web_action(&h, "alice", "s1", "search", "serde derive");
+    assert_eq!(
+        found["text"], "1. About serde derive\n   https://docs.rs/serde\n   format=json\n",
+        "{found}"
+    );
+    let rows = h.home.run(&["egress", "alice", "--json"]).ok().json();
+    assert_eq!(rows[0]["action"], "search");
+    assert_eq!(rows[0]["result"], "ok");
 }

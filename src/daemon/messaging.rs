@@ -579,8 +579,11 @@ impl Actor {
                 history: policy::history(&before, policy::HISTORY_BUDGET_CHARS),
                 scheduled,
                 web,
-                // No search backend yet: web_search is not offered.
-                web_search: false,
+                web_search: web
+                    && self
+                        .home
+                        .host_config()
+                        .is_ok_and(|c| c.web_search.searxng_url.is_some()),
             },
         );
         if !self.ipc().has_sent(&envelope)? {
@@ -704,8 +707,15 @@ impl Actor {
                     let n = store.web_requests_since(&self.name, since)?;
                     self.web_rate.set_day_count(now, n);
                 }
+                // Read per request, so an edit of supervisor.toml applies at once.
+                let search = self
+                    .home
+                    .host_config()
+                    .map(|c| c.web_search)
+                    .unwrap_or_default();
                 let (payload, outcome) = web::serve(
                     policy.as_ref(),
+                    &search,
                     &mut self.web_rate,
                     request_id,
                     &action,

@@ -2,8 +2,10 @@
 //! egress policy (src/instance/egress.rs), within its request caps, and recorded as an event.
 
 pub mod fetch;
+pub mod search;
 pub mod text;
 
+use crate::host_config::WebSearchConfig;
 use crate::instance::egress::EgressPolicy;
 use std::collections::VecDeque;
 use supervisor_agent::protocol::Payload;
@@ -91,9 +93,10 @@ pub struct Outcome {
 }
 
 /// Answers one `web_request`: the `web_response` payload for the agent and what to record.
-/// `policy` is the instance's egress policy, if it has one.
+/// `policy` is the instance's egress policy, if it has one; `search` the host's backend.
 pub async fn serve(
     policy: Option<&EgressPolicy>,
+    search: &WebSearchConfig,
     rate: &mut WebRate,
     request_id: String,
     action: &str,
@@ -119,18 +122,33 @@ pub async fn serve(
             outcome.reason = Some("no_policy");
             Err(crate::instance::egress::Refusal::NoPolicy.to_string())
         }
-        Some(_) if action != "fetch" => {
+        Some(_) if action == "search" && search.searxng_url.is_none() => {
             outcome.reason = Some("no_search");
-            Err(if action == "search" {
-                "this host has no search backend, so web_search is not available".into()
-            } else {
-                format!("unknown web action {action:?}")
-            })
+            Err("this host has no search backend, so web_search is not available".into())
+        }
+        Some(_) if action != "fetch" && action != "search" => {
+            outcome.reason = Some("bad_action");
+            Err(format!("unknown web action {action:?}"))
         }
         Some(policy) => match rate.try_take(policy, now_ms) {
             Err(e) => {
                 outcome.reason = Some("rate");
                 Err(e)
+            }
+            Ok(()) if action == "search" => {
+                let env = |name: &str| std::env::var(name).ok();
+                outcome.url = "(search)".into();
+                match search::search(search, target, policy.limits.timeout(), &env).await {
+                    Ok(text) => {
+                        outcome.result = "ok";
+                        Ok(text)
+                    }
+                    Err(e) => {
+                        outcome.result = "failed";
+                        outcome.reason = Some("search");
+                        Err(e)
+                    }
+                }
             }
             Ok(()) => {
                 let env = |name: &str| std::env::var(name).ok();
