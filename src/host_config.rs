@@ -17,6 +17,19 @@ pub struct HostConfig {
     pub daemon: DaemonConfig,
     pub api: ApiConfig,
     pub disk: DiskConfig,
+    pub web_search: WebSearchConfig,
+}
+
+/// The search backend behind agents' `web_search`: a SearXNG instance's JSON API. Unset, no
+/// agent is offered the tool.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebSearchConfig {
+    /// The SearXNG base URL, e.g. `http://127.0.0.1:8888`; `/search?q=…&format=json` is asked.
+    pub searxng_url: Option<String>,
+    /// The NAME of an environment variable whose value is sent as `Authorization: Bearer
+    /// <value>` (for a backend behind an authenticating proxy); never the key itself.
+    pub api_key_env: Option<String>,
 }
 
 /// How instances' disk limits (`limits.disk`) are enforced.
@@ -179,6 +192,24 @@ impl HostConfig {
     }
 
     fn validate(&self) -> Result<(), FieldError> {
+        if let Some(url) = &self.web_search.searxng_url {
+            let ok = (url.starts_with("http://") || url.starts_with("https://"))
+                && reqwest::Url::parse(url).is_ok();
+            if !ok {
+                return Err(FieldError::new(
+                    "web_search.searxng_url",
+                    format!("expected an http:// or https:// URL, got {url:?}"),
+                ));
+            }
+        }
+        if let Some(var) = &self.web_search.api_key_env {
+            if !crate::instance::config::is_env_var_name(var) {
+                return Err(FieldError::new(
+                    "web_search.api_key_env",
+                    "expected the NAME of an environment variable, never the key itself",
+                ));
+            }
+        }
         if let Some(host) = &self.docker.host {
             if !(host.starts_with("unix://") || host.starts_with("tcp://")) {
                 return Err(FieldError::new(

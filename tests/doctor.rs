@@ -207,6 +207,38 @@ fn an_invalid_config_fails_naming_the_file_and_field() {
 }
 
 #[test]
+fn bridge_network_and_an_allow_everything_egress_are_warned_about() {
+    let h = TestHome::new();
+    h.run(&["init"]).ok();
+    h.run(&["create-instance", "alice"]).ok();
+    let path = h.path("instances/alice/config.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    v["network"] = "bridge".into();
+    v["egress"] = serde_json::json!({"allow": ["*"]});
+    std::fs::write(&path, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+    let (_run, report) = doctor(&h, &[]);
+    let egress = rows(&report, "egress");
+    let messages: Vec<&str> = egress
+        .iter()
+        .map(|r| r["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(egress.len(), 2, "{messages:?}");
+    assert!(egress.iter().all(|r| r["status"] == "warn"));
+    assert!(
+        messages[0].starts_with("alice: network is \"bridge\""),
+        "{messages:?}"
+    );
+    assert!(
+        messages[1].contains("egress.allow has \"*\""),
+        "{messages:?}"
+    );
+    assert!(egress[0]["fix"]
+        .as_str()
+        .unwrap()
+        .contains("\"network\": \"none\""));
+}
+
+#[test]
 fn an_orphan_container_is_reported_and_fix_removes_it() {
     let h = ReadyHome::new();
     // A container for "ghost", an instance this home does not have, made like the daemon

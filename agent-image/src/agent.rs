@@ -173,6 +173,8 @@ mod tests {
             }],
             history: vec![],
             scheduled: false,
+            web: false,
+            web_search: false,
         }
     }
 

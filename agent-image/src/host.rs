@@ -14,6 +14,9 @@ use std::time::{Duration, Instant};
 pub const MODEL_TIMEOUT: Duration = Duration::from_secs(300);
 /// How long to wait for the answer to a task request.
 pub const TASK_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long to wait for the answer to a web request: longer than the longest time an egress
+/// policy lets one request take (10 minutes), so the host's own error arrives first.
+pub const WEB_TIMEOUT: Duration = Duration::from_secs(630);
 
 /// One call of the model: the fields of a [`Payload::ModelRequest`].
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +55,13 @@ pub struct TaskAnswer {
     pub error: Option<String>,
 }
 
+/// The host's answer to a web request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WebAnswer {
+    pub text: String,
+    pub error: Option<String>,
+}
+
 /// Why the host could not do what was asked.
 #[derive(Debug)]
 pub enum HostError {
@@ -85,6 +95,8 @@ pub trait Host {
     fn send_message(&mut self, turn_id: &str, body: &str) -> Result<(), HostError>;
     /// Sends a task request and waits for its answer.
     fn task(&mut self, action: &str, args: serde_json::Value) -> Result<TaskAnswer, HostError>;
+    /// Sends a web request (`fetch` a URL or `search` a query) and waits for its answer.
+    fn web(&mut self, turn_id: &str, action: &str, target: &str) -> Result<WebAnswer, HostError>;
 }
 
 /// The host at the other end of the IPC directories: requests are envelopes written to `out`,
@@ -98,6 +110,7 @@ pub struct FileHost {
     last_ts: i64,
     pub model_timeout: Duration,
     pub task_timeout: Duration,
+    pub web_timeout: Duration,
 }
 
 /// What is being waited for.
@@ -105,6 +118,7 @@ pub struct FileHost {
 enum Awaited<'a> {
     Model(&'a str),
     Task(&'a str),
+    Web(&'a str),
 }
 
 impl FileHost {
@@ -116,6 +130,7 @@ impl FileHost {
             last_ts: 0,
             model_timeout: MODEL_TIMEOUT,
             task_timeout: TASK_TIMEOUT,
+            web_timeout: WEB_TIMEOUT,
         }
     }
 
@@ -151,7 +166,8 @@ impl FileHost {
     pub fn drop_unexpected(&mut self, item: &Item) {
         let what = match &item.envelope.payload {
             Payload::ModelResponse { request_id, .. }
-            | Payload::TaskResponse { request_id, .. } => {
+            | Payload::TaskResponse { request_id, .. }
+            | Payload::WebResponse { request_id, .. } => {
                 format!("a response to unknown request {request_id}")
             }
             other => format!("an unexpected {} message", other.type_name()),
@@ -172,7 +188,8 @@ impl FileHost {
             };
             let matched = match (&item.envelope.payload, awaited) {
                 (Payload::ModelResponse { request_id, .. }, Awaited::Model(want))
-                | (Payload::TaskResponse { request_id, .. }, Awaited::Task(want)) => {
+                | (Payload::TaskResponse { request_id, .. }, Awaited::Task(want))
+                | (Payload::WebResponse { request_id, .. }, Awaited::Web(want)) => {
                     request_id == want
                 }
                 _ => false,
@@ -236,6 +253,21 @@ impl Host for FileHost {
             _ => unreachable!("wait_for returns the awaited type"),
         }
     }
+
+    fn web(&mut self, turn_id: &str, action: &str, target: &str) -> Result<WebAnswer, HostError> {
+        let request_id = ipc::new_id();
+        self.write(Payload::WebRequest {
+            request_id: request_id.clone(),
+            turn_id: turn_id.to_string(),
+            action: action.to_string(),
+            target: target.to_string(),
+        })
+        .map_err(HostError::Io)?;
+        match self.wait_for(Awaited::Web(&request_id), self.web_timeout)? {
+            Payload::WebResponse { text, error, .. } => Ok(WebAnswer { text, error }),
+            _ => unreachable!("wait_for returns the awaited type"),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -272,6 +304,8 @@ mod tests {
             messages: vec![],
             history: vec![],
             scheduled: false,
+            web: false,
+            web_search: false,
         }
     }
 

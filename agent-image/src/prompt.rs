@@ -316,6 +316,8 @@ mod tests {
                 },
             ],
             scheduled: false,
+            web: false,
+            web_search: false,
             now_ms: 1_795_329_600_000,
         };
         let msgs = conversation("SYS".into(), &turn);

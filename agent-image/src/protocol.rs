@@ -88,6 +88,13 @@ pub enum Payload {
         /// True when the turn was started by a schedule rather than by someone writing.
         #[serde(default)]
         scheduled: bool,
+        /// True when the instance has an egress policy: `web_fetch` is offered to the model
+        /// for this turn. Absent means false.
+        #[serde(default, skip_serializing_if = "is_false")]
+        web: bool,
+        /// True when, as well, the host has a search backend: `web_search` is offered too.
+        #[serde(default, skip_serializing_if = "is_false")]
+        web_search: bool,
     },
     /// Agent → host: the answer to a turn.
     Reply {
@@ -145,8 +152,39 @@ pub enum Payload {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         error: Option<String>,
     },
+    /// Agent → host: fetch a page or search the web (`web_fetch`, `web_search`); the host
+    /// does it under the instance's egress policy and answers with a [`Payload::WebResponse`].
+    WebRequest {
+        request_id: String,
+        /// The turn this request serves.
+        turn_id: String,
+        /// `fetch` or `search`.
+        action: String,
+        /// The URL for `fetch` (at most [`MAX_WEB_TARGET_BYTES`]), the query for `search`.
+        target: String,
+    },
+    /// Host → agent: the answer to a [`Payload::WebRequest`].
+    WebResponse {
+        request_id: String,
+        /// Readable text for the model (at most [`MAX_WEB_TEXT_BYTES`]); empty on error.
+        #[serde(default)]
+        text: String,
+        /// Set when the request was refused or failed: why, in words for the model.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        error: Option<String>,
+    },
     /// Host → agent: finish the current step and exit.
     Shutdown {},
+}
+
+/// The longest URL or query a [`Payload::WebRequest`] may carry.
+pub const MAX_WEB_TARGET_BYTES: usize = 8 * 1024;
+
+/// The most text a [`Payload::WebResponse`] carries; the host cuts longer text and says so.
+pub const MAX_WEB_TEXT_BYTES: usize = 256 * 1024;
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 /// Every `type` tag this build understands, in [`Payload`] order.
@@ -160,6 +198,8 @@ pub const PAYLOAD_TYPES: &[&str] = &[
     "model_response",
     "task_request",
     "task_response",
+    "web_request",
+    "web_response",
     "shutdown",
 ];
 
@@ -176,6 +216,8 @@ impl Payload {
             Payload::ModelResponse { .. } => "model_response",
             Payload::TaskRequest { .. } => "task_request",
             Payload::TaskResponse { .. } => "task_response",
+            Payload::WebRequest { .. } => "web_request",
+            Payload::WebResponse { .. } => "web_response",
             Payload::Shutdown {} => "shutdown",
         }
     }
@@ -191,8 +233,14 @@ impl Payload {
                 request_id,
                 turn_id,
                 ..
+            }
+            | Payload::WebRequest {
+                request_id,
+                turn_id,
+                ..
             } => is_valid_id(request_id) && is_valid_id(turn_id),
             Payload::ModelResponse { request_id, .. }
+            | Payload::WebResponse { request_id, .. }
             | Payload::TaskRequest { request_id, .. }
             | Payload::TaskResponse { request_id, .. } => is_valid_id(request_id),
             Payload::Ready { .. } | Payload::Shutdown {} => true,
@@ -420,6 +468,8 @@ mod tests {
                     },
                 ],
                 scheduled: false,
+                web: true,
+                web_search: true,
             },
             Payload::Reply {
                 turn_id: "t-1".into(),
@@ -497,6 +547,17 @@ mod tests {
                 result: json!({"task_id": 3}),
                 error: None,
             },
+            Payload::WebRequest {
+                request_id: "w-1".into(),
+                turn_id: "t-1".into(),
+                action: "fetch".into(),
+                target: "https://docs.rs/serde".into(),
+            },
+            Payload::WebResponse {
+                request_id: "w-1".into(),
+                text: String::new(),
+                error: Some("docs.rs is not in this instance's egress.allow list".into()),
+            },
             Payload::Shutdown {},
         ]
     }
@@ -544,10 +605,12 @@ mod tests {
                 history,
                 scheduled,
                 messages,
+                web,
                 ..
             } => {
                 assert!(history.is_empty());
                 assert!(!scheduled);
+                assert!(!web, "no web tools unless the host says so");
                 assert!(!messages[0].triggered);
             }
             other => panic!("unexpected {other:?}"),

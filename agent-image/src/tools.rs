@@ -5,6 +5,7 @@
 use crate::exec::{self, Shell};
 use crate::host::{Host, HostError};
 use crate::protocol::{ToolCall, ToolSpec};
+use crate::web_tools::{self, WebTools};
 use crate::workspace::{Kind, Workspace, READ_CAP};
 use serde_json::{json, Map, Value};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -193,14 +194,23 @@ impl ToolBox {
         specs
     }
 
-    /// Runs one tool call and returns the text for the model (`error: ...` on failure).
+    /// The specs on offer on a turn: [`ToolBox::specs`], and the web tools it offers.
+    pub fn specs_for(&self, web: WebTools) -> Vec<ToolSpec> {
+        let mut specs = self.specs();
+        specs.extend(web_tools::specs(web));
+        specs
+    }
+
+    /// Runs one tool call and returns the text for the model (`error: ...` on failure). The
+    /// web tools run only when `web` offers them.
     pub fn call(
         &self,
         call: &ToolCall,
         turn_id: &str,
+        web: WebTools,
         host: &mut dyn Host,
     ) -> Result<String, Shutdown> {
-        match self.dispatch(call, turn_id, host) {
+        match self.dispatch(call, turn_id, web, host) {
             Ok(text) => Ok(text),
             Err(Failure::Text(msg)) => Ok(format!("error: {msg}")),
             Err(Failure::Shutdown) => Err(Shutdown),
@@ -211,6 +221,7 @@ impl ToolBox {
         &self,
         call: &ToolCall,
         turn_id: &str,
+        web: WebTools,
         host: &mut dyn Host,
     ) -> Result<String, Failure> {
         let args = arguments(&call.arguments)?;
@@ -234,9 +245,16 @@ impl ToolBox {
                 Ok("sent".into())
             }
             "schedule_task" => schedule_task(args, host),
+            "web_fetch" if web.fetch => {
+                web_tools::call(host, turn_id, "fetch", str_arg(&args, "url")?).map_err(Into::into)
+            }
+            "web_search" if web.search => {
+                web_tools::call(host, turn_id, "search", str_arg(&args, "query")?)
+                    .map_err(Into::into)
+            }
             other => Err(format!(
                 "there is no tool named {other:?}; the tools are: {}",
-                self.specs()
+                self.specs_for(web)
                     .iter()
                     .map(|s| s.name.as_str())
                     .collect::<Vec<_>>()
@@ -377,6 +395,15 @@ fn schedule_task(mut args: Map<String, Value>, host: &mut dyn Host) -> Result<St
     })
 }
 
+impl From<web_tools::WebFailure> for Failure {
+    fn from(f: web_tools::WebFailure) -> Failure {
+        match f {
+            web_tools::WebFailure::Text(t) => Failure::Text(t),
+            web_tools::WebFailure::Shutdown => Failure::Shutdown,
+        }
+    }
+}
+
 fn host_failure(e: HostError) -> Failure {
     match e {
         HostError::Shutdown => Failure::Shutdown,
@@ -458,7 +485,7 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::{ModelAnswer, ModelCall, TaskAnswer};
+    use crate::host::{ModelAnswer, ModelCall, TaskAnswer, WebAnswer};
     use std::fs;
     use std::path::Path;
 
@@ -467,6 +494,8 @@ mod tests {
         pub sent: Vec<(String, String)>,
         pub tasks: Vec<(String, Value)>,
         pub task_answer: Box<dyn FnMut() -> Result<TaskAnswer, HostError>>,
+        pub web: Vec<(String, String, String)>,
+        pub web_answer: Box<dyn FnMut() -> Result<WebAnswer, HostError>>,
     }
 
     impl Recorder {
@@ -478,6 +507,13 @@ mod tests {
                     Ok(TaskAnswer {
                         ok: true,
                         result: json!({"task_id": 4}),
+                        error: None,
+                    })
+                }),
+                web: vec![],
+                web_answer: Box::new(|| {
+                    Ok(WebAnswer {
+                        text: "the page".into(),
                         error: None,
                     })
                 }),
@@ -496,6 +532,10 @@ mod tests {
         fn task(&mut self, action: &str, args: Value) -> Result<TaskAnswer, HostError> {
             self.tasks.push((action.into(), args));
             (self.task_answer)()
+        }
+        fn web(&mut self, turn: &str, action: &str, target: &str) -> Result<WebAnswer, HostError> {
+            self.web.push((turn.into(), action.into(), target.into()));
+            (self.web_answer)()
         }
     }
 
@@ -518,7 +558,7 @@ mod tests {
             name: name.into(),
             arguments: args,
         };
-        tb.call(&call, "t-1", host).unwrap()
+        tb.call(&call, "t-1", WebTools::NONE, host).unwrap()
     }
 
     #[test]
@@ -861,6 +901,131 @@ mod tests {
             name: "schedule_task".into(),
             arguments: json!({"action": "list"}),
         };
-        assert_eq!(tb.call(&call, "t-1", &mut host), Err(Shutdown));
+        assert_eq!(
+            tb.call(&call, "t-1", WebTools::NONE, &mut host),
+            Err(Shutdown)
+        );
+    }
+
+    const ALL: WebTools = WebTools {
+        fetch: true,
+        search: true,
+    };
+
+    fn run_web(
+        tb: &ToolBox,
+        host: &mut Recorder,
+        web: WebTools,
+        name: &str,
+        args: Value,
+    ) -> String {
+        let call = ToolCall {
+            id: "c".into(),
+            name: name.into(),
+            arguments: args,
+        };
+        tb.call(&call, "t-1", web, host).unwrap()
+    }
+
+    #[test]
+    fn web_tools_are_offered_only_when_the_turn_says_so() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tb = toolbox(tmp.path(), false);
+        let names =
+            |web| -> Vec<String> { tb.specs_for(web).into_iter().map(|s| s.name).collect() };
+        let fetch = WebTools {
+            fetch: true,
+            search: false,
+        };
+        assert!(!names(WebTools::NONE).iter().any(|n| n.starts_with("web_")));
+        assert_eq!(tb.specs_for(WebTools::NONE), tb.specs());
+        assert!(names(fetch).ends_with(&["web_fetch".to_string()]));
+        assert!(names(ALL).ends_with(&["web_fetch".to_string(), "web_search".to_string()]));
+        let mut host = Recorder::new();
+        let out = run_web(&tb, &mut host, fetch, "web_search", json!({"query": "q"}));
+        assert!(
+            out.starts_with("error: there is no tool named \"web_search\""),
+            "{out}"
+        );
+        // Not offered, not callable: the host is never asked.
+        let mut host = Recorder::new();
+        let out = run_web(
+            &tb,
+            &mut host,
+            WebTools::NONE,
+            "web_fetch",
+            json!({"url": "https://docs.rs/"}),
+        );
+        assert!(
+            out.starts_with("error: there is no tool named \"web_fetch\""),
+            "{out}"
+        );
+        assert!(host.web.is_empty());
+    }
+
+    #[test]
+    fn web_tools_ask_the_host_and_pass_on_its_answer() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tb = toolbox(tmp.path(), false);
+        let mut host = Recorder::new();
+        let out = run_web(
+            &tb,
+            &mut host,
+            ALL,
+            "web_fetch",
+            json!({"url": " https://docs.rs/ "}),
+        );
+        assert_eq!(out, "the page");
+        let out = run_web(
+            &tb,
+            &mut host,
+            ALL,
+            "web_search",
+            json!({"query": "serde derive"}),
+        );
+        assert_eq!(out, "the page");
+        assert_eq!(
+            host.web,
+            vec![
+                ("t-1".into(), "fetch".into(), "https://docs.rs/".into()),
+                ("t-1".into(), "search".into(), "serde derive".into()),
+            ]
+        );
+        host.web_answer = Box::new(|| {
+            Ok(WebAnswer {
+                text: String::new(),
+                error: Some("evil.example is not in this instance's egress.allow list".into()),
+            })
+        });
+        let out = run_web(
+            &tb,
+            &mut host,
+            ALL,
+            "web_fetch",
+            json!({"url": "https://evil.example/"}),
+        );
+        assert_eq!(
+            out,
+            "error: evil.example is not in this instance's egress.allow list"
+        );
+        // Refused before asking: empty, missing or oversized input.
+        let asked = host.web.len();
+        let long = "x".repeat(crate::protocol::MAX_WEB_TARGET_BYTES + 1);
+        for (name, args) in [
+            ("web_fetch", json!({"url": "  "})),
+            ("web_fetch", json!({})),
+            ("web_search", json!({"query": long})),
+        ] {
+            let out = run_web(&tb, &mut host, ALL, name, args);
+            assert!(out.starts_with("error: "), "{out}");
+        }
+        assert_eq!(host.web.len(), asked);
+        host.web_answer = Box::new(|| Err(HostError::Shutdown));
+        let call = ToolCall {
+            id: "c".into(),
+            name: "web_fetch".into(),
+            arguments: json!({"url": "https://docs.rs/"}),
+        };
+        assert_eq!(tb.call(&call, "t-1", ALL, &mut host), Err(Shutdown));
     }
 }

@@ -6,6 +6,7 @@ use crate::ipc;
 use crate::prompt;
 use crate::protocol::{Envelope, HistoryItem, ModelMessage, Payload, Role, TurnMessage};
 use crate::tools::ToolBox;
+use crate::web_tools::WebTools;
 
 /// The most model calls in one turn.
 pub const MAX_MODEL_CALLS: usize = 8;
@@ -17,6 +18,10 @@ pub struct Turn {
     pub messages: Vec<TurnMessage>,
     pub history: Vec<HistoryItem>,
     pub scheduled: bool,
+    /// The host offers `web_fetch` on this turn.
+    pub web: bool,
+    /// The host offers `web_search` too.
+    pub web_search: bool,
     /// The turn envelope's `ts`, Unix milliseconds: the "now" the model is told. Taken from
     /// the turn rather than the clock so that the prompt depends on the turn alone: a turn
     /// redone after a restart is shown the same one.
@@ -32,14 +37,26 @@ impl Turn {
                 messages,
                 history,
                 scheduled,
+                web,
+                web_search,
             } => Some(Turn {
                 turn_id: turn_id.clone(),
                 messages: messages.clone(),
                 history: history.clone(),
                 scheduled: *scheduled,
+                web: *web,
+                web_search: *web && *web_search,
                 now_ms: envelope.ts,
             }),
             _ => None,
+        }
+    }
+
+    /// The web tools this turn offers.
+    pub fn web_tools(&self) -> WebTools {
+        WebTools {
+            fetch: self.web,
+            search: self.web && self.web_search,
         }
     }
 
@@ -95,7 +112,7 @@ pub fn run_turn(
     tools: &ToolBox,
     host: &mut dyn Host,
 ) -> TurnEnd {
-    let specs = tools.specs();
+    let specs = tools.specs_for(turn.web_tools());
     let mut messages = prompt::conversation(system_prompt, turn);
     for call_no in 1..=MAX_MODEL_CALLS {
         let call = ModelCall {
@@ -134,7 +151,7 @@ pub fn run_turn(
         let calls = answer.tool_calls;
         let mut results = Vec::with_capacity(calls.len());
         for call in &calls {
-            let Ok(text) = tools.call(call, &turn.turn_id, host) else {
+            let Ok(text) = tools.call(call, &turn.turn_id, turn.web_tools(), host) else {
                 return TurnEnd::Shutdown;
             };
             results.push(ModelMessage {
@@ -158,7 +175,7 @@ pub fn run_turn(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::host::{ModelAnswer, TaskAnswer};
+    use crate::host::{ModelAnswer, TaskAnswer, WebAnswer};
     use crate::protocol::ToolCall;
     use crate::workspace::Workspace;
     use serde_json::json;
@@ -193,6 +210,12 @@ mod tests {
         }
         fn task(&mut self, _: &str, _: serde_json::Value) -> Result<TaskAnswer, HostError> {
             Err(HostError::Timeout(std::time::Duration::from_secs(30)))
+        }
+        fn web(&mut self, _: &str, _: &str, target: &str) -> Result<WebAnswer, HostError> {
+            Ok(WebAnswer {
+                text: format!("text of {target}"),
+                error: None,
+            })
         }
     }
 
@@ -238,6 +261,8 @@ mod tests {
             ],
             history: vec![],
             scheduled: false,
+            web: false,
+            web_search: false,
             now_ms: 1_795_329_600_000,
         };
         (tmp, tools, turn)
@@ -251,6 +276,8 @@ mod tests {
             messages: turn.messages.clone(),
             history: vec![],
             scheduled: false,
+            web: false,
+            web_search: false,
         };
         let envelope = Envelope::new("e-1", 1_795_329_600_000, payload);
         assert_eq!(Turn::from_envelope(&envelope), Some(turn));
@@ -281,6 +308,34 @@ mod tests {
             format!("SYS\n\n{}\n", prompt::clock_line(1_795_329_600_000))
         );
         assert_eq!(call.tools, tools.specs());
+    }
+
+    #[test]
+    fn a_web_turn_offers_the_web_tools_and_runs_them() {
+        let (_tmp, tools, mut turn) = setup();
+        turn.web = true;
+        turn.web_search = true;
+        let mut host = FakeModel::new(|call: &ModelCall| {
+            if call.messages.last().unwrap().role == Role::Tool {
+                return text(&call.messages.last().unwrap().content.clone());
+            }
+            Ok(ModelAnswer {
+                content: String::new(),
+                tool_calls: vec![ToolCall {
+                    id: "c1".into(),
+                    name: "web_fetch".into(),
+                    arguments: json!({"url": "https://docs.rs/"}),
+                }],
+                error: None,
+            })
+        });
+        let end = run_turn(&turn, "SYS".into(), &tools, &mut host);
+        assert_eq!(
+            end,
+            TurnEnd::Answer(turn.reply("text of https://docs.rs/".into()))
+        );
+        assert_eq!(host.calls[0].tools, tools.specs_for(turn.web_tools()));
+        assert!(host.calls[0].tools.iter().any(|t| t.name == "web_search"));
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod create_instance;
 mod db;
 mod doctor;
 mod edit;
+mod egress;
 mod events;
 mod exec;
 mod follow;
@@ -89,6 +90,8 @@ pub enum Command {
     Send(send::Args),
     /// Show an instance's conversation.
     History(history::Args),
+    /// Show the web requests an instance's agent made through the host.
+    Egress(egress::Args),
     /// Talk with an instance interactively (one line, one message).
     Chat(chat::Args),
     /// The audit log: who did what, when (-f follows it).
@@ -156,6 +159,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Logs(args) => logs::run(&home, args),
         Command::Send(args) => send::run(&home, args),
         Command::History(args) => history::run(&home, args),
+        Command::Egress(args) => egress::run(&home, args),
         Command::Chat(args) => chat::run(&home, args),
         Command::Events(args) => events::run(&home, args),
         Command::Task(cmd) => task::run(&home, cmd),

@@ -22,6 +22,7 @@ use super::metrics::Metrics;
 use super::rate_window::{Notice, Notices, RateWindow, NOTICE_WINDOW, NOTICE_WINDOW_MS};
 use super::scheduler::SchedulerHandle;
 use super::task_requests;
+use super::web;
 use crate::home::Home;
 use crate::home::InstancePaths;
 use crate::instance::last_good::LastGoodConfigs;
@@ -31,6 +32,7 @@ use crate::ipc::{watch::OutWatcher, Drained, Incoming, InstanceIpc, IpcError};
 use crate::llm;
 use crate::router::policy;
 use crate::store::messages::{Extra, MessageRow};
+use crate::store::web_requests::WebRequestRecord;
 use crate::store::{Store, StoreError};
 
 /// A turn's final answer, as waiters (`send --wait`) hear of it.
@@ -155,6 +157,7 @@ impl Messaging {
                 metrics: self.metrics.clone(),
                 notices: Notices::default(),
                 task_requests: task_requests::PER_MINUTE,
+                web_rate: web::WebRate::default(),
             };
             tokio::spawn(actor.run(rx));
         }
@@ -202,10 +205,13 @@ struct Actor {
     notices: Notices,
     /// The agent's task requests this minute.
     task_requests: RateWindow,
+    /// The agent's web requests this minute and today.
+    web_rate: web::WebRate,
 }
 
 /// The notices of an instance the agent can set off as often as it likes.
 const QUARANTINED: &str = "ipc.quarantined";
+const WEB_RATE: &str = "web.rate";
 const UNKNOWN_TURN: &str = "ipc.unknown_turn";
 const READY: &str = "ready";
 
@@ -554,6 +560,11 @@ impl Actor {
         // without the conversation.
         let scheduled = messages.iter().any(|m| m.channel == policy::TASK_CHANNEL);
         let isolated = messages.iter().any(|m| m.scope != "conversation");
+        // The web tools are offered when the config in force has an egress policy; a config
+        // that cannot be read offers none (the web request would be refused anyway).
+        let web = self
+            .config()
+            .is_ok_and(|c| c.egress.is_some_and(|e| e.is_enabled()));
         let before: Vec<_> = if isolated {
             Vec::new()
         } else {
@@ -580,6 +591,12 @@ impl Actor {
                     .collect(),
                 history: policy::history(&before, policy::HISTORY_BUDGET_CHARS),
                 scheduled,
+                web,
+                web_search: web
+                    && self
+                        .home
+                        .host_config()
+                        .is_ok_and(|c| c.web_search.searxng_url.is_some()),
             },
         );
         if !self.ipc().has_sent(&envelope)? {
@@ -687,6 +704,67 @@ impl Actor {
                         error: Some(error),
                     },
                 };
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                self.ipc().send(&Envelope::new(id, now, payload))?;
+            }
+            Payload::WebRequest {
+                request_id,
+                turn_id: _,
+                action,
+                target,
+            } => {
+                let policy = self.config().ok().and_then(|c| c.egress);
+                let now = crate::store::now_ms();
+                if self.web_rate.needs_day_count(now) {
+                    let since = web::WebRate::day_start(now);
+                    let n = store.web_requests_since(&self.name, since)?;
+                    self.web_rate.set_day_count(now, n);
+                }
+                // Read per request, so an edit of supervisor.toml applies at once.
+                let search = self
+                    .home
+                    .host_config()
+                    .map(|c| c.web_search)
+                    .unwrap_or_default();
+                let (payload, outcome) = web::serve(
+                    policy.as_ref(),
+                    &search,
+                    &mut self.web_rate,
+                    request_id,
+                    &action,
+                    &target,
+                    now,
+                )
+                .await;
+                self.metrics
+                    .web_request(&self.name, outcome.result, outcome.reason);
+                // Requests past the rate caps are answered every time but recorded at a
+                // bounded rate: the caps are what keeps the record from growing without end.
+                let record = outcome.reason != Some("rate")
+                    || matches!(
+                        self.notices
+                            .note(WEB_RATE, web::RATE_REFUSALS_RECORDED, 1, now),
+                        Notice::Go { .. }
+                    );
+                if record {
+                    // The redacted URL only: never a credential, a query value or a user name.
+                    tracing::info!(instance = %self.name, url = %outcome.url, result = outcome.result, reason = outcome.reason.unwrap_or(""), status = outcome.status.unwrap_or(0), bytes = outcome.bytes, "web request");
+                    store.record_web_request(&WebRequestRecord {
+                        instance: &self.name,
+                        action: &action,
+                        url: &outcome.url,
+                        result: outcome.result,
+                        reason: outcome.reason,
+                        status: outcome.status,
+                        bytes: outcome.bytes,
+                        millis: outcome.millis,
+                    })?;
+                    let detail = serde_json::json!({
+                        "action": action, "url": outcome.url, "result": outcome.result,
+                        "reason": outcome.reason, "status": outcome.status, "bytes": outcome.bytes,
+                    });
+                    store.record_event(Some(&self.name), "agent", "web.request", Some(&detail))?;
+                }
                 let id = uuid::Uuid::now_v7().simple().to_string();
                 self.ipc().send(&Envelope::new(id, now, payload))?;
             }

@@ -61,6 +61,16 @@ pub struct Metrics {
     latency: Family<InstanceLabel, Histogram>,
     tokens: Family<TokenLabel, Counter>,
     model_requests: Family<StatusLabel, Counter>,
+    web_requests: Family<WebLabel, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebLabel {
+    pub instance: String,
+    /// `ok`, `refused` or `failed`.
+    pub result: String,
+    /// Why, for `refused` and `failed` (`not_listed`, `address`, `rate`, `binary`, …).
+    pub reason: String,
 }
 
 impl Default for Metrics {
@@ -74,6 +84,7 @@ impl Default for Metrics {
             }),
             tokens: Family::default(),
             model_requests: Family::default(),
+            web_requests: Family::default(),
         }
     }
 }
@@ -106,6 +117,17 @@ impl Metrics {
                 })
                 .inc_by(n);
         }
+    }
+
+    /// A web request through the host and how it ended.
+    pub fn web_request(&self, name: &str, result: &str, reason: Option<&str>) {
+        self.web_requests
+            .get_or_create(&WebLabel {
+                instance: name.to_string(),
+                result: result.to_string(),
+                reason: reason.unwrap_or("").to_string(),
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition of everything: the counters, and gauges computed from
@@ -141,6 +163,11 @@ impl Metrics {
             "model_requests",
             "Model requests by outcome (ok, error, refused)",
             self.model_requests.clone(),
+        );
+        reg.register(
+            "web_requests",
+            "Web requests through the host by outcome (ok, refused, failed) and reason",
+            self.web_requests.clone(),
         );
 
         let up = Gauge::<i64>::default();
@@ -249,6 +276,9 @@ mod tests {
         m.answered("alice", 0.02);
         m.model_request("alice", "ok", 30, 12);
         m.model_request("alice", "error", 0, 0);
+        m.web_request("alice", "ok", None);
+        m.web_request("alice", "refused", Some("not_listed"));
+        m.web_request("alice", "refused", Some("not_listed"));
         let record = InstanceRecord {
             id: 1,
             name: "alice".into(),
@@ -284,6 +314,8 @@ mod tests {
             "supervisor_instance_restarts{instance=\"alice\"} 3",
             "supervisor_queue_depth{instance=\"alice\"} 0",
             "supervisor_docker_up 1",
+            "supervisor_web_requests_total{instance=\"alice\",result=\"ok\",reason=\"\"} 1",
+            "supervisor_web_requests_total{instance=\"alice\",result=\"refused\",reason=\"not_listed\"} 2",
             "supervisor_message_latency_seconds_count{instance=\"alice\"} 1",
         ] {
             assert!(text.contains(line), "missing {line:?} in\n{text}");

@@ -21,3 +21,4 @@ pub mod scheduler;
 pub mod state_change;
 pub mod task_requests;
 pub mod user;
+pub mod web;

@@ -10,6 +10,7 @@
 pub mod checks;
 mod containers;
 pub mod daemon;
+pub mod egress;
 pub mod hardening;
 pub mod isolation;
 pub mod perms;

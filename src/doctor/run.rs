@@ -272,10 +272,16 @@ fn config_rows(facts: Option<&StoreFacts>, configs: &Configs) -> Vec<Check> {
     if configs.is_empty() {
         return vec![Check::ok(checks::CONFIG, "no instances")];
     }
-    configs
+    let mut rows: Vec<Check> = configs
         .iter()
         .map(|(name, loaded)| checks::config(name, loaded))
-        .collect()
+        .collect();
+    for (name, loaded) in configs {
+        if let Ok(config) = loaded {
+            rows.extend(super::egress::rows(name, config));
+        }
+    }
+    rows
 }
 
 fn disk_row(root: &Path) -> Check {

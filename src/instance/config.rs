@@ -42,6 +42,9 @@ pub struct InstanceConfig {
     /// A built-in scheduled task; off by default.
     #[serde(default)]
     pub heartbeat: Heartbeat,
+    /// Web access through the host; absent means none (src/instance/egress.rs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub egress: Option<super::egress::EgressPolicy>,
 }
 
 /// The heartbeat: a turn every `every`, with `prompt`, whose runs that have nothing to say
@@ -236,6 +239,7 @@ impl Default for InstanceConfig {
             network: NetworkPolicy::None,
             budget: Budget::default(),
             heartbeat: Heartbeat::default(),
+            egress: None,
         }
     }
 }
@@ -457,6 +461,9 @@ impl InstanceConfig {
         self.lifecycle.validate()?;
         self.budget.validate()?;
         self.heartbeat.validate()?;
+        if let Some(egress) = &self.egress {
+            egress.validate()?;
+        }
         Ok(())
     }
 }
@@ -732,10 +739,36 @@ mod tests {
                 r#"{"version": 1, "budget": {"daily_tokens": 0, "requests_per_minute": 60, "max_tokens_per_request": -1}}"#,
                 "budget.max_tokens_per_request",
             ),
+            (
+                r#"{"version": 1, "egress": {"allow": ["docs.rs", "not a host"]}}"#,
+                "egress.allow[1]",
+            ),
+            (r#"{"version": 1, "egress": {"alow": []}}"#, "egress.alow"),
+            (
+                r#"{"version": 1, "egress": {"allow": ["a.com"], "limits": {"redirects": 99}}}"#,
+                "egress.limits.redirects",
+            ),
         ];
         for (json, path) in cases {
             assert_eq!(err_of(json).path, path, "{json}");
         }
+    }
+
+    #[test]
+    fn egress_is_off_unless_listed() {
+        assert!(InstanceConfig::default().egress.is_none());
+        let c = InstanceConfig::parse(br#"{"version": 1, "egress": {}}"#).unwrap();
+        assert!(!c.egress.unwrap().is_enabled());
+        let c =
+            InstanceConfig::parse(br#"{"version": 1, "egress": {"allow": ["docs.rs"]}}"#).unwrap();
+        let egress = c.egress.clone().unwrap();
+        assert!(egress.is_enabled());
+        assert_eq!(egress.limits, super::super::egress::EgressLimits::default());
+        // Written back as it was given, so `config set`-style rewrites keep it.
+        assert_eq!(
+            InstanceConfig::parse(c.to_json_pretty().as_bytes()).unwrap(),
+            c
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 
 pub mod config;
 pub mod create;
+pub mod egress;
 pub mod last_good;
 pub mod lifecycle;
 pub mod name;

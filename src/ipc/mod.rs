@@ -537,6 +537,7 @@ pub fn from_agent(p: &Payload) -> bool {
             | Payload::TurnFailed { .. }
             | Payload::ModelRequest { .. }
             | Payload::TaskRequest { .. }
+            | Payload::WebRequest { .. }
     )
 }
 

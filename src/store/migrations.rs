@@ -192,6 +192,23 @@ INSERT OR IGNORE INTO meta (key, value)
     VALUES ('uid_next', CAST(COALESCE((SELECT MAX(id) FROM instances), 0) + 1 AS TEXT));
 CREATE UNIQUE INDEX instances_uid ON instances(uid);
 "#,
+    // 8: the web through the host. One row per web request an agent made: the URL as it may
+    // be shown (no credentials, no query values), and how it ended.
+    r#"
+CREATE TABLE web_requests (
+    id          INTEGER PRIMARY KEY,
+    instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+    at          INTEGER NOT NULL,
+    action      TEXT NOT NULL,
+    url         TEXT NOT NULL,
+    result      TEXT NOT NULL CHECK (result IN ('ok', 'refused', 'failed')),
+    reason      TEXT,
+    status      INTEGER,
+    bytes       INTEGER NOT NULL DEFAULT 0,
+    millis      INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE INDEX web_requests_by_instance ON web_requests(instance_id, at);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -12,6 +12,7 @@ pub mod rollouts;
 pub mod runtimes;
 pub mod tasks;
 pub mod usage;
+pub mod web_requests;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};

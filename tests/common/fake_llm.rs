@@ -127,6 +127,35 @@ async fn chat(State(calls): State<Arc<AtomicU32>>, Json(body): Json<Value>) -> J
                 Json(answer("fast answer"))
             }
         }
+        // Fetches the URL after "fetch " in the last message through web_fetch and reports
+        // what the tool said; without that tool on offer, lists the tools it was given.
+        "web" if last["role"] == "tool" => Json(answer(&format!(
+            "web said: {}",
+            last["content"].as_str().unwrap_or("")
+        ))),
+        "web" => {
+            let names: Vec<&str> = body["tools"]
+                .as_array()
+                .map(|t| {
+                    t.iter()
+                        .filter_map(|t| t["function"]["name"].as_str())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let text = last["content"].as_str().unwrap_or("");
+            match text.split("fetch ").nth(1) {
+                Some(url) if names.contains(&"web_fetch") => {
+                    let args = json!({"url": url.trim()});
+                    Json(
+                        json!({"choices": [{"message": {"content": null, "tool_calls": [{
+                        "id": "call_1", "type": "function",
+                        "function": {"name": "web_fetch", "arguments": args.to_string()}
+                    }]}}], "usage": {"prompt_tokens": 20, "completion_tokens": 8}}),
+                    )
+                }
+                _ => Json(answer(&format!("tools offered: {}", names.join(", ")))),
+            }
+        }
         // Says what it was asked for, so a test can see what the host sent.
         "max-tokens" => Json(answer(&format!("max_tokens={}", body["max_tokens"]))),
         _ => Json(answer("fast answer")),
