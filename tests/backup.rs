@@ -368,7 +368,9 @@ fn db_prune_deletes_old_finished_rows_and_keeps_the_rest() {
              INSERT INTO events (at, instance, actor, kind) VALUES ({old}, 'alice', 'test', 'old.event'),
                                                                 ({recent}, 'alice', 'test', 'recent.event');
              INSERT INTO model_usage (instance_id, at, provider, model, prompt_tokens, completion_tokens, status)
-             VALUES (1, {old}, 'echo', 'echo', 5, 5, 'ok'), (1, {now}, 'echo', 'echo', 7, 7, 'ok');",
+             VALUES (1, {old}, 'echo', 'echo', 5, 5, 'ok'), (1, {now}, 'echo', 'echo', 7, 7, 'ok');
+             INSERT INTO web_requests (instance_id, at, action, url, result)
+             VALUES (1, {old}, 'fetch', 'https://docs.rs/', 'ok'), (1, {now}, 'fetch', 'https://docs.rs/', 'ok');",
             old2 = old + 1,
         ))
         .unwrap();
@@ -384,6 +386,7 @@ fn db_prune_deletes_old_finished_rows_and_keeps_the_rest() {
             count("SELECT count(*) FROM task_runs"),
             count("SELECT count(*) FROM events"),
             count("SELECT count(*) FROM model_usage"),
+            count("SELECT count(*) FROM web_requests"),
         ]
     };
     let start = totals();
@@ -398,7 +401,7 @@ fn db_prune_deletes_old_finished_rows_and_keeps_the_rest() {
         .run(&["db", "prune", "--older-than", "30d", "--dry-run", "--json"])
         .ok()
         .json();
-    let want = serde_json::json!({"messages": 3, "task_runs": 1, "events": 1, "model_usage": 1});
+    let want = serde_json::json!({"messages": 3, "task_runs": 1, "events": 1, "model_usage": 1, "web_requests": 1});
     assert_eq!(dry["deleted"], want);
     assert_eq!(dry["dry_run"], true);
     assert_eq!(totals(), start, "a dry run changes nothing");
@@ -434,6 +437,11 @@ fn db_prune_deletes_old_finished_rows_and_keeps_the_rest() {
         1
     );
     assert_eq!(
+        count("SELECT count(*) FROM web_requests"),
+        1,
+        "today's web requests count against today's cap and stay"
+    );
+    assert_eq!(
         count("SELECT sum(prompt_tokens) FROM model_usage"),
         7,
         "today's usage stays"
@@ -461,7 +469,13 @@ fn db_prune_deletes_old_finished_rows_and_keeps_the_rest() {
         text.starts_with("deleted (older than 30d, before "),
         "{text}"
     );
-    for table in ["messages", "task_runs", "events", "model_usage"] {
+    for table in [
+        "messages",
+        "task_runs",
+        "events",
+        "model_usage",
+        "web_requests",
+    ] {
         assert!(
             text.lines().any(|l| l.split_whitespace().eq([table, "0"])),
             "{table}: {text}"

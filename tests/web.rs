@@ -229,10 +229,26 @@ fn web_action(
     action: &str,
     target: &str,
 ) -> serde_json::Value {
+    // For the turn in flight, as the agent asks: the one waiting in its in/.
+    let turn = common::agent::envelopes_in(&h.home.ipc_in(instance), "turn")
+        .first()
+        .map(|t| t["turn_id"].as_str().unwrap().to_string())
+        .unwrap_or_else(|| "t-none".into());
+    web_action_for(h, instance, id, action, target, &turn)
+}
+
+fn web_action_for(
+    h: &ReadyHome,
+    instance: &str,
+    id: &str,
+    action: &str,
+    target: &str,
+    turn: &str,
+) -> serde_json::Value {
     common::agent::writes(
         &h.home.ipc_out(instance),
         json!({"v": 1, "id": format!("env{id}"), "ts": 2, "type": "web_request",
-               "request_id": id, "turn_id": "t-1", "action": action, "target": target}),
+               "request_id": id, "turn_id": turn, "action": action, "target": target}),
     );
     let answer = || {
         common::agent::envelopes_in(&h.home.ipc_in(instance), "web_response")
@@ -282,8 +298,19 @@ fn turns_say_whether_the_web_is_on_offer_and_the_rate_cap_holds() {
         "{none}"
     );
 
-    // Two a minute, then refusals that name the cap; nothing more reaches the server.
+    // Only for the turn in flight, like model requests.
     let url = format!("http://{addr}/page");
+    let stale = web_action_for(&h, "alice", "w0", "fetch", &url, "t-other");
+    assert!(
+        stale["error"]
+            .as_str()
+            .unwrap()
+            .contains("only for the turn in flight"),
+        "{stale}"
+    );
+    assert_eq!(keys.lock().unwrap().len(), 0);
+
+    // Two a minute, then refusals that name the cap; nothing more reaches the server.
     for id in ["w1", "w2"] {
         let ok = web_request(&h, "alice", id, &url);
         assert!(

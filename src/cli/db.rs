@@ -104,6 +104,7 @@ fn render(o: &Outcome) -> String {
         ("task_runs", d.task_runs),
         ("events", d.events),
         ("model_usage", d.model_usage),
+        ("web_requests", d.web_requests),
     ] {
         out.push_str(&format!("  {table:<12} {n}\n"));
     }

@@ -709,10 +709,19 @@ impl Actor {
             }
             Payload::WebRequest {
                 request_id,
-                turn_id: _,
+                turn_id,
                 action,
                 target,
             } => {
+                let turn = match self.turn_in_flight(store)? {
+                    Some(t) if t == turn_id => Ok(()),
+                    Some(_) => Err(format!(
+                        "web requests are served only for the turn in flight, and turn {turn_id} is not it"
+                    )),
+                    None => Err(format!(
+                        "web requests are served only during a turn, and no turn of this instance is in flight (the request named turn {turn_id})"
+                    )),
+                };
                 let policy = self.config().ok().and_then(|c| c.egress);
                 let now = crate::store::now_ms();
                 if self.web_rate.needs_day_count(now) {
@@ -727,12 +736,15 @@ impl Actor {
                     .map(|c| c.web_search)
                     .unwrap_or_default();
                 let (payload, outcome) = web::serve(
+                    turn,
                     policy.as_ref(),
                     &search,
                     &mut self.web_rate,
-                    request_id,
-                    &action,
-                    &target,
+                    web::Ask {
+                        request_id,
+                        action: &action,
+                        target: &target,
+                    },
                     now,
                 )
                 .await;

@@ -65,6 +65,7 @@ pub struct PruneCounts {
     pub task_runs: u64,
     pub events: u64,
     pub model_usage: u64,
+    pub web_requests: u64,
 }
 
 /// The state of the WAL after `wal_checkpoint(TRUNCATE)`.
@@ -88,19 +89,22 @@ const MESSAGES: &str = "((direction = 'in' AND state = 'refused' AND created_at 
 const TASK_RUNS: &str = "finished_at IS NOT NULL AND finished_at < ?1";
 const EVENTS: &str = "at < ?1 AND id < (SELECT MAX(id) FROM events)";
 const MODEL_USAGE: &str = "at < ?2";
+// The day's web requests count against the day's cap: kept like the day's model usage.
+const WEB_REQUESTS: &str = "at < ?2";
 
 const MESSAGES_TABLE: &str = "messages";
 const TASK_RUNS_TABLE: &str = "task_runs";
 
-const TABLES: [(&str, &str); 4] = [
+const TABLES: [(&str, &str); 5] = [
     (MESSAGES_TABLE, MESSAGES),
     (TASK_RUNS_TABLE, TASK_RUNS),
     ("events", EVENTS),
     ("model_usage", MODEL_USAGE),
+    ("web_requests", WEB_REQUESTS),
 ];
 
 fn with_counts(mut f: impl FnMut(&str, &str) -> Result<u64>) -> Result<PruneCounts> {
-    let mut n = [0u64; 4];
+    let mut n = [0u64; 5];
     for (slot, (table, filter)) in n.iter_mut().zip(TABLES) {
         *slot = f(table, filter)?;
     }
@@ -109,6 +113,7 @@ fn with_counts(mut f: impl FnMut(&str, &str) -> Result<u64>) -> Result<PruneCoun
         task_runs: n[1],
         events: n[2],
         model_usage: n[3],
+        web_requests: n[4],
     })
 }
 
@@ -355,6 +360,7 @@ mod tests {
             task_runs: 0,
             events: 1,
             model_usage: 1,
+            web_requests: 0,
         };
         assert_eq!(dry, want);
         assert_eq!(

@@ -92,17 +92,31 @@ pub struct Outcome {
     pub millis: u64,
 }
 
+/// One `web_request` as the agent made it.
+pub struct Ask<'a> {
+    pub request_id: String,
+    /// `fetch` or `search`.
+    pub action: &'a str,
+    /// The URL, or the query.
+    pub target: &'a str,
+}
+
 /// Answers one `web_request`: the `web_response` payload for the agent and what to record.
+/// `turn` says whether the request is for the instance's turn in flight (why not, if not);
 /// `policy` is the instance's egress policy, if it has one; `search` the host's backend.
 pub async fn serve(
+    turn: Result<(), String>,
     policy: Option<&EgressPolicy>,
     search: &WebSearchConfig,
     rate: &mut WebRate,
-    request_id: String,
-    action: &str,
-    target: &str,
+    ask: Ask<'_>,
     now_ms: i64,
 ) -> (Payload, Outcome) {
+    let Ask {
+        request_id,
+        action,
+        target,
+    } = ask;
     let started = std::time::Instant::now();
     let shown = match reqwest::Url::parse(target.trim()) {
         Ok(u) => fetch::redact(&u),
@@ -118,6 +132,12 @@ pub async fn serve(
         millis: 0,
     };
     let answer: Result<String, String> = match policy.filter(|p| p.is_enabled()) {
+        // Like model requests: only for the turn in flight, so an agent between turns (or a
+        // stale request) reaches nothing.
+        _ if turn.is_err() => {
+            outcome.reason = Some("turn");
+            Err(turn.unwrap_err())
+        }
         None => {
             outcome.reason = Some("no_policy");
             Err(crate::instance::egress::Refusal::NoPolicy.to_string())
