@@ -26,9 +26,7 @@ fn free_port() -> u16 {
 }
 
 fn listen_on(home: &TestHome, addr: &str) {
-    let path = home.path("supervisor.toml");
-    let original = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, format!("{original}\nlisten = \"{addr}\"\n")).unwrap();
+    home.listen_on(addr);
 }
 
 /// One HTTP request; returns the status and the body (JSON when it parses, else a string).
@@ -242,11 +240,8 @@ fn unsafe_listeners_are_refused_before_anything_binds() {
     );
 }
 
-/// Appends `line` to supervisor.toml, whose last section is `[api]`.
 fn api_setting(home: &TestHome, line: &str) {
-    let path = home.path("supervisor.toml");
-    let original = std::fs::read_to_string(&path).unwrap();
-    std::fs::write(&path, format!("{original}\n{line}\n")).unwrap();
+    home.api_setting(line);
 }
 
 /// Runs a reconcile pass now and waits for it.

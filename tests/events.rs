@@ -167,9 +167,7 @@ fn get_v1_events_streams_the_log_behind_the_token_resumes_and_ends_with_the_daem
         .local_addr()
         .unwrap()
         .port();
-    let cfg = home.path("supervisor.toml");
-    let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, format!("{text}\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    home.listen_on(&format!("127.0.0.1:{port}"));
     let mut daemon = Daemon::start_with_env(&home, &[("SUPERVISOR_API_TOKEN", TOKEN)]);
     let url = format!("http://127.0.0.1:{port}/v1/events");
 

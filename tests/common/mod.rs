@@ -63,6 +63,25 @@ pub struct TestHome {
 }
 
 impl TestHome {
+    /// Serves the daemon's API on TCP at `addr`.
+    #[allow(dead_code)]
+    pub fn listen_on(&self, addr: &str) {
+        self.api_setting(&format!("listen = \"{addr}\""));
+    }
+
+    /// Puts `line` in supervisor.toml's `[api]` table, wherever that table is in the file.
+    #[allow(dead_code)]
+    pub fn api_setting(&self, line: &str) {
+        let path = self.path("supervisor.toml");
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        let text = if text.starts_with("[api]\n") || text.contains("\n[api]\n") {
+            text.replacen("[api]\n", &format!("[api]\n{line}\n"), 1)
+        } else {
+            format!("{text}\n[api]\n{line}\n")
+        };
+        std::fs::write(&path, text).unwrap();
+    }
+
     pub fn new() -> Self {
         let tmp = tempfile::tempdir().unwrap();
         let root = tmp.path().join("home");
