@@ -236,6 +236,25 @@ fn the_daemon_watches_each_out_once_its_volume_is_mounted() {
         "{}",
         daemon.log_text()
     );
+
+    // A new disk limit: the image is unmounted, resized and mounted again before the
+    // container starts. The old watch went with the old mount, even where the directory has
+    // the device and inode it had (the same loop device, the same image): it is watched anew.
+    h.edit_config("alice", |c| c["limits"]["disk"] = json!("64m"));
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    let image = h.home.path("instances/alice/volume.img");
+    assert!(
+        wait_until(LONG, || std::fs::metadata(&image).unwrap().len()
+            == 64 << 20),
+        "not resized"
+    );
+    let ino = std::fs::metadata(&out).unwrap().ino();
+    assert!(
+        wait_until(LONG, || common::inotify_inodes(pid).contains(&ino)),
+        "no inotify watch on alice's out/ after its disk was mounted again: {:?}\n{}",
+        common::inotify_inodes(pid),
+        daemon.log_text()
+    );
 }
 
 #[test]

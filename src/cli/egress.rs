@@ -8,6 +8,7 @@ use crate::render::escape;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    /// The instance whose web requests to show
     pub name: String,
     /// How many requests (newest)
     #[arg(long, default_value_t = 50)]

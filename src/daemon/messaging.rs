@@ -143,6 +143,7 @@ impl Messaging {
                 paths,
                 ipc: None,
                 identity: None,
+                watched_at_mount: 0,
                 watcher: self.watcher.clone(),
                 poke: tx,
                 last_failure: None,
@@ -188,6 +189,9 @@ struct Actor {
     ipc: Option<InstanceIpc>,
     /// What the queues were last round (device, inode): another pair means a remount.
     identity: Option<[(u64, u64); 2]>,
+    /// How many mounts the daemon had made when out/ was last watched: a remount of the same
+    /// image can keep the device and inode, and a watch does not outlive its mount.
+    watched_at_mount: u64,
     watcher: Arc<Mutex<OutWatcher>>,
     /// This actor's own wake-up, to come back to work it could not finish.
     poke: mpsc::UnboundedSender<()>,
@@ -307,6 +311,8 @@ impl Actor {
             Err(e) => return Err(e.into()),
         };
         let owner = nix::unistd::geteuid().is_root().then_some((uid, uid));
+        // Read before the queues are opened: a mount after this shows next round.
+        let mounts_before = crate::disk::mounts_made();
         let quick = volume::open_unlocked(&self.paths)
             .map_err(IpcError::from)
             .and_then(|v| InstanceIpc::open(&self.name, &self.paths, &v, owner));
@@ -323,14 +329,16 @@ impl Actor {
                     tracing::info!(instance = %self.name, "the instance's IPC queues are in order again");
                 }
                 let identity = ipc.identity();
-                if self.identity != Some(identity) {
-                    if self.identity.is_some() {
-                        // Remounted, resized or made an image since the last round: the turn
-                        // in flight is delivered again (idempotent).
-                        self.in_flight = None;
-                        self.tries = None;
-                    }
-                    // First opened, or anew: out/ is watched where it is now.
+                let changed = self.identity != Some(identity);
+                if changed && self.identity.is_some() {
+                    // Remounted, resized or made an image since the last round: the turn in
+                    // flight is delivered again (idempotent).
+                    self.in_flight = None;
+                    self.tries = None;
+                }
+                if changed || self.watched_at_mount != mounts_before {
+                    self.watched_at_mount = mounts_before;
+                    // First opened, anew, or maybe remounted: out/ is watched where it is now.
                     let out = self.paths.ipc.join(Queue::Out.name());
                     self.watcher
                         .lock()

@@ -16,7 +16,7 @@ mod mount;
 use std::path::{Path, PathBuf};
 
 pub use image::{make_image, resize, Resized, MIN_DISK_BYTES};
-pub use mount::{is_attached, is_mounted, mount, unmount, unmount_below, MountState};
+pub use mount::{is_attached, is_mounted, mount, mounts_made, unmount, unmount_below, MountState};
 
 /// `[disk]` in supervisor.toml: how disk limits are enforced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]

@@ -86,6 +86,16 @@ fn attached(image: &Path) -> Result<Option<PathBuf>, DiskError> {
     Ok(None)
 }
 
+/// Counts the mounts this process made: a directory on a file system mounted again can have
+/// the device and inode it had before (the image's loop device is reused), so this is how
+/// a watcher of it learns that its watch went with the old mount.
+static MOUNTS_MADE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many mounts this process has made so far.
+pub fn mounts_made() -> u64 {
+    MOUNTS_MADE.load(std::sync::atomic::Ordering::Acquire)
+}
+
 /// Mounts `image` on `mountpoint` (an empty directory) unless it is already; returns the
 /// state after. `nosuid,nodev`: nothing on an agent's disk can raise privileges.
 /// `noinit_itable`: the kernel does not zero the inode tables in the background (mke2fs
@@ -119,6 +129,7 @@ pub fn mount(image: &Path, mountpoint: &Path) -> Result<MountState, DiskError> {
             ],
         )?,
     }
+    MOUNTS_MADE.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
     is_mounted(image, mountpoint)
 }
 
