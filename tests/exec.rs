@@ -11,31 +11,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::daemon::{Daemon, ReadyHome};
-use common::{bin, Run};
+use common::Run;
 
 /// `supervisor --home H ARGS` with `input` on its stdin.
 fn run_with_input(h: &ReadyHome, args: &[&str], input: &str) -> Run {
-    let mut child = bin()
-        .arg("--home")
-        .arg(&h.home.root)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    h.home.run_with_input(args, input.as_bytes())
 }
 
 #[test]

@@ -4,11 +4,8 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::Stdio;
-
 use common::daemon::Daemon;
-use common::{bin, TestHome};
+use common::TestHome;
 
 /// The texts of an instance's stored messages, oldest first.
 fn stored(home: &TestHome, instance: &str) -> Vec<String> {
@@ -24,23 +21,9 @@ fn stored(home: &TestHome, instance: &str) -> Vec<String> {
 
 /// `send` with `input` on standard input.
 fn send_stdin(home: &TestHome, args: &[&str], input: &[u8]) -> common::Run {
-    let mut child = bin()
-        .arg("--home")
-        .arg(&home.root)
-        .arg("send")
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input).unwrap();
-    let out = child.wait_with_output().unwrap();
-    common::Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    let mut all = vec!["send"];
+    all.extend_from_slice(args);
+    home.run_with_input(&all, input)
 }
 
 #[test]

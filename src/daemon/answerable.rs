@@ -45,21 +45,9 @@ mod tests {
 
     fn rec(desired: &str, state: &str, detail: Option<&str>) -> InstanceRecord {
         InstanceRecord {
-            id: 1,
-            name: "alice".into(),
-            soul: "assistant".into(),
-            created_at: 0,
             desired_state: desired.into(),
-            state: state.into(),
             state_detail: detail.map(str::to_string),
-            state_changed_at: None,
-            container_id: None,
-            runtime_id: None,
-            restart_count: 0,
-            last_exit_code: None,
-            last_activity_at: None,
-            restart_pending: false,
-            uid: 100_000,
+            ..crate::store::instances::test_record("alice", state)
         }
     }
 

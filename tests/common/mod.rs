@@ -98,6 +98,25 @@ impl TestHome {
         Run::from(out)
     }
 
+    /// `supervisor --home H ARGS` with `input` on its standard input.
+    #[allow(dead_code)]
+    pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Run {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = bin()
+            .arg("--home")
+            .arg(&self.root)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run supervisor");
+        // A command that does not read all of it closes the pipe: that is its business.
+        let _ = child.stdin.take().expect("piped").write_all(input);
+        Run::from(child.wait_with_output().expect("run supervisor"))
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
