@@ -14,11 +14,11 @@ fn main() -> ExitCode {
             nix::sys::signal::SigHandler::SigDfl,
         );
     }
-    let cli = supervisor::cli::Cli::parse();
-    match supervisor::cli::run(cli) {
+    let cli = supervisor::app::cli::Cli::parse();
+    match supervisor::app::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", supervisor::cli::one_line(&err));
+            eprintln!("error: {}", supervisor::app::cli::one_line(&err));
             ExitCode::FAILURE
         }
     }

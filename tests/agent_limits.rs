@@ -206,7 +206,7 @@ fn max_tokens_is_held_to_the_ceiling_and_to_what_is_left_of_the_day() {
     assert_eq!(fake.calls(), 3, "no call for the refused request");
 
     let text = "a short question of about forty bytes..";
-    let estimate = supervisor::llm::budget::estimate_prompt_tokens(
+    let estimate = supervisor::infra::llm::budget::estimate_prompt_tokens(
         &[ModelMessage {
             role: Role::User,
             content: text.into(),

@@ -11,8 +11,8 @@ use std::time::Duration;
 use common::daemon::{wait_until, Daemon, ReadyHome};
 use common::{bin, TestHome};
 use serde_json::{json, Value};
-use supervisor::daemon::client::DaemonClient;
-use supervisor::home::Home;
+use supervisor::app::daemon::client::DaemonClient;
+use supervisor::infra::home::Home;
 
 const LONG: Duration = Duration::from_secs(60);
 const TOKEN: &str = "0123456789abcdef0123456789abcdef-test-token";
@@ -247,7 +247,7 @@ fn api_setting(home: &TestHome, line: &str) {
 /// Runs a reconcile pass now and waits for it.
 fn reconcile(home: &TestHome) {
     let client = DaemonClient::for_home(&Home::new(&home.root).unwrap());
-    supervisor::docker::block_on(client.reconcile()).unwrap();
+    supervisor::infra::docker::block_on(client.reconcile()).unwrap();
 }
 
 fn refused_connection(port: u16) -> bool {

@@ -497,11 +497,11 @@ impl Drop for ContainersOf {
     fn drop(&mut self) {
         let id = self.0.clone();
         common::daemon::with_docker(async move |c| {
-            for owned in supervisor::docker::container::list_owned(&c, &id)
+            for owned in supervisor::infra::docker::container::list_owned(&c, &id)
                 .await
                 .unwrap_or_default()
             {
-                let _ = supervisor::docker::container::remove(&c, &owned.id).await;
+                let _ = supervisor::infra::docker::container::remove(&c, &owned.id).await;
             }
         });
     }
@@ -547,7 +547,7 @@ fn a_restored_copy_has_its_own_id_and_uids_and_runs_beside_the_original() {
     let copy_id = r["home_id"].as_str().unwrap().to_string();
     assert_ne!(copy_id, h.home_id);
     let _copy_containers = ContainersOf(copy_id.clone());
-    let copy_uid = supervisor::store::Store::open(&copy.path("supervisor.db"))
+    let copy_uid = supervisor::infra::store::Store::open(&copy.path("supervisor.db"))
         .unwrap()
         .instance("alice")
         .unwrap()
@@ -575,7 +575,7 @@ fn a_restored_copy_has_its_own_id_and_uids_and_runs_beside_the_original() {
     // It runs beside the original on the same engine, each with its own container.
     // Runtimes are not in backups: the one the copy's database names active is not on disk,
     // so the first runtime built there becomes active by itself.
-    let gone = supervisor::store::Store::open(&copy.path("supervisor.db"))
+    let gone = supervisor::infra::store::Store::open(&copy.path("supervisor.db"))
         .unwrap()
         .active_runtime()
         .unwrap()

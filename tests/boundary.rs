@@ -27,7 +27,7 @@ use common::daemon::{wait_until, with_docker};
 use common::decoy::{Decoy, SECRET};
 use common::sandbox::{first_line, Sandbox, ALICE_ANSWER, BUSYBOX, LONG};
 use common::TestHome;
-use supervisor::docker::exec::{ExecError, ExecOutput};
+use supervisor::infra::docker::exec::{ExecError, ExecOutput};
 
 /// How long a CLI command may take before it counts as hung: liveness, not performance.
 const CLI_DEADLINE: Duration = Duration::from_secs(30);
@@ -358,7 +358,7 @@ impl Background {
         );
         let handle = std::thread::spawn(move || {
             with_docker(async move |d| {
-                supervisor::docker::exec::run(
+                supervisor::infra::docker::exec::run(
                     &d,
                     &id,
                     &[BUSYBOX, "sh", "-c", &script],
@@ -380,7 +380,7 @@ impl Background {
         let id = self.container.clone();
         let stop = format!("touch /tmp/stop-{}", self.name);
         let _ = with_docker(async move |d| {
-            supervisor::docker::exec::run(&d, &id, &[BUSYBOX, "sh", "-c", &stop], LONG).await
+            supervisor::infra::docker::exec::run(&d, &id, &[BUSYBOX, "sh", "-c", &stop], LONG).await
         });
         self.handle.join().unwrap().ok()
     }
@@ -1469,7 +1469,7 @@ fn each_instance_runs_as_its_own_uid() {
     let mut r = Report::new();
     let inspect = |instance: &str| {
         let id = s.container_id(instance);
-        with_docker(async move |d| supervisor::docker::container::inspect_raw(&d, &id).await)
+        with_docker(async move |d| supervisor::infra::docker::container::inspect_raw(&d, &id).await)
             .unwrap()
     };
     let alice = inspect("alice");
@@ -1533,15 +1533,15 @@ fn each_instance_runs_as_its_own_uid() {
         .find(|m| m.destination.as_deref() == Some("/opt/runtime"))
         .and_then(|m| m.source.clone())
         .unwrap();
-    let mut spec = supervisor::container_spec::throwaway(
+    let mut spec = supervisor::infra::container_spec::throwaway(
         &image,
         vec![
-            supervisor::container_spec::MountSpec {
+            supervisor::infra::container_spec::MountSpec {
                 source: runtime.into(),
                 target: "/opt/runtime".into(),
                 read_only: true,
             },
-            supervisor::container_spec::MountSpec {
+            supervisor::infra::container_spec::MountSpec {
                 source: s.h.home.workspace("bob"),
                 target: "/bob".into(),
                 read_only: true,
@@ -1555,7 +1555,7 @@ fn each_instance_runs_as_its_own_uid() {
         )]),
     );
     spec.user = alice_user.clone();
-    let probe = supervisor::docker::probe::ProbeSpec {
+    let probe = supervisor::infra::docker::probe::ProbeSpec {
         container: spec,
         entrypoint: Some(vec![
             BUSYBOX.into(),
@@ -1565,7 +1565,7 @@ fn each_instance_runs_as_its_own_uid() {
         ]),
         cmd: Vec::new(),
     };
-    let out = with_docker(async move |d| supervisor::docker::probe::run(&d, &probe).await)
+    let out = with_docker(async move |d| supervisor::infra::docker::probe::run(&d, &probe).await)
         .expect("the throwaway container");
     r.check(
         &format!("read bob's SOUL.md as alice's user {alice_user} (a throwaway container with bob's workspace mounted)"),

@@ -16,7 +16,7 @@ fn commands() -> Vec<(String, clap::Command)> {
             walk(&name, sub, out);
         }
     }
-    let mut root = supervisor::cli::Cli::command();
+    let mut root = supervisor::app::cli::Cli::command();
     root.build();
     let mut out = vec![("supervisor".to_string(), root.clone())];
     walk("", &root, &mut out);
@@ -31,7 +31,7 @@ fn has_help(arg: &clap::Arg) -> bool {
 #[test]
 fn the_command_definitions_are_consistent() {
     // clap's own checks: no clashing names, groups that name existing arguments, …
-    supervisor::cli::Cli::command().debug_assert();
+    supervisor::app::cli::Cli::command().debug_assert();
 }
 
 #[test]

@@ -3,7 +3,7 @@
 mod common;
 
 use common::{bin, mode, tree, TestHome};
-use supervisor::store::Store;
+use supervisor::infra::store::Store;
 
 const REPO: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -435,9 +435,9 @@ fn remove_archives_and_purge_deletes() {
     assert_eq!(archived.len(), 1);
     // The archive holds the instance's directory as it was, its disk image included (and no
     // mount: the image left the mount table before the move); mounted, it has the files.
-    let kept = supervisor::home::InstancePaths::under(archived[0].path());
-    assert!(!supervisor::disk::is_attached(&kept.volume_image).unwrap());
-    supervisor::disk::mount(&kept.volume_image, &kept.volume).unwrap();
+    let kept = supervisor::infra::home::InstancePaths::under(archived[0].path());
+    assert!(!supervisor::infra::disk::is_attached(&kept.volume_image).unwrap());
+    supervisor::infra::disk::mount(&kept.volume_image, &kept.volume).unwrap();
     assert_eq!(
         std::fs::read_to_string(kept.workspace.join("notes.md")).unwrap(),
         "keep me"

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::daemon::{wait_until, with_docker, Daemon, ReadyHome};
 use common::fake_llm::FakeLlm;
 use serde_json::json;
-use supervisor::docker::container;
+use supervisor::infra::docker::container;
 
 const LONG: Duration = Duration::from_secs(60);
 

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::daemon::{wait_until, with_docker, Daemon, ReadyHome};
-use supervisor::docker::container;
+use supervisor::infra::docker::container;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -281,7 +281,7 @@ fn a_killed_container_is_restarted_with_backoff() {
     let rec = h.record("alice");
     assert_eq!(rec.state, "running");
     assert_eq!(rec.last_exit_code, Some(137));
-    let store = supervisor::store::Store::open(&h.home.path("supervisor.db")).unwrap();
+    let store = supervisor::infra::store::Store::open(&h.home.path("supervisor.db")).unwrap();
     let exited = store
         .recent_events(Some("alice"), 20)
         .unwrap()
@@ -349,7 +349,7 @@ fn after_sigkill_the_next_daemon_adopts_running_containers() {
     after.sort();
     assert_eq!(after, before, "adopted, not recreated or duplicated");
     assert!(h.containers().iter().all(|c| c.running));
-    let store = supervisor::store::Store::open(&h.home.path("supervisor.db")).unwrap();
+    let store = supervisor::infra::store::Store::open(&h.home.path("supervisor.db")).unwrap();
     assert!(!store
         .recent_events(None, 50)
         .unwrap()

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use common::daemon::{wait_until, with_docker, Daemon, ReadyHome};
 use common::{mode, Run, TestHome};
-use supervisor::container_spec::{ContainerSpec, MountSpec, SpecInputs};
-use supervisor::daemon::user::ContainerUser;
-use supervisor::docker::container;
-use supervisor::home::InstancePaths;
-use supervisor::instance::InstanceConfig;
+use supervisor::infra::container_spec::{ContainerSpec, MountSpec, SpecInputs};
+use supervisor::app::daemon::user::ContainerUser;
+use supervisor::infra::docker::container;
+use supervisor::infra::home::InstancePaths;
+use supervisor::domain::instance::InstanceConfig;
 
 const LONG: Duration = Duration::from_secs(60);
 
@@ -51,11 +51,11 @@ fn set_mode(path: &Path, mode: u32) {
 
 /// The spec the daemon would give `instance` now (same code, same inputs).
 fn spec_for(h: &ReadyHome, instance: &str, paths: &InstancePaths) -> ContainerSpec {
-    let store = supervisor::store::Store::open(&h.home.path("supervisor.db")).unwrap();
+    let store = supervisor::infra::store::Store::open(&h.home.path("supervisor.db")).unwrap();
     let runtime = store.active_runtime().unwrap().unwrap().runtime_id;
     // An instance the home does not have has no config.json: it gets the defaults.
     let config = InstanceConfig::load(&paths.config).unwrap_or_default();
-    let image = supervisor::agent_image::current_tag("supervisor-agent");
+    let image = supervisor::infra::agent_image::current_tag("supervisor-agent");
     // An instance the home does not have has no uid either: the image's own stands in.
     let uid = store.instance(instance).map_or(65532, |r| r.uid);
     let user = ContainerUser::detect().spec_for(uid);
@@ -291,8 +291,8 @@ fn an_orphan_container_is_reported_and_fix_removes_it() {
 fn a_weakened_container_started_by_hand_fails_the_hardening_check() {
     let h = ReadyHome::new();
     h.home.run(&["create-instance", "alice"]).ok();
-    let name = supervisor::instance::InstanceName::parse("alice").unwrap();
-    let paths = supervisor::home::Home::new(&h.home.root)
+    let name = supervisor::domain::instance::InstanceName::parse("alice").unwrap();
+    let paths = supervisor::infra::home::Home::new(&h.home.root)
         .unwrap()
         .instance_paths(&name);
     // What the daemon would create, plus a host directory and a higher process limit: the
@@ -305,9 +305,9 @@ fn a_weakened_container_started_by_hand_fails_the_hardening_check() {
     });
     spec.pids_limit += 1;
     let uid = h.record("alice").uid;
-    supervisor::instance::volume::prepare(
+    supervisor::app::instances::volume::prepare(
         &paths,
-        &supervisor::disk::Enforcement::detect(Default::default()),
+        &supervisor::infra::disk::Enforcement::detect(Default::default()),
         1 << 30,
         ContainerUser::detect().owner_for(uid),
     )
@@ -498,7 +498,7 @@ fn the_daemon_row_compares_the_token_the_daemon_really_uses() {
         let report: serde_json::Value = serde_json::from_str(&text).unwrap();
         (out.status.code(), rows(&report, "daemon")[0].clone())
     };
-    let fingerprint = supervisor::daemon::api::info::fingerprint(&theirs);
+    let fingerprint = supervisor::app::daemon::api::info::fingerprint(&theirs);
     let (_, row) = doctor_with(&theirs);
     assert_eq!(row["status"], "ok", "{row}");
     let message = row["message"].as_str().unwrap();
@@ -516,7 +516,7 @@ fn the_daemon_row_compares_the_token_the_daemon_really_uses() {
     let message = row["message"].as_str().unwrap();
     assert!(
         message.contains(&fingerprint)
-            && message.contains(&supervisor::daemon::api::info::fingerprint(&mine)),
+            && message.contains(&supervisor::app::daemon::api::info::fingerprint(&mine)),
         "{message}"
     );
     assert!(row["fix"].as_str().unwrap().contains("restart the daemon"));

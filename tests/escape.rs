@@ -17,7 +17,7 @@ use common::sandbox::{
     first_line, Sandbox, ALICE_MEMORY, ALICE_PIDS, ALICE_TMP, BUSYBOX, EXEC_TIMEOUT, KEY, KEY_ENV,
     LONG,
 };
-use supervisor::docker::exec::{self, ExecOutput};
+use supervisor::infra::docker::exec::{self, ExecOutput};
 
 /// awk doubles a string until it is 1 GiB: real, touched memory, eight times alice's limit.
 const ALLOCATE: &str = "awk 'BEGIN { s = \"0123456789abcdef\"; \
@@ -721,7 +721,7 @@ fn memory_beyond_the_limit_is_killed_and_the_others_keep_answering() {
         "alice was not restarted: {:?}",
         s.h.record("alice")
     );
-    let store = supervisor::store::Store::open(&s.h.home.path("supervisor.db")).unwrap();
+    let store = supervisor::infra::store::Store::open(&s.h.home.path("supervisor.db")).unwrap();
     let exited = store
         .recent_events(Some("alice"), 50)
         .unwrap()

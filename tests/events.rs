@@ -14,8 +14,8 @@ use serde_json::{json, Value};
 const LONG: Duration = Duration::from_secs(60);
 const TOKEN: &str = "0123456789abcdef0123456789abcdef-test-token";
 
-fn store(home: &TestHome) -> supervisor::store::Store {
-    supervisor::store::Store::open(&home.path("supervisor.db")).unwrap()
+fn store(home: &TestHome) -> supervisor::infra::store::Store {
+    supervisor::infra::store::Store::open(&home.path("supervisor.db")).unwrap()
 }
 
 /// An event whose detail holds what an agent could have written: controls JSON does not
@@ -222,7 +222,7 @@ fn get_v1_events_streams_the_log_behind_the_token_resumes_and_ends_with_the_daem
     assert!(head[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &head[..n]);
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(
-            supervisor::daemon::lock::recorded_pid(&home.path("run")).unwrap() as i32,
+            supervisor::app::daemon::lock::recorded_pid(&home.path("run")).unwrap() as i32,
         ),
         nix::sys::signal::Signal::SIGTERM,
     )

@@ -19,7 +19,7 @@ use common::fake_llm::FakeLlm;
 use common::malformed::{self, Entry, XorShift};
 use common::TestHome;
 use serde_json::json;
-use supervisor::docker::container;
+use supervisor::infra::docker::container;
 use supervisor_agent::protocol::{parse_envelope, EnvelopeError};
 
 const LONG: Duration = Duration::from_secs(120);
@@ -765,7 +765,7 @@ fn ten_thousand_malformed_ipc_files_are_quarantined_and_valid_messages_still_ans
             match parse_envelope(bytes) {
                 Err(_) => {}
                 Ok(env) => assert!(
-                    !supervisor::ipc::from_agent(&env.payload),
+                    !supervisor::infra::ipc::from_agent(&env.payload),
                     "{:?} ({}) is a valid agent envelope",
                     j.name,
                     j.kind
@@ -877,14 +877,14 @@ fn ten_thousand_malformed_ipc_files_are_quarantined_and_valid_messages_still_ans
     let reasons: Vec<&String> = held.keys().filter(|k| k.ends_with(".reason")).collect();
     assert!(!reasons.is_empty());
     assert!(
-        reasons.len() <= supervisor::ipc::QUARANTINE_MAX_ITEMS,
+        reasons.len() <= supervisor::infra::ipc::QUARANTINE_MAX_ITEMS,
         "{} items kept",
         reasons.len()
     );
     let mut reasons_by_kind: HashMap<&str, HashSet<String>> = HashMap::new();
     let mut kept = 0;
     for j in &bad {
-        let safe = supervisor::ipc::quarantine_name(&j.name.to_string_lossy());
+        let safe = supervisor::infra::ipc::quarantine_name(&j.name.to_string_lossy());
         let Some(reason_file) = held.get(&format!("{safe}.reason")) else {
             continue;
         };

@@ -201,7 +201,7 @@ fn rust_log_applies_without_log_level_and_the_format_comes_from_the_environment(
             "--log-format",
             "json",
             "--log-level",
-            "warn,supervisor::daemon::run=info",
+            "warn,supervisor::app::daemon::run=info",
         ],
         &[],
     );
@@ -209,13 +209,13 @@ fn rust_log_applies_without_log_level_and_the_format_comes_from_the_environment(
     assert!(
         lines
             .iter()
-            .any(|v| v["level"] == "INFO" && v["target"] == "supervisor::daemon::run"),
+            .any(|v| v["level"] == "INFO" && v["target"] == "supervisor::app::daemon::run"),
         "{stderr}"
     );
     assert!(
         lines
             .iter()
-            .all(|v| v["level"] != "INFO" || v["target"] == "supervisor::daemon::run"),
+            .all(|v| v["level"] != "INFO" || v["target"] == "supervisor::app::daemon::run"),
         "{stderr}"
     );
 }

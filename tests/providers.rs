@@ -8,8 +8,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use supervisor::instance::config::{ModelConfig, Provider};
-use supervisor::llm::{self, LlmError, Request};
+use supervisor::domain::instance::config::{ModelConfig, Provider};
+use supervisor::infra::llm::{self, LlmError, Request};
 use supervisor_agent::protocol::{ModelMessage, Role};
 
 #[derive(Clone, Default)]

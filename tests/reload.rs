@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::daemon::{wait_until, with_docker, Daemon, ReadyHome};
-use supervisor::docker::container;
+use supervisor::infra::docker::container;
 
 const LONG: Duration = Duration::from_secs(60);
 

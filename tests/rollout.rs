@@ -86,7 +86,7 @@ fn build_runtime(h: &ReadyHome, agent: &Path) -> String {
 }
 
 fn active_runtime(h: &ReadyHome) -> String {
-    let store = supervisor::store::Store::open(&h.home.path("supervisor.db")).unwrap();
+    let store = supervisor::infra::store::Store::open(&h.home.path("supervisor.db")).unwrap();
     store.active_runtime().unwrap().unwrap().runtime_id
 }
 

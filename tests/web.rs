@@ -194,7 +194,7 @@ fn the_agent_reads_allowed_pages_and_hears_why_others_are_refused() {
     assert!(!daemon.log_text().contains(SECRET));
     let container = h.container_of("alice").unwrap();
     let env = common::daemon::with_docker(async move |c| {
-        supervisor::docker::container::inspect_raw(&c, &container.id)
+        supervisor::infra::docker::container::inspect_raw(&c, &container.id)
             .await
             .unwrap()
             .config

@@ -8,8 +8,8 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::get;
 use axum::Router;
-use supervisor::daemon::web::fetch::{fetch, FetchError};
-use supervisor::instance::egress::EgressPolicy;
+use supervisor::app::daemon::web::fetch::{fetch, FetchError};
+use supervisor::domain::instance::egress::EgressPolicy;
 
 /// The headers each request brought, by path.
 type Seen = Arc<Mutex<Vec<(String, HeaderMap)>>>;

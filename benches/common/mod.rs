@@ -12,7 +12,7 @@ static DAEMONS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static HOMES: Mutex<Vec<PathBuf>> = Mutex::new(Vec::new());
 
 fn home_id(root: &Path) -> String {
-    supervisor::store::Store::open(&root.join("supervisor.db"))
+    supervisor::infra::store::Store::open(&root.join("supervisor.db"))
         .unwrap()
         .home_id()
         .unwrap()
@@ -20,15 +20,15 @@ fn home_id(root: &Path) -> String {
 
 /// Removes every container of `home_id`.
 fn remove_containers(home_id: &str) {
-    supervisor::docker::block_on(async {
-        let d = supervisor::docker::connect(&Default::default())
+    supervisor::infra::docker::block_on(async {
+        let d = supervisor::infra::docker::connect(&Default::default())
             .await
             .unwrap();
-        for c in supervisor::docker::container::list_owned(&d, home_id)
+        for c in supervisor::infra::docker::container::list_owned(&d, home_id)
             .await
             .unwrap()
         {
-            let _ = supervisor::docker::container::remove(&d, &c.id).await;
+            let _ = supervisor::infra::docker::container::remove(&d, &c.id).await;
         }
     });
 }
@@ -42,7 +42,7 @@ pub fn clean_up_after_panic() {
     }
     for root in HOMES.lock().unwrap().drain(..) {
         remove_containers(&home_id(&root));
-        supervisor::disk::unmount_below(&root);
+        supervisor::infra::disk::unmount_below(&root);
     }
 }
 
@@ -67,7 +67,7 @@ pub fn prepared_home(root: &Path, prefix: &str, instances: usize) {
     let agent: PathBuf = std::env::var_os("SUPERVISOR_AGENT_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            supervisor::runtime::locate::built_agent_path(
+            supervisor::infra::runtime::locate::built_agent_path(
                 &Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
             )
         });
@@ -136,5 +136,5 @@ pub fn tear_down(root: &Path, mut daemon: Child) {
     DAEMONS.lock().unwrap().retain(|pid| *pid != daemon.id());
     remove_containers(&home_id(root));
     // Its instances' disk images leave the mount table with it.
-    supervisor::disk::unmount_below(root);
+    supervisor::infra::disk::unmount_below(root);
 }

@@ -10,13 +10,13 @@ use serde_json::{json, Value};
 
 use crate::common::{self, sv};
 use crate::stats::{ms, ratio, summary};
-use supervisor::container_spec::{ContainerSpec, SpecInputs};
-use supervisor::daemon::client::DaemonClient;
-use supervisor::daemon::live::Live;
-use supervisor::daemon::user::ContainerUser;
-use supervisor::docker::{self, container};
-use supervisor::home::Home;
-use supervisor::instance::{InstanceConfig, InstanceName};
+use supervisor::infra::container_spec::{ContainerSpec, SpecInputs};
+use supervisor::app::daemon::client::DaemonClient;
+use supervisor::app::daemon::live::Live;
+use supervisor::app::daemon::user::ContainerUser;
+use supervisor::infra::docker::{self, container};
+use supervisor::infra::home::Home;
+use supervisor::domain::instance::{InstanceConfig, InstanceName};
 
 pub fn reps() -> usize {
     std::env::var("REPS")
@@ -93,7 +93,7 @@ pub fn run() -> Value {
     let mut store = raw_home.open().unwrap();
     let home_id = store.home_id().unwrap();
     let runtime = store.active_runtime().unwrap().unwrap().runtime_id;
-    let image = supervisor::agent_image::current_tag("supervisor-agent");
+    let image = supervisor::infra::agent_image::current_tag("supervisor-agent");
     let user = ContainerUser::detect();
     let (mut raw_started, mut raw_ready) = (Vec::new(), Vec::new());
     docker::block_on(async {
@@ -105,7 +105,7 @@ pub fn run() -> Value {
             let uid = store.instance(name.as_str()).unwrap().uid;
             // The same volume the daemon prepares (mounted, the instance's own): the floor
             // measures the container, not the disk.
-            supervisor::instance::volume::prepare(
+            supervisor::app::instances::volume::prepare(
                 &paths,
                 &raw_home.host_config().unwrap().disk.enforcement(),
                 config.limits.disk_bytes(),
@@ -136,7 +136,7 @@ pub fn run() -> Value {
             container::remove(&d, &id).await.unwrap();
         }
     });
-    supervisor::disk::unmount_below(&raw_root);
+    supervisor::infra::disk::unmount_below(&raw_root);
 
     println!("cold start, {reps} repetitions, same run:");
     let s = summary("supervisor start → container running", &mut started);

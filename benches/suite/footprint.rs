@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 use crate::common::{self, sv};
 use crate::messages::request;
 use crate::stats::{mib, rss_kib};
-use supervisor::daemon::client::DaemonClient;
-use supervisor::home::Home;
+use supervisor::app::daemon::client::DaemonClient;
+use supervisor::infra::home::Home;
 
 const INSTANCES: usize = 10;
 
@@ -41,12 +41,12 @@ fn disk_bytes(dir: &Path) -> u64 {
 }
 
 fn image_bytes() -> u64 {
-    supervisor::docker::block_on(async {
-        let d = supervisor::docker::connect(&Default::default())
+    supervisor::infra::docker::block_on(async {
+        let d = supervisor::infra::docker::connect(&Default::default())
             .await
             .unwrap();
-        let tag = supervisor::agent_image::current_tag("supervisor-agent");
-        supervisor::docker::image::inspect(&d, &tag)
+        let tag = supervisor::infra::agent_image::current_tag("supervisor-agent");
+        supervisor::infra::docker::image::inspect(&d, &tag)
             .await
             .unwrap()
             .map_or(0, |i| i.size)

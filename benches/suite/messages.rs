@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 
 use crate::common::{self, sv};
 use crate::stats::{ms, summary};
-use supervisor::daemon::api::SendRequest;
-use supervisor::daemon::client::DaemonClient;
-use supervisor::home::Home;
+use supervisor::app::daemon::api::SendRequest;
+use supervisor::app::daemon::client::DaemonClient;
+use supervisor::infra::home::Home;
 
 const TOKEN: &str = "bench-token-0123456789abcdef0123456789";
 
@@ -49,7 +49,7 @@ pub fn run() -> Value {
     // A caller over TCP is never `local`: it is `api:tcp`, which the instance must allow.
     let config = Home::new(&root)
         .unwrap()
-        .instance_paths(&supervisor::instance::InstanceName::parse("m0").unwrap())
+        .instance_paths(&supervisor::domain::instance::InstanceName::parse("m0").unwrap())
         .config;
     let mut c: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
     c["allow_from"] = json!(["local", "api:tcp"]);

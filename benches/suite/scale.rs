@@ -9,7 +9,7 @@ use crate::cold_start::wait_ready;
 use crate::common::{self, sv};
 use crate::stats::{mib, ms, rss_kib, summary};
 use crate::status::{running_and_sampled, time_status};
-use supervisor::home::Home;
+use supervisor::infra::home::Home;
 
 pub fn run() -> Value {
     let n: usize = std::env::var("SCALE")

@@ -65,11 +65,11 @@ pub fn machine() -> Value {
         .unwrap_or_default()
         .trim()
         .to_string();
-    let docker = supervisor::docker::block_on(async {
-        let d = supervisor::docker::connect(&Default::default())
+    let docker = supervisor::infra::docker::block_on(async {
+        let d = supervisor::infra::docker::connect(&Default::default())
             .await
             .ok()?;
-        supervisor::docker::stats::engine_version(&d).await.ok()
+        supervisor::infra::docker::stats::engine_version(&d).await.ok()
     });
     json!({
         "cpus": cpus,

@@ -14,14 +14,14 @@ const SIZES: &[usize] = &[20, 50];
 
 fn container_names(root: &std::path::Path) -> Vec<String> {
     let v: Value = serde_json::from_str(&sv(root, &["list", "--json"])).unwrap();
-    let home_id = supervisor::store::Store::open(&root.join("supervisor.db"))
+    let home_id = supervisor::infra::store::Store::open(&root.join("supervisor.db"))
         .unwrap()
         .home_id()
         .unwrap();
     v.as_array()
         .unwrap()
         .iter()
-        .map(|i| supervisor::container_spec::container_name(&home_id, i["name"].as_str().unwrap()))
+        .map(|i| supervisor::infra::container_spec::container_name(&home_id, i["name"].as_str().unwrap()))
         .collect()
 }
 

@@ -8,8 +8,8 @@ use serde_json::{json, Value};
 
 use crate::common::{self, sv};
 use crate::messages::{n, request};
-use supervisor::daemon::client::DaemonClient;
-use supervisor::home::Home;
+use supervisor::app::daemon::client::DaemonClient;
+use supervisor::infra::home::Home;
 
 const ROUNDS: &[usize] = &[1, 10, 50];
 

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use supervisor::docker::{self, container, Client};
-use supervisor::host_config::DockerConfig;
+use supervisor::infra::docker::{self, container, Client};
+use supervisor::domain::host_config::DockerConfig;
 
 use super::{bin, TestHome};
 
@@ -15,7 +15,7 @@ pub fn require_agent_bin() -> PathBuf {
     let path = std::env::var_os("SUPERVISOR_AGENT_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            supervisor::runtime::locate::built_agent_path(
+            supervisor::infra::runtime::locate::built_agent_path(
                 &Path::new(env!("CARGO_MANIFEST_DIR")).join("target"),
             )
         });
@@ -58,7 +58,7 @@ impl ReadyHome {
             agent.to_str().unwrap(),
         ])
         .ok();
-        let home_id = supervisor::store::Store::open(&home.path("supervisor.db"))
+        let home_id = supervisor::infra::store::Store::open(&home.path("supervisor.db"))
             .unwrap()
             .home_id()
             .unwrap();
@@ -93,8 +93,8 @@ impl ReadyHome {
         mine.pop()
     }
 
-    pub fn record(&self, instance: &str) -> supervisor::store::instances::InstanceRecord {
-        supervisor::store::Store::open(&self.home.path("supervisor.db"))
+    pub fn record(&self, instance: &str) -> supervisor::infra::store::instances::InstanceRecord {
+        supervisor::infra::store::Store::open(&self.home.path("supervisor.db"))
             .unwrap()
             .instance(instance)
             .unwrap()

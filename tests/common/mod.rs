@@ -153,10 +153,10 @@ impl TestHome {
     /// An instance's volume (`instances/<name>/volume`), mounted if it is an image.
     pub fn volume(&self, instance: &str) -> PathBuf {
         let dir = self.root.join("instances").join(instance);
-        let paths = supervisor::home::InstancePaths::under(dir);
+        let paths = supervisor::infra::home::InstancePaths::under(dir);
         // Mounted already (or plain) when it has its tree: no need to take its lock again.
         if paths.dir.is_dir() && !paths.ipc.is_dir() {
-            supervisor::instance::volume::open(&paths)
+            supervisor::app::instances::volume::open(&paths)
                 .unwrap_or_else(|e| panic!("cannot open {instance}'s volume: {e}"));
         }
         paths.volume
@@ -166,7 +166,7 @@ impl TestHome {
 impl Drop for TestHome {
     /// Disk images mounted under the home (instances' volumes) leave the mount table with it.
     fn drop(&mut self) {
-        supervisor::disk::unmount_below(self._tmp.path());
+        supervisor::infra::disk::unmount_below(self._tmp.path());
     }
 }
 

@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use supervisor::docker::exec::{self, ExecError, ExecOutput};
+use supervisor::infra::docker::exec::{self, ExecError, ExecOutput};
 
 use super::daemon::{wait_until, with_docker, Daemon, ReadyHome};
 use super::Run;

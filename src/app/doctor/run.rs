@@ -1,0 +1,389 @@
+//! Gathers the facts, runs the checks in order and, with `--fix`, repairs modes (chmod).
+//! What needs the Docker engine is in `containers.rs`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use crate::infra::docker;
+use crate::infra::home::Home;
+use crate::domain::host_config::HostConfig;
+use crate::domain::instance::config::ConfigError;
+use crate::domain::instance::{InstanceConfig, InstanceName};
+use crate::infra::runtime::{self, manifest::Manifest};
+use crate::infra::safefs::SafeDir;
+use crate::infra::store::{Store, StoreError};
+
+use super::checks::{self, RuntimeFact};
+use super::containers::docker_checks;
+use super::{daemon, perms, Check, Report};
+use crate::app::daemon::client::{ClientError, DaemonClient};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Options {
+    /// Repair modes and remove orphan containers.
+    pub fix: bool,
+}
+
+/// What the store says about the home.
+pub(super) struct StoreFacts {
+    pub store: Store,
+    pub home_id: String,
+    pub instances: Vec<String>,
+    pub active_runtime: Option<String>,
+}
+
+/// Every live instance's config.json as the loader judged it.
+pub(super) type Configs = BTreeMap<String, Result<InstanceConfig, ConfigError>>;
+
+/// Runs every check; never fails as a whole: each problem is a row.
+pub fn run(home: &Home, opts: &Options) -> Report {
+    let root = home.root().display().to_string();
+    let initialized = home.is_initialized();
+    let host = home.host_config();
+    let mut rows = vec![
+        checks::home(&root, initialized),
+        checks::host_config(&host.as_ref().map(drop).map_err(|e| e.to_string())),
+    ];
+    let host = host.unwrap_or_default();
+
+    // Modes before anything opens the database, which may create its WAL files itself.
+    let perm_rows = if home.root().is_dir() {
+        permissions(home, opts.fix)
+    } else {
+        vec![Check::warn(
+            checks::PERMISSIONS,
+            format!("not checked: {root} does not exist"),
+            format!("supervisor --home {root} init"),
+        )]
+    };
+
+    let (database_row, facts) = open_store(home, initialized);
+    let configs: Configs = facts
+        .as_ref()
+        .map(|f| {
+            f.instances
+                .iter()
+                .filter_map(|name| {
+                    let iname = InstanceName::parse(name).ok()?;
+                    let path = home.instance_paths(&iname).config;
+                    Some((name.clone(), InstanceConfig::load(&path)))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let runtime_row = checks::runtime(&runtime_fact(home, facts.as_ref()));
+
+    let docker_rows = docker::block_on(docker_checks(
+        home,
+        &host,
+        facts.as_ref(),
+        &configs,
+        opts.fix,
+    ));
+
+    let records = facts
+        .as_ref()
+        .and_then(|f| f.store.instances().ok())
+        .unwrap_or_default();
+    rows.push(daemon_row(home, &host, initialized, &records));
+    rows.push(docker_rows.docker);
+    rows.push(docker_rows.image);
+    rows.push(runtime_row);
+    rows.push(database_row);
+    rows.extend(perm_rows);
+    rows.extend(config_rows(facts.as_ref(), &configs));
+    rows.extend(docker_rows.hardening);
+    rows.extend(docker_rows.orphans);
+    rows.extend(docker_rows.home_id);
+    rows.extend(super::isolation::local_rows(
+        home,
+        &records,
+        &host.disk.enforcement(),
+    ));
+    rows.extend(docker_rows.shared_uids);
+    rows.push(disk_row(home.root()));
+    rows.push(token_row(home, &host));
+    if !initialized {
+        // Whatever could not be checked for want of a home has one fix: making it.
+        let init = format!("supervisor --home {root} init");
+        for row in rows
+            .iter_mut()
+            .filter(|r| r.status != super::Status::Ok && r.message.starts_with("not checked"))
+        {
+            row.fix = Some(init.clone());
+        }
+    }
+    Report::new(rows)
+}
+
+fn permissions(home: &Home, fix: bool) -> Vec<Check> {
+    let layout = perms::layout(home.root());
+    let mut rows = Vec::new();
+    let mut seen = 0;
+    // The home may be a link to where the data lives: that is the operator's choice.
+    let home_dir = match SafeDir::open_following(home.root()) {
+        Ok(d) => d,
+        Err(e) => {
+            return vec![Check::warn(
+                checks::PERMISSIONS,
+                format!("{}: cannot open it: {e}", home.root().display()),
+                "run doctor as the user that runs the daemon",
+            )]
+        }
+    };
+    // Each instance's volume, opened once (its image mounted if need be), or why not.
+    let mut volumes: BTreeMap<String, Result<crate::app::instances::volume::OpenVolume, String>> =
+        BTreeMap::new();
+    for expect in perms::expectations(&layout) {
+        let is_root = expect.path == layout.root;
+        let rel = match expect.path.strip_prefix(home.root()) {
+            Ok(p) if !is_root => p.display().to_string(),
+            _ => expect.path.display().to_string(),
+        };
+        let base = match &expect.base {
+            perms::Base::Home => &home_dir,
+            perms::Base::Volume(name) => {
+                let opened = volumes.entry(name.clone()).or_insert_with(|| {
+                    let iname = InstanceName::parse(name).map_err(|e| e.to_string())?;
+                    crate::app::instances::volume::open(&home.instance_paths(&iname))
+                        .map_err(|e| e.to_string())
+                });
+                match opened {
+                    Ok(v) => &v.root,
+                    Err(e) => {
+                        if expect.rel.as_os_str().is_empty() {
+                            rows.push(Check::warn(
+                                checks::PERMISSIONS,
+                                format!("{rel}: not checked: {e}"),
+                                "see the message; `supervisor doctor` again once it is fixed",
+                            ));
+                        }
+                        continue;
+                    }
+                }
+            }
+        };
+        let found = match perms::look(&expect, base) {
+            Ok(found) => found,
+            Err(e) => {
+                rows.push(Check::warn(
+                    checks::PERMISSIONS,
+                    format!("{rel}: cannot look at it: {e}"),
+                    "run doctor as the user that runs the daemon",
+                ));
+                continue;
+            }
+        };
+        if found != perms::Found::Missing {
+            seen += 1;
+        }
+        let verdict = perms::judge(&expect, found);
+        if verdict == perms::Verdict::Ok {
+            continue;
+        }
+        let outcome = (fix && matches!(verdict, perms::Verdict::Mode { .. }))
+            .then(|| perms::repair(&expect, base));
+        rows.push(perms::finding(&expect, &verdict, &rel, outcome.as_ref()));
+    }
+    if rows.is_empty() {
+        rows.push(Check::ok(
+            checks::PERMISSIONS,
+            format!("{seen} paths checked: every mode is as the supervisor creates it"),
+        ));
+    }
+    rows
+}
+
+fn open_store(home: &Home, initialized: bool) -> (Check, Option<StoreFacts>) {
+    if !initialized {
+        let e = Err("not checked: the home has no database".to_string());
+        return (checks::database(&e, 0), None);
+    }
+    let size = ["", "-wal"]
+        .iter()
+        .filter_map(|suffix| {
+            std::fs::metadata(format!("{}{suffix}", home.db_path().display()))
+                .ok()
+                .map(|m| m.len())
+        })
+        .sum();
+    let read = || -> Result<(String, StoreFacts), String> {
+        let mut store = home.open().map_err(|e| e.to_string())?;
+        let integrity = store.integrity_check().map_err(|e| e.to_string())?;
+        let facts = (|| -> Result<_, StoreError> {
+            Ok((
+                store.home_id()?,
+                store.instances()?.into_iter().map(|r| r.name).collect(),
+                store.active_runtime()?.map(|a| a.runtime_id),
+            ))
+        })();
+        let (home_id, instances, active_runtime) = facts.map_err(|e| e.to_string())?;
+        Ok((
+            integrity,
+            StoreFacts {
+                store,
+                home_id,
+                instances,
+                active_runtime,
+            },
+        ))
+    };
+    match read() {
+        Ok((integrity, facts)) => (checks::database(&Ok(integrity), size), Some(facts)),
+        Err(e) => (checks::database(&Err(e), size), None),
+    }
+}
+
+fn runtime_fact(home: &Home, facts: Option<&StoreFacts>) -> RuntimeFact {
+    let Some(facts) = facts else {
+        return RuntimeFact::Unknown {
+            reason: "not checked: the database cannot be read".into(),
+        };
+    };
+    let Some(id) = &facts.active_runtime else {
+        return RuntimeFact::NoneActive;
+    };
+    let dir = home.runtime_dir().join(id);
+    if !runtime::is_runtime_id(id) || !dir.is_dir() {
+        return RuntimeFact::MissingDir { id: id.clone() };
+    }
+    // The same verification `runtime verify` and activation use.
+    match Manifest::verify_dir(&dir, id) {
+        Ok(diffs) if diffs.is_empty() => RuntimeFact::Intact { id: id.clone() },
+        Ok(diffs) => RuntimeFact::Damaged {
+            id: id.clone(),
+            differences: diffs.iter().map(ToString::to_string).collect(),
+        },
+        Err(e) => RuntimeFact::Unreadable {
+            id: id.clone(),
+            error: e.to_string(),
+        },
+    }
+}
+
+fn config_rows(facts: Option<&StoreFacts>, configs: &Configs) -> Vec<Check> {
+    if facts.is_none() {
+        return vec![Check::warn(
+            checks::CONFIG,
+            "not checked: the database cannot be read, so the instances are unknown",
+            "fix the database first (see the database row)",
+        )];
+    }
+    if configs.is_empty() {
+        return vec![Check::ok(checks::CONFIG, "no instances")];
+    }
+    let mut rows: Vec<Check> = configs
+        .iter()
+        .map(|(name, loaded)| checks::config(name, loaded))
+        .collect();
+    for (name, loaded) in configs {
+        if let Ok(config) = loaded {
+            rows.extend(super::egress::rows(name, config));
+        }
+    }
+    rows
+}
+
+fn disk_row(root: &Path) -> Check {
+    // A home that does not exist yet would be created on the nearest existing ancestor.
+    let existing = root.ancestors().find(|p| p.exists()).unwrap_or(root);
+    match nix::sys::statvfs::statvfs(existing) {
+        // The field types differ by platform (u32 on some); u64 holds them all.
+        #[allow(clippy::unnecessary_cast)]
+        Ok(s) => checks::disk(
+            (s.blocks_available() as u64).saturating_mul(s.fragment_size() as u64),
+            &existing.display().to_string(),
+        ),
+        Err(e) => Check::warn(
+            checks::DISK,
+            format!("cannot read the free space of {}: {e}", existing.display()),
+            "df -h on the home's file system",
+        ),
+    }
+}
+
+/// The token as the daemon would see it: its environment, or the environment file the
+/// service unit reads, and where it was found (or looked for). The value goes only to the
+/// rules and to a fingerprint, never into a row.
+fn local_token(home: &Home, host: &HostConfig) -> (Option<String>, String) {
+    let var = &host.api.token_env;
+    let env_file = home.root().join("supervisor.env");
+    if let Some(t) = std::env::var(var).ok().filter(|t| !t.trim().is_empty()) {
+        return (Some(t), "in the environment".to_string());
+    }
+    let from_file = std::fs::read_to_string(&env_file)
+        .ok()
+        .and_then(|text| checks::env_file_value(&text, var))
+        .filter(|t| !t.trim().is_empty());
+    match from_file {
+        Some(t) => (Some(t), format!("in {}", env_file.display())),
+        None => (
+            None,
+            format!("in the environment nor in {}", env_file.display()),
+        ),
+    }
+}
+
+fn token_row(home: &Home, host: &HostConfig) -> Check {
+    let (token, source) = local_token(home, host);
+    checks::api_token(&host.api, token, &source)
+}
+
+/// How long the daemon has to say what it runs with.
+const DAEMON_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Asks the home's daemon (if any) what it runs with and compares its token with ours.
+fn daemon_row(
+    home: &Home,
+    host: &HostConfig,
+    initialized: bool,
+    records: &[crate::infra::store::instances::InstanceRecord],
+) -> Check {
+    let root = home.root().display().to_string();
+    if !initialized {
+        return Check::warn(
+            daemon::DAEMON,
+            format!("not checked: there is no home at {root}"),
+            format!("supervisor --home {root} init"),
+        );
+    }
+    let client = DaemonClient::for_home(home);
+    let asked = docker::block_on(async {
+        tokio::time::timeout(DAEMON_WAIT, async {
+            match client.info().await {
+                // A daemon from before `/v1/daemon`: it runs, but cannot say with what.
+                Err(ClientError::Status { status: 404, .. }) => match client.health().await {
+                    Ok(h) => Err(ClientError::Transport(format!(
+                        "supervisor {} does not report its token",
+                        h.version
+                    ))),
+                    Err(e) => Err(e),
+                },
+                other => other,
+            }
+        })
+        .await
+    });
+    let fact = match asked {
+        Ok(Ok(info)) => daemon::DaemonFact::Running(info),
+        Ok(Err(ClientError::NotRunning { .. })) => daemon::DaemonFact::NotRunning {
+            wanted: records
+                .iter()
+                .filter(|r| r.desired_state == "running")
+                .map(|r| r.name.clone())
+                .collect(),
+        },
+        Ok(Err(e)) => daemon::DaemonFact::Unknown {
+            reason: e.to_string(),
+        },
+        Err(_) => daemon::DaemonFact::Unknown {
+            reason: format!("no answer within {} s", DAEMON_WAIT.as_secs()),
+        },
+    };
+    let (token, source) = local_token(home, host);
+    let local = daemon::LocalToken {
+        fingerprint: token.as_deref().map(crate::app::daemon::api::info::fingerprint),
+        source,
+    };
+    daemon::daemon(&fact, &local, &root)
+}

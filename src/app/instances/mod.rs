@@ -1,0 +1,9 @@
+//! Operations on instances: creating, removing, starting and stopping them, their volumes,
+//! and the last valid config of each.
+
+pub mod create;
+pub mod last_good;
+pub mod lifecycle;
+pub mod remove;
+pub mod soul;
+pub mod volume;

@@ -1,0 +1,9 @@
+//! Instances: their names, configs, personas, and the all-or-nothing create and remove.
+
+pub mod config;
+pub mod egress;
+pub mod name;
+pub mod settings;
+
+pub use config::InstanceConfig;
+pub use name::InstanceName;

@@ -1,0 +1,10 @@
+//! The pure core: what an instance, a config, a schedule and a container spec are, and the
+//! rules over them. Nothing here talks to Docker, SQLite, the network or the IPC directories,
+//! and nothing here depends on `infra` or `app`.
+
+pub mod duration_words;
+pub mod escape;
+pub mod host_config;
+pub mod instance;
+pub mod schedule;
+pub mod serde_text;
