@@ -305,7 +305,7 @@ fn a_weakened_container_started_by_hand_fails_the_hardening_check() {
     });
     spec.pids_limit += 1;
     let uid = h.record("alice").uid;
-    supervisor::app::instances::volume::prepare(
+    supervisor::infra::volume::prepare(
         &paths,
         &supervisor::infra::disk::Enforcement::detect(Default::default()),
         1 << 30,

@@ -105,7 +105,7 @@ pub fn run() -> Value {
             let uid = store.instance(name.as_str()).unwrap().uid;
             // The same volume the daemon prepares (mounted, the instance's own): the floor
             // measures the container, not the disk.
-            supervisor::app::instances::volume::prepare(
+            supervisor::infra::volume::prepare(
                 &paths,
                 &raw_home.host_config().unwrap().disk.enforcement(),
                 config.limits.disk_bytes(),

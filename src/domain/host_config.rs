@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-use crate::domain::instance::config::FieldError;
+use crate::domain::field_error::FieldError;
 use crate::domain::serde_text;
 
 /// Written by `init` so users can see every key and its default in place.
@@ -39,15 +39,9 @@ pub struct DiskConfig {
     /// "auto": a disk image per instance where this host allows it (root, loop devices,
     /// e2fsprogs), measured and stopped past the limit otherwise; "hard": images or nothing;
     /// "soft": never images.
-    pub enforce: crate::infra::disk::EnforceSetting,
+    pub enforce: EnforceSetting,
 }
 
-impl DiskConfig {
-    /// How this process enforces limits, with this setting, on this host.
-    pub fn enforcement(&self) -> crate::infra::disk::Enforcement {
-        crate::infra::disk::Enforcement::detect(self.enforce)
-    }
-}
 
 /// The optional TCP listener for the daemon's API (the unix socket is always there).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -293,6 +287,19 @@ fn line_hint(text: &str, span: Option<std::ops::Range<usize>>) -> String {
         format!(" (line {line})")
     })
     .unwrap_or_default()
+}
+
+/// `[disk]` in supervisor.toml: how disk limits are enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EnforceSetting {
+    /// Hard where this host allows it (root, loop devices, mke2fs), soft otherwise.
+    #[default]
+    Auto,
+    /// Hard or not at all: instances do not run where it is not possible.
+    Hard,
+    /// Always soft: no images, no mounts (the daemon measures and stops).
+    Soft,
 }
 
 #[cfg(test)]

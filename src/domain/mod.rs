@@ -4,7 +4,9 @@
 
 pub mod duration_words;
 pub mod escape;
+pub mod field_error;
 pub mod host_config;
 pub mod instance;
 pub mod schedule;
 pub mod serde_text;
+pub mod sizes;

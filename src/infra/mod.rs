@@ -16,3 +16,4 @@ pub mod runtime;
 pub mod safefs;
 pub mod service;
 pub mod store;
+pub mod volume;

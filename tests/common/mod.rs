@@ -156,7 +156,7 @@ impl TestHome {
         let paths = supervisor::infra::home::InstancePaths::under(dir);
         // Mounted already (or plain) when it has its tree: no need to take its lock again.
         if paths.dir.is_dir() && !paths.ipc.is_dir() {
-            supervisor::app::instances::volume::open(&paths)
+            supervisor::infra::volume::open(&paths)
                 .unwrap_or_else(|e| panic!("cannot open {instance}'s volume: {e}"));
         }
         paths.volume

@@ -327,7 +327,7 @@ fn instance(
             (_, Some(other)) => s.skip(&child_rel, special_reason(other)),
         }
     }
-    let volume = match crate::app::instances::volume::open(&home.instance_paths(&iname)) {
+    let volume = match crate::infra::volume::open(&home.instance_paths(&iname)) {
         Ok(v) => v,
         Err(e) => {
             s.skip(

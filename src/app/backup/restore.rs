@@ -206,7 +206,7 @@ fn hand_over(staged: &Home) -> Result<u64, RestoreError> {
         if fs::symlink_metadata(&paths.dir).is_err() {
             continue; // nothing of it was in the archive
         }
-        changed += crate::app::instances::volume::give_to(&paths, owner)
+        changed += crate::infra::volume::give_to(&paths, owner)
             .map_err(|e| RestoreError::Mismatch(format!("instances/{}: {e}", record.name)))?;
     }
     Ok(changed)
@@ -374,14 +374,14 @@ mod tests {
                 .unwrap();
         }
         let paths = home.instance_paths(&new.name);
-        let volume = crate::app::instances::volume::open(&paths).unwrap();
+        let volume = crate::infra::volume::open(&paths).unwrap();
         let ws = volume.workspace().unwrap();
         use std::io::Write;
         ws.create_new("notes.txt", 0o644)
             .unwrap()
             .write_all(b"remember")
             .unwrap();
-        let inbox = volume.queue(crate::app::instances::volume::Queue::In).unwrap();
+        let inbox = volume.queue(crate::infra::volume::Queue::In).unwrap();
         inbox
             .create_new("t.json", 0o600)
             .unwrap()
@@ -565,7 +565,7 @@ mod tests {
         let home = live_home(dir.path());
         // 100 MB of zeros: a small archive that unpacks large.
         let paths = home.instance_paths(&InstanceName::parse("alice").unwrap());
-        let ws = crate::app::instances::volume::open(&paths)
+        let ws = crate::infra::volume::open(&paths)
             .unwrap()
             .workspace()
             .unwrap();

@@ -2,7 +2,7 @@ use std::process::ExitCode;
 
 use crate::infra::home::{Home, InstancePaths};
 use crate::app::instances::soul::{Soul, MAX_SOUL_BYTES};
-use crate::app::instances::volume::{self, OpenVolume};
+use crate::infra::volume::{self, OpenVolume};
 use crate::domain::instance::InstanceConfig;
 use crate::app::render::{self, DiskView, InstanceDetail};
 

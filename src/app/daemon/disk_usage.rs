@@ -12,7 +12,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use super::api::Wake;
 use super::live::Live;
 use crate::infra::home::Home;
-use crate::app::instances::volume;
+use crate::infra::volume;
 use crate::domain::instance::InstanceName;
 use crate::infra::store::{now_ms, Store};
 

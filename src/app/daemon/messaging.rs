@@ -26,7 +26,7 @@ use super::web;
 use crate::infra::home::Home;
 use crate::infra::home::InstancePaths;
 use crate::app::instances::last_good::LastGoodConfigs;
-use crate::app::instances::volume::{self, Queue, VolumeError};
+use crate::infra::volume::{self, Queue, VolumeError};
 use crate::domain::instance::{InstanceConfig, InstanceName};
 use crate::infra::ipc::{watch::OutWatcher, Drained, Incoming, InstanceIpc, IpcError};
 use crate::infra::llm;

@@ -26,7 +26,7 @@ use crate::infra::home::Home;
 use crate::domain::host_config::HostConfig;
 use crate::domain::instance::config::LifecycleMode;
 use crate::app::instances::last_good::{LastGoodConfigs, Loaded};
-use crate::app::instances::volume::{self, VolumeError};
+use crate::infra::volume::{self, VolumeError};
 use crate::domain::instance::{InstanceConfig, InstanceName};
 use crate::infra::store::instances::{InstanceRecord, Observed};
 use crate::infra::store::rollouts::Rollout;

@@ -17,7 +17,7 @@ use crate::infra::runtime;
 use crate::infra::store::StoreError;
 
 use super::checks::{self, ImageFact, NO_DOCKER, START_DOCKER};
-use super::run::{Configs, StoreFacts};
+use super::facts::{Configs, StoreFacts};
 use super::{hardening, same_id, Check};
 
 /// How long the engine has to answer at all: an unreachable TCP endpoint must not hang

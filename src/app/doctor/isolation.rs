@@ -5,7 +5,7 @@
 
 use crate::infra::disk::Enforcement;
 use crate::infra::home::Home;
-use crate::app::instances::volume::{self, Queue};
+use crate::infra::volume::{self, Queue};
 use crate::domain::instance::InstanceName;
 use crate::infra::store::instances::InstanceRecord;
 

@@ -11,6 +11,7 @@ pub mod checks;
 mod containers;
 pub mod daemon;
 pub mod egress;
+mod facts;
 pub mod hardening;
 pub mod isolation;
 pub mod perms;

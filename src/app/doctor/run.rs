@@ -7,14 +7,14 @@ use std::path::Path;
 use crate::infra::docker;
 use crate::infra::home::Home;
 use crate::domain::host_config::HostConfig;
-use crate::domain::instance::config::ConfigError;
 use crate::domain::instance::{InstanceConfig, InstanceName};
 use crate::infra::runtime::{self, manifest::Manifest};
 use crate::infra::safefs::SafeDir;
-use crate::infra::store::{Store, StoreError};
+use crate::infra::store::StoreError;
 
 use super::checks::{self, RuntimeFact};
 use super::containers::docker_checks;
+use super::facts::{Configs, StoreFacts};
 use super::{daemon, perms, Check, Report};
 use crate::app::daemon::client::{ClientError, DaemonClient};
 
@@ -23,17 +23,6 @@ pub struct Options {
     /// Repair modes and remove orphan containers.
     pub fix: bool,
 }
-
-/// What the store says about the home.
-pub(super) struct StoreFacts {
-    pub store: Store,
-    pub home_id: String,
-    pub instances: Vec<String>,
-    pub active_runtime: Option<String>,
-}
-
-/// Every live instance's config.json as the loader judged it.
-pub(super) type Configs = BTreeMap<String, Result<InstanceConfig, ConfigError>>;
 
 /// Runs every check; never fails as a whole: each problem is a row.
 pub fn run(home: &Home, opts: &Options) -> Report {
@@ -132,7 +121,7 @@ fn permissions(home: &Home, fix: bool) -> Vec<Check> {
         }
     };
     // Each instance's volume, opened once (its image mounted if need be), or why not.
-    let mut volumes: BTreeMap<String, Result<crate::app::instances::volume::OpenVolume, String>> =
+    let mut volumes: BTreeMap<String, Result<crate::infra::volume::OpenVolume, String>> =
         BTreeMap::new();
     for expect in perms::expectations(&layout) {
         let is_root = expect.path == layout.root;
@@ -145,7 +134,7 @@ fn permissions(home: &Home, fix: bool) -> Vec<Check> {
             perms::Base::Volume(name) => {
                 let opened = volumes.entry(name.clone()).or_insert_with(|| {
                     let iname = InstanceName::parse(name).map_err(|e| e.to_string())?;
-                    crate::app::instances::volume::open(&home.instance_paths(&iname))
+                    crate::infra::volume::open(&home.instance_paths(&iname))
                         .map_err(|e| e.to_string())
                 });
                 match opened {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::domain::instance::config::InstanceConfig;
 use crate::domain::instance::name::InstanceName;
 use super::soul::Soul;
-use super::volume::VolumeError;
+use crate::infra::volume::VolumeError;
 use crate::infra::disk::{self, Enforcement};
 use crate::infra::fsutil;
 use crate::infra::home::{Home, HomeError, InstancePaths};

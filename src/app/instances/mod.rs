@@ -6,4 +6,3 @@ pub mod last_good;
 pub mod lifecycle;
 pub mod remove;
 pub mod soul;
-pub mod volume;

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::domain::instance::name::InstanceName;
-use super::volume::VolumeError;
+use crate::infra::volume::VolumeError;
 use crate::infra::fsutil;
 use crate::infra::home::Home;
 use crate::infra::safefs::{SafeDir, TreeLimits};
@@ -82,7 +82,7 @@ pub fn remove(
     if has_files {
         // Its disk leaves the mount table first: an archive holds the image, not a mount.
         // Held until the directory has moved, so that nothing mounts it again in between.
-        let _unmounted = super::volume::release(&home.instance_paths(name))?;
+        let _unmounted = crate::infra::volume::release(&home.instance_paths(name))?;
         fs::rename(&dir, &target).map_err(|source| RemoveError::Io {
             action: "move",
             path: dir.clone(),

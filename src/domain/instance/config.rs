@@ -8,6 +8,12 @@ use std::time::Duration;
 
 use crate::domain::serde_text;
 
+pub use crate::domain::field_error::FieldError;
+pub use crate::domain::sizes::{format_size, is_env_var_name, parse_size};
+
+/// The smallest disk an instance can be given: ext4 with room for a workspace.
+pub const MIN_DISK_BYTES: u64 = 64 << 20;
+
 /// The config format version this build reads and writes.
 pub const CONFIG_VERSION: u32 = 1;
 
@@ -352,23 +358,6 @@ impl ModelConfig {
     }
 }
 
-/// One invalid value: where it is and what was expected.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{path}: {message}")]
-pub struct FieldError {
-    pub path: String,
-    pub message: String,
-}
-
-impl FieldError {
-    pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
-        Self {
-            path: path.into(),
-            message: message.into(),
-        }
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{}: cannot read: {source}", file.display())]
@@ -517,7 +506,7 @@ impl Limits {
     fn validate(&self) -> Result<(), FieldError> {
         check_size("limits.memory", &self.memory, 16 << 20)?;
         check_size("limits.tmp", &self.tmp, 1 << 20)?;
-        check_size("limits.disk", &self.disk, crate::infra::disk::MIN_DISK_BYTES)?;
+        check_size("limits.disk", &self.disk, MIN_DISK_BYTES)?;
         if !(self.cpus.is_finite() && self.cpus >= 0.01 && self.cpus <= 256.0) {
             return Err(FieldError::new(
                 "limits.cpus",
@@ -587,40 +576,6 @@ fn validate_allow_from(list: &[String]) -> Result<(), FieldError> {
         }
     }
     Ok(())
-}
-
-/// True for a conventional environment variable name.
-pub fn is_env_var_name(s: &str) -> bool {
-    let mut chars = s.chars();
-    matches!(chars.next(), Some(c) if c.is_ascii_uppercase() || c == '_')
-        && s.len() <= 128
-        && chars.all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-}
-
-/// A size in the units configs use: `1g`, `512m`, `64k`, or bytes when none fits exactly.
-pub fn format_size(bytes: u64) -> String {
-    for (shift, unit) in [(30, 'g'), (20, 'm'), (10, 'k')] {
-        if bytes != 0 && bytes.is_multiple_of(1 << shift) {
-            return format!("{}{unit}", bytes >> shift);
-        }
-    }
-    bytes.to_string()
-}
-
-/// Parses a Docker-style size: `512m`, `2g`, `64k`, `1048576` (bytes).
-pub fn parse_size(s: &str) -> Option<u64> {
-    let s = s.trim().to_ascii_lowercase();
-    let (digits, shift) = match s.as_bytes().last()? {
-        b'k' => (&s[..s.len() - 1], 10),
-        b'm' => (&s[..s.len() - 1], 20),
-        b'g' => (&s[..s.len() - 1], 30),
-        b'0'..=b'9' => (&s[..], 0),
-        _ => return None,
-    };
-    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    digits.parse::<u64>().ok()?.checked_mul(1u64 << shift)
 }
 
 fn check_size(path: &str, value: &str, min: u64) -> Result<(), FieldError> {

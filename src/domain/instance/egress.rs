@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
-use super::config::{is_env_var_name, parse_size, FieldError};
+use crate::domain::field_error::FieldError;
+use crate::domain::sizes::{is_env_var_name, parse_size};
 
 /// The most entries `allow` and `credentials` may each hold.
 const MAX_ENTRIES: usize = 256;

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::{run, DiskError};
 
 /// The smallest disk limit: below it the file system's own journal and tables take too much.
-pub const MIN_DISK_BYTES: u64 = 64 << 20;
+pub use crate::domain::instance::config::MIN_DISK_BYTES;
 
 /// Bytes per inode: an instance gets one inode per 16 KiB of its limit (65,536 for 1 GiB).
 const BYTES_PER_INODE: u64 = 16 << 10;

@@ -18,17 +18,14 @@ use std::path::{Path, PathBuf};
 pub use image::{make_image, resize, Resized, MIN_DISK_BYTES};
 pub use mount::{is_attached, is_mounted, mount, mounts_made, unmount, unmount_below, MountState};
 
-/// `[disk]` in supervisor.toml: how disk limits are enforced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EnforceSetting {
-    /// Hard where this host allows it (root, loop devices, mke2fs), soft otherwise.
-    #[default]
-    Auto,
-    /// Hard or not at all: instances do not run where it is not possible.
-    Hard,
-    /// Always soft: no images, no mounts (the daemon measures and stops).
-    Soft,
+pub use crate::domain::host_config::EnforceSetting;
+
+/// Which enforcement a `[disk]` setting gives on this host: the question needs the host, so it
+/// is answered here rather than by the config type.
+impl crate::domain::host_config::DiskConfig {
+    pub fn enforcement(&self) -> Enforcement {
+        Enforcement::detect(self.enforce)
+    }
 }
 
 /// How this process enforces disk limits.

@@ -29,7 +29,7 @@ use supervisor_agent::protocol::{
 };
 
 use crate::infra::home::InstancePaths;
-use crate::app::instances::volume::{OpenVolume, Queue, VolumeError};
+use crate::infra::volume::{OpenVolume, Queue, VolumeError};
 use crate::infra::safefs::{Kind, ReadError, SafeDir, TreeLimits};
 
 /// How old (by modification time) a temporary file in `in/` or `out/` must be before the host
@@ -544,7 +544,7 @@ pub fn from_agent(p: &Payload) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::instances::volume;
+    use crate::infra::volume;
     use std::fs;
     use std::os::unix::fs::symlink;
 

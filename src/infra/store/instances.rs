@@ -295,6 +295,17 @@ pub struct InstanceCounts {
 }
 
 /// A record of a live instance that wants to run, for unit tests of logic built on records.
+/// The row id of a live instance, by name.
+pub(super) fn instance_id(conn: &Connection, name: &str) -> Result<i64> {
+    conn.query_row(
+        "SELECT id FROM instances WHERE name = ?1 AND removed_at IS NULL",
+        [name],
+        |r| r.get(0),
+    )
+    .optional()?
+    .ok_or_else(|| StoreError::NoSuchInstance(name.to_string()))
+}
+
 #[cfg(test)]
 pub(crate) fn test_record(name: &str, state: &str) -> InstanceRecord {
     InstanceRecord {

@@ -6,9 +6,10 @@
 //! Outbound states: `final` (the turn's answer, or the notice that it failed) and `extra`
 //! (a `send_message` during the turn).
 
-use rusqlite::{params, Connection, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row};
 use serde::Serialize;
 
+use super::instances::instance_id;
 use super::{now_ms, Result, Store, StoreError};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -50,16 +51,6 @@ fn from_row(r: &Row) -> rusqlite::Result<MessageRow> {
         triggered: r.get(12)?,
         scope: r.get(13)?,
     })
-}
-
-pub(super) fn instance_id(conn: &Connection, name: &str) -> Result<i64> {
-    conn.query_row(
-        "SELECT id FROM instances WHERE name = ?1 AND removed_at IS NULL",
-        [name],
-        |r| r.get(0),
-    )
-    .optional()?
-    .ok_or_else(|| StoreError::NoSuchInstance(name.to_string()))
 }
 
 /// Where a follower of a conversation is: after the last message it was given.

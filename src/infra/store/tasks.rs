@@ -152,7 +152,7 @@ fn excerpt(s: &str) -> String {
 impl Store {
     pub fn insert_task(&mut self, t: &NewTask) -> Result<TaskRow> {
         let id = self.write(|tx| {
-            let iid = super::messages::instance_id(tx, t.instance)?;
+            let iid = super::instances::instance_id(tx, t.instance)?;
             let now = now_ms();
             tx.execute(
                 "INSERT INTO tasks (instance_id, kind, schedule_kind, schedule, tz, prompt, context_mode,
