@@ -12,6 +12,21 @@
 //!
 //! The tree shows the direction of dependencies: `domain` (pure) ← `infra` (the owners of
 //! external systems) ← `app` (daemon, CLI, dashboard). `tests/module_graph.rs` holds it.
+//!
+//! The tree shows the direction of dependencies: `domain` (pure) ← `infra` (the owners of
+//! external systems) ← `app` (daemon, CLI, dashboard). `tests/module_graph.rs` holds it.
+//!
+//! The tree shows the direction of dependencies: `domain` (pure) ← `infra` (the owners of
+//! external systems) ← `app` (daemon, CLI, dashboard). `tests/module_graph.rs` holds it.
+//!
+//! The tree shows the direction of dependencies: `domain` (pure) ← `infra` (the owners of
+//! external systems) ← `app` (daemon, CLI, dashboard). `tests/module_graph.rs` holds it.
+//!
+//! The tree shows the direction of dependencies: `domain` (pure) ← `infra` (the owners of
+//! external systems) ← `app` (daemon, CLI, dashboard). `tests/module_graph.rs` holds it.
+//!
+//! The tree shows the direction of dependencies: `domain` (pure) ← `infra` (the owners of
+//! external systems) ← `app` (daemon, CLI, dashboard). `tests/module_graph.rs` holds it.
 
 pub mod app;
 pub mod domain;

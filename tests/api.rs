@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::daemon::{wait_until, Daemon, ReadyHome};
 use common::{bin, TestHome};
 use serde_json::{json, Value};
-use supervisor::app::daemon::client::DaemonClient;
+use supervisor::app::client::DaemonClient;
 use supervisor::infra::home::Home;
 
 const LONG: Duration = Duration::from_secs(60);
@@ -247,7 +247,7 @@ fn api_setting(home: &TestHome, line: &str) {
 /// Runs a reconcile pass now and waits for it.
 fn reconcile(home: &TestHome) {
     let client = DaemonClient::for_home(&Home::new(&home.root).unwrap());
-    supervisor::infra::docker::block_on(client.reconcile()).unwrap();
+    supervisor::infra::blocking::block_on(client.reconcile()).unwrap();
 }
 
 fn refused_connection(port: u16) -> bool {

@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use common::daemon::{wait_until, with_docker, Daemon, ReadyHome};
 use common::{mode, Run, TestHome};
+use supervisor::domain::instance::InstanceConfig;
 use supervisor::infra::container_spec::{ContainerSpec, MountSpec, SpecInputs};
-use supervisor::app::daemon::user::ContainerUser;
+use supervisor::infra::container_user::ContainerUser;
 use supervisor::infra::docker::container;
 use supervisor::infra::home::InstancePaths;
-use supervisor::domain::instance::InstanceConfig;
 
 const LONG: Duration = Duration::from_secs(60);
 

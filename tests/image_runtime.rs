@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use common::daemon::require_agent_bin;
 use common::TestHome;
+use supervisor::domain::host_config::DockerConfig;
 use supervisor::infra::container_spec;
 use supervisor::infra::docker::{self, probe};
-use supervisor::domain::host_config::DockerConfig;
 
 fn runtime_build(h: &TestHome, extra: &[&str]) -> (String, String) {
     let agent = require_agent_bin();
@@ -16,7 +16,11 @@ fn runtime_build(h: &TestHome, extra: &[&str]) -> (String, String) {
     args.extend_from_slice(extra);
     let out = h.run(&args).ok();
     let id = out.stdout.split_whitespace().nth(1).unwrap().to_string();
-    assert!(supervisor::infra::runtime::is_runtime_id(&id), "{}", out.stdout);
+    assert!(
+        supervisor::infra::runtime::is_runtime_id(&id),
+        "{}",
+        out.stdout
+    );
     (id, out.stdout)
 }
 
@@ -25,7 +29,7 @@ struct ImageGuard(String);
 impl Drop for ImageGuard {
     fn drop(&mut self) {
         let tag = self.0.clone();
-        let _ = docker::block_on(async move {
+        let _ = supervisor::infra::blocking::block_on(async move {
             let client = docker::connect(&DockerConfig::default()).await?;
             docker::image::remove(&client, &tag).await
         });
@@ -61,7 +65,7 @@ fn image_builds_from_clean_state_small_and_labelled_and_rebuild_is_a_noop() {
         first.stderr
     );
 
-    let info = docker::block_on(async {
+    let info = supervisor::infra::blocking::block_on(async {
         let client = docker::connect(&DockerConfig::default()).await.unwrap();
         docker::image::inspect(&client, &tag)
             .await
@@ -129,23 +133,24 @@ fn agent_runs_from_the_read_only_runtime_in_a_hardened_container() {
         cmd: cmd.iter().map(|s| s.to_string()).collect(),
     };
     let busybox = || Some(vec!["/opt/runtime/toolbox/busybox".to_string()]);
-    let (version, check, write_runtime, write_root) = docker::block_on(async {
-        let client = docker::connect(&DockerConfig::default()).await.unwrap();
-        let run = |s| {
-            let client = client.clone();
-            async move { probe::run(&client, &s).await.unwrap() }
-        };
-        (
-            run(spec(None, &["--version"])).await,
-            run(spec(None, &["self-check", "--json"])).await,
-            run(spec(
-                busybox(),
-                &["sh", "-c", "echo x > /opt/runtime/bin/supervisor-agent"],
-            ))
-            .await,
-            run(spec(busybox(), &["sh", "-c", "touch /evil"])).await,
-        )
-    });
+    let (version, check, write_runtime, write_root) =
+        supervisor::infra::blocking::block_on(async {
+            let client = docker::connect(&DockerConfig::default()).await.unwrap();
+            let run = |s| {
+                let client = client.clone();
+                async move { probe::run(&client, &s).await.unwrap() }
+            };
+            (
+                run(spec(None, &["--version"])).await,
+                run(spec(None, &["self-check", "--json"])).await,
+                run(spec(
+                    busybox(),
+                    &["sh", "-c", "echo x > /opt/runtime/bin/supervisor-agent"],
+                ))
+                .await,
+                run(spec(busybox(), &["sh", "-c", "touch /evil"])).await,
+            )
+        });
     assert_eq!(version.exit_code, 0, "{version:?}");
     assert!(
         version
@@ -191,7 +196,8 @@ fn agent_runs_from_the_read_only_runtime_in_a_hardened_container() {
         "wrote into the root filesystem: {write_root:?}"
     );
 
-    let diffs = supervisor::infra::runtime::manifest::Manifest::verify_dir(&runtime_dir, &id).unwrap();
+    let diffs =
+        supervisor::infra::runtime::manifest::Manifest::verify_dir(&runtime_dir, &id).unwrap();
     assert!(diffs.is_empty(), "runtime changed after use: {diffs:?}");
 }
 

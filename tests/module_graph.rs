@@ -82,7 +82,9 @@ fn strip(src: &str) -> String {
                     i += 1;
                 }
             }
-        } else if c == b'r' && matches!(b.get(i + 1), Some(b'"') | Some(b'#')) && !ident_before(b, i)
+        } else if c == b'r'
+            && matches!(b.get(i + 1), Some(b'"') | Some(b'#'))
+            && !ident_before(b, i)
         {
             let mut j = i + 1;
             let mut hashes = 0;
@@ -203,7 +205,9 @@ fn normalize(tree: &str) -> String {
     let words: Vec<&str> = tree.split_whitespace().collect();
     let mut out = words.join(" ");
     for p in ["::", "{", "}", ","] {
-        out = out.replace(&format!(" {p}"), p).replace(&format!("{p} "), p);
+        out = out
+            .replace(&format!(" {p}"), p)
+            .replace(&format!("{p} "), p);
     }
     out
 }
@@ -273,7 +277,8 @@ fn inline_paths(text: &str, children: &BTreeSet<String>) -> Vec<ModPath> {
     let mut i = 0;
     while i < b.len() {
         let starts_ident = (b[i].is_ascii_alphabetic() || b[i] == b'_')
-            && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b':'));
+            && (i == 0
+                || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'_' || b[i - 1] == b':'));
         if !starts_ident {
             i += 1;
             continue;
@@ -287,7 +292,8 @@ fn inline_paths(text: &str, children: &BTreeSet<String>) -> Vec<ModPath> {
             }
             segs.push(text[s..j].to_string());
             if text[j..].starts_with("::")
-                && b.get(j + 2).is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
+                && b.get(j + 2)
+                    .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'_')
             {
                 j += 2;
             } else {
@@ -521,7 +527,10 @@ fn circles(graph: &Edges) -> Vec<Vec<ModPath>> {
         stack: Vec::new(),
         out: Vec::new(),
     };
-    let nodes: BTreeSet<&ModPath> = graph.keys().chain(graph.values().flat_map(|t| t.keys())).collect();
+    let nodes: BTreeSet<&ModPath> = graph
+        .keys()
+        .chain(graph.values().flat_map(|t| t.keys()))
+        .collect();
     for v in nodes {
         if !t.index.contains_key(v) {
             t.visit(v);
@@ -551,7 +560,12 @@ fn circle_report(krate: &Crate) -> Vec<String> {
             for a in &comp {
                 for (b, file) in graph.get(a).into_iter().flatten() {
                     if set.contains(b) {
-                        lines.push(format!("  {} → {} (in {})", name(a), name(b), file.display()));
+                        lines.push(format!(
+                            "  {} → {} (in {})",
+                            name(a),
+                            name(b),
+                            file.display()
+                        ));
                     }
                 }
             }
@@ -601,12 +615,21 @@ fn the_top_level_is_layered_domain_infra_app() {
         for (to, file) in tos {
             if let (Some(a), Some(b)) = (rank(&from), rank(&to)) {
                 if b > a {
-                    wrong.push(format!("{} → {} (in {})", name(&from), name(&to), file.display()));
+                    wrong.push(format!(
+                        "{} → {} (in {})",
+                        name(&from),
+                        name(&to),
+                        file.display()
+                    ));
                 }
             }
         }
     }
-    assert!(wrong.is_empty(), "dependencies against the layers:\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "dependencies against the layers:\n{}",
+        wrong.join("\n")
+    );
 }
 
 /// The checker itself: a circle two levels down, made through a re-export, is found; a module
@@ -620,9 +643,15 @@ fn the_checker_finds_a_circle_through_a_reexport() {
         std::fs::write(p, text).unwrap();
     };
     write("lib.rs", "pub mod a;\npub mod b;\n");
-    write("a/mod.rs", "mod x;\nmod y;\npub use x::Thing;\npub fn f() { y::g() }\n");
+    write(
+        "a/mod.rs",
+        "mod x;\nmod y;\npub use x::Thing;\npub fn f() { y::g() }\n",
+    );
     write("a/x.rs", "use super::f;\n/* crate::b::nope */\npub struct Thing;\nfn h() { let _ = \"crate::b::no\"; }\n");
-    write("a/y.rs", "pub fn g() {}\n#[cfg(test)]\nmod tests { use crate::b::B; }\n");
+    write(
+        "a/y.rs",
+        "pub fn g() {}\n#[cfg(test)]\nmod tests { use crate::b::B; }\n",
+    );
     write("b.rs", "pub struct B;\n");
     let clean = circle_report(&Crate::load(dir.path()));
     assert!(clean.is_empty(), "{clean:?}");

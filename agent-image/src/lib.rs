@@ -19,6 +19,7 @@ pub mod self_check;
 pub mod signals;
 pub mod tools;
 pub mod turn;
+pub mod turn_input;
 pub mod web_tools;
 pub mod workspace;
 

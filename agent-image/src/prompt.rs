@@ -3,7 +3,7 @@
 
 use crate::protocol::{ModelMessage, Role, TurnMessage};
 use crate::tools::{utc_date_time, BUILTIN_SKILLS_PREFIX, MEMORY_FILE};
-use crate::turn::Turn;
+use crate::turn_input::Turn;
 use crate::workspace::{Kind, Workspace};
 
 /// The most of each workspace file put into the system prompt.

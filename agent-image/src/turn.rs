@@ -4,88 +4,12 @@
 use crate::host::{Host, HostError, ModelCall};
 use crate::ipc;
 use crate::prompt;
-use crate::protocol::{Envelope, HistoryItem, ModelMessage, Payload, Role, TurnMessage};
+use crate::protocol::{ModelMessage, Payload, Role};
 use crate::tools::ToolBox;
-use crate::web_tools::WebTools;
+pub use crate::turn_input::Turn;
 
 /// The most model calls in one turn.
 pub const MAX_MODEL_CALLS: usize = 8;
-
-/// A [`Payload::Turn`]'s fields, and when the host sent it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Turn {
-    pub turn_id: String,
-    pub messages: Vec<TurnMessage>,
-    pub history: Vec<HistoryItem>,
-    pub scheduled: bool,
-    /// The host offers `web_fetch` on this turn.
-    pub web: bool,
-    /// The host offers `web_search` too.
-    pub web_search: bool,
-    /// The turn envelope's `ts`, Unix milliseconds: the "now" the model is told. Taken from
-    /// the turn rather than the clock so that the prompt depends on the turn alone: a turn
-    /// redone after a restart is shown the same one.
-    pub now_ms: i64,
-}
-
-impl Turn {
-    /// The turn in `envelope`, if it is one.
-    pub fn from_envelope(envelope: &Envelope) -> Option<Turn> {
-        match &envelope.payload {
-            Payload::Turn {
-                turn_id,
-                messages,
-                history,
-                scheduled,
-                web,
-                web_search,
-            } => Some(Turn {
-                turn_id: turn_id.clone(),
-                messages: messages.clone(),
-                history: history.clone(),
-                scheduled: *scheduled,
-                web: *web,
-                web_search: *web && *web_search,
-                now_ms: envelope.ts,
-            }),
-            _ => None,
-        }
-    }
-
-    /// The web tools this turn offers.
-    pub fn web_tools(&self) -> WebTools {
-        WebTools {
-            fetch: self.web,
-            search: self.web && self.web_search,
-        }
-    }
-
-    /// The ids of the messages that triggered the turn: what a reply answers.
-    pub fn reply_to(&self) -> Vec<String> {
-        self.messages
-            .iter()
-            .filter(|m| m.triggered)
-            .map(|m| m.id.clone())
-            .collect()
-    }
-
-    /// A `reply` payload for this turn.
-    pub fn reply(&self, body: String) -> Payload {
-        Payload::Reply {
-            turn_id: self.turn_id.clone(),
-            reply_to: self.reply_to(),
-            body,
-        }
-    }
-
-    /// A `turn_failed` payload for this turn.
-    pub fn failed(&self, error: impl Into<String>) -> Payload {
-        Payload::TurnFailed {
-            turn_id: self.turn_id.clone(),
-            error: error.into(),
-        }
-    }
-}
 
 /// How a turn ended.
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +100,7 @@ pub fn run_turn(
 mod tests {
     use super::*;
     use crate::host::{ModelAnswer, TaskAnswer, WebAnswer};
-    use crate::protocol::ToolCall;
+    use crate::protocol::{Envelope, ToolCall, TurnMessage};
     use crate::workspace::Workspace;
     use serde_json::json;
     use std::fs;

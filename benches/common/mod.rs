@@ -20,7 +20,7 @@ fn home_id(root: &Path) -> String {
 
 /// Removes every container of `home_id`.
 fn remove_containers(home_id: &str) {
-    supervisor::infra::docker::block_on(async {
+    supervisor::infra::blocking::block_on(async {
         let d = supervisor::infra::docker::connect(&Default::default())
             .await
             .unwrap();

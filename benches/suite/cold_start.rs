@@ -10,13 +10,13 @@ use serde_json::{json, Value};
 
 use crate::common::{self, sv};
 use crate::stats::{ms, ratio, summary};
-use supervisor::infra::container_spec::{ContainerSpec, SpecInputs};
-use supervisor::app::daemon::client::DaemonClient;
+use supervisor::app::client::DaemonClient;
 use supervisor::app::daemon::live::Live;
-use supervisor::app::daemon::user::ContainerUser;
+use supervisor::domain::instance::{InstanceConfig, InstanceName};
+use supervisor::infra::container_spec::{ContainerSpec, SpecInputs};
+use supervisor::infra::container_user::ContainerUser;
 use supervisor::infra::docker::{self, container};
 use supervisor::infra::home::Home;
-use supervisor::domain::instance::{InstanceConfig, InstanceName};
 
 pub fn reps() -> usize {
     std::env::var("REPS")
@@ -31,7 +31,7 @@ pub fn wait_ready(home: &Home, names: &[String]) {
     let client = DaemonClient::for_home(home);
     let allowed = Duration::from_secs(120) + Duration::from_millis(500) * names.len() as u32;
     let deadline = Instant::now() + allowed;
-    docker::block_on(async {
+    supervisor::infra::blocking::block_on(async {
         loop {
             let s = client.status().await.unwrap();
             let waiting: Vec<&String> = names
@@ -96,7 +96,7 @@ pub fn run() -> Value {
     let image = supervisor::infra::agent_image::current_tag("supervisor-agent");
     let user = ContainerUser::detect();
     let (mut raw_started, mut raw_ready) = (Vec::new(), Vec::new());
-    docker::block_on(async {
+    supervisor::infra::blocking::block_on(async {
         let d = docker::connect(&Default::default()).await.unwrap();
         for i in 0..reps {
             let name = InstanceName::parse(&format!("raw-{i}")).unwrap();

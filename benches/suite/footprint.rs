@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 use crate::common::{self, sv};
 use crate::messages::request;
 use crate::stats::{mib, rss_kib};
-use supervisor::app::daemon::client::DaemonClient;
+use supervisor::app::client::DaemonClient;
 use supervisor::infra::home::Home;
 
 const INSTANCES: usize = 10;
@@ -41,7 +41,7 @@ fn disk_bytes(dir: &Path) -> u64 {
 }
 
 fn image_bytes() -> u64 {
-    supervisor::infra::docker::block_on(async {
+    supervisor::infra::blocking::block_on(async {
         let d = supervisor::infra::docker::connect(&Default::default())
             .await
             .unwrap();

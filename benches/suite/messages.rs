@@ -9,8 +9,8 @@ use serde_json::{json, Value};
 
 use crate::common::{self, sv};
 use crate::stats::{ms, summary};
+use supervisor::app::client::DaemonClient;
 use supervisor::app::daemon::api::SendRequest;
-use supervisor::app::daemon::client::DaemonClient;
 use supervisor::infra::home::Home;
 
 const TOKEN: &str = "bench-token-0123456789abcdef0123456789";

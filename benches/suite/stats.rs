@@ -65,11 +65,13 @@ pub fn machine() -> Value {
         .unwrap_or_default()
         .trim()
         .to_string();
-    let docker = supervisor::infra::docker::block_on(async {
+    let docker = supervisor::infra::blocking::block_on(async {
         let d = supervisor::infra::docker::connect(&Default::default())
             .await
             .ok()?;
-        supervisor::infra::docker::stats::engine_version(&d).await.ok()
+        supervisor::infra::docker::stats::engine_version(&d)
+            .await
+            .ok()
     });
     json!({
         "cpus": cpus,

@@ -21,7 +21,9 @@ fn container_names(root: &std::path::Path) -> Vec<String> {
     v.as_array()
         .unwrap()
         .iter()
-        .map(|i| supervisor::infra::container_spec::container_name(&home_id, i["name"].as_str().unwrap()))
+        .map(|i| {
+            supervisor::infra::container_spec::container_name(&home_id, i["name"].as_str().unwrap())
+        })
         .collect()
 }
 

@@ -8,7 +8,7 @@ use serde_json::{json, Value};
 
 use crate::common::{self, sv};
 use crate::messages::{n, request};
-use supervisor::app::daemon::client::DaemonClient;
+use supervisor::app::client::DaemonClient;
 use supervisor::infra::home::Home;
 
 const ROUNDS: &[usize] = &[1, 10, 50];

@@ -3,6 +3,7 @@
 
 pub mod backup;
 pub mod cli;
+pub mod client;
 pub mod daemon;
 pub mod doctor;
 pub mod instances;
@@ -11,3 +12,4 @@ pub mod router;
 pub mod status;
 pub mod tasks;
 pub mod tui;
+pub mod wire;

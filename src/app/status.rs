@@ -7,12 +7,13 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use crate::app::daemon::client::DaemonClient;
-use crate::app::daemon::live::{Live, LiveSnapshot};
+use crate::app::client::DaemonClient;
+pub use crate::app::wire::Isolation;
+use crate::app::wire::LiveSnapshot;
+use crate::domain::format::timestamp;
 use crate::infra::docker;
 use crate::infra::home::Home;
 use crate::infra::llm::budget;
-use crate::app::render::timestamp;
 use crate::infra::store::activity::Activity;
 use crate::infra::store::instances::InstanceRecord;
 use crate::infra::store::{now_ms, Store, StoreError};
@@ -43,26 +44,12 @@ pub struct StatusReport {
     pub instances: Vec<InstanceStatus>,
 }
 
-/// How instances are kept apart on this host: the daemon's own view when it runs, else what
-/// this command would do.
-#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq, Eq)]
-pub struct Isolation {
-    /// Every container runs as the instance's own uid (false: as the supervisor's, which is
-    /// not root).
-    pub uid_per_instance: bool,
-    /// `hard` (a disk image per instance), `soft` (measured; stopped past it) or
-    /// `unavailable` (hard required, not possible here: instances do not run).
-    pub disk_limits: String,
-    /// Why disk limits are not hard, when they are not.
-    pub disk_why_not_hard: Option<String>,
-}
-
 impl Isolation {
     /// What a process with this host config, as this user, does.
     pub fn here(disk: &crate::domain::host_config::DiskConfig) -> Self {
         let e = disk.enforcement();
         Self {
-            uid_per_instance: !crate::app::daemon::user::ContainerUser::detect().shared(),
+            uid_per_instance: !crate::infra::container_user::ContainerUser::detect().shared(),
             disk_limits: e.label().to_string(),
             disk_why_not_hard: e.why_not_hard().map(str::to_string),
         }
@@ -211,7 +198,7 @@ fn instance(r: &InstanceRecord, a: Option<&Activity>, i: &Inputs) -> InstanceSta
         .flatten();
     let health = match state.as_str() {
         "running" => match i.live {
-            Some(l) if Live::is_ready(l, &r.name) => "ready",
+            Some(l) if l.is_ready(&r.name) => "ready",
             Some(_) => "starting",
             None => "-",
         },
@@ -299,7 +286,7 @@ impl StoreFacts {
 pub fn gather(home: &Home) -> anyhow::Result<StatusReport> {
     let mut store = home.open()?;
     let facts = StoreFacts::read(&store, &home.db_path())?;
-    let live = docker::block_on(DaemonClient::for_home(home).status()).ok();
+    let live = crate::infra::blocking::block_on(DaemonClient::for_home(home).status()).ok();
     if let Some(live) = &live {
         return Ok(facts.with_live(live));
     }
@@ -328,7 +315,9 @@ pub fn gather(home: &Home) -> anyhow::Result<StatusReport> {
             }
         };
         // The timer must be made inside the runtime, hence the async block around it.
-        let _ = docker::block_on(async { tokio::time::timeout(DIRECT_DOCKER_WAIT, ask).await });
+        let _ = crate::infra::blocking::block_on(async {
+            tokio::time::timeout(DIRECT_DOCKER_WAIT, ask).await
+        });
     }
     Ok(build(&Inputs {
         now: facts.now,

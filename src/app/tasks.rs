@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::app::render::timestamp;
+use crate::domain::format::timestamp;
 use crate::domain::schedule::{Kind, Schedule, ScheduleError};
 use crate::infra::store::tasks::{NewTask, TaskRow};
 use crate::infra::store::{Store, StoreError};

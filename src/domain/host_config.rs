@@ -8,7 +8,10 @@ use crate::domain::field_error::FieldError;
 use crate::domain::serde_text;
 
 /// Written by `init` so users can see every key and its default in place.
-pub const TEMPLATE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/supervisor.toml"));
+pub const TEMPLATE: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/templates/supervisor.toml"
+));
 
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -41,7 +44,6 @@ pub struct DiskConfig {
     /// "soft": never images.
     pub enforce: EnforceSetting,
 }
-
 
 /// The optional TCP listener for the daemon's API (the unix socket is always there).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -2,9 +2,11 @@
 //! rules over them. Nothing here talks to Docker, SQLite, the network or the IPC directories,
 //! and nothing here depends on `infra` or `app`.
 
+pub mod clock;
 pub mod duration_words;
 pub mod escape;
 pub mod field_error;
+pub mod format;
 pub mod host_config;
 pub mod instance;
 pub mod schedule;

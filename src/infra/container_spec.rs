@@ -9,8 +9,8 @@ use std::path::PathBuf;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::infra::home::InstancePaths;
 use crate::domain::instance::InstanceConfig;
+use crate::infra::home::InstancePaths;
 
 pub const LABEL_HOME: &str = "supervisor.home";
 pub const LABEL_INSTANCE: &str = "supervisor.instance";

@@ -13,9 +13,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::infra::fsutil;
 use crate::domain::host_config::{HostConfig, HostConfigError};
 use crate::domain::instance::InstanceName;
+use crate::infra::fsutil;
 use crate::infra::store::{Store, StoreError};
 
 pub const DB_FILE: &str = "supervisor.db";

@@ -4,7 +4,9 @@
 //! other without circles, never on `app`.
 
 pub mod agent_image;
+pub mod blocking;
 pub mod container_spec;
+pub mod container_user;
 pub mod disk;
 pub mod docker;
 pub mod fsutil;

@@ -14,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
+use crate::domain::instance::config::format_size;
 use crate::infra::disk::{self, DiskError, Enforcement, MountState};
 use crate::infra::home::{InstancePaths, IPC_DIR, VOLUME_DIR, VOLUME_IMAGE, WORKSPACE_DIR};
-use crate::domain::instance::config::format_size;
 use crate::infra::safefs::{Kind, SafeDir, TreeLimits, Usage};
 
 /// The mode of the directories the agent owns, and of the host's own ones around them.

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use supervisor::infra::docker::{self, container, Client};
 use supervisor::domain::host_config::DockerConfig;
+use supervisor::infra::docker::{self, container, Client};
 
 use super::{bin, TestHome};
 
@@ -29,7 +29,7 @@ pub fn require_agent_bin() -> PathBuf {
 
 /// Runs `f` with a Docker client on a fresh runtime.
 pub fn with_docker<T>(f: impl AsyncFnOnce(Client) -> T) -> T {
-    docker::block_on(async {
+    supervisor::infra::blocking::block_on(async {
         let client = docker::connect(&DockerConfig::default())
             .await
             .expect("Docker engine");

@@ -265,7 +265,9 @@ pub fn collect(home: &Home, live: &[String], s: &mut Stager) -> Result<(), Colle
     let config = cstring(crate::infra::home::CONFIG_FILE);
     match file_type_at(root.as_fd(), &config, crate::infra::home::CONFIG_FILE)? {
         None => {}
-        Some(SFlag::S_IFREG) => s.file_at(root.as_fd(), &config, crate::infra::home::CONFIG_FILE)?,
+        Some(SFlag::S_IFREG) => {
+            s.file_at(root.as_fd(), &config, crate::infra::home::CONFIG_FILE)?
+        }
         Some(other) => s.skip(crate::infra::home::CONFIG_FILE, special_reason(other)),
     }
 
@@ -586,9 +588,10 @@ mod tests {
     #[test]
     fn paths_too_deep_or_too_long_are_skipped_not_fatal() {
         let (_dir, home) = home_with_alice();
-        let ws =
-            crate::infra::safefs::SafeDir::open(&home.root().join("instances/alice/volume/workspace"))
-                .unwrap();
+        let ws = crate::infra::safefs::SafeDir::open(
+            &home.root().join("instances/alice/volume/workspace"),
+        )
+        .unwrap();
         // 150 levels (deeper than the limit) and, elsewhere, a path longer than the limit.
         let mut d = ws.try_clone().unwrap();
         for _ in 0..150 {

@@ -16,7 +16,11 @@ pub const FORMAT: u32 = 1;
 /// size field from making the reader allocate without bound.
 pub const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 /// The only top-level names a backup may hold (besides the manifest).
-const TOP_LEVEL: [&str; 3] = [crate::infra::home::DB_FILE, crate::infra::home::CONFIG_FILE, "instances"];
+const TOP_LEVEL: [&str; 3] = [
+    crate::infra::home::DB_FILE,
+    crate::infra::home::CONFIG_FILE,
+    "instances",
+];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

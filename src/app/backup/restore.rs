@@ -193,7 +193,7 @@ pub fn restore(
 /// the daemon would before its container starts; nothing when the supervisor is not root
 /// (its instances then share its uid). Returns the entries that changed owner.
 fn hand_over(staged: &Home) -> Result<u64, RestoreError> {
-    let user = crate::app::daemon::user::ContainerUser::detect();
+    let user = crate::infra::container_user::ContainerUser::detect();
     let store = Store::open(&staged.db_path())?;
     let mut changed = 0;
     for record in store.instances()? {

@@ -5,11 +5,10 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use super::chat_input::ChatInput;
+use crate::app::client::DaemonClient;
 use crate::app::daemon::api::{SendRequest, LOCAL_SENDER};
-use crate::app::daemon::client::DaemonClient;
-use crate::infra::docker;
-use crate::infra::home::Home;
 use crate::domain::escape;
+use crate::infra::home::Home;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -48,7 +47,7 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
             timeout_secs: Some(args.timeout),
             id: None,
         };
-        match docker::block_on(client.send(name.as_str(), &request)) {
+        match crate::infra::blocking::block_on(client.send(name.as_str(), &request)) {
             Ok(resp) => match resp.reply {
                 // The agent wrote it: escape sequences in it are shown, not obeyed.
                 Some(reply) => writeln!(out, "{name}> {}", escape::text(&reply))?,

@@ -3,10 +3,10 @@
 
 use std::process::ExitCode;
 
-use crate::infra::home::Home;
 use crate::domain::host_config::{HostConfig, HostConfigError};
 use crate::domain::instance::config::ConfigError;
 use crate::domain::instance::InstanceConfig;
+use crate::infra::home::Home;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {

@@ -1,11 +1,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use crate::infra::home::Home;
-use crate::domain::instance::config::{InstanceConfig, LifecycleMode};
 use crate::app::instances::create::{create, NewInstance};
-use crate::domain::instance::settings::Settings;
 use crate::app::instances::soul::{BuiltinSoul, Soul};
+use crate::domain::instance::config::{InstanceConfig, LifecycleMode};
+use crate::domain::instance::settings::Settings;
+use crate::infra::home::Home;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -71,7 +71,9 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn config_from_args(args: &Args) -> Result<InstanceConfig, crate::domain::instance::config::FieldError> {
+fn config_from_args(
+    args: &Args,
+) -> Result<InstanceConfig, crate::domain::instance::config::FieldError> {
     Settings {
         model: args.model.clone(),
         port: args.port,

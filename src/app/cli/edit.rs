@@ -8,10 +8,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::infra::fsutil;
-use crate::infra::home::Home;
 use crate::domain::instance::config::ConfigError;
 use crate::domain::instance::InstanceConfig;
+use crate::infra::fsutil;
+use crate::infra::home::Home;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

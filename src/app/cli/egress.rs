@@ -3,8 +3,8 @@
 
 use std::process::ExitCode;
 
-use crate::infra::home::Home;
 use crate::domain::escape;
+use crate::infra::home::Home;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -4,8 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::follow;
-use crate::infra::home::Home;
 use crate::app::render;
+use crate::infra::home::Home;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

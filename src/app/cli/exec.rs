@@ -10,7 +10,7 @@ use anyhow::Context;
 use tokio::sync::mpsc;
 
 use crate::infra::container_spec::LABEL_RUNTIME;
-use crate::app::daemon::user::ContainerUser;
+use crate::infra::container_user::ContainerUser;
 use crate::infra::docker::{self, attached, container::OwnedContainer};
 use crate::infra::home::Home;
 
@@ -80,7 +80,7 @@ impl Target {
         let record = store.instance(name.as_str())?;
         let home_id = store.home_id()?;
         let config = home.host_config()?;
-        let owned = docker::block_on(async {
+        let owned = crate::infra::blocking::block_on(async {
             let client = docker::connect(&config.docker).await?;
             docker::container::list_owned(&client, &home_id).await
         })?;
@@ -143,7 +143,7 @@ impl Target {
         // foreground job), and restored however this ends.
         let _raw = tty.then(RawMode::enable).transpose()?;
         let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-        let code = docker::block_on(async {
+        let code = crate::infra::blocking::block_on(async {
             let client = docker::connect(&self.docker).await?;
             let resize = follow_size(tty)?;
             let code =

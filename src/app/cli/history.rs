@@ -2,9 +2,9 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use super::follow;
-use crate::infra::home::Home;
-use crate::domain::instance::InstanceName;
 use crate::domain::escape;
+use crate::domain::instance::InstanceName;
+use crate::infra::home::Home;
 use crate::infra::store::messages::MessageRow;
 
 #[derive(Debug, clap::Args)]

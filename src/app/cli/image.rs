@@ -28,7 +28,7 @@ pub fn run(home: &Home, cmd: Command) -> anyhow::Result<ExitCode> {
 
 fn build(home: &Home, quiet: bool, force: bool, json: bool) -> anyhow::Result<ExitCode> {
     let config = home.host_config()?;
-    let report = docker::block_on(async {
+    let report = crate::infra::blocking::block_on(async {
         let client = docker::connect(&config.docker).await?;
         agent_image::ensure_built(&client, &config.docker.image, force, |p| {
             if !quiet {

@@ -3,10 +3,9 @@
 
 use std::process::ExitCode;
 
-use crate::app::daemon::client::{ClientError, DaemonClient};
-use crate::infra::docker;
-use crate::infra::home::Home;
+use crate::app::client::{ClientError, DaemonClient};
 use crate::app::instances::lifecycle;
+use crate::infra::home::Home;
 
 #[derive(Debug, clap::Args)]
 #[command(group(clap::ArgGroup::new("which").required(true).args(["names", "all"])))]
@@ -38,7 +37,7 @@ pub fn run(home: &Home, verb: Verb, args: Args) -> anyhow::Result<ExitCode> {
     };
     lifecycle::request(&mut store, &names, verb, super::CLI_ACTOR)?;
     let client = DaemonClient::for_home(home);
-    match docker::block_on(client.reconcile()) {
+    match crate::infra::blocking::block_on(client.reconcile()) {
         Ok(Some(report)) if !report.docker => {
             eprintln!("note: {}", lifecycle::ENGINE_AWAY);
             if args.wait {

@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
-use crate::infra::home::Home;
-use crate::domain::instance::{InstanceConfig, InstanceName};
 use crate::app::render::{self, InstanceSummary};
+use crate::domain::instance::{InstanceConfig, InstanceName};
+use crate::infra::home::Home;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

@@ -4,9 +4,11 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use crate::infra::docker::{self, container::LogChunk, container::LogsRequest, container::OwnedContainer};
-use crate::infra::home::Home;
 use crate::domain::escape::{self, Utf8Stream};
+use crate::infra::docker::{
+    self, container::LogChunk, container::LogsRequest, container::OwnedContainer,
+};
+use crate::infra::home::Home;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -78,7 +80,7 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
             .map(|s| s.unix_secs(std::time::SystemTime::now())),
         timestamps: args.timestamps,
     };
-    docker::block_on(async {
+    crate::infra::blocking::block_on(async {
         let client = docker::connect(&config.docker).await?;
         let owned = docker::container::list_owned(&client, &home_id).await?;
         let c = newest_container(&owned, name.as_str())?;

@@ -1,8 +1,8 @@
 use std::process::ExitCode;
 
-use crate::infra::home::Home;
 use crate::app::instances::remove::{remove, Removed};
 use crate::domain::instance::InstanceName;
+use crate::infra::home::Home;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -58,8 +58,8 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
         }
     }
     // A running daemon removes the containers now; otherwise the next daemon start does.
-    let client = crate::app::daemon::client::DaemonClient::for_home(home);
-    let _ = crate::infra::docker::block_on(client.reconcile());
+    let client = crate::app::client::DaemonClient::for_home(home);
+    let _ = crate::infra::blocking::block_on(client.reconcile());
     Ok(if failed {
         ExitCode::FAILURE
     } else {

@@ -4,8 +4,8 @@ use std::process::ExitCode;
 use serde::Serialize;
 
 use super::runtime_activate::{self, Activation, Follow};
-use crate::infra::home::Home;
 use crate::app::render;
+use crate::infra::home::Home;
 use crate::infra::runtime::{self, build, locate, manifest::Manifest};
 
 #[derive(Debug, clap::Subcommand)]

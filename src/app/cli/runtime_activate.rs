@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::app::daemon::client::DaemonClient;
-use crate::infra::home::Home;
+use crate::app::client::DaemonClient;
 use crate::app::render;
+use crate::infra::home::Home;
 use crate::infra::runtime;
 use crate::infra::store::rollouts::Rollout;
 use crate::infra::store::Store;
@@ -64,7 +64,7 @@ pub fn activate(home: &Home, given: &str, follow: Follow) -> anyhow::Result<Outc
     }
     let client = DaemonClient::for_home(home);
     // Wakes a running daemon so that it starts the roll-out now.
-    let daemon_running = crate::infra::docker::block_on(client.reconcile()).is_ok();
+    let daemon_running = crate::infra::blocking::block_on(client.reconcile()).is_ok();
     let mut activation = Activation {
         runtime_id: id,
         previous_id: previous,
@@ -171,7 +171,7 @@ fn follow_rollout(
         }
         polls += 1;
         // The daemon carries the roll-out: if it stops, say so rather than wait forever.
-        if polls.is_multiple_of(25) && crate::infra::docker::block_on(client.health()).is_err() {
+        if polls.is_multiple_of(25) && crate::infra::blocking::block_on(client.health()).is_err() {
             let e = anyhow::anyhow!(
                 "the daemon stopped during the roll-out of runtime {}; it carries on when the daemon starts again (`supervisor runtime rollout` shows where it is)",
                 r.runtime_id

@@ -5,14 +5,13 @@
 
 use std::process::ExitCode;
 
+use crate::app::client::{ClientError, DaemonClient};
 use crate::app::daemon::api::{
     SendRequest, SendResponse, EMPTY_MESSAGE, LOCAL_SENDER, MAX_MESSAGE_BYTES,
 };
-use crate::app::daemon::client::{ClientError, DaemonClient};
-use crate::infra::docker;
-use crate::infra::home::Home;
-use crate::domain::instance::InstanceConfig;
 use crate::app::router::policy;
+use crate::domain::instance::InstanceConfig;
+use crate::infra::home::Home;
 use crate::infra::store::messages::{is_valid_message_id, new_message_id, Inbound};
 
 #[derive(Debug, clap::Args)]
@@ -66,7 +65,7 @@ pub fn run(home: &Home, mut args: Args) -> anyhow::Result<ExitCode> {
     let client = DaemonClient::for_home(home);
     let mut attempt = 1;
     let sent = loop {
-        match docker::block_on(client.send(name.as_str(), &request)) {
+        match crate::infra::blocking::block_on(client.send(name.as_str(), &request)) {
             Err(ClientError::Transport(e)) if attempt < TRIES => {
                 tracing::debug!(error = %e, attempt, "the daemon failed mid-request; sending again");
                 attempt += 1;

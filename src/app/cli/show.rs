@@ -1,10 +1,10 @@
 use std::process::ExitCode;
 
-use crate::infra::home::{Home, InstancePaths};
 use crate::app::instances::soul::{Soul, MAX_SOUL_BYTES};
-use crate::infra::volume::{self, OpenVolume};
-use crate::domain::instance::InstanceConfig;
 use crate::app::render::{self, DiskView, InstanceDetail};
+use crate::domain::instance::InstanceConfig;
+use crate::infra::home::{Home, InstancePaths};
+use crate::infra::volume::{self, OpenVolume};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {

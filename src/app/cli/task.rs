@@ -3,12 +3,12 @@
 
 use std::process::ExitCode;
 
-use crate::app::daemon::client::{ClientError, DaemonClient};
-use crate::infra::home::Home;
+use crate::app::client::{ClientError, DaemonClient};
 use crate::app::render::tasks::{runs_table, tasks_table};
-use crate::domain::schedule::Kind;
-use crate::infra::store::now_ms;
 use crate::app::tasks::{self, TaskInput};
+use crate::domain::schedule::Kind;
+use crate::infra::home::Home;
+use crate::infra::store::now_ms;
 
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -176,7 +176,11 @@ pub fn run(home: &Home, cmd: Command) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_task(t: &crate::infra::store::tasks::TaskRow, json: bool, verb: &str) -> anyhow::Result<()> {
+fn print_task(
+    t: &crate::infra::store::tasks::TaskRow,
+    json: bool,
+    verb: &str,
+) -> anyhow::Result<()> {
     let v = tasks::view(t);
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
@@ -200,7 +204,7 @@ fn print_task(t: &crate::infra::store::tasks::TaskRow, json: bool, verb: &str) -
 /// Tells a running daemon's scheduler to look again; with no daemon the change simply waits.
 fn wake(home: &Home) {
     let client = DaemonClient::for_home(home);
-    match crate::infra::docker::block_on(client.wake_scheduler()) {
+    match crate::infra::blocking::block_on(client.wake_scheduler()) {
         Ok(()) | Err(ClientError::NotRunning { .. }) => {}
         Err(e) => eprintln!("note: saved, but the daemon did not hear of it: {e}"),
     }
@@ -210,7 +214,7 @@ fn wake(home: &Home) {
 /// actor look at it and starts an on-demand container.
 fn poke_messaging(home: &Home) {
     let client = DaemonClient::for_home(home);
-    match crate::infra::docker::block_on(client.reconcile()) {
+    match crate::infra::blocking::block_on(client.reconcile()) {
         Ok(_) | Err(ClientError::NotRunning { .. }) => {}
         Err(e) => eprintln!("note: queued, but the daemon did not hear of it: {e}"),
     }

@@ -234,7 +234,8 @@ impl Broker<'_> {
             tracing::info!(instance = %self.instance, wait_ms = wait.as_millis() as u64, "rate limit: request waits");
             tokio::time::sleep(wait).await;
         }
-        self.recent_requests.push_back(crate::infra::store::now_ms());
+        self.recent_requests
+            .push_back(crate::infra::store::now_ms());
         while self.recent_requests.len() > 1024 {
             self.recent_requests.pop_front();
         }

@@ -6,33 +6,18 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::api::Wake;
 use super::live::Live;
-use crate::infra::home::Home;
-use crate::infra::volume;
+pub use crate::app::wire::DiskSample;
 use crate::domain::instance::InstanceName;
+use crate::infra::home::Home;
 use crate::infra::store::{now_ms, Store};
+use crate::infra::volume;
 
 /// How often every instance's disk is measured.
 pub const MEASURE_EVERY: Duration = Duration::from_secs(60);
-
-/// One instance's disk, as last measured.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DiskSample {
-    pub used_bytes: u64,
-    pub used_inodes: u64,
-    /// On its own disk image: the limit is the kernel's to enforce.
-    pub image: bool,
-    /// False when a soft volume was too large to walk whole: it holds at least this much.
-    pub complete: bool,
-    /// `limits.disk` when it was measured (None: its config.json is invalid).
-    pub limit_bytes: Option<u64>,
-    /// Unix ms.
-    pub sampled_at: i64,
-}
 
 /// Bytes per inode of a limit (as a disk image is made with): a soft limit counts inodes too.
 pub const BYTES_PER_INODE: u64 = 16 << 10;
@@ -45,7 +30,7 @@ pub fn over_soft_limit(sample: &DiskSample, limit_bytes: u64, limit_text: &str) 
         return None;
     }
     let inodes = limit_bytes / BYTES_PER_INODE;
-    let used = crate::app::render::bytes(sample.used_bytes);
+    let used = crate::domain::format::bytes(sample.used_bytes);
     let fix = "make room in its workspace, or raise limits.disk in config.json";
     if !sample.complete {
         return Some(format!(

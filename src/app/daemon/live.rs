@@ -7,79 +7,15 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::{watch, Notify};
 
+pub use crate::app::wire::{LiveSnapshot, ResourceSample};
 use crate::infra::docker::stats::{self, RawStats};
 use crate::infra::docker::{container, Client};
 use crate::infra::store::now_ms;
 
 /// How often running containers are sampled.
 pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
-
-/// A container's latest resources.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ResourceSample {
-    /// Percent of one CPU since the previous sample; None for the first one.
-    pub cpu_percent: Option<f64>,
-    pub memory_bytes: u64,
-    pub memory_limit_bytes: u64,
-    /// Unix ms.
-    pub sampled_at: i64,
-    #[serde(skip)]
-    raw: Option<RawStats>,
-}
-
-impl ResourceSample {
-    /// A sample as read elsewhere (another daemon's answer, a test).
-    pub fn measured(
-        cpu_percent: Option<f64>,
-        memory_bytes: u64,
-        memory_limit_bytes: u64,
-        sampled_at: i64,
-    ) -> Self {
-        Self {
-            cpu_percent,
-            memory_bytes,
-            memory_limit_bytes,
-            sampled_at,
-            raw: None,
-        }
-    }
-}
-
-/// The daemon's view, as `GET /v1/status` returns it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct LiveSnapshot {
-    pub pid: u32,
-    pub version: String,
-    /// Unix ms.
-    pub started_at: i64,
-    pub docker_reachable: bool,
-    pub docker_version: Option<String>,
-    /// Whether the last reconcile pass left nothing to do.
-    pub converged: bool,
-    /// Instance → when its agent last announced readiness (Unix ms).
-    pub ready: HashMap<String, i64>,
-    /// Instance → when this daemon last started its container (Unix ms). Containers adopted
-    /// from an earlier daemon have no entry.
-    pub started: HashMap<String, i64>,
-    pub samples: HashMap<String, ResourceSample>,
-    /// Instance → why the host will not touch its files now (an IPC queue is not the
-    /// directory the supervisor made). Such an instance is held in `error`.
-    #[serde(default)]
-    pub boundary: HashMap<String, String>,
-    /// Instance → its disk, as last measured.
-    #[serde(default)]
-    pub disk: HashMap<String, super::disk_usage::DiskSample>,
-    /// How this daemon keeps instances apart.
-    #[serde(default)]
-    pub isolation: Option<crate::app::status::Isolation>,
-    /// Instance → when its running container started, as Docker says (Unix ms): the
-    /// container's own running time, whoever started it.
-    #[serde(default)]
-    pub running_since: HashMap<String, i64>,
-}
 
 /// Shared between the daemon's tasks; cheap to clone.
 #[derive(Clone)]
@@ -126,11 +62,7 @@ impl Live {
     /// started. A container this daemon adopted (it did not start it) counts as ready once
     /// running: its agent announced readiness to the daemon before.
     pub fn is_ready(snapshot: &LiveSnapshot, instance: &str) -> bool {
-        match (snapshot.started.get(instance), snapshot.ready.get(instance)) {
-            (Some(started), Some(ready)) => ready >= started,
-            (Some(_), None) => false,
-            (None, _) => true,
-        }
+        snapshot.is_ready(instance)
     }
 
     /// Records (Some) or clears (None) why an instance's files are left alone; returns

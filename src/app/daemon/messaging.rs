@@ -23,17 +23,17 @@ use super::rate_window::{Notice, Notices, RateWindow, NOTICE_WINDOW, NOTICE_WIND
 use super::scheduler::SchedulerHandle;
 use super::task_requests;
 use super::web;
+use crate::app::instances::last_good::LastGoodConfigs;
+use crate::app::router::policy;
+use crate::domain::instance::{InstanceConfig, InstanceName};
 use crate::infra::home::Home;
 use crate::infra::home::InstancePaths;
-use crate::app::instances::last_good::LastGoodConfigs;
-use crate::infra::volume::{self, Queue, VolumeError};
-use crate::domain::instance::{InstanceConfig, InstanceName};
 use crate::infra::ipc::{watch::OutWatcher, Drained, Incoming, InstanceIpc, IpcError};
 use crate::infra::llm;
-use crate::app::router::policy;
 use crate::infra::store::messages::{Extra, MessageRow};
 use crate::infra::store::web_requests::WebRequestRecord;
 use crate::infra::store::{Store, StoreError};
+use crate::infra::volume::{self, Queue, VolumeError};
 
 /// A turn's final answer, as waiters (`send --wait`) hear of it.
 #[derive(Debug, Clone)]

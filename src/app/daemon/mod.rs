@@ -3,7 +3,6 @@
 pub mod answerable;
 pub mod api;
 pub mod broker;
-pub mod client;
 pub mod config_watch;
 pub mod disk_usage;
 pub mod live;
@@ -20,5 +19,4 @@ pub mod run;
 pub mod scheduler;
 pub mod state_change;
 pub mod task_requests;
-pub mod user;
 pub mod web;

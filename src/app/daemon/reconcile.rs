@@ -15,22 +15,22 @@ use super::plan::{self, Action, Actual, Desired};
 use super::restart::{RestartTracker, CRASH_LOOP_AFTER, CRASH_LOOP_RETRY_MS, QUICK_FAILURE_MS};
 use super::rollout::{self, Next};
 use super::state_change::{self, Before};
-use super::user::ContainerUser;
+use crate::app::instances::last_good::{LastGoodConfigs, Loaded};
+use crate::domain::host_config::HostConfig;
+use crate::domain::instance::config::LifecycleMode;
+use crate::domain::instance::{InstanceConfig, InstanceName};
 use crate::infra::agent_image;
 use crate::infra::container_spec::{ContainerSpec, SpecInputs, LABEL_RUNTIME};
+use crate::infra::container_user::ContainerUser;
 use crate::infra::disk::Enforcement;
 use crate::infra::docker::container::{self, LogChunk, OwnedContainer};
 use crate::infra::docker::hardening::{self, Hardening};
 use crate::infra::docker::{Client, DockerError};
 use crate::infra::home::Home;
-use crate::domain::host_config::HostConfig;
-use crate::domain::instance::config::LifecycleMode;
-use crate::app::instances::last_good::{LastGoodConfigs, Loaded};
-use crate::infra::volume::{self, VolumeError};
-use crate::domain::instance::{InstanceConfig, InstanceName};
 use crate::infra::store::instances::{InstanceRecord, Observed};
 use crate::infra::store::rollouts::Rollout;
 use crate::infra::store::{now_ms, Store, StoreError};
+use crate::infra::volume::{self, VolumeError};
 
 pub const ACTOR: &str = "daemon";
 
@@ -705,7 +705,7 @@ impl Reconciler {
                 let spec = prepared.get(instance).and_then(|p| p.spec.as_ref());
                 if let Some(spec) = spec {
                     let differences = match hardening::inspect_hardening(docker, id).await? {
-                        Some(found) => crate::app::doctor::hardening::compare(
+                        Some(found) => crate::infra::docker::hardening_diff::compare(
                             &Hardening::expected(spec),
                             &found.hardening,
                         ),

@@ -15,10 +15,10 @@ use super::messaging::Messaging;
 use super::metrics::Metrics;
 use super::reconcile::{PassError, Reconciler};
 use super::scheduler::{Scheduler, SchedulerHandle};
-use super::user::ContainerUser;
+use crate::domain::host_config::{HostConfig, ShutdownPolicy};
+use crate::infra::container_user::ContainerUser;
 use crate::infra::docker::{self, container, Client};
 use crate::infra::home::Home;
-use crate::domain::host_config::{HostConfig, ShutdownPolicy};
 use crate::infra::store::now_ms;
 use anyhow::Context;
 

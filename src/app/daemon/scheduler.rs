@@ -11,12 +11,12 @@ use tokio::sync::{mpsc, watch, Notify};
 
 use super::api::Wake;
 use super::messaging::MessagingHandle;
-use crate::infra::home::Home;
 use crate::app::instances::last_good::{LastGoodConfigs, Loaded};
+use crate::app::tasks::schedule_of;
 use crate::domain::instance::InstanceName;
+use crate::infra::home::Home;
 use crate::infra::store::tasks::{Claim, ClaimOutcome, HeartbeatSpec};
 use crate::infra::store::{now_ms, Store, StoreError};
-use crate::app::tasks::schedule_of;
 
 /// The longest single sleep. Not a polling tick: it only guards against the wall clock
 /// being changed or the machine sleeping while the scheduler waits on a monotonic timer.

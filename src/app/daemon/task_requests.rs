@@ -5,9 +5,9 @@
 use serde_json::{json, Value};
 
 use super::rate_window::RateWindow;
+use crate::app::tasks::{self, TaskError, TaskInput};
 use crate::domain::schedule::Kind;
 use crate::infra::store::Store;
-use crate::app::tasks::{self, TaskError, TaskInput};
 
 /// The answer to one request: a result, or a one-line reason for the agent.
 pub type Answer = Result<Value, String>;

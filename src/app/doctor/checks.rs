@@ -1,9 +1,9 @@
 //! The checks that judge one gathered fact each: pure functions from a fact to a row.
 
 use crate::app::daemon::api::listen::{self, ListenError};
+use crate::app::render::bytes;
 use crate::domain::host_config::ApiConfig;
 use crate::domain::instance::config::ConfigError;
-use crate::app::render::bytes;
 
 use super::Check;
 

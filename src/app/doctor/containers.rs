@@ -4,15 +4,17 @@
 
 use std::time::Duration;
 
+use crate::domain::host_config::HostConfig;
+use crate::domain::instance::InstanceName;
 use crate::infra::agent_image;
-use crate::infra::container_spec::{ContainerSpec, SpecInputs, LABEL_HOME, LABEL_INSTANCE, LABEL_RUNTIME};
-use crate::app::daemon::user::ContainerUser;
+use crate::infra::container_spec::{
+    ContainerSpec, SpecInputs, LABEL_HOME, LABEL_INSTANCE, LABEL_RUNTIME,
+};
+use crate::infra::container_user::ContainerUser;
 use crate::infra::docker::container::{self, OwnedContainer};
 use crate::infra::docker::hardening::{self as live, Hardening};
 use crate::infra::docker::{self, Client};
 use crate::infra::home::Home;
-use crate::domain::host_config::HostConfig;
-use crate::domain::instance::InstanceName;
 use crate::infra::runtime;
 use crate::infra::store::StoreError;
 

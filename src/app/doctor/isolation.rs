@@ -3,11 +3,11 @@
 //! root, all share the supervisor's); disk limits are hard (a disk image each) or soft; and
 //! no other home on the engine runs containers with this home's uids.
 
+use crate::domain::instance::InstanceName;
 use crate::infra::disk::Enforcement;
 use crate::infra::home::Home;
-use crate::infra::volume::{self, Queue};
-use crate::domain::instance::InstanceName;
 use crate::infra::store::instances::InstanceRecord;
+use crate::infra::volume::{self, Queue};
 
 use super::checks::ISOLATION;
 use super::Check;
@@ -93,7 +93,7 @@ pub fn local_rows(
     records: &[InstanceRecord],
     disk_limits: &Enforcement,
 ) -> Vec<Check> {
-    let user = crate::app::daemon::user::ContainerUser::detect();
+    let user = crate::infra::container_user::ContainerUser::detect();
     let shared = user.shared().then(|| {
         (
             nix::unistd::geteuid().as_raw(),

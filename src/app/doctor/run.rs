@@ -4,10 +4,9 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use crate::infra::docker;
-use crate::infra::home::Home;
 use crate::domain::host_config::HostConfig;
 use crate::domain::instance::{InstanceConfig, InstanceName};
+use crate::infra::home::Home;
 use crate::infra::runtime::{self, manifest::Manifest};
 use crate::infra::safefs::SafeDir;
 use crate::infra::store::StoreError;
@@ -16,7 +15,7 @@ use super::checks::{self, RuntimeFact};
 use super::containers::docker_checks;
 use super::facts::{Configs, StoreFacts};
 use super::{daemon, perms, Check, Report};
-use crate::app::daemon::client::{ClientError, DaemonClient};
+use crate::app::client::{ClientError, DaemonClient};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -62,7 +61,7 @@ pub fn run(home: &Home, opts: &Options) -> Report {
         .unwrap_or_default();
     let runtime_row = checks::runtime(&runtime_fact(home, facts.as_ref()));
 
-    let docker_rows = docker::block_on(docker_checks(
+    let docker_rows = crate::infra::blocking::block_on(docker_checks(
         home,
         &host,
         facts.as_ref(),
@@ -337,7 +336,7 @@ fn daemon_row(
         );
     }
     let client = DaemonClient::for_home(home);
-    let asked = docker::block_on(async {
+    let asked = crate::infra::blocking::block_on(async {
         tokio::time::timeout(DAEMON_WAIT, async {
             match client.info().await {
                 // A daemon from before `/v1/daemon`: it runs, but cannot say with what.
@@ -371,7 +370,9 @@ fn daemon_row(
     };
     let (token, source) = local_token(home, host);
     let local = daemon::LocalToken {
-        fingerprint: token.as_deref().map(crate::app::daemon::api::info::fingerprint),
+        fingerprint: token
+            .as_deref()
+            .map(crate::app::daemon::api::info::fingerprint),
         source,
     };
     daemon::daemon(&fact, &local, &root)

@@ -5,17 +5,23 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use super::soul::Soul;
 use crate::domain::instance::config::InstanceConfig;
 use crate::domain::instance::name::InstanceName;
-use super::soul::Soul;
-use crate::infra::volume::VolumeError;
 use crate::infra::disk::{self, Enforcement};
 use crate::infra::fsutil;
 use crate::infra::home::{Home, HomeError, InstancePaths};
 use crate::infra::store::{events, instances, Store, StoreError};
+use crate::infra::volume::VolumeError;
 
-const AGENTS_MD: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/workspace/AGENTS.md"));
-const MEMORY_MD: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/workspace/MEMORY.md"));
+const AGENTS_MD: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/templates/workspace/AGENTS.md"
+));
+const MEMORY_MD: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/templates/workspace/MEMORY.md"
+));
 
 /// Everything a new instance is made from, validated before any of it touches the disk.
 #[derive(Debug, Clone)]

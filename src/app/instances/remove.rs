@@ -5,11 +5,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::domain::instance::name::InstanceName;
-use crate::infra::volume::VolumeError;
 use crate::infra::fsutil;
 use crate::infra::home::Home;
 use crate::infra::safefs::{SafeDir, TreeLimits};
 use crate::infra::store::{events, instances, Store, StoreError};
+use crate::infra::volume::VolumeError;
 
 /// A purge removes at most this many entries (an agent still writing into its tree could
 /// otherwise keep it going); what is left stays in `archive/.purging-*`, named in the error.

@@ -27,10 +27,18 @@ impl BuiltinSoul {
 
     pub fn text(self) -> &'static str {
         match self {
-            BuiltinSoul::Assistant => include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/souls/assistant.md")),
-            BuiltinSoul::Expert => include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/souls/expert.md")),
-            BuiltinSoul::Creative => include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/souls/creative.md")),
-            BuiltinSoul::Custom => include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/souls/custom.md")),
+            BuiltinSoul::Assistant => {
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/souls/assistant.md"))
+            }
+            BuiltinSoul::Expert => {
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/souls/expert.md"))
+            }
+            BuiltinSoul::Creative => {
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/souls/creative.md"))
+            }
+            BuiltinSoul::Custom => {
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/souls/custom.md"))
+            }
         }
     }
 }

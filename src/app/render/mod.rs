@@ -9,10 +9,12 @@ use std::path::Path;
 use comfy_table::{presets::NOTHING, Table};
 use serde::Serialize;
 
-use crate::infra::home::InstancePaths;
 use crate::domain::instance::InstanceConfig;
+use crate::infra::home::InstancePaths;
 use crate::infra::store::events::Event;
 use crate::infra::store::instances::{InstanceCounts, InstanceRecord};
+
+pub use crate::domain::format::{bytes, timestamp};
 
 /// One instance as `list` shows it; the JSON form is a documented, stable interface.
 #[derive(Debug, Clone, Serialize)]
@@ -86,13 +88,6 @@ pub struct InstanceDetail {
     pub config: Option<InstanceConfig>,
     pub counts: InstanceCounts,
     pub recent_events: Vec<Event>,
-}
-
-/// RFC 3339 in UTC, to the second.
-pub fn timestamp(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| format!("@{ms}ms"))
 }
 
 fn or_dash<T: ToString>(v: Option<T>) -> String {
@@ -250,21 +245,6 @@ pub fn instance_detail(d: &InstanceDetail) -> String {
     out
 }
 
-/// A byte count for people: `106 B`, `1.4 MB` (decimal units, as `docker images` uses).
-pub fn bytes(n: u64) -> String {
-    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
-    if n < 1000 {
-        return format!("{n} B");
-    }
-    let mut value = n as f64 / 1000.0;
-    let mut unit = 0;
-    while value >= 1000.0 && unit < UNITS.len() - 1 {
-        value /= 1000.0;
-        unit += 1;
-    }
-    format!("{value:.1} {}", UNITS[unit])
-}
-
 pub fn runtime_table(rows: &[crate::infra::runtime::RuntimeView]) -> String {
     if rows.is_empty() {
         return "no runtimes (build one with `supervisor runtime build`)\n".to_string();
@@ -323,7 +303,11 @@ pub fn rollout_step(step: &crate::infra::store::rollouts::RolloutStep) -> String
             step.detail.as_deref().unwrap_or("no reason recorded")
         ),
     };
-    format!("  {:<20} {}", step.instance, crate::domain::escape::line(&what))
+    format!(
+        "  {:<20} {}",
+        step.instance,
+        crate::domain::escape::line(&what)
+    )
 }
 
 /// The latest roll-out, as `runtime rollout` shows it.

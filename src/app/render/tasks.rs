@@ -3,8 +3,8 @@
 use comfy_table::{presets::NOTHING, Table};
 
 use super::timestamp;
-use crate::infra::store::tasks::RunRow;
 use crate::app::tasks::TaskView;
+use crate::infra::store::tasks::RunRow;
 
 /// Longest prompt or result shown in a table cell.
 const CELL_CHARS: usize = 40;

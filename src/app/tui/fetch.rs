@@ -9,9 +9,11 @@ use futures_util::StreamExt;
 use tokio::runtime::Runtime;
 
 use super::app::Detail;
-use crate::infra::docker::{self, container, container::LogChunk, container::OwnedContainer, Client};
-use crate::infra::home::Home;
 use crate::app::status::StatusReport;
+use crate::infra::docker::{
+    self, container, container::LogChunk, container::OwnedContainer, Client,
+};
+use crate::infra::home::Home;
 
 /// Events and log lines the detail pane shows.
 const EVENTS: u32 = 10;

@@ -19,8 +19,8 @@ use super::app::{Action, App, Command};
 use super::commands::{self, Job};
 use super::fetch::{Fetcher, PickContainer};
 use super::view;
-use crate::infra::home::Home;
 use crate::app::status::StatusReport;
+use crate::infra::home::Home;
 use crate::infra::store::now_ms;
 
 #[derive(Debug, thiserror::Error)]

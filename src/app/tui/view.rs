@@ -10,8 +10,8 @@ use ratatui::Frame;
 use super::app::{App, Command, Detail};
 use crate::app::render::status::{duration, row_cells, state_colour, COLUMNS, STATE_COLUMN};
 use crate::app::render::{bytes, timestamp};
-use crate::domain::escape;
 use crate::app::status::StatusReport;
+use crate::domain::escape;
 
 const SELECTED_MARK: &str = "> ";
 const SPACING: usize = 2;

@@ -21,7 +21,10 @@ pub const CONFIG_VERSION: u32 = 1;
 const MAX_CONFIG_BYTES: u64 = 256 * 1024;
 
 /// The template new instances start from; its values are the documented defaults.
-pub const TEMPLATE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/config.json"));
+pub const TEMPLATE: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/templates/config.json"
+));
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -5,6 +5,7 @@ pub mod attached;
 pub mod container;
 pub mod exec;
 pub mod hardening;
+pub mod hardening_diff;
 pub mod image;
 pub mod probe;
 pub mod stats;
@@ -127,13 +128,4 @@ pub(crate) fn is_not_found(e: &bollard::errors::Error) -> bool {
             ..
         }
     )
-}
-
-/// Runs a future on a small single-threaded runtime: the CLI's Docker calls are sequential.
-pub fn block_on<F: std::future::Future>(fut: F) -> F::Output {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime")
-        .block_on(fut)
 }

@@ -29,8 +29,8 @@ use supervisor_agent::protocol::{
 };
 
 use crate::infra::home::InstancePaths;
-use crate::infra::volume::{OpenVolume, Queue, VolumeError};
 use crate::infra::safefs::{Kind, ReadError, SafeDir, TreeLimits};
+use crate::infra::volume::{OpenVolume, Queue, VolumeError};
 
 /// How old (by modification time) a temporary file in `in/` or `out/` must be before the host
 /// removes it: by then the write that made it was interrupted (its writer killed or crashed),

@@ -5,13 +5,9 @@ use std::time::Duration;
 
 use supervisor_agent::protocol::{ModelMessage, ToolSpec};
 
-const DAY_MS: i64 = 86_400_000;
-const MINUTE_MS: i64 = 60_000;
+pub use crate::domain::clock::day_start;
 
-/// Start of the UTC day containing `now` (unix ms).
-pub fn day_start(now: i64) -> i64 {
-    now - now.rem_euclid(DAY_MS)
-}
+const MINUTE_MS: i64 = 60_000;
 
 /// Why no request goes out.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

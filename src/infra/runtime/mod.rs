@@ -69,7 +69,10 @@ use crate::infra::store::runtimes::RuntimeRecord;
 use crate::infra::store::Store;
 
 /// Records a built runtime in the store.
-pub fn register(store: &mut Store, built: &build::Built) -> Result<(), crate::infra::store::StoreError> {
+pub fn register(
+    store: &mut Store,
+    built: &build::Built,
+) -> Result<(), crate::infra::store::StoreError> {
     store.register_runtime(&RuntimeRecord {
         id: built.id.clone(),
         built_at: crate::infra::store::now_ms(),

@@ -10,8 +10,14 @@ use std::time::Duration;
 
 use super::{Scope, ServiceError, ENV_FILE, LAUNCHD_LOG};
 
-const SYSTEMD_TEMPLATE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/service/supervisor.service"));
-const LAUNCHD_TEMPLATE: &str = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/templates/service/supervisor.plist"));
+const SYSTEMD_TEMPLATE: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/templates/service/supervisor.service"
+));
+const LAUNCHD_TEMPLATE: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/templates/service/supervisor.plist"
+));
 
 /// Beyond the containers' own stop timeout, what a graceful stop may take (finishing a pass,
 /// closing the socket) before the service manager kills the daemon.

@@ -141,7 +141,10 @@ mod tests {
 
         let summary = inspect_copy(&dest).unwrap();
         assert_eq!(summary.integrity, "ok");
-        assert_eq!(summary.schema_version, crate::infra::store::latest_version());
+        assert_eq!(
+            summary.schema_version,
+            crate::infra::store::latest_version()
+        );
         assert_eq!(summary.home_id, Some(s.home_id().unwrap()));
         assert_eq!(summary.live_instances, vec!["alice", "bob"]);
         assert_eq!((summary.messages, summary.tasks), (3, 0));

@@ -18,6 +18,8 @@ use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use crate::domain::clock::now_ms;
+
 pub use migrations::latest_version;
 
 /// How long a writer waits for another process's write lock before giving up.
@@ -300,10 +302,6 @@ pub(crate) fn test_store(instances: &[&str]) -> (tempfile::TempDir, Store) {
             .unwrap();
     }
     (dir, s)
-}
-
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 #[cfg(test)]

@@ -11,12 +11,12 @@ use tokio::sync::oneshot;
 
 use super::extract::{ApiJson, InstanceParam, OptionalJson};
 use super::{api_error, blocking, instances, ApiError, AppState, PassReport, Wake};
-use crate::domain::instance::config::{FieldError, LifecycleMode};
 use crate::app::instances::create::{self, CreateError, NewInstance};
 use crate::app::instances::lifecycle::{self, Verb, WaitError};
 use crate::app::instances::remove::{self, RemoveError, Removed};
-use crate::domain::instance::settings::Settings;
 use crate::app::instances::soul::{BuiltinSoul, Soul};
+use crate::domain::instance::config::{FieldError, LifecycleMode};
+use crate::domain::instance::settings::Settings;
 use crate::domain::instance::InstanceName;
 use crate::infra::store::{now_ms, StoreError};
 

@@ -4,10 +4,10 @@
 
 use axum::extract::State;
 use axum::Json;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::AppState;
+pub use crate::app::wire::DaemonInfo;
 
 /// Fixed when the daemon starts.
 #[derive(Debug, Clone, Default)]
@@ -17,19 +17,6 @@ pub struct Started {
     pub token_fingerprint: Option<String>,
     /// The TCP listener's address, when it has one.
     pub listen: Option<String>,
-}
-
-/// What `GET /v1/daemon` answers.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct DaemonInfo {
-    pub pid: u32,
-    pub version: String,
-    pub home: String,
-    pub home_id: String,
-    /// The TCP listener's address, or null.
-    pub listen: Option<String>,
-    /// [`fingerprint`] of the token it accepts, or null when it has none.
-    pub token_fingerprint: Option<String>,
 }
 
 /// A token's fingerprint: `sha256:` and the first 12 hex digits of its SHA-256. Enough to

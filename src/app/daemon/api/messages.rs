@@ -9,38 +9,17 @@ use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::Extension;
 use axum::Json;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use super::extract::ApiJson;
 use super::{api_error, blocking, ApiError, AppState, Wake};
 use crate::app::daemon::answerable;
-use crate::domain::instance::InstanceName;
 use crate::app::router::policy;
+pub use crate::app::wire::{SendRequest, SendResponse};
+use crate::domain::instance::InstanceName;
 use crate::infra::store::messages::{is_valid_message_id, new_message_id, Inbound, MessageRow};
 use crate::infra::store::{Store, StoreError};
-
-/// A message for an instance.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SendRequest {
-    pub text: String,
-    /// Who wrote it; checked against the instance's allow-list. Default: `local` on the
-    /// socket, [`TCP_SENDER`] over TCP (see [`origin`]).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sender: Option<String>,
-    /// Where it came from. Default: `cli` on the socket, `api` over TCP.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub channel: Option<String>,
-    /// Answer only once the turn that carries it has its final answer.
-    #[serde(default)]
-    pub wait: bool,
-    #[serde(default)]
-    pub timeout_secs: Option<u64>,
-    /// The message's id, chosen by the sender so that sending again (after a lost response)
-    /// is safe: the same id and text are stored once. Default: a fresh id.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub id: Option<String>,
-}
 
 /// The operator at the CLI: only a caller on the unix socket can be it.
 pub const LOCAL_SENDER: &str = "local";
@@ -82,18 +61,6 @@ pub fn origin(
         sender.to_string(),
         channel.unwrap_or(default_channel).to_string(),
     ))
-}
-
-/// What a send returns.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SendResponse {
-    pub id: String,
-    pub instance: String,
-    /// `queued`, `context`, `refused`, or `answered` when waited for.
-    pub state: String,
-    pub reply: Option<String>,
-    pub failed: bool,
-    pub latency_ms: Option<u64>,
 }
 
 /// Most text one message may carry.

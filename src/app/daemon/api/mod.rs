@@ -22,7 +22,6 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::{Deserialize, Serialize};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -34,12 +33,11 @@ use super::live::Live;
 use super::messaging::MessagingHandle;
 use super::metrics::Metrics;
 use super::scheduler::SchedulerHandle;
+use crate::app::instances::last_good::LastGoodConfigs;
+pub use crate::app::wire::{Health, PassReport, SOCKET_FILE};
 use crate::infra::fsutil;
 use crate::infra::home::Home;
-use crate::app::instances::last_good::LastGoodConfigs;
 use crate::infra::store::Store;
-
-pub const SOCKET_FILE: &str = "supervisor.sock";
 
 /// Why the reconciler was woken.
 #[derive(Debug)]
@@ -58,23 +56,6 @@ pub enum Wake {
     Config,
     /// An instance's disk crossed its soft limit, one way or the other.
     Usage,
-}
-
-/// What a reconcile request hears back.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PassReport {
-    pub actions: usize,
-    pub converged: bool,
-    /// False when the Docker engine was unreachable (nothing could be applied).
-    pub docker: bool,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Health {
-    pub status: String,
-    pub pid: u32,
-    pub version: String,
-    pub home_id: String,
 }
 
 /// Everything the handlers reach; cheap to clone.

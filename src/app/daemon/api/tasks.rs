@@ -7,10 +7,10 @@ use serde::Deserialize;
 
 use super::extract::{ApiJson, InstanceParam, TaskId};
 use super::{api_error, blocking, ApiError, AppState, Wake};
+use crate::app::tasks::{self, TaskError, TaskInput, TaskView};
 use crate::domain::schedule::Kind;
 use crate::infra::store::tasks::RunRow;
 use crate::infra::store::{now_ms, StoreError};
-use crate::app::tasks::{self, TaskError, TaskInput, TaskView};
 
 fn task_error(e: TaskError) -> ApiError {
     match e {

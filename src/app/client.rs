@@ -7,7 +7,7 @@ use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyperlocal::{UnixClientExt, UnixConnector};
 
-use super::api::{Health, PassReport, SOCKET_FILE};
+use crate::app::wire::{Health, PassReport, SOCKET_FILE};
 use crate::infra::home::Home;
 
 #[derive(Debug, thiserror::Error)]
@@ -109,13 +109,13 @@ impl DaemonClient {
     }
 
     /// What the daemon process is and runs with (its token by fingerprint).
-    pub async fn info(&self) -> Result<super::api::info::DaemonInfo, ClientError> {
+    pub async fn info(&self) -> Result<crate::app::wire::DaemonInfo, ClientError> {
         let v = self.request(hyper::Method::GET, "/v1/daemon").await?;
         serde_json::from_value(v).map_err(|e| ClientError::Transport(e.to_string()))
     }
 
     /// The daemon's live view: readiness and resource samples.
-    pub async fn status(&self) -> Result<super::live::LiveSnapshot, ClientError> {
+    pub async fn status(&self) -> Result<crate::app::wire::LiveSnapshot, ClientError> {
         let v = self.request(hyper::Method::GET, "/v1/status").await?;
         serde_json::from_value(v).map_err(unreadable)
     }
@@ -139,8 +139,8 @@ impl DaemonClient {
     pub async fn send(
         &self,
         instance: &str,
-        req: &super::api::SendRequest,
-    ) -> Result<super::api::SendResponse, ClientError> {
+        req: &crate::app::wire::SendRequest,
+    ) -> Result<crate::app::wire::SendResponse, ClientError> {
         let body = serde_json::to_vec(req).map_err(|e| ClientError::Transport(e.to_string()))?;
         let path = format!("/v1/instances/{instance}/messages");
         let v = self
