@@ -137,6 +137,18 @@ pub struct LiveSnapshot {
     /// container's own running time, whoever started it.
     #[serde(default)]
     pub running_since: HashMap<String, i64>,
+    /// Instance → how its messaging actor has fared, once it has died at least once.
+    #[serde(default)]
+    pub actors: HashMap<String, ActorHealth>,
+}
+
+/// A supervised actor that died: how often it was started again, and why it last died.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActorHealth {
+    pub restarts: u32,
+    pub last_failure: String,
+    /// Unix ms.
+    pub last_failure_at: i64,
 }
 
 impl LiveSnapshot {

@@ -12,18 +12,18 @@
 //!   day, nor more completion tokens than what is left once the prompt is taken off.
 //!
 //! A refused request is answered with an error and recorded as a `refused` usage row; no
-//! provider is called.
+//! provider is called. [`Broker::serve`] is the one entry point: the actor hands it a request
+//! and writes back the answer it returns.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use supervisor_agent::protocol::{Envelope, ModelMessage, Payload, ToolSpec, Usage};
+use supervisor_agent::protocol::{ModelMessage, Payload, ToolSpec, Usage};
 
 use super::metrics::Metrics;
 use super::rate_window::{Notice, Notices, RateWindow};
 use crate::domain::instance::config::{Budget, Provider};
 use crate::domain::instance::InstanceConfig;
-use crate::infra::ipc::InstanceIpc;
 use crate::infra::llm::{self, budget};
 use crate::infra::store::usage::UsageRecord;
 use crate::infra::store::{Store, StoreError};
@@ -94,46 +94,53 @@ pub fn decide(f: &Facts) -> Result<u32, Refusal> {
     )?)
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum BrokerError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
+/// One instance's broker, kept by its messaging actor: what it remembers between requests.
+#[derive(Debug, Default)]
+pub struct Broker {
+    /// Start times of recent requests, for the per-minute rate limit.
+    recent_requests: VecDeque<i64>,
+    /// Refusals are answered every time, but logged and recorded at a bounded rate.
+    notices: Notices,
 }
 
-/// One instance's broker: borrows what it needs from the instance's messaging actor.
-pub struct Broker<'a> {
+/// What the broker borrows from the actor for one request.
+pub struct Context<'a> {
     pub instance: &'a str,
     pub http: &'a reqwest::Client,
-    /// Start times of recent requests, for the per-minute rate limit (the actor keeps them).
-    pub recent_requests: &'a mut VecDeque<i64>,
     pub metrics: &'a Metrics,
-    pub ipc: &'a InstanceIpc,
-    /// Refusals are answered every time, but logged and recorded at a bounded rate.
-    pub notices: &'a mut Notices,
+    pub store: &'a mut Store,
+    /// The instance's config, or why it could not be read.
+    pub config: Result<InstanceConfig, String>,
+    /// The instance's turn in flight.
+    pub in_flight: Option<&'a str>,
 }
 
 /// Refused requests recorded (log line and usage row): at most ten a minute per instance.
 const REFUSALS_RECORDED: RateWindow = RateWindow::new(10, 60_000);
 
-impl Broker<'_> {
-    /// Answers `req` with a `model_response` in `in/`: the provider's answer, or why there is
-    /// none. `config` is the instance's config, or why it could not be read; `in_flight` is
-    /// the instance's turn in flight.
+impl Broker {
+    /// Serves `req`: decides, waits for a rate-limit slot, calls the provider, counts the
+    /// outcome in the metrics and the usage table, and returns the `model_response` for the
+    /// agent (the provider's answer, or why there is none). Only a store failure is an error.
     pub async fn serve(
-        mut self,
-        store: &mut Store,
-        config: Result<InstanceConfig, String>,
-        in_flight: Option<&str>,
+        &mut self,
         req: ModelRequest,
-    ) -> Result<(), BrokerError> {
+        cx: Context<'_>,
+    ) -> Result<Payload, StoreError> {
+        let Context {
+            instance,
+            http,
+            metrics,
+            store,
+            config,
+            in_flight,
+        } = cx;
         let config = match config {
             Ok(c) => c,
             Err(e) => {
                 // The agent hears why; the turn fails with a clear answer.
                 let error = format!("the instance's configuration is invalid: {e}");
-                return self.answer(failure(req.request_id, error));
+                return Ok(failure(req.request_id, error));
             }
         };
         let now = crate::infra::store::now_ms();
@@ -141,7 +148,7 @@ impl Broker<'_> {
             turn_id: &req.turn_id,
             in_flight,
             budget: &config.budget,
-            used_today: store.tokens_since(self.instance, budget::day_start(now))?,
+            used_today: store.tokens_since(instance, budget::day_start(now))?,
             prompt_estimate: budget::estimate_prompt_tokens(&req.messages, &req.tools),
             requested_max_tokens: req.max_tokens,
         };
@@ -154,11 +161,15 @@ impl Broker<'_> {
                 Notice::Go { .. }
             );
         if let (Err(refusal), true) = (&decision, recorded) {
-            tracing::warn!(instance = %self.instance, turn = %req.turn_id, request = %req.request_id, %refusal, "model request refused");
+            tracing::warn!(instance = %instance, turn = %req.turn_id, request = %req.request_id, %refusal, "model request refused");
         }
         if !refused {
-            self.wait_for_a_slot(config.model.provider, config.budget.requests_per_minute)
-                .await;
+            self.wait_for_a_slot(
+                instance,
+                config.model.provider,
+                config.budget.requests_per_minute,
+            )
+            .await;
         }
         // The latency is the provider's, not the rate limit's wait.
         let started = Instant::now();
@@ -170,7 +181,7 @@ impl Broker<'_> {
                     tools: &req.tools,
                     max_tokens: Some(max_tokens),
                 };
-                llm::complete(self.http, &config.model, request)
+                llm::complete(http, &config.model, request)
                     .await
                     .map_err(|e| e.to_string())
             }
@@ -199,39 +210,41 @@ impl Broker<'_> {
                 Some(e),
             ),
         };
-        self.metrics.model_request(
-            self.instance,
-            status,
-            usage.input_tokens,
-            usage.output_tokens,
-        );
-        if !recorded {
-            return self.answer(payload);
+        metrics.model_request(instance, status, usage.input_tokens, usage.output_tokens);
+        if recorded {
+            store.record_usage(&UsageRecord {
+                instance,
+                request_id: &req.request_id,
+                provider: config.model.provider.as_str(),
+                model: &config.model.name,
+                prompt_tokens: usage.input_tokens,
+                completion_tokens: usage.output_tokens,
+                latency_ms,
+                status,
+                error: error.as_deref(),
+            })?;
         }
-        store.record_usage(&UsageRecord {
-            instance: self.instance,
-            request_id: &req.request_id,
-            provider: config.model.provider.as_str(),
-            model: &config.model.name,
-            prompt_tokens: usage.input_tokens,
-            completion_tokens: usage.output_tokens,
-            latency_ms,
-            status,
-            error: error.as_deref(),
-        })?;
-        self.answer(payload)
+        Ok(payload)
     }
 
-    /// The per-minute rate limit protects providers' quotas; echo calls no one. The wait holds
-    /// up only this instance.
-    async fn wait_for_a_slot(&mut self, provider: Provider, per_minute: u32) {
+    /// How long a request to `provider` made `now` would wait for a rate-limit slot. The
+    /// per-minute limit protects providers' quotas; echo calls no one.
+    fn slot_wait(&self, provider: Provider, per_minute: u32, now: i64) -> Duration {
+        if provider == Provider::Echo {
+            return Duration::ZERO;
+        }
+        let recent: Vec<i64> = self.recent_requests.iter().copied().collect();
+        budget::rate_delay(&recent, per_minute, now)
+    }
+
+    /// Waits for a rate-limit slot; the wait holds up only this instance.
+    async fn wait_for_a_slot(&mut self, instance: &str, provider: Provider, per_minute: u32) {
         if provider == Provider::Echo {
             return;
         }
-        let now = crate::infra::store::now_ms();
-        let wait = budget::rate_delay(self.recent_requests.make_contiguous(), per_minute, now);
+        let wait = self.slot_wait(provider, per_minute, crate::infra::store::now_ms());
         if !wait.is_zero() {
-            tracing::info!(instance = %self.instance, wait_ms = wait.as_millis() as u64, "rate limit: request waits");
+            tracing::info!(instance = %instance, wait_ms = wait.as_millis() as u64, "rate limit: request waits");
             tokio::time::sleep(wait).await;
         }
         self.recent_requests
@@ -239,13 +252,6 @@ impl Broker<'_> {
         while self.recent_requests.len() > 1024 {
             self.recent_requests.pop_front();
         }
-    }
-
-    fn answer(&self, payload: Payload) -> Result<(), BrokerError> {
-        let id = uuid::Uuid::now_v7().simple().to_string();
-        self.ipc
-            .send(&Envelope::new(id, crate::infra::store::now_ms(), payload))?;
-        Ok(())
     }
 }
 
@@ -281,6 +287,246 @@ mod tests {
             prompt_estimate: 10,
             requested_max_tokens: None,
         }
+    }
+
+    use supervisor_agent::protocol::Role;
+
+    use crate::app::daemon::live::LiveSnapshot;
+    use crate::domain::instance::config::ModelConfig;
+
+    fn request(id: &str, turn: &str) -> ModelRequest {
+        ModelRequest {
+            request_id: id.into(),
+            turn_id: turn.into(),
+            messages: vec![ModelMessage {
+                role: Role::User,
+                content: "hello broker".into(),
+                tool_calls: vec![],
+                tool_call_id: None,
+            }],
+            tools: vec![],
+            max_tokens: None,
+        }
+    }
+
+    fn config(provider: Provider, base_url: Option<String>, budget: Budget) -> InstanceConfig {
+        InstanceConfig {
+            model: ModelConfig {
+                provider,
+                name: "m".into(),
+                base_url,
+                api_key_env: None,
+            },
+            budget,
+            ..InstanceConfig::default()
+        }
+    }
+
+    /// What the broker needs around it: a store with `alice`, metrics and an HTTP client.
+    struct Bench {
+        _dir: tempfile::TempDir,
+        store: Store,
+        metrics: Metrics,
+        http: reqwest::Client,
+        broker: Broker,
+    }
+
+    impl Bench {
+        fn new() -> Self {
+            let (_dir, store) = crate::infra::store::test_store(&["alice"]);
+            Self {
+                _dir,
+                store,
+                metrics: Metrics::default(),
+                http: llm::http_client(),
+                broker: Broker::default(),
+            }
+        }
+
+        async fn serve(
+            &mut self,
+            req: ModelRequest,
+            config: &InstanceConfig,
+            in_flight: Option<&str>,
+        ) -> Payload {
+            let cx = Context {
+                instance: "alice",
+                http: &self.http,
+                metrics: &self.metrics,
+                store: &mut self.store,
+                config: Ok(config.clone()),
+                in_flight,
+            };
+            self.broker.serve(req, cx).await.unwrap()
+        }
+
+        fn metrics_text(&self) -> String {
+            self.metrics
+                .render(&[], &Default::default(), &LiveSnapshot::default())
+        }
+
+        fn usage(&self) -> Vec<(String, String)> {
+            self.store.usage_statuses("alice").unwrap()
+        }
+    }
+
+    fn response(p: &Payload) -> (&str, Option<&str>, Usage) {
+        match p {
+            Payload::ModelResponse {
+                content,
+                error,
+                usage,
+                ..
+            } => (content.as_str(), error.as_deref(), *usage),
+            other => panic!("not a model_response: {other:?}"),
+        }
+    }
+
+    /// An OpenAI-compatible server on loopback: answers every completion with `status` and
+    /// `body`.
+    async fn provider(status: u16, body: serde_json::Value) -> String {
+        let status = axum::http::StatusCode::from_u16(status).unwrap();
+        let app = axum::Router::new().route(
+            "/chat/completions",
+            axum::routing::post(move || {
+                let body = body.to_string();
+                async move { (status, body) }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        format!("http://{addr}")
+    }
+
+    fn completion() -> serde_json::Value {
+        serde_json::json!({
+            "choices": [{"message": {"role": "assistant", "content": "from the provider"}}],
+            "usage": {"prompt_tokens": 30, "completion_tokens": 12},
+        })
+    }
+
+    #[tokio::test]
+    async fn a_served_request_is_answered_and_counted_in_usage_and_metrics() {
+        let mut b = Bench::new();
+        let base = provider(200, completion()).await;
+        let cfg = config(Provider::Openai, Some(base), Budget::default());
+        let answer = b.serve(request("r1", "t1"), &cfg, Some("t1")).await;
+        let (content, error, usage) = response(&answer);
+        assert_eq!((content, error), ("from the provider", None));
+        assert_eq!((usage.input_tokens, usage.output_tokens), (30, 12));
+        assert_eq!(b.usage(), [("r1".to_string(), "ok".to_string())]);
+        assert_eq!(b.store.tokens_since("alice", 0).unwrap(), 42);
+        let text = b.metrics_text();
+        for line in [
+            "supervisor_model_requests_total{instance=\"alice\",status=\"ok\"} 1",
+            "supervisor_model_tokens_total{instance=\"alice\",kind=\"prompt\"} 30",
+            "supervisor_model_tokens_total{instance=\"alice\",kind=\"completion\"} 12",
+        ] {
+            assert!(text.contains(line), "missing {line:?} in\n{text}");
+        }
+
+        // Echo answers with the request's last message, and is counted the same way.
+        let echo = config(Provider::Echo, None, Budget::default());
+        let answer = b.serve(request("r2", "t1"), &echo, Some("t1")).await;
+        assert!(response(&answer).0.contains("hello broker"), "{answer:?}");
+        assert_eq!(b.usage().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_spent_daily_budget_refuses_without_calling_the_provider() {
+        let mut b = Bench::new();
+        // The provider would fail the test's expectations were it called: it answers 500.
+        let base = provider(500, serde_json::json!({"error": "called"})).await;
+        let spent = UsageRecord {
+            instance: "alice",
+            request_id: "r0",
+            provider: "openai",
+            model: "m",
+            prompt_tokens: 900,
+            completion_tokens: 100,
+            latency_ms: 1,
+            status: "ok",
+            error: None,
+        };
+        b.store.record_usage(&spent).unwrap();
+        let cfg = config(Provider::Openai, Some(base), budget(1_000, 4096));
+        let answer = b.serve(request("r1", "t1"), &cfg, Some("t1")).await;
+        let error = response(&answer).1.expect("an error");
+        assert!(error.contains("daily model budget"), "{error}");
+        assert_eq!(b.usage()[1], ("r1".to_string(), "refused".to_string()));
+        assert!(b
+            .metrics_text()
+            .contains("supervisor_model_requests_total{instance=\"alice\",status=\"refused\"} 1"));
+    }
+
+    #[tokio::test]
+    async fn a_request_for_a_turn_not_in_flight_is_refused() {
+        let mut b = Bench::new();
+        let cfg = config(Provider::Echo, None, Budget::default());
+        for (id, in_flight) in [("r1", None), ("r2", Some("t2"))] {
+            let answer = b.serve(request(id, "t1"), &cfg, in_flight).await;
+            let (content, error, _) = response(&answer);
+            assert_eq!(content, "");
+            assert!(error.expect("an error").contains("turn"), "{answer:?}");
+        }
+        let statuses: Vec<String> = b.usage().into_iter().map(|(_, s)| s).collect();
+        assert_eq!(statuses, ["refused", "refused"]);
+    }
+
+    #[tokio::test]
+    async fn a_provider_error_reaches_the_agent_as_an_error_answer() {
+        let mut b = Bench::new();
+        // 400 is not worth a retry: one call, one error.
+        let base = provider(400, serde_json::json!({"error": "bad model"})).await;
+        let cfg = config(Provider::Openai, Some(base), Budget::default());
+        let answer = b.serve(request("r1", "t1"), &cfg, Some("t1")).await;
+        let error = response(&answer).1.expect("an error");
+        assert!(error.contains("HTTP 400"), "{error}");
+        assert_eq!(b.usage(), [("r1".to_string(), "error".to_string())]);
+        assert!(b
+            .metrics_text()
+            .contains("supervisor_model_requests_total{instance=\"alice\",status=\"error\"} 1"));
+
+        // A config that cannot be read is the agent's answer too, and nothing is recorded.
+        let cx = Context {
+            instance: "alice",
+            http: &b.http,
+            metrics: &b.metrics,
+            store: &mut b.store,
+            config: Err("no such field".into()),
+            in_flight: Some("t1"),
+        };
+        let answer = b.broker.serve(request("r2", "t1"), cx).await.unwrap();
+        let error = response(&answer).1.expect("an error");
+        assert!(error.contains("configuration is invalid"), "{error}");
+        assert_eq!(b.usage().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn requests_past_the_per_minute_limit_wait_for_a_slot() {
+        let mut b = Bench::new();
+        let base = provider(200, completion()).await;
+        let limit = Budget {
+            requests_per_minute: 2,
+            ..Budget::default()
+        };
+        let cfg = config(Provider::Openai, Some(base), limit);
+        let now = crate::infra::store::now_ms();
+        assert!(b.broker.slot_wait(Provider::Openai, 2, now).is_zero());
+        for id in ["r1", "r2"] {
+            b.serve(request(id, "t1"), &cfg, Some("t1")).await;
+        }
+        // Two requests went out this minute: a third waits for the first one's slot.
+        let now = crate::infra::store::now_ms();
+        let wait = b.broker.slot_wait(Provider::Openai, 2, now);
+        assert!(
+            !wait.is_zero() && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        // No limit, or echo (which calls no one), never waits.
+        assert!(b.broker.slot_wait(Provider::Openai, 0, now).is_zero());
+        assert!(b.broker.slot_wait(Provider::Echo, 2, now).is_zero());
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{watch, Notify};
 
-pub use crate::app::wire::{LiveSnapshot, ResourceSample};
+pub use crate::app::wire::{ActorHealth, LiveSnapshot, ResourceSample};
 use crate::infra::docker::stats::{self, RawStats};
 use crate::infra::docker::{container, Client};
 use crate::infra::store::now_ms;
@@ -81,6 +81,26 @@ impl Live {
 
     pub fn set_disk(&self, disk: HashMap<String, super::disk_usage::DiskSample>) {
         self.state.write().expect("live status").disk = disk;
+    }
+
+    /// An instance's messaging actor died and is started again (`restarts` so far).
+    pub fn actor_failed(&self, instance: &str, restarts: u32, reason: &str) {
+        let health = ActorHealth {
+            restarts,
+            last_failure: reason.to_string(),
+            last_failure_at: now_ms(),
+        };
+        let mut s = self.state.write().expect("live status");
+        s.actors.insert(instance.to_string(), health);
+    }
+
+    /// An instance's messaging actor was stopped (the instance is gone): nothing to show.
+    pub fn actor_stopped(&self, instance: &str) {
+        self.state
+            .write()
+            .expect("live status")
+            .actors
+            .remove(instance);
     }
 
     pub fn set_converged(&self, converged: bool) {

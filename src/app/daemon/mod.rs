@@ -18,5 +18,6 @@ pub mod rollout;
 pub mod run;
 pub mod scheduler;
 pub mod state_change;
+pub mod supervise;
 pub mod task_requests;
 pub mod web;

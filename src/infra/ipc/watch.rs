@@ -1,6 +1,7 @@
 //! Learning that an instance's `out/` has new files: inotify through `notify`, with a polling
-//! fallback where the file system delivers no events. The notify callback only sends on an
-//! unbounded channel, so it never blocks the watcher thread.
+//! fallback where the file system delivers no events. Each watched directory carries the
+//! instance's own wake-up ([`Wake`]), called straight from the notify callback: it must only
+//! send on an unbounded channel, so it never blocks the watcher thread.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -8,31 +9,39 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc::UnboundedSender;
 
 /// How often directories are scanned when events are not available.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 
-/// Watches `out/` directories and reports the instance whose directory changed.
+/// Tells an instance that its `out/` changed; returns false once nobody listens any more.
+pub type Wake = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// A watched directory: whose it is, and how to wake its reader.
+struct Watched {
+    instance: String,
+    wake: Wake,
+}
+
+type Dirs = Arc<Mutex<HashMap<PathBuf, Watched>>>;
+
+/// Watches `out/` directories and wakes the instance whose directory changed.
 pub struct OutWatcher {
     watcher: Option<notify::RecommendedWatcher>,
-    dirs: Arc<Mutex<HashMap<PathBuf, String>>>,
-    tx: UnboundedSender<String>,
+    dirs: Dirs,
     /// Whether the poller runs (it polls every directory, so one is enough).
     polling: bool,
 }
 
 impl OutWatcher {
-    pub fn new(tx: UnboundedSender<String>) -> Self {
-        let dirs: Arc<Mutex<HashMap<PathBuf, String>>> = Arc::default();
+    pub fn new() -> Self {
+        let dirs: Dirs = Arc::default();
         let map = dirs.clone();
-        let events = tx.clone();
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             let Ok(event) = res else { return };
             let map = map.lock().expect("watch map");
             for path in &event.paths {
-                if let Some(name) = path.parent().and_then(|d| map.get(d)) {
-                    let _ = events.send(name.clone());
+                if let Some(watched) = path.parent().and_then(|d| map.get(d)) {
+                    (watched.wake)();
                 }
             }
         });
@@ -46,7 +55,6 @@ impl OutWatcher {
         let mut poller = Self {
             watcher,
             dirs,
-            tx,
             polling: false,
         };
         if poller.watcher.is_none() {
@@ -55,13 +63,17 @@ impl OutWatcher {
         poller
     }
 
-    /// Starts watching `dir` for `instance` (idempotent).
-    pub fn watch(&mut self, instance: &str, dir: &Path) {
+    /// Starts watching `dir` for `instance`, calling `wake` when it changes (idempotent).
+    pub fn watch(&mut self, instance: &str, dir: &Path, wake: Wake) {
         let mut map = self.dirs.lock().expect("watch map");
         if map.contains_key(dir) {
             return;
         }
-        map.insert(dir.to_path_buf(), instance.to_string());
+        let watched = Watched {
+            instance: instance.to_string(),
+            wake,
+        };
+        map.insert(dir.to_path_buf(), watched);
         drop(map);
         if let Some(w) = self.watcher.as_mut() {
             if let Err(e) = w.watch(dir, RecursiveMode::NonRecursive) {
@@ -73,12 +85,12 @@ impl OutWatcher {
 
     /// Watches `dir` for `instance` again: after a remount the old watch is gone with the
     /// file system it was on.
-    pub fn rewatch(&mut self, instance: &str, dir: &Path) {
+    pub fn rewatch(&mut self, instance: &str, dir: &Path, wake: Wake) {
         if let Some(w) = self.watcher.as_mut() {
             let _ = w.unwatch(dir);
         }
         self.dirs.lock().expect("watch map").remove(dir);
-        self.watch(instance, dir);
+        self.watch(instance, dir, wake);
     }
 
     /// Stops watching the directories of instances not in `live`.
@@ -89,7 +101,7 @@ impl OutWatcher {
             let mut map = self.dirs.lock().expect("watch map");
             let gone: Vec<PathBuf> = map
                 .iter()
-                .filter(|(_, name)| !live.contains(name))
+                .filter(|(_, w)| !live.contains(&w.instance))
                 .map(|(d, _)| d.clone())
                 .collect();
             for dir in &gone {
@@ -108,21 +120,30 @@ impl OutWatcher {
         if std::mem::replace(&mut self.polling, true) {
             return;
         }
-        let dirs = self.dirs.clone();
-        let tx = self.tx.clone();
+        // Only a weak hold on the map: the poller ends with the watcher.
+        let dirs = Arc::downgrade(&self.dirs);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(POLL_INTERVAL);
             loop {
                 ticker.tick().await;
-                let names: Vec<String> =
-                    dirs.lock().expect("watch map").values().cloned().collect();
-                for name in names {
-                    if tx.send(name).is_err() {
-                        return;
-                    }
+                let Some(dirs) = dirs.upgrade() else { return };
+                let wakes: Vec<Wake> = dirs
+                    .lock()
+                    .expect("watch map")
+                    .values()
+                    .map(|w| w.wake.clone())
+                    .collect();
+                for wake in wakes {
+                    wake();
                 }
             }
         });
+    }
+}
+
+impl Default for OutWatcher {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -136,7 +157,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
         std::fs::create_dir(&out).unwrap();
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let writer_dir = out.clone();
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let writer_stop = stop.clone();
@@ -152,9 +173,10 @@ mod tests {
         let runtime = tokio::runtime::Handle::current();
         let churn = std::thread::spawn(move || {
             let _runtime = runtime.enter();
-            let mut watcher = OutWatcher::new(tx);
+            let mut watcher = OutWatcher::new();
+            let wake: Wake = Arc::new(move || tx.send(()).is_ok());
             for _ in 0..300 {
-                watcher.watch("alice", &out);
+                watcher.watch("alice", &out, wake.clone());
                 watcher.retain(&[]);
             }
             let _ = done_tx.send(());
@@ -166,5 +188,32 @@ mod tests {
         assert!(finished, "watch/unwatch deadlocked with the event callback");
         churn.join().unwrap();
         drain.abort();
+    }
+
+    /// A file in one instance's `out/` wakes that instance, straight through its own wake-up.
+    #[tokio::test]
+    async fn a_new_file_wakes_the_instance_whose_directory_it_is_in() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+        let mut watcher = OutWatcher::new();
+        let mut outs = Vec::new();
+        for name in ["alice", "bob"] {
+            let out = dir.path().join(name);
+            std::fs::create_dir(&out).unwrap();
+            let tx = tx.clone();
+            watcher.watch(name, &out, Arc::new(move || tx.send(name).is_ok()));
+            outs.push(out);
+        }
+        std::fs::write(outs[0].join("reply.json"), b"{}").unwrap();
+        // A hang detector, not a speed limit.
+        let woken = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(name) = rx.recv().await {
+                if name == "alice" {
+                    return true;
+                }
+            }
+            false
+        });
+        assert!(woken.await.unwrap_or(false), "alice was not woken");
     }
 }

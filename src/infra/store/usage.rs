@@ -55,3 +55,16 @@ impl Store {
         Ok(n.max(0) as u64)
     }
 }
+
+#[cfg(test)]
+impl Store {
+    /// Every usage row of an instance as (request id, status), oldest first.
+    pub(crate) fn usage_statuses(&self, instance: &str) -> Result<Vec<(String, String)>> {
+        let mut q = self.conn().prepare(
+            "SELECT u.request_id, u.status FROM model_usage u
+             JOIN instances i ON i.id = u.instance_id WHERE i.name = ?1 ORDER BY u.id",
+        )?;
+        let rows = q.query_map([instance], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+}

@@ -1,168 +1,49 @@
-//! Messaging: one actor per instance, so instances run in parallel and one slow instance
-//! never delays another, while each instance handles its turns strictly one at a time.
-//!
-//! An actor wakes when a message is accepted for its instance or when its `out/` changes.
-//! Every step is recorded in the store before the next happens, so after any crash the
-//! actor rebuilds its state from the store and the files: an open turn is re-delivered
-//! (same turn id, same file name), and an answer that already exists is never recorded twice.
-//! A turn that agent runs keep taking up without ever answering (each run stopped first) is
-//! parked after [`policy::MAX_TURN_ATTEMPTS`] of them, with a failure answer, so the
-//! instance moves on.
+//! One instance's messaging actor: it handles its instance's turns strictly one at a time,
+//! in rounds. A round opens the queues, handles everything in `out/` (answers, model, task and
+//! web requests), and delivers the turn in flight or starts the next one. Rounds run on a
+//! blocking thread, so the store's SQL never holds up the async workers; the actor keeps its
+//! one store connection for its life.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use supervisor_agent::protocol::{file_name_for, Envelope, Payload, TurnMessage};
 use tokio::sync::{broadcast, mpsc};
 
-use super::broker;
-use super::live::Live;
-use super::metrics::Metrics;
-use super::rate_window::{Notice, Notices, RateWindow, NOTICE_WINDOW, NOTICE_WINDOW_MS};
-use super::scheduler::SchedulerHandle;
-use super::task_requests;
-use super::web;
+use super::{AnswerEvent, Control};
+use crate::app::daemon::broker;
+use crate::app::daemon::live::Live;
+use crate::app::daemon::metrics::Metrics;
+use crate::app::daemon::rate_window::{
+    Notice, Notices, RateWindow, NOTICE_WINDOW, NOTICE_WINDOW_MS,
+};
+use crate::app::daemon::scheduler::SchedulerHandle;
+use crate::app::daemon::supervise::{Ended, Mailbox};
+use crate::app::daemon::task_requests;
+use crate::app::daemon::web;
 use crate::app::instances::last_good::LastGoodConfigs;
 use crate::app::router::policy;
 use crate::domain::instance::{InstanceConfig, InstanceName};
 use crate::infra::home::Home;
 use crate::infra::home::InstancePaths;
 use crate::infra::ipc::{watch::OutWatcher, Drained, Incoming, InstanceIpc, IpcError};
-use crate::infra::llm;
 use crate::infra::store::messages::{Extra, MessageRow};
 use crate::infra::store::web_requests::WebRequestRecord;
 use crate::infra::store::{Store, StoreError};
 use crate::infra::volume::{self, Queue, VolumeError};
 
-/// A turn's final answer, as waiters (`send --wait`) hear of it.
-#[derive(Debug, Clone)]
-pub struct AnswerEvent {
-    pub instance: String,
-    pub turn_id: String,
-    /// The inbound messages the turn answered.
-    pub message_ids: Vec<String>,
-    pub body: String,
-    pub failed: bool,
-}
-
-/// What the API needs to reach the actors: cheap to clone.
+/// What every actor shares with the others and with its next incarnation.
 #[derive(Clone)]
-pub struct MessagingHandle {
-    actors: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<()>>>>,
-    answers: broadcast::Sender<AnswerEvent>,
-}
-
-impl MessagingHandle {
-    /// Tells an instance's actor to look for work.
-    pub fn poke(&self, instance: &str) {
-        if let Some(tx) = self.actors.lock().expect("actors").get(instance) {
-            let _ = tx.send(());
-        }
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<AnswerEvent> {
-        self.answers.subscribe()
-    }
-}
-
-/// Owns the actors and the `out/` watcher; the daemon keeps it in step with the instances.
-pub struct Messaging {
-    http: reqwest::Client,
-    home: Home,
-    /// Shared with the actors, which watch their `out/` again after a remount.
-    watcher: Arc<Mutex<OutWatcher>>,
-    handle: MessagingHandle,
-    scheduler: SchedulerHandle,
-    live: Live,
-    configs: LastGoodConfigs,
-    metrics: Metrics,
-}
-
-impl Messaging {
-    pub fn new(
-        home: Home,
-        scheduler: SchedulerHandle,
-        live: Live,
-        configs: LastGoodConfigs,
-        metrics: Metrics,
-    ) -> Self {
-        let (tx, mut rx) = mpsc::unbounded_channel::<String>();
-        let handle = MessagingHandle {
-            actors: Arc::default(),
-            answers: broadcast::channel(1024).0,
-        };
-        let forward = handle.clone();
-        tokio::spawn(async move {
-            while let Some(instance) = rx.recv().await {
-                forward.poke(&instance);
-            }
-        });
-        Self {
-            http: llm::http_client(),
-            home,
-            watcher: Arc::new(Mutex::new(OutWatcher::new(tx))),
-            handle,
-            scheduler,
-            live,
-            configs,
-            metrics,
-        }
-    }
-
-    pub fn handle(&self) -> MessagingHandle {
-        self.handle.clone()
-    }
-
-    /// Starts actors for new instances and stops those of removed ones; every actor then
-    /// looks at its directory once (a safety net for a lost file event).
-    pub fn ensure(&mut self, live: &[String]) {
-        let mut actors = self.handle.actors.lock().expect("actors");
-        for tx in actors.values() {
-            let _ = tx.send(());
-        }
-        actors.retain(|name, _| live.contains(name));
-        let mut watcher = self.watcher.lock().expect("watcher");
-        watcher.retain(live);
-        for name in live {
-            if actors.contains_key(name) {
-                continue;
-            }
-            let Ok(iname) = InstanceName::parse(name) else {
-                continue;
-            };
-            // Its out/ is watched by the actor once it has opened the volume: an image is not
-            // mounted before, and there would be nothing to watch yet.
-            let paths = self.home.instance_paths(&iname);
-            let (tx, rx) = mpsc::unbounded_channel();
-            let _ = tx.send(());
-            actors.insert(name.clone(), tx.clone());
-            let actor = Actor {
-                name: name.clone(),
-                home: self.home.clone(),
-                paths,
-                ipc: None,
-                identity: None,
-                watched_at_mount: 0,
-                watcher: self.watcher.clone(),
-                poke: tx,
-                last_failure: None,
-                answers: self.handle.answers.clone(),
-                in_flight: None,
-                tries: None,
-                http: self.http.clone(),
-                recent_requests: Default::default(),
-                scheduler: self.scheduler.clone(),
-                live: self.live.clone(),
-                configs: self.configs.clone(),
-                metrics: self.metrics.clone(),
-                notices: Notices::default(),
-                task_requests: task_requests::PER_MINUTE,
-                web_rate: web::WebRate::default(),
-            };
-            tokio::spawn(actor.run(rx));
-        }
-    }
+pub(super) struct Shared {
+    pub http: reqwest::Client,
+    pub home: Home,
+    /// The actors watch their `out/` again after a remount.
+    pub watcher: Arc<Mutex<OutWatcher>>,
+    pub answers: broadcast::Sender<AnswerEvent>,
+    pub scheduler: SchedulerHandle,
+    pub live: Live,
+    pub configs: LastGoodConfigs,
+    pub metrics: Metrics,
 }
 
 /// What this daemon knows of the agent runs taking up the turn in flight, to count the
@@ -177,10 +58,10 @@ struct Tries {
     current_run_has_it: bool,
 }
 
-struct Actor {
+pub(super) struct Actor {
     http: reqwest::Client,
-    /// Start times of recent model requests, for the per-minute rate limit.
-    recent_requests: std::collections::VecDeque<i64>,
+    /// What the instance's model requests have left behind (the per-minute rate limit).
+    broker: broker::Broker,
     name: String,
     home: Home,
     paths: InstancePaths,
@@ -194,7 +75,7 @@ struct Actor {
     watched_at_mount: u64,
     watcher: Arc<Mutex<OutWatcher>>,
     /// This actor's own wake-up, to come back to work it could not finish.
-    poke: mpsc::UnboundedSender<()>,
+    poke: mpsc::UnboundedSender<Control>,
     /// The last failure logged, so a repeated one is logged once.
     last_failure: Option<String>,
     answers: broadcast::Sender<AnswerEvent>,
@@ -220,51 +101,106 @@ const UNKNOWN_TURN: &str = "ipc.unknown_turn";
 const READY: &str = "ready";
 
 impl Actor {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<()>) {
-        let mut store = match Store::open(&self.home.db_path()) {
-            Ok(s) => s,
+    pub(super) fn new(name: &str, shared: Shared, poke: mpsc::UnboundedSender<Control>) -> Self {
+        let iname = InstanceName::parse(name).expect("actors are started for valid names");
+        Actor {
+            name: name.to_string(),
+            paths: shared.home.instance_paths(&iname),
+            home: shared.home,
+            ipc: None,
+            identity: None,
+            watched_at_mount: 0,
+            watcher: shared.watcher,
+            poke,
+            last_failure: None,
+            answers: shared.answers,
+            in_flight: None,
+            tries: None,
+            http: shared.http,
+            broker: broker::Broker::default(),
+            scheduler: shared.scheduler,
+            live: shared.live,
+            configs: shared.configs,
+            metrics: shared.metrics,
+            notices: Notices::default(),
+            task_requests: task_requests::PER_MINUTE,
+            web_rate: web::WebRate::default(),
+        }
+    }
+
+    /// Runs rounds until told to stop: one at once (after a start or restart nothing waits
+    /// in the mailbox for what happened before), then one per wake-up, however many arrived
+    /// since the last round. A store that cannot be opened ends it as a failure.
+    pub(super) async fn run(self, mailbox: Mailbox<Control>) -> Ended {
+        let mut rx = mailbox.lock().await;
+        let db = self.home.db_path();
+        let opened = tokio::task::spawn_blocking(move || Store::open(&db)).await;
+        let mut store = match opened {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Ended::Failed(format!("cannot open the store: {e}")),
+            Err(e) => return Ended::Failed(format!("cannot open the store: {e}")),
+        };
+        let mut actor = self;
+        loop {
+            let runtime = tokio::runtime::Handle::current();
+            let round = tokio::task::spawn_blocking(move || {
+                runtime.block_on(actor.round(&mut store));
+                (actor, store)
+            });
+            (actor, store) = match round.await {
+                Ok(done) => done,
+                // A panic in the round is the actor's: its supervisor hears of it.
+                Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+                Err(e) => return Ended::Failed(format!("a round did not finish: {e}")),
+            };
+            match rx.recv().await {
+                None | Some(Control::Stop) => return Ended::Stopped,
+                Some(_) => {}
+            }
+            while let Ok(c) = rx.try_recv() {
+                if c == Control::Stop {
+                    return Ended::Stopped;
+                }
+            }
+        }
+    }
+
+    /// One round, on a blocking thread (the store's SQL and the file system's calls block).
+    async fn round(&mut self, store: &mut Store) {
+        // Opening the queues may mount the volume, under its exclusive lock: before the
+        // round's shared one, which this actor must not hold then.
+        match self.queues(store) {
+            Ok(Some(_)) => {}
+            Ok(None) => return,
             Err(e) => {
-                tracing::error!(instance = %self.name, error = %e, "messaging cannot open the store");
+                self.failed("messaging cannot open the IPC queues", &e);
+                self.come_back_in(Duration::from_secs(5));
+                return;
+            }
+        }
+        // The volume's shared lock for the round: a conversion or resize of the volume
+        // (exclusive) never happens under it. Taken by another now: come back shortly.
+        let share = match volume::try_share(&self.paths) {
+            Ok(Some(share)) => share,
+            Ok(None) => {
+                self.ipc = None;
+                self.come_back_in(Duration::from_millis(100));
+                return;
+            }
+            Err(e) => {
+                self.ipc = None;
+                self.failed("messaging cannot lock the volume", &e);
+                self.come_back_in(Duration::from_secs(5));
                 return;
             }
         };
-        while rx.recv().await.is_some() {
-            while rx.try_recv().is_ok() {}
-            // Opening the queues may mount the volume, under its exclusive lock: before the
-            // round's shared one, which this actor must not hold then.
-            match self.queues(&mut store) {
-                Ok(Some(_)) => {}
-                Ok(None) => continue,
-                Err(e) => {
-                    self.failed("messaging cannot open the IPC queues", &e);
-                    self.come_back_in(Duration::from_secs(5));
-                    continue;
-                }
-            }
-            // The volume's shared lock for the round: a conversion or resize of the volume
-            // (exclusive) never happens under it. Taken by another now: come back shortly.
-            let share = match volume::try_share(&self.paths) {
-                Ok(Some(share)) => share,
-                Ok(None) => {
-                    self.ipc = None;
-                    self.come_back_in(Duration::from_millis(100));
-                    continue;
-                }
-                Err(e) => {
-                    self.ipc = None;
-                    self.failed("messaging cannot lock the volume", &e);
-                    self.come_back_in(Duration::from_secs(5));
-                    continue;
-                }
-            };
-            match self.step(&mut store).await {
-                Ok(()) => self.last_failure = None,
-                Err(e) => self.failed("messaging step failed", &e),
-            }
-            // Nothing of the volume stays open between rounds.
-            self.ipc = None;
-            drop(share);
+        match self.step(store).await {
+            Ok(()) => self.last_failure = None,
+            Err(e) => self.failed("messaging step failed", &e),
         }
+        // Nothing of the volume stays open between rounds.
+        self.ipc = None;
+        drop(share);
     }
 
     /// Logs a failure once, not every round it repeats (a full disk, a volume that cannot be
@@ -295,7 +231,7 @@ impl Actor {
         let poke = self.poke.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            let _ = poke.send(());
+            let _ = poke.send(Control::Work);
         });
     }
 
@@ -318,10 +254,10 @@ impl Actor {
             .and_then(|v| InstanceIpc::open(&self.name, &self.paths, &v, owner));
         let opened = match quick {
             Ok(ipc) => Ok(ipc),
-            Err(_) => tokio::task::block_in_place(|| {
-                let v = volume::open(&self.paths)?;
-                InstanceIpc::open(&self.name, &self.paths, &v, owner)
-            }),
+            // May mount an image: fine here, rounds run on a blocking thread.
+            Err(_) => volume::open(&self.paths)
+                .map_err(IpcError::from)
+                .and_then(|v| InstanceIpc::open(&self.name, &self.paths, &v, owner)),
         };
         match opened {
             Ok(ipc) => {
@@ -340,10 +276,12 @@ impl Actor {
                     self.watched_at_mount = mounts_before;
                     // First opened, anew, or maybe remounted: out/ is watched where it is now.
                     let out = self.paths.ipc.join(Queue::Out.name());
+                    let poke = self.poke.clone();
+                    let wake = Arc::new(move || poke.send(Control::OutChanged).is_ok());
                     self.watcher
                         .lock()
                         .expect("watcher")
-                        .rewatch(&self.name, &out);
+                        .rewatch(&self.name, &out, wake);
                 }
                 self.identity = Some(identity);
                 self.ipc = Some(ipc);
@@ -657,17 +595,6 @@ impl Actor {
             } => {
                 let config = self.config().map_err(|e| e.to_string());
                 let in_flight = self.turn_in_flight(store)?;
-                let broker = broker::Broker {
-                    instance: &self.name,
-                    http: &self.http,
-                    recent_requests: &mut self.recent_requests,
-                    metrics: &self.metrics,
-                    notices: &mut self.notices,
-                    ipc: self
-                        .ipc
-                        .as_ref()
-                        .expect("queues are opened at the start of each step"),
-                };
                 let request = broker::ModelRequest {
                     request_id,
                     turn_id,
@@ -675,14 +602,18 @@ impl Actor {
                     tools,
                     max_tokens,
                 };
-                match broker
-                    .serve(store, config, in_flight.as_deref(), request)
-                    .await
-                {
-                    Err(broker::BrokerError::Store(e)) => return Err(e.into()),
-                    Err(broker::BrokerError::Io(e)) => return Err(e.into()),
-                    Ok(()) => {}
-                }
+                let cx = broker::Context {
+                    instance: &self.name,
+                    http: &self.http,
+                    metrics: &self.metrics,
+                    store,
+                    config,
+                    in_flight: in_flight.as_deref(),
+                };
+                let answer = self.broker.serve(request, cx).await?;
+                let id = uuid::Uuid::now_v7().simple().to_string();
+                self.ipc()
+                    .send(&Envelope::new(id, crate::infra::store::now_ms(), answer))?;
             }
             Payload::TaskRequest {
                 request_id,
