@@ -18,7 +18,7 @@ fn main() -> ExitCode {
     match supervisor::app::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {}", supervisor::app::cli::one_line(&err));
+            eprintln!("error: {}", supervisor::domain::error_text::one_line(&err));
             ExitCode::FAILURE
         }
     }

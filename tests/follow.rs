@@ -136,3 +136,82 @@ fn logs_puts_both_streams_on_stdout_and_takes_since_and_timestamps() {
         .run(&["logs", "alice", "--since", "yesterday"])
         .fails(2, "expected a duration back from now such as 30s, 10m");
 }
+
+/// `supervisor --home H ARGS` whose own way to the Docker engine leads nowhere.
+fn without_engine(h: &ReadyHome, args: &[&str]) -> (i32, String, String) {
+    let nowhere = h.home.scratch().join("no-docker-here.sock");
+    let out = common::bin()
+        .arg("--home")
+        .arg(&h.home.root)
+        .args(args)
+        .env("DOCKER_HOST", format!("unix://{}", nowhere.display()))
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn with_a_daemon_logs_ask_it_and_need_no_engine_of_their_own() {
+    let (h, mut daemon) = alice_running();
+    h.home.run(&["send", "alice", "hello", "--wait"]).ok();
+
+    // The daemon reads the output from its engine; the command cannot reach one itself.
+    let (code, out, err) = without_engine(&h, &["logs", "alice"]);
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert!(out.contains("ready (protocol 1)"), "{out}");
+    assert!(out.lines().any(|l| l.contains("answered")), "{out}");
+    let (code, out, _) = without_engine(&h, &["logs", "alice", "--tail", "1", "--timestamps"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let (stamp, _) = out.split_once(' ').unwrap();
+    assert!(chrono::DateTime::parse_from_rfc3339(stamp).is_ok(), "{out}");
+    // An instance without a container: the same sentence as without a daemon.
+    h.home.run(&["create-instance", "bob"]).ok();
+    let (code, _, err) = without_engine(&h, &["logs", "bob"]);
+    assert_eq!(code, 1);
+    assert_eq!(
+        err,
+        "error: bob has no container yet (start it with `supervisor start bob`)\n"
+    );
+
+    // The endpoint: the agent's report arrives as its stderr, as text.
+    let home = supervisor::infra::home::Home::new(&h.home.root).unwrap();
+    let pieces = supervisor::infra::blocking::block_on(async {
+        let client = supervisor::app::client::DaemonClient::for_home(&home);
+        let mut answer = client.logs("alice", &Default::default()).await.unwrap();
+        let mut pieces = Vec::new();
+        while let Some(piece) = answer.next().await {
+            pieces.push(piece.unwrap());
+        }
+        pieces
+    });
+    use supervisor::app::daemon::api::logs::LogPiece;
+    assert!(
+        pieces
+            .iter()
+            .any(|p| matches!(p, LogPiece::Stderr(t) if t.contains("answered"))),
+        "{pieces:#?}"
+    );
+
+    // Following through the daemon, then on from the engine once the daemon stops (the
+    // container runs on).
+    let follower = Follower::start(&h.home, &["logs", "alice", "-f", "--tail", "0"]);
+    h.home.run(&["send", "alice", "later", "--wait"]).ok();
+    follower.expect("answered");
+    assert!(daemon.terminate().success());
+    // Without a daemon the agent still reports a file it cannot read.
+    std::fs::write(
+        h.home.ipc_in("alice").join("after-the-daemon.json"),
+        b"{not an envelope",
+    )
+    .unwrap();
+    follower.expect("after-the-daemon");
+    // And without a daemon, `logs` is the engine's business again.
+    let (code, _, err) = without_engine(&h, &["logs", "alice"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot reach the Docker engine"), "{err}");
+}

@@ -78,6 +78,31 @@ fn status_shows_the_daemon_the_engine_and_each_instance_and_survives_the_daemon(
     assert!(!text.contains('\u{1b}'), "{text}");
     assert!(text.contains("alice") && text.contains("ready"), "{text}");
 
+    // With the daemon up, the command asks it and needs no engine of its own.
+    let nowhere = h.home.scratch().join("no-docker-here.sock");
+    let out = common::bin()
+        .arg("--home")
+        .arg(&h.home.root)
+        .args(["status", "--json"])
+        .env("DOCKER_HOST", format!("unix://{}", nowhere.display()))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (&v["docker"]["source"], &v["docker"]["reachable"]),
+        (&Value::from("daemon"), &Value::from(true))
+    );
+    let a = alice(&v);
+    assert_eq!(
+        (&a["state"], &a["health"]),
+        (&Value::from("running"), &Value::from("ready"))
+    );
+
     // The daemon dies; its containers keep running and status says so, from Docker.
     daemon.kill9();
     let v = status(&h);

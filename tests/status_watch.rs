@@ -5,6 +5,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::daemon::{Daemon, ReadyHome};
 use common::dashboard::Dashboard;
 use common::TestHome;
 
@@ -175,4 +176,28 @@ fn keys_on_screen_stop_start_and_follow_the_selected_instances_logs_at_80_column
     let (status, out) = d.finish(DEADLINE);
     let status = status.unwrap_or_else(|| panic!("the dashboard did not quit:\n{out}"));
     assert!(status.success(), "{status}:\n{out}");
+}
+
+/// With a daemon, the detail pane's log lines come from it: the dashboard itself cannot
+/// reach any Docker engine here.
+#[test]
+fn the_detail_pane_shows_the_containers_last_lines_through_the_daemon() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let _daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    let nowhere = format!(
+        "unix://{}",
+        h.home.scratch().join("no-docker-here.sock").display()
+    );
+    let mut d = Dashboard::start_with_env(&h.home.root, 160, 40, &[("DOCKER_HOST", &nowhere)]);
+    wait_for_text(&d, "alice");
+    // Enter opens the detail pane of the selected (first) instance.
+    d.press(b"\r");
+    wait_for_text(&d, "ready (protocol 1)");
+    d.press(b"q");
+    let (status, out) = d.finish(DEADLINE);
+    let status = status.unwrap_or_else(|| panic!("the dashboard did not quit:\n{out}"));
+    assert!(status.success(), "{status}:\n{out}");
+    assert!(!out.contains("no logs"), "{out}");
 }

@@ -3,11 +3,13 @@
 use std::path::PathBuf;
 
 use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
+use hyper::body::{Bytes, Incoming};
 use hyper_util::client::legacy::Client;
 use hyperlocal::{UnixClientExt, UnixConnector};
 
+use super::api::logs::LogPiece;
 use crate::app::wire::{Health, PassReport, SOCKET_FILE};
+use crate::infra::docker::container::LogsRequest;
 use crate::infra::home::Home;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +65,24 @@ impl DaemonClient {
         path: &str,
         body: Bytes,
     ) -> Result<serde_json::Value, ClientError> {
+        let resp = self.answer(method, path, body).await?;
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| ClientError::Transport(e.to_string()))?
+            .to_bytes();
+        serde_json::from_slice(&body).map_err(unreadable)
+    }
+
+    /// The daemon's answer when it is a success, its body still to be read; a refusal as
+    /// [`ClientError::Status`].
+    async fn answer(
+        &self,
+        method: hyper::Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<hyper::Response<Incoming>, ClientError> {
         if !self.socket.exists() {
             return Err(ClientError::NotRunning {
                 home: self.home.clone(),
@@ -86,21 +106,21 @@ impl DaemonClient {
             }
         })?;
         let status = resp.status().as_u16();
+        if status < 400 {
+            return Ok(resp);
+        }
         let body = resp
             .into_body()
             .collect()
             .await
             .map_err(|e| ClientError::Transport(e.to_string()))?
             .to_bytes();
-        if status >= 400 {
-            // The API's errors are {"error": "..."}; show the sentence, not the JSON.
-            let text = serde_json::from_slice::<serde_json::Value>(&body)
-                .ok()
-                .and_then(|v| v["error"].as_str().map(str::to_string))
-                .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
-            return Err(ClientError::Status { status, body: text });
-        }
-        serde_json::from_slice(&body).map_err(unreadable)
+        // The API's errors are {"error": "..."}; show the sentence, not the JSON.
+        let text = serde_json::from_slice::<serde_json::Value>(&body)
+            .ok()
+            .and_then(|v| v["error"].as_str().map(str::to_string))
+            .unwrap_or_else(|| String::from_utf8_lossy(&body).into_owned());
+        Err(ClientError::Status { status, body: text })
     }
 
     pub async fn health(&self) -> Result<Health, ClientError> {
@@ -147,5 +167,55 @@ impl DaemonClient {
             .request_with(hyper::Method::POST, &path, Bytes::from(body))
             .await?;
         serde_json::from_value(v).map_err(unreadable)
+    }
+}
+
+impl DaemonClient {
+    /// An instance's container output as the daemon reads it from the engine: the same
+    /// that `logs` prints, a piece at a time (and on, with `request.follow`).
+    pub async fn logs(
+        &self,
+        instance: &str,
+        request: &LogsRequest,
+    ) -> Result<LogPieces, ClientError> {
+        let path = super::api::logs::path_for(instance, request);
+        let resp = self.answer(hyper::Method::GET, &path, Bytes::new()).await?;
+        Ok(LogPieces {
+            body: resp.into_body(),
+            buf: Vec::new(),
+        })
+    }
+}
+
+/// The daemon's answer to [`DaemonClient::logs`], read as it arrives.
+pub struct LogPieces {
+    body: Incoming,
+    /// What has arrived of the line being read.
+    buf: Vec<u8>,
+}
+
+impl LogPieces {
+    /// The next piece; None once the answer has ended.
+    pub async fn next(&mut self) -> Option<Result<LogPiece, ClientError>> {
+        loop {
+            if let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = self.buf.drain(..=end).collect();
+                return Some(serde_json::from_slice(&line[..end]).map_err(unreadable));
+            }
+            match self.body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Ok(data) = frame.into_data() {
+                        self.buf.extend_from_slice(&data);
+                    }
+                }
+                Some(Err(e)) => return Some(Err(ClientError::Transport(e.to_string()))),
+                // A last line without its newline is still a line.
+                None if self.buf.is_empty() => return None,
+                None => {
+                    let line = std::mem::take(&mut self.buf);
+                    return Some(serde_json::from_slice(&line).map_err(unreadable));
+                }
+            }
+        }
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod clock;
 pub mod duration_words;
+pub mod error_text;
 pub mod escape;
 pub mod field_error;
 pub mod format;

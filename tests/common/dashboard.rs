@@ -23,8 +23,17 @@ impl Dashboard {
         Self::command(home, cols, rows, "status --watch")
     }
 
+    /// `status --watch` with extra environment variables.
+    pub fn start_with_env(home: &Path, cols: u16, rows: u16, env: &[(&str, &str)]) -> Self {
+        Self::spawn(home, cols, rows, "status --watch", env)
+    }
+
     /// `supervisor --home HOME ARGS` (words, without quotes) on a terminal.
     pub fn command(home: &Path, cols: u16, rows: u16, args: &str) -> Self {
+        Self::spawn(home, cols, rows, args, &[])
+    }
+
+    fn spawn(home: &Path, cols: u16, rows: u16, args: &str, env: &[(&str, &str)]) -> Self {
         assert!(
             Path::new(SCRIPT).exists(),
             "{SCRIPT} (util-linux) is missing: it gives the dashboard a terminal"
@@ -39,6 +48,7 @@ impl Dashboard {
             .args(["-qefc", &inner, "/dev/null"])
             .env_remove("SUPERVISOR_HOME")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

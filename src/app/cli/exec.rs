@@ -84,10 +84,8 @@ impl Target {
             let client = docker::connect(&config.docker).await?;
             docker::container::list_owned(&client, &home_id).await
         })?;
-        let Some(container) = owned
-            .into_iter()
-            .filter(|c| c.instance == name.as_str() && c.running)
-            .max_by_key(|c| c.created)
+        let Some(container) =
+            docker::container::newest(owned.iter().filter(|c| c.running), name.as_str())
         else {
             let detail = record
                 .state_detail
@@ -113,7 +111,7 @@ impl Target {
             });
         Ok(Self {
             name: name.to_string(),
-            container,
+            container: container.clone(),
             user: ContainerUser::detect().spec_for(record.uid),
             toolbox,
             docker: config.docker,

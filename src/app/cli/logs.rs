@@ -4,10 +4,10 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 
-use crate::domain::escape::{self, Utf8Stream};
-use crate::infra::docker::{
-    self, container::LogChunk, container::LogsRequest, container::OwnedContainer,
-};
+use crate::app::client::{ClientError, DaemonClient, LogPieces};
+use crate::app::daemon::api::logs::{no_container_yet, pieces, LogPiece};
+use crate::domain::escape;
+use crate::infra::docker::{self, container, container::LogsRequest};
 use crate::infra::home::Home;
 
 #[derive(Debug, clap::Args)]
@@ -68,10 +68,7 @@ fn parse_since(raw: &str) -> Result<Since, String> {
 
 pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     let name = super::parse_name(&args.name)?;
-    let mut store = home.open()?;
-    store.instance(name.as_str())?;
-    let home_id = store.home_id()?;
-    let config = home.host_config()?;
+    home.open()?.instance(name.as_str())?;
     let request = LogsRequest {
         tail: args.tail,
         follow: args.follow,
@@ -80,49 +77,97 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
             .map(|s| s.unix_secs(std::time::SystemTime::now())),
         timestamps: args.timestamps,
     };
+    let mut out = Printer {
+        out: std::io::stdout().lock(),
+        follow: args.follow,
+    };
     crate::infra::blocking::block_on(async {
-        let client = docker::connect(&config.docker).await?;
-        let owned = docker::container::list_owned(&client, &home_id).await?;
-        let c = newest_container(&owned, name.as_str())?;
-        let mut stream = std::pin::pin!(docker::container::logs_with(&client, &c.id, request));
-        // Both of the container's streams go to stdout, in the order the engine gives them:
-        // the agent reports on stderr, and `logs alice | grep answered` must find it.
-        let mut out = std::io::stdout().lock();
-        // The container's output is the agent's (and whatever it runs): its escape
-        // sequences are shown, not obeyed. Each stream decodes on its own, as characters
-        // may be split across its chunks.
-        let (mut out_text, mut err_text) = (Utf8Stream::default(), Utf8Stream::default());
-        while let Some(chunk) = stream.next().await {
-            let text = match chunk? {
-                LogChunk::Stdout(b) => out_text.push(&b),
-                LogChunk::Stderr(b) => err_text.push(&b),
-            };
-            out.write_all(escape::text(&text).as_bytes())?;
-            if args.follow {
-                out.flush()?;
+        // The daemon reads the engine it works with; without one, this command does.
+        match DaemonClient::for_home(home)
+            .logs(name.as_str(), &request)
+            .await
+        {
+            Ok(pieces) => from_daemon(home, name.as_str(), request, pieces, &mut out).await,
+            Err(ClientError::NotRunning { .. }) => {
+                from_engine(home, name.as_str(), request, &mut out).await
             }
+            Err(e) => Err(e.into()),
         }
-        out.write_all(escape::text(&out_text.finish()).as_bytes())?;
-        out.write_all(escape::text(&err_text.finish()).as_bytes())?;
-        out.flush()?;
-        anyhow::Ok(())
     })?;
+    out.out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// The container whose output an instance's logs are: its newest, running or stopped, so
-/// that the output of one that exited can still be read. `status --watch` shows the same.
-pub(super) fn newest_container<'a>(
-    owned: &'a [OwnedContainer],
+/// Both of the container's streams go to stdout, in the order the engine gives them: the
+/// agent reports on stderr, and `logs alice | grep answered` must find it. The container's
+/// output is the agent's (and whatever it runs): its escape sequences are shown, not
+/// obeyed.
+struct Printer {
+    out: std::io::StdoutLock<'static>,
+    follow: bool,
+}
+
+impl Printer {
+    fn print(&mut self, text: &str) -> std::io::Result<()> {
+        self.out.write_all(escape::text(text).as_bytes())?;
+        if self.follow {
+            self.out.flush()?;
+        }
+        Ok(())
+    }
+}
+
+async fn from_daemon(
+    home: &Home,
     name: &str,
-) -> anyhow::Result<&'a OwnedContainer> {
-    owned
-        .iter()
-        .filter(|c| c.instance == name)
-        .max_by_key(|c| c.created)
-        .ok_or_else(|| {
-            anyhow::anyhow!("{name} has no container yet (start it with `supervisor start {name}`)")
-        })
+    request: LogsRequest,
+    mut pieces: LogPieces,
+    out: &mut Printer,
+) -> anyhow::Result<()> {
+    while let Some(piece) = pieces.next().await {
+        match piece? {
+            LogPiece::Stdout(text) | LogPiece::Stderr(text) => out.print(&text)?,
+            LogPiece::Error(e) => anyhow::bail!(e),
+            LogPiece::DaemonStopping if request.follow => {
+                // Following goes on without it, from the engine, since the start of this
+                // second (the engine's resolution): a line of that second may show twice
+                // rather than not at all.
+                let since = Since::Ago(Duration::ZERO).unix_secs(std::time::SystemTime::now());
+                let rest = LogsRequest {
+                    tail: None,
+                    since: Some(since),
+                    ..request
+                };
+                return from_engine(home, name, rest, out).await;
+            }
+            LogPiece::DaemonStopping => {
+                anyhow::bail!("the daemon stopped before all of {name}'s output was read")
+            }
+        }
+    }
+    Ok(())
+}
+
+/// With no daemon: the engine itself, through the home's Docker settings.
+async fn from_engine(
+    home: &Home,
+    name: &str,
+    request: LogsRequest,
+    out: &mut Printer,
+) -> anyhow::Result<()> {
+    let config = home.host_config()?;
+    let home_id = home.open()?.home_id()?;
+    let client = docker::connect(&config.docker).await?;
+    let owned = container::list_owned(&client, &home_id).await?;
+    let c =
+        container::newest(&owned, name).ok_or_else(|| anyhow::anyhow!(no_container_yet(name)))?;
+    let mut output = std::pin::pin!(pieces(container::logs_with(&client, &c.id, request)));
+    while let Some(piece) = output.next().await {
+        if let LogPiece::Stdout(text) | LogPiece::Stderr(text) = piece? {
+            out.print(&text)?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -29,7 +29,7 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
             Ok(name) if names.contains(&name) => {}
             Ok(name) => names.push(name),
             Err(e) => {
-                eprintln!("error: {}", super::one_line(&e));
+                eprintln!("error: {}", crate::domain::error_text::one_line(&e));
                 refused = true;
             }
         }
@@ -52,7 +52,7 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
             }
             Err(e) => {
                 let e = anyhow::Error::new(e).context(format!("cannot remove {name}"));
-                eprintln!("error: {}", super::one_line(&e));
+                eprintln!("error: {}", crate::domain::error_text::one_line(&e));
                 failed = true;
             }
         }

@@ -363,7 +363,7 @@ fn status(home: &Home, args: &StatusArgs) -> anyhow::Result<ExitCode> {
                     Err(e) => {
                         report.note = Some(format!(
                             "cannot tell whether it is up to date: {}",
-                            super::one_line(&e)
+                            crate::domain::error_text::one_line(&e)
                         ))
                     }
                 }

@@ -30,8 +30,7 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     }
     let report = crate::app::status::gather(home)?;
     if args.watch {
-        crate::app::tui::run(home, report, args.interval, super::logs::newest_container)
-            .context("the dashboard failed")?;
+        crate::app::tui::run(home, report, args.interval).context("the dashboard failed")?;
         return Ok(ExitCode::SUCCESS);
     }
     if args.json {

@@ -817,11 +817,7 @@ impl Reconciler {
         name: &str,
         now: i64,
     ) -> Result<Option<i64>, PassError> {
-        let Some(c) = owned
-            .iter()
-            .filter(|c| c.instance == name)
-            .max_by_key(|c| c.created)
-        else {
+        let Some(c) = container::newest(owned, name) else {
             return Ok(None);
         };
         if c.running {
@@ -899,11 +895,7 @@ impl Reconciler {
 
     /// The last few lines a container printed, on one line, for state details.
     async fn last_output(&self, docker: &Client, owned: &[OwnedContainer], name: &str) -> String {
-        let Some(c) = owned
-            .iter()
-            .filter(|c| c.instance == name)
-            .max_by_key(|c| c.created)
-        else {
+        let Some(c) = container::newest(owned, name) else {
             return "(none)".into();
         };
         let mut text = Vec::new();

@@ -93,7 +93,7 @@ async fn main_loop(
     tokio::spawn(live::sample_forever(
         live.clone(),
         reconciler.home_id().to_string(),
-        docker_rx,
+        docker_rx.clone(),
     ));
     tokio::spawn(super::disk_usage::measure_forever(
         home.clone(),
@@ -132,6 +132,7 @@ async fn main_loop(
         wake: wake_tx.clone(),
         started,
         stop: stop_rx.clone(),
+        docker: docker_rx.clone(),
     });
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

@@ -1,6 +1,7 @@
 //! The dashboard's I/O: the status report, and the selected instance's events (from the
-//! store) and last log lines (from the Docker engine). Anything that fails for the detail
-//! pane becomes a one-line note instead of an error: the dashboard keeps running.
+//! store) and last log lines (from the daemon, or from the Docker engine when no daemon
+//! runs). Anything that fails for the detail pane becomes a one-line note instead of an
+//! error: the dashboard keeps running.
 
 use std::pin::pin;
 use std::time::Duration;
@@ -9,10 +10,10 @@ use futures_util::StreamExt;
 use tokio::runtime::Runtime;
 
 use super::app::Detail;
+use crate::app::client::{ClientError, DaemonClient, LogPieces};
+use crate::app::daemon::api::logs::{no_container_yet, pieces, LogPiece};
 use crate::app::status::StatusReport;
-use crate::infra::docker::{
-    self, container, container::LogChunk, container::OwnedContainer, Client,
-};
+use crate::infra::docker::{self, container, container::LogsRequest, Client};
 use crate::infra::home::Home;
 
 /// Events and log lines the detail pane shows.
@@ -22,14 +23,16 @@ const LOG_LINES: u64 = 20;
 /// A Docker call that takes longer than this would freeze the screen: give up and say so.
 const DOCKER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Picks, among the home's containers, the one whose output is an instance's logs. `logs`
-/// owns that rule; the dashboard is handed it so that both show the same container.
-pub type PickContainer =
-    for<'a> fn(&'a [OwnedContainer], &str) -> anyhow::Result<&'a OwnedContainer>;
+/// What the detail pane asks for: the last lines, as `logs --tail` would print them.
+const TAIL: LogsRequest = LogsRequest {
+    tail: Some(LOG_LINES),
+    follow: false,
+    since: None,
+    timestamps: false,
+};
 
 pub struct Fetcher<'h> {
     home: &'h Home,
-    pick: PickContainer,
     /// One runtime for the whole session, so that the Docker client (and its connections)
     /// outlive each call.
     rt: Runtime,
@@ -38,13 +41,12 @@ pub struct Fetcher<'h> {
 }
 
 impl<'h> Fetcher<'h> {
-    pub fn new(home: &'h Home, pick: PickContainer) -> std::io::Result<Self> {
+    pub fn new(home: &'h Home) -> std::io::Result<Self> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
         Ok(Self {
             home,
-            pick,
             rt,
             docker: None,
         })
@@ -54,8 +56,8 @@ impl<'h> Fetcher<'h> {
         crate::app::status::gather(self.home)
     }
 
-    /// `docker_reachable`: the latest report's word, so that a dashboard without Docker
-    /// does not try to connect on every refresh.
+    /// `docker_reachable`: the latest report's word, so that a dashboard without a daemon
+    /// or Docker does not try to connect on every refresh.
     pub fn detail(&mut self, name: &str, docker_reachable: bool) -> Detail {
         let events = self
             .home
@@ -71,21 +73,36 @@ impl<'h> Fetcher<'h> {
             events,
             logs: self
                 .logs(name, docker_reachable)
-                .map_err(|e| format!("no logs: {}", crate::app::cli::one_line(&e))),
+                .map_err(|e| format!("no logs: {}", crate::domain::error_text::one_line(&e))),
         }
     }
 
     fn logs(&mut self, name: &str, docker_reachable: bool) -> anyhow::Result<Vec<String>> {
+        let daemon = DaemonClient::for_home(self.home);
+        let asked = self.within_timeout(async {
+            // The daemon's word on the engine, as on the screen: no call bound to fail.
+            anyhow::ensure!(docker_reachable, "the Docker engine is unreachable");
+            match daemon.logs(name, &TAIL).await {
+                Ok(pieces) => Ok(Some(daemon_text(pieces).await?)),
+                Err(ClientError::NotRunning { .. }) => Ok(None),
+                Err(e) => Err(e.into()),
+            }
+        })?;
+        if let Some(text) = asked {
+            return Ok(last_lines(&text));
+        }
         let session = match self.docker.take() {
             Some(s) => s,
             None => self.connect(docker_reachable)?,
         };
         let (client, home_id) = &session;
-        let pick = self.pick;
         let lines = self.within_timeout(async {
             let owned = container::list_owned(client, home_id).await?;
-            let id = pick(&owned, name)?.id.clone();
-            tail(client, &id).await
+            let c = container::newest(&owned, name)
+                .ok_or_else(|| anyhow::anyhow!(no_container_yet(name)))?;
+            engine_text(client, &c.id)
+                .await
+                .map(|text| last_lines(&text))
         });
         self.docker = Some(session);
         lines
@@ -115,21 +132,34 @@ impl<'h> Fetcher<'h> {
     }
 }
 
-/// The container's last lines, stdout and stderr as they came.
-async fn tail(client: &Client, id: &str) -> anyhow::Result<Vec<String>> {
-    let mut out = Vec::new();
-    let mut stream = pin!(container::logs(client, id, Some(LOG_LINES), false));
-    while let Some(chunk) = stream.next().await {
-        match chunk? {
-            LogChunk::Stdout(b) | LogChunk::Stderr(b) => out.extend_from_slice(&b),
+/// The container's last lines as the daemon sends them, stdout and stderr as they came.
+async fn daemon_text(mut pieces: LogPieces) -> anyhow::Result<String> {
+    let mut text = String::new();
+    while let Some(piece) = pieces.next().await {
+        match piece? {
+            LogPiece::Stdout(t) | LogPiece::Stderr(t) => text.push_str(&t),
+            LogPiece::Error(e) => anyhow::bail!(e),
+            // What came is what there is.
+            LogPiece::DaemonStopping => break,
         }
     }
-    Ok(last_lines(&out))
+    Ok(text)
 }
 
-/// The output's last lines, as text; the view escapes what they hold before drawing them.
-fn last_lines(raw: &[u8]) -> Vec<String> {
-    let text = String::from_utf8_lossy(raw);
+/// The container's last lines from the engine itself.
+async fn engine_text(client: &Client, id: &str) -> anyhow::Result<String> {
+    let mut text = String::new();
+    let mut output = pin!(pieces(container::logs_with(client, id, TAIL)));
+    while let Some(piece) = output.next().await {
+        if let LogPiece::Stdout(t) | LogPiece::Stderr(t) = piece? {
+            text.push_str(&t);
+        }
+    }
+    Ok(text)
+}
+
+/// The output's last lines; the view escapes what they hold before drawing them.
+fn last_lines(text: &str) -> Vec<String> {
     let lines: Vec<String> = text.lines().map(str::to_string).collect();
     lines[lines.len().saturating_sub(LOG_LINES as usize)..].to_vec()
 }
@@ -141,10 +171,10 @@ mod tests {
     #[test]
     fn only_the_last_lines_are_kept() {
         let raw: String = (1..=25).map(|n| format!("line {n}\n")).collect();
-        let lines = last_lines(raw.as_bytes());
+        let lines = last_lines(&raw);
         assert_eq!(lines.len(), LOG_LINES as usize);
         assert_eq!(lines[0], "line 6");
         assert_eq!(lines.last().unwrap(), "line 25");
-        assert!(last_lines(b"").is_empty());
+        assert!(last_lines("").is_empty());
     }
 }

@@ -8,5 +8,4 @@ mod fetch;
 mod run;
 mod view;
 
-pub use fetch::PickContainer;
 pub use run::{run, TuiError};

@@ -17,7 +17,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use super::app::{Action, App, Command};
 use super::commands::{self, Job};
-use super::fetch::{Fetcher, PickContainer};
+use super::fetch::Fetcher;
 use super::view;
 use crate::app::status::StatusReport;
 use crate::infra::home::Home;
@@ -35,13 +35,8 @@ pub enum TuiError {
 
 /// Runs the dashboard until the user quits. `first` is a report the caller already has, so
 /// that a home that cannot be read fails before the screen changes.
-pub fn run(
-    home: &Home,
-    first: StatusReport,
-    interval: Duration,
-    pick: PickContainer,
-) -> Result<(), TuiError> {
-    let mut fetch = Fetcher::new(home, pick).map_err(TuiError::Runtime)?;
+pub fn run(home: &Home, first: StatusReport, interval: Duration) -> Result<(), TuiError> {
+    let mut fetch = Fetcher::new(home).map_err(TuiError::Runtime)?;
     let colour = std::env::var_os("NO_COLOR").is_none();
     let mut app = App::new(first, now_ms(), interval, colour);
     app.set_home(home.root());
@@ -131,7 +126,7 @@ fn event_loop(
         if Instant::now() >= next_refresh {
             match fetch.report() {
                 Ok(report) => app.set_report(report, now_ms()),
-                Err(e) => app.set_error(crate::app::cli::one_line(&e)),
+                Err(e) => app.set_error(crate::domain::error_text::one_line(&e)),
             }
             fetch_detail(app, fetch);
             next_refresh = Instant::now() + interval;

@@ -30,6 +30,18 @@ pub struct OwnedContainer {
     pub labels: HashMap<String, String>,
 }
 
+/// An instance's newest container among `owned`: the one whose output is its logs and
+/// whose exit counts, since an older one left behind is only waiting to be removed.
+pub fn newest<'a>(
+    owned: impl IntoIterator<Item = &'a OwnedContainer>,
+    instance: &str,
+) -> Option<&'a OwnedContainer> {
+    owned
+        .into_iter()
+        .filter(|c| c.instance == instance)
+        .max_by_key(|c| c.created)
+}
+
 /// The parts of `inspect` the supervisor acts on.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerState {
@@ -385,4 +397,36 @@ pub fn events<'a>(
             Err(e) => Some(Err(DockerError::Events(e))),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned(id: &str, instance: &str, created: i64, running: bool) -> OwnedContainer {
+        OwnedContainer {
+            id: id.into(),
+            name: format!("sv-{id}"),
+            instance: instance.into(),
+            spec_hash: "h".into(),
+            running,
+            created,
+            labels: HashMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_newest_container_is_the_instances_latest_created() {
+        let all = [
+            owned("a1", "alice", 10, true),
+            owned("b1", "bob", 30, true),
+            owned("a2", "alice", 20, false),
+        ];
+        assert_eq!(newest(&all, "alice").map(|c| c.id.as_str()), Some("a2"));
+        assert_eq!(newest(&all, "bob").map(|c| c.id.as_str()), Some("b1"));
+        assert_eq!(newest(&all, "carol"), None);
+        // Narrowed first: the newest of those that run.
+        let running = newest(all.iter().filter(|c| c.running), "alice");
+        assert_eq!(running.map(|c| c.id.as_str()), Some("a1"));
+    }
 }

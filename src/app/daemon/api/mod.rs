@@ -13,6 +13,7 @@ mod health;
 pub mod info;
 mod instances;
 pub mod listen;
+pub mod logs;
 mod messages;
 pub mod ports;
 mod tasks;
@@ -77,6 +78,9 @@ pub struct ApiContext {
     /// Turns true when the daemon stops: long-lived answers (the event stream) end then, so
     /// that shutdown does not wait for their clients.
     pub stop: watch::Receiver<bool>,
+    /// The daemon's connection to the Docker engine (None while it is away), for the
+    /// endpoints that read from it (`logs.rs`).
+    pub docker: watch::Receiver<Option<crate::infra::docker::Client>>,
 }
 
 impl std::ops::Deref for AppState {
@@ -111,6 +115,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/instances/{name}/start", post(control::start))
         .route("/v1/instances/{name}/stop", post(control::stop))
         .route("/v1/instances/{name}/restart", post(control::restart))
+        .route("/v1/instances/{name}/logs", get(logs::stream))
         .route(
             "/v1/instances/{name}/messages",
             post(messages::send_message).get(messages::history),
