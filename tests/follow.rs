@@ -189,7 +189,7 @@ fn with_a_daemon_logs_ask_it_and_need_no_engine_of_their_own() {
         }
         pieces
     });
-    use supervisor::app::daemon::api::logs::LogPiece;
+    use supervisor::app::container_output::LogPiece;
     assert!(
         pieces
             .iter()

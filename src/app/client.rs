@@ -7,7 +7,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper_util::client::legacy::Client;
 use hyperlocal::{UnixClientExt, UnixConnector};
 
-use super::api::logs::LogPiece;
+use crate::app::container_output::LogPiece;
 use crate::app::wire::{Health, PassReport, SOCKET_FILE};
 use crate::infra::docker::container::LogsRequest;
 use crate::infra::home::Home;
@@ -178,7 +178,7 @@ impl DaemonClient {
         instance: &str,
         request: &LogsRequest,
     ) -> Result<LogPieces, ClientError> {
-        let path = super::api::logs::path_for(instance, request);
+        let path = crate::app::container_output::path_for(instance, request);
         let resp = self.answer(hyper::Method::GET, &path, Bytes::new()).await?;
         Ok(LogPieces {
             body: resp.into_body(),

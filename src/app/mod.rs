@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod cli;
 pub mod client;
+pub mod container_output;
 pub mod daemon;
 pub mod doctor;
 pub mod instances;

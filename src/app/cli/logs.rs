@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use crate::app::client::{ClientError, DaemonClient, LogPieces};
-use crate::app::daemon::api::logs::{no_container_yet, pieces, LogPiece};
+use crate::app::container_output::{no_container_yet, pieces, LogPiece};
 use crate::domain::escape;
 use crate::infra::docker::{self, container, container::LogsRequest};
 use crate::infra::home::Home;

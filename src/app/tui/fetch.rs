@@ -11,7 +11,7 @@ use tokio::runtime::Runtime;
 
 use super::app::Detail;
 use crate::app::client::{ClientError, DaemonClient, LogPieces};
-use crate::app::daemon::api::logs::{no_container_yet, pieces, LogPiece};
+use crate::app::container_output::{no_container_yet, pieces, LogPiece};
 use crate::app::status::StatusReport;
 use crate::infra::docker::{self, container, container::LogsRequest, Client};
 use crate::infra::home::Home;

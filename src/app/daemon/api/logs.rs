@@ -14,33 +14,19 @@ use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::Response;
-use futures_util::{Stream, StreamExt};
-use serde::{Deserialize, Serialize};
+use futures_util::StreamExt;
+use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::{api_error, blocking, ApiError, AppState};
-use crate::domain::escape::Utf8Stream;
+use crate::app::container_output::{no_container_yet, pieces, LogPiece};
 use crate::domain::instance::InstanceName;
-use crate::infra::docker::container::{self, LogChunk, LogsRequest};
+use crate::infra::docker::container::{self, LogsRequest};
 use crate::infra::docker::DockerError;
 use crate::infra::store::StoreError;
 
 /// Pieces waiting for a slow client before the engine's stream is read further.
 const BUFFER: usize = 64;
-
-/// One line of the answer.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogPiece {
-    /// Text the container wrote on its stdout.
-    Stdout(String),
-    /// Text the container wrote on its stderr.
-    Stderr(String),
-    /// Reading the output failed part-way; nothing follows.
-    Error(String),
-    /// The daemon is stopping: the answer ends here although the container may run on.
-    DaemonStopping,
-}
 
 /// The query; taken as text so that a bad value gets a sentence, not a parser's words.
 #[derive(Debug, Default, Deserialize)]
@@ -78,95 +64,6 @@ fn request_of(q: &LogsQuery) -> Result<LogsRequest, String> {
         timestamps: flag("timestamps", &q.timestamps)?,
         follow: flag("follow", &q.follow)?,
     })
-}
-
-/// The path and query that ask the daemon for `request` (the client's side of
-/// [`request_of`]).
-pub fn path_for(instance: &str, request: &LogsRequest) -> String {
-    let mut path = format!(
-        "/v1/instances/{instance}/logs?follow={}&timestamps={}",
-        request.follow, request.timestamps
-    );
-    if let Some(n) = request.tail {
-        path.push_str(&format!("&tail={n}"));
-    }
-    if let Some(t) = request.since {
-        path.push_str(&format!("&since={t}"));
-    }
-    path
-}
-
-/// What `logs` says of an instance that has never had a container (or whose containers
-/// are all gone).
-pub fn no_container_yet(instance: &str) -> String {
-    format!("{instance} has no container yet (start it with `supervisor start {instance}`)")
-}
-
-/// Turns the engine's chunks of each stream into text: whole characters as they complete,
-/// invalid bytes as U+FFFD.
-#[derive(Debug, Default)]
-pub struct Decoder {
-    stdout: Utf8Stream,
-    stderr: Utf8Stream,
-}
-
-impl Decoder {
-    /// The text `chunk` completes, if any.
-    pub fn piece(&mut self, chunk: LogChunk) -> Option<LogPiece> {
-        let piece = match chunk {
-            LogChunk::Stdout(b) => LogPiece::Stdout(self.stdout.push(&b)),
-            LogChunk::Stderr(b) => LogPiece::Stderr(self.stderr.push(&b)),
-        };
-        match &piece {
-            LogPiece::Stdout(t) | LogPiece::Stderr(t) if t.is_empty() => None,
-            _ => Some(piece),
-        }
-    }
-
-    /// What is left once the output has ended: the bytes of an unfinished character.
-    pub fn finish(self) -> Vec<LogPiece> {
-        [
-            LogPiece::Stdout(self.stdout.finish()),
-            LogPiece::Stderr(self.stderr.finish()),
-        ]
-        .into_iter()
-        .filter(|p| !matches!(p, LogPiece::Stdout(t) | LogPiece::Stderr(t) if t.is_empty()))
-        .collect()
-    }
-}
-
-/// The engine's output as pieces of text; it ends at the first error.
-pub fn pieces<S>(chunks: S) -> impl Stream<Item = Result<LogPiece, DockerError>>
-where
-    S: Stream<Item = Result<LogChunk, DockerError>>,
-{
-    enum Reading<S> {
-        Chunks(std::pin::Pin<Box<S>>, Decoder),
-        Rest(std::vec::IntoIter<LogPiece>),
-    }
-    futures_util::stream::unfold(
-        Reading::Chunks(Box::pin(chunks), Decoder::default()),
-        |mut state| async move {
-            loop {
-                state = match state {
-                    Reading::Chunks(mut chunks, mut decoder) => match chunks.next().await {
-                        Some(Ok(chunk)) => match decoder.piece(chunk) {
-                            Some(p) => return Some((Ok(p), Reading::Chunks(chunks, decoder))),
-                            None => Reading::Chunks(chunks, decoder),
-                        },
-                        Some(Err(e)) => {
-                            return Some((Err(e), Reading::Rest(Vec::new().into_iter())))
-                        }
-                        None => Reading::Rest(decoder.finish().into_iter()),
-                    },
-                    Reading::Rest(mut rest) => {
-                        let p = rest.next()?;
-                        return Some((Ok(p), Reading::Rest(rest)));
-                    }
-                }
-            }
-        },
-    )
 }
 
 pub(super) async fn stream(
@@ -241,6 +138,8 @@ pub(super) async fn stream(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::container_output::path_for;
+    use crate::infra::docker::container::LogChunk;
 
     fn query(pairs: &[(&str, &str)]) -> LogsQuery {
         let get = |k: &str| {
