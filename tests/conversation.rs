@@ -46,6 +46,27 @@ fn send_wait_through_the_container_with_echo() {
 }
 
 #[test]
+fn messages_to_a_running_instance_wake_no_reconcile_pass() {
+    let h = ReadyHome::new();
+    h.home.run(&["create-instance", "alice"]).ok();
+    let daemon = Daemon::start(&h.home);
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    // The reconciler logs each pass it makes.
+    let passes = || daemon.log_text().matches("reconcile pass").count();
+    let before = passes();
+    const SENDS: usize = 10;
+    for i in 0..SENDS {
+        let text = format!("message {i}");
+        let out = h.home.run(&["send", "alice", &text, "--wait"]).ok();
+        assert_eq!(out.stdout.trim(), format!("echo: [local] {text}"));
+    }
+    // Each used to wake a pass of its own; what passes remain came from elsewhere (the
+    // engine's events, the safety tick).
+    let during = passes() - before;
+    assert!(during < SENDS, "{during} passes for {SENDS} messages");
+}
+
+#[test]
 fn a_tool_calling_conversation_writes_the_workspace() {
     let fake = FakeLlm::start();
     let h = ReadyHome::new();

@@ -108,3 +108,60 @@ fn blank_messages_are_refused_and_a_dash_reads_standard_input() {
         .fails(1, "the message is empty");
     assert_eq!(stored(&home, "alice").len(), 1);
 }
+
+#[test]
+fn a_broken_config_is_judged_by_the_last_valid_one_with_or_without_a_daemon() {
+    let home = TestHome::new();
+    home.run(&["create-instance", "alice"]).ok();
+    let config = home.path("instances/alice/config.json");
+    let restrict_and_send = |home: &TestHome| {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+        v["allow_from"] = serde_json::json!(["telegram:7"]);
+        std::fs::write(&config, serde_json::to_vec_pretty(&v).unwrap()).unwrap();
+        let state = |args: &[&str]| home.run(args).ok().stdout;
+        state(&["send", "alice", "judged", "--json"])
+    };
+    // No daemon: the CLI reads the valid config (local is not let in), then a broken edit.
+    let first = restrict_and_send(&home);
+    assert!(first.contains("\"state\":\"refused\""), "{first}");
+    std::fs::write(&config, "{").unwrap();
+    let broken = home
+        .run(&["send", "alice", "after the edit", "--json"])
+        .ok();
+    assert!(
+        broken.stdout.contains("\"state\":\"refused\""),
+        "the last valid config judged it: {}{}",
+        broken.stdout,
+        broken.stderr
+    );
+
+    // The daemon judges it alike, and so does the CLI after the daemon is gone.
+    let mut daemon = Daemon::start(&home);
+    let through = home
+        .run(&["send", "alice", "through the daemon", "--json"])
+        .ok();
+    assert!(
+        through.stdout.contains("\"state\":\"refused\""),
+        "{}",
+        through.stdout
+    );
+    daemon.terminate();
+    let after = home
+        .run(&["send", "alice", "after the daemon", "--json"])
+        .ok();
+    assert!(
+        after.stdout.contains("\"state\":\"refused\""),
+        "{}",
+        after.stdout
+    );
+    assert_eq!(
+        stored(&home, "alice"),
+        [
+            "judged",
+            "after the edit",
+            "through the daemon",
+            "after the daemon"
+        ]
+    );
+}

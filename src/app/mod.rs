@@ -1,6 +1,7 @@
 //! The application: the daemon, the CLI and its dashboard, doctor, backup, and the operations
 //! that combine the owners of external systems. Depends on `domain` and `infra`.
 
+pub mod accept;
 pub mod backup;
 pub mod cli;
 pub mod client;

@@ -9,6 +9,7 @@ pub mod escape;
 pub mod field_error;
 pub mod format;
 pub mod host_config;
+pub mod ids;
 pub mod instance;
 pub mod schedule;
 pub mod serde_text;

@@ -318,6 +318,8 @@ fn instance(
                 "the instance's disk image: the files on it are in the backup instead",
             ),
             (b"volume.lock", Some(SFlag::S_IFREG)) => {}
+            // The daemon's memory of config.json, made again from it when it is read.
+            (b"config.last-valid.json", Some(SFlag::S_IFREG)) => {}
             (b"quarantine", Some(SFlag::S_IFDIR)) => s.skip(
                 &child_rel,
                 "quarantined IPC files are kept for inspection, not instance state",

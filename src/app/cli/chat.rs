@@ -5,8 +5,8 @@ use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use super::chat_input::ChatInput;
+use super::send::{request, send_with_retry};
 use crate::app::client::DaemonClient;
-use crate::app::daemon::api::{SendRequest, LOCAL_SENDER};
 use crate::domain::escape;
 use crate::infra::home::Home;
 
@@ -39,15 +39,9 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
         if text == "/quit" || text == "/exit" {
             break;
         }
-        let request = SendRequest {
-            text: text.to_string(),
-            sender: Some(LOCAL_SENDER.into()),
-            channel: Some("cli".into()),
-            wait: true,
-            timeout_secs: Some(args.timeout),
-            id: None,
-        };
-        match crate::infra::blocking::block_on(client.send(name.as_str(), &request)) {
+        // Its own id, so that a line sent again (the daemon failed mid-request) is one message.
+        let request = request(text, crate::domain::ids::new_id(), true, args.timeout);
+        match send_with_retry(&client, name.as_str(), &request) {
             Ok(resp) => match resp.reply {
                 // The agent wrote it: escape sequences in it are shown, not obeyed.
                 Some(reply) => writeln!(out, "{name}> {}", escape::text(&reply))?,

@@ -1,18 +1,16 @@
 //! `send`: a message for an instance. Through the daemon when one runs; otherwise committed to
 //! the store directly, to be answered when the daemon starts. Nothing is lost either way, and
 //! nothing is stored twice: the message carries one id through every attempt, so a send whose
-//! daemon died mid-request is simply sent again.
+//! daemon died mid-request is simply sent again. Either way the message goes through the one
+//! way in (`accept`), and is judged by the instance's last valid config.
 
 use std::process::ExitCode;
 
+use crate::app::accept::{self, AcceptError, Incoming, MAX_MESSAGE_BYTES};
 use crate::app::client::{ClientError, DaemonClient};
-use crate::app::daemon::api::{
-    SendRequest, SendResponse, EMPTY_MESSAGE, LOCAL_SENDER, MAX_MESSAGE_BYTES,
-};
-use crate::app::router::policy;
-use crate::domain::instance::InstanceConfig;
+use crate::app::daemon::api::{SendRequest, SendResponse, LOCAL_SENDER};
+use crate::app::instances::last_good::LastGoodConfigs;
 use crate::infra::home::Home;
-use crate::infra::store::messages::{is_valid_message_id, new_message_id, Inbound};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -40,60 +38,42 @@ pub struct Args {
 const TRIES: u32 = 5;
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(300);
 
+/// The channel the CLI's messages come in on.
+const CHANNEL: &str = "cli";
+
 pub fn run(home: &Home, mut args: Args) -> anyhow::Result<ExitCode> {
     let name = super::parse_name(&args.name)?;
     if args.text == "-" {
         args.text = read_stdin()?;
     }
-    if args.text.trim().is_empty() {
-        anyhow::bail!("{EMPTY_MESSAGE} (or `-` to read it from standard input)");
-    }
-    if let Some(id) = &args.id {
-        if !is_valid_message_id(id) {
-            anyhow::bail!("message id {id:?}: expected 1 to 64 letters, digits, - or _");
+    match accept::check(&args.text, args.id.as_deref()) {
+        Err(AcceptError::Empty) => {
+            anyhow::bail!(
+                "{} (or `-` to read it from standard input)",
+                AcceptError::Empty
+            )
         }
+        checked => checked?,
     }
-    let id = args.id.clone().unwrap_or_else(new_message_id);
-    let request = SendRequest {
-        text: args.text.clone(),
-        sender: Some(LOCAL_SENDER.into()),
-        channel: Some("cli".into()),
-        wait: args.wait,
-        timeout_secs: Some(args.timeout),
-        id: Some(id.clone()),
-    };
+    let id = args.id.clone().unwrap_or_else(crate::domain::ids::new_id);
+    let request = request(&args.text, id.clone(), args.wait, args.timeout);
     let client = DaemonClient::for_home(home);
-    let mut attempt = 1;
-    let sent = loop {
-        match crate::infra::blocking::block_on(client.send(name.as_str(), &request)) {
-            Err(ClientError::Transport(e)) if attempt < TRIES => {
-                tracing::debug!(error = %e, attempt, "the daemon failed mid-request; sending again");
-                attempt += 1;
-                std::thread::sleep(RETRY_PAUSE);
-            }
-            other => break other,
-        }
-    };
-    let response = match sent {
+    let response = match send_with_retry(&client, name.as_str(), &request) {
         Ok(r) => r,
         Err(e @ ClientError::NotRunning { .. }) => {
-            if args.text.len() > MAX_MESSAGE_BYTES {
-                anyhow::bail!("a message may carry at most {MAX_MESSAGE_BYTES} bytes");
-            }
+            // The daemon's own way in, so that the message is judged as the daemon would
+            // judge it (by the last valid config); the daemon finds it waiting when it starts.
             let mut store = home.open()?;
-            store.instance(name.as_str())?;
-            let config = InstanceConfig::load(&home.instance_paths(&name).config)?;
-            let disposition = policy::classify(&config, LOCAL_SENDER, &args.text);
-            let row = store.accept_message_once(
-                &id,
-                &Inbound {
-                    instance: name.as_str(),
-                    channel: "cli",
-                    sender: LOCAL_SENDER,
-                    body: &args.text,
-                    state: disposition.state(),
-                },
-            )?;
+            let incoming = Incoming {
+                instance: &name,
+                channel: CHANNEL,
+                sender: LOCAL_SENDER,
+                text: &args.text,
+                id: Some(&id),
+            };
+            let accepted =
+                accept::accept(&mut store, home, &LastGoodConfigs::default(), &incoming)?;
+            let row = accepted.row;
             if args.wait {
                 anyhow::bail!(
                     "cannot wait for an answer: {e}; message {} is stored and will be answered once a daemon runs",
@@ -128,6 +108,39 @@ pub fn run(home: &Home, mut args: Args) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The operator's message `text` under `id`, as the daemon is asked to take it.
+pub(super) fn request(text: &str, id: String, wait: bool, timeout_secs: u64) -> SendRequest {
+    SendRequest {
+        text: text.to_string(),
+        sender: Some(LOCAL_SENDER.into()),
+        channel: Some(CHANNEL.into()),
+        wait,
+        timeout_secs: Some(timeout_secs),
+        id: Some(id),
+    }
+}
+
+/// Sends through the daemon, again when it fails mid-request (it may be restarting). Safe
+/// because the request carries its message's id: a message stored by a try whose answer was
+/// lost is not stored again.
+pub(super) fn send_with_retry(
+    client: &DaemonClient,
+    name: &str,
+    request: &SendRequest,
+) -> Result<SendResponse, ClientError> {
+    let mut attempt = 1;
+    loop {
+        match crate::infra::blocking::block_on(client.send(name, request)) {
+            Err(ClientError::Transport(e)) if attempt < TRIES => {
+                tracing::debug!(error = %e, attempt, "the daemon failed mid-request; sending again");
+                attempt += 1;
+                std::thread::sleep(RETRY_PAUSE);
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The message from standard input (`send NAME -`), without the line end that `echo` or a

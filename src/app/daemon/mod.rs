@@ -4,6 +4,7 @@ pub mod answerable;
 pub mod api;
 pub mod broker;
 pub mod config_watch;
+pub mod courier;
 pub mod disk_usage;
 pub mod live;
 pub mod lock;

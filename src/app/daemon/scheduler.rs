@@ -10,7 +10,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch, Notify};
 
 use super::api::Wake;
+use super::courier::DaemonCourier;
 use super::messaging::MessagingHandle;
+use crate::app::accept::{self, Courier};
 use crate::app::instances::last_good::{LastGoodConfigs, Loaded};
 use crate::app::tasks::schedule_of;
 use crate::domain::instance::InstanceName;
@@ -88,7 +90,11 @@ impl Scheduler {
     fn step(&self, store: &mut Store) -> Result<Option<i64>, StoreError> {
         self.sync_heartbeats(store)?;
         let now = now_ms();
-        let mut claimed = false;
+        let courier = DaemonCourier {
+            messaging: &self.messaging,
+            reconcile: &self.reconcile,
+        };
+        let mut to_start = false;
         for task in store.due_tasks(now)? {
             let Some(next_run_at) = task.next_run_at else {
                 continue;
@@ -114,8 +120,12 @@ impl Scheduler {
             match store.claim_run(&claim)? {
                 ClaimOutcome::Claimed(run) => {
                     tracing::info!(instance = %task.instance, task = task.id, run, skipped = fire.skipped, "task run claimed");
-                    self.messaging.poke(&task.instance);
-                    claimed = true;
+                    // A run is a message like any other: its actor is told, and the reconciler
+                    // woken only when the instance's container must be started for it.
+                    courier.poke(&task.instance);
+                    to_start |= store
+                        .instance(&task.instance)
+                        .map_or(true, |rec| accept::must_start(&rec));
                 }
                 // Debug only: a task due every second behind a busy instance skips every second.
                 ClaimOutcome::Skipped { run, skipped } => {
@@ -124,9 +134,8 @@ impl Scheduler {
                 ClaimOutcome::Unchanged => {}
             }
         }
-        if claimed {
-            // An on-demand instance may need its container started for the run.
-            let _ = self.reconcile.send(Wake::Api(None));
+        if to_start {
+            courier.start_instances();
         }
         store.next_task_due()
     }

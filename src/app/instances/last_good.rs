@@ -1,12 +1,46 @@
 //! The daemon's memory of each instance's last valid config. A config.json edited into
 //! something invalid while the daemon runs does not take the instance down: the daemon keeps
 //! working with the last config that validated, and reports the bad edit once.
+//!
+//! The last valid config is also kept on disk, beside the file ([`LAST_VALID_FILE`]), so that
+//! every reader honours it the same way: the daemon after a restart, and the CLI when no
+//! daemon runs (a message is judged by the same config the daemon would use).
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use crate::domain::instance::config::{ConfigError, InstanceConfig};
+use crate::infra::fsutil;
+
+/// The copy of an instance's last valid config, in its directory beside `config.json`.
+pub const LAST_VALID_FILE: &str = "config.last-valid.json";
+
+/// Where the last valid copy of the config at `path` is kept.
+fn last_valid_path(path: &Path) -> std::path::PathBuf {
+    path.with_file_name(LAST_VALID_FILE)
+}
+
+/// Keeps `config` as the last valid one, unless the copy on disk already says the same. A
+/// copy that cannot be written is logged: the config in memory still holds.
+fn keep(path: &Path, config: &InstanceConfig) {
+    let copy = last_valid_path(path);
+    let text = config.to_json_pretty();
+    if std::fs::read(&copy).is_ok_and(|old| old == text.as_bytes()) {
+        return;
+    }
+    if let Err(e) = fsutil::write_atomic(&copy, text.as_bytes()) {
+        tracing::warn!(file = %copy.display(), error = %e, "cannot keep the last valid config");
+    }
+}
+
+/// The last valid config kept on disk for the file at `path`, if any (validated again).
+fn kept(path: &Path) -> Option<InstanceConfig> {
+    let copy = last_valid_path(path);
+    copy.exists()
+        .then(|| InstanceConfig::load(&copy).ok())
+        .flatten()
+}
 
 /// A config as the daemon should use it.
 #[derive(Debug)]
@@ -49,12 +83,16 @@ pub struct LastGoodConfigs(Arc<Mutex<HashMap<String, Entry>>>);
 
 impl LastGoodConfigs {
     /// Reads `path` for instance `name`. An invalid file falls back to the last valid config
-    /// this daemon read; with none, the error is returned.
+    /// read (by this process, or kept on disk by any reader); with none, the error is
+    /// returned.
     pub fn load(&self, name: &str, path: &Path) -> Result<Loaded, ConfigError> {
         let read = InstanceConfig::load(path);
         let mut map = self.0.lock().expect("config cache");
         match read {
             Ok(config) => {
+                if map.get(name).is_none_or(|e| e.config != config) {
+                    keep(path, &config);
+                }
                 map.insert(
                     name.to_string(),
                     Entry {
@@ -64,19 +102,32 @@ impl LastGoodConfigs {
                 );
                 Ok(Loaded::Current(config))
             }
-            Err(error) => match map.get_mut(name) {
-                Some(entry) => {
-                    let text = error.to_string();
-                    let new_problem = entry.reported.as_deref() != Some(text.as_str());
-                    entry.reported = Some(text);
-                    Ok(Loaded::Kept {
-                        config: entry.config.clone(),
-                        error,
-                        new_problem,
-                    })
+            Err(error) => {
+                if !map.contains_key(name) {
+                    if let Some(config) = kept(path) {
+                        map.insert(
+                            name.to_string(),
+                            Entry {
+                                config,
+                                reported: None,
+                            },
+                        );
+                    }
                 }
-                None => Err(error),
-            },
+                match map.get_mut(name) {
+                    Some(entry) => {
+                        let text = error.to_string();
+                        let new_problem = entry.reported.as_deref() != Some(text.as_str());
+                        entry.reported = Some(text);
+                        Ok(Loaded::Kept {
+                            config: entry.config.clone(),
+                            error,
+                            new_problem,
+                        })
+                    }
+                    None => Err(error),
+                }
+            }
         }
     }
 
@@ -152,7 +203,18 @@ mod tests {
                 ..
             }
         ));
+        // Forgotten here, but kept on disk: another reader honours it the same way.
         cache.retain(&[]);
-        assert!(cache.load("alice", &path).is_err());
+        assert_eq!(
+            cache.load("alice", &path).unwrap().config().limits.pids,
+            100
+        );
+        let elsewhere = LastGoodConfigs::default();
+        assert_eq!(
+            elsewhere.load("alice", &path).unwrap().config().limits.pids,
+            100
+        );
+        std::fs::remove_file(dir.path().join(LAST_VALID_FILE)).unwrap();
+        assert!(LastGoodConfigs::default().load("alice", &path).is_err());
     }
 }

@@ -114,8 +114,13 @@ pub fn should_park(attempts: u32) -> bool {
     attempts >= MAX_TURN_ATTEMPTS
 }
 
-/// The error recorded for a parked turn; its answer is `Sorry, I could not answer this time:
-/// <error>`, like any failed turn.
+/// The answer a turn gets when it fails: the apology, then why.
+pub fn apology(error: &str) -> String {
+    format!("Sorry, I could not answer this time: {error}")
+}
+
+/// The error recorded for a parked turn; its answer is the [`apology`] for it, like any
+/// failed turn.
 pub fn parked_error(attempts: u32) -> String {
     format!(
         "this message was set aside after {attempts} attempts that did not finish \

@@ -172,11 +172,6 @@ fn insert_final(
     Ok(true)
 }
 
-/// A fresh message id: a UUID v7 (unique and time-ordered), as 32 hex digits.
-pub fn new_message_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
-}
-
 /// Whether a sender-chosen message id is acceptable: 1 to 64 ASCII letters, digits, `-` or
 /// `_` (it names files in IPC directories, so nothing else).
 pub fn is_valid_message_id(id: &str) -> bool {
@@ -190,7 +185,7 @@ impl Store {
     /// Commits an inbound message (the first thing that happens to it). Starting work also
     /// counts as activity, so an on-demand instance's container is started for it.
     pub fn accept_message(&mut self, m: &Inbound) -> Result<MessageRow> {
-        let id = new_message_id();
+        let id = crate::domain::ids::new_id();
         self.accept_message_once(&id, m)
     }
 

@@ -387,7 +387,7 @@ fn insert_run(
     } else {
         "isolated"
     };
-    let id = uuid::Uuid::now_v7().simple().to_string();
+    let id = crate::domain::ids::new_id();
     tx.execute(
         "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, triggered,
                                task_run_id, scope, created_at, updated_at)

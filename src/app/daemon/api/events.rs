@@ -17,7 +17,7 @@ use futures_util::Stream;
 use serde::Deserialize;
 use tokio::sync::{mpsc, watch};
 
-use super::{api_error, ApiError, AppState};
+use super::{api_error, own_store, ApiError, AppState};
 use crate::domain::instance::InstanceName;
 use crate::infra::store::events::Event;
 use crate::infra::store::Store;
@@ -87,8 +87,7 @@ pub(super) async fn stream(
         .map(|n| n.to_string());
     // The store is opened here so that a home that cannot be read is an error answer,
     // not an empty stream.
-    let store = Store::open(&s.home.db_path())
-        .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let store = own_store(&s).await?;
     let (tx, rx) = mpsc::channel(BATCH as usize);
     std::thread::Builder::new()
         .name("api-events".into())

@@ -5,6 +5,8 @@
 //! API token can call over TCP, so a TCP caller is never `local`: it is `api:tcp` unless it
 //! names another sender, and a request naming `local` is refused.
 
+use std::future::Future;
+
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::StatusCode;
 use axum::Extension;
@@ -13,13 +15,16 @@ use serde::Deserialize;
 use tokio::sync::broadcast;
 
 use super::extract::ApiJson;
-use super::{api_error, blocking, ApiError, AppState, Wake};
+use super::{api_error, blocking, ApiError, AppState};
+use crate::app::accept::{self, AcceptError, Incoming};
 use crate::app::daemon::answerable;
+use crate::app::daemon::courier::DaemonCourier;
+use crate::app::daemon::messaging::AnswerEvent;
 use crate::app::router::policy;
 pub use crate::app::wire::{SendRequest, SendResponse};
 use crate::domain::instance::InstanceName;
-use crate::infra::store::messages::{is_valid_message_id, new_message_id, Inbound, MessageRow};
-use crate::infra::store::{Store, StoreError};
+use crate::infra::store::messages::MessageRow;
+use crate::infra::store::Store;
 
 /// The operator at the CLI: only a caller on the unix socket can be it.
 pub const LOCAL_SENDER: &str = "local";
@@ -63,11 +68,18 @@ pub fn origin(
     ))
 }
 
-/// Most text one message may carry.
-pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;
-
-/// Why an empty or blank message is refused (before anything is stored).
-pub const EMPTY_MESSAGE: &str = "the message is empty: give it some text";
+/// The answer to a refused message, with a fitting status.
+fn refusal(e: AcceptError) -> ApiError {
+    let status = match &e {
+        AcceptError::Empty => StatusCode::UNPROCESSABLE_ENTITY,
+        AcceptError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        AcceptError::BadId(_) => StatusCode::BAD_REQUEST,
+        AcceptError::NoSuchInstance(_) => StatusCode::NOT_FOUND,
+        AcceptError::Config(_) | AcceptError::IdTaken(_) => StatusCode::CONFLICT,
+        AcceptError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    api_error(status, e)
+}
 
 pub(super) async fn send_message(
     State(s): State<AppState>,
@@ -80,71 +92,29 @@ pub(super) async fn send_message(
     let (sender, channel) = origin(transport, req.sender.as_deref(), req.channel.as_deref())
         .map_err(|e| api_error(StatusCode::FORBIDDEN, e))?;
     let iname = InstanceName::parse(&name).map_err(|e| api_error(StatusCode::BAD_REQUEST, e))?;
-    if req.text.trim().is_empty() {
-        return Err(api_error(StatusCode::UNPROCESSABLE_ENTITY, EMPTY_MESSAGE));
-    }
-    if req.text.len() > MAX_MESSAGE_BYTES {
-        return Err(api_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("a message may carry at most {MAX_MESSAGE_BYTES} bytes"),
-        ));
-    }
-    if let Some(id) = &req.id {
-        if !is_valid_message_id(id) {
-            return Err(api_error(
-                StatusCode::BAD_REQUEST,
-                format!("message id {id:?}: expected 1 to 64 letters, digits, - or _"),
-            ));
-        }
-    }
+    accept::check(&req.text, req.id.as_deref()).map_err(refusal)?;
     // Subscribed before the message is stored, so that no answer can slip between the two.
     let mut answers = s.messaging.subscribe();
-    let home = s.home.clone();
-    let configs = s.configs.clone();
-    let (row, disposition, answered, record) =
-        tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
-            let mut store = Store::open(&home.db_path())
-                .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-            let record = store
-                .instance(iname.as_str())
-                .map_err(|e| api_error(StatusCode::NOT_FOUND, e))?;
-            let config = configs
-                .load(iname.as_str(), &home.instance_paths(&iname).config)
-                .map_err(|e| api_error(StatusCode::CONFLICT, e))?
-                .into_config();
-            let disposition = policy::classify(&config, &sender, &req.text);
-            let id = req.id.clone().unwrap_or_else(new_message_id);
-            let inbound = Inbound {
-                instance: iname.as_str(),
-                channel: &channel,
-                sender: &sender,
-                body: &req.text,
-                state: disposition.state(),
-            };
-            let row = store
-                .accept_message_once(&id, &inbound)
-                .map_err(|e| match e {
-                    StoreError::MessageIdTaken(_) => api_error(StatusCode::CONFLICT, e),
-                    e => api_error(StatusCode::INTERNAL_SERVER_ERROR, e),
-                })?;
-            // Sent again after it was answered: the answer is already there.
-            let answered = match row.state.as_str() {
-                "answered" => store
-                    .answer_to(&row.id)
-                    .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))?
-                    .map(|a| (a.body, a.error.is_some())),
-                _ => None,
-            };
-            Ok((row, disposition, answered, record))
-        })
-        .await
-        .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))??;
+    let (home, configs) = (s.home.clone(), s.configs.clone());
+    let (text, id) = (req.text, req.id);
+    let accepted = blocking(&s, move |store| {
+        let incoming = Incoming {
+            instance: &iname,
+            channel: &channel,
+            sender: &sender,
+            text: &text,
+            id: id.as_deref(),
+        };
+        accept::accept(store, &home, &configs, &incoming).map_err(refusal)
+    })
+    .await?;
+    let courier = DaemonCourier {
+        messaging: &s.messaging,
+        reconcile: &s.wake,
+    };
+    accept::deliver(&courier, &accepted);
 
-    if disposition != policy::Disposition::Refused {
-        s.messaging.poke(&name);
-        // An on-demand instance's container starts for the work.
-        let _ = s.wake.send(Wake::Api(None));
-    }
+    let row = accepted.row;
     let mut response = SendResponse {
         id: row.id.clone(),
         instance: name.clone(),
@@ -153,40 +123,35 @@ pub(super) async fn send_message(
         failed: false,
         latency_ms: None,
     };
-    if !req.wait || disposition != policy::Disposition::Queued {
+    if !req.wait || accepted.disposition != policy::Disposition::Queued {
         return Ok(Json(response));
     }
-    if let Some((reply, failed)) = answered {
+    let mut answered = |(reply, failed): (String, bool)| {
         response.state = "answered".into();
         response.reply = Some(reply);
         response.failed = failed;
         response.latency_ms = Some(started.elapsed().as_millis() as u64);
+    };
+    if let Some(answer) = accepted.answered {
+        answered(answer);
         return Ok(Json(response));
     }
     // No answer can come while it stays so: say it now rather than at the end of the wait.
-    if let Some(why) = answerable::why_no_answer(&record, s.live.snapshot().docker_reachable) {
+    let docker_reachable = s.live.snapshot().docker_reachable;
+    if let Some(why) = answerable::why_no_answer(&accepted.record, docker_reachable) {
         return Err(api_error(
             StatusCode::CONFLICT,
             answerable::stored_but_unanswered(&why, &row.id, &name),
         ));
     }
     let timeout = std::time::Duration::from_secs(req.timeout_secs.unwrap_or(120).min(3600));
-    let wait = async {
-        loop {
-            match answers.recv().await {
-                Ok(ev) if ev.message_ids.contains(&row.id) => return Some(ev),
-                Ok(_) => {}
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return None,
-            }
-        }
+    let stored = || {
+        let (s, id) = (s.clone(), row.id.clone());
+        async move { stored_answer(&s, id).await }
     };
-    match tokio::time::timeout(timeout, wait).await {
-        Ok(Some(ev)) => {
-            response.state = "answered".into();
-            response.reply = Some(ev.body);
-            response.failed = ev.failed;
-            response.latency_ms = Some(started.elapsed().as_millis() as u64);
+    match tokio::time::timeout(timeout, answer_of(&mut answers, &row.id, stored)).await {
+        Ok(Some(answer)) => {
+            answered(answer);
             Ok(Json(response))
         }
         _ => Err(api_error(
@@ -197,6 +162,49 @@ pub(super) async fn send_message(
                 row.id
             ),
         )),
+    }
+}
+
+/// The answer to message `id` as the store has it: (text, failed).
+async fn stored_answer(s: &AppState, id: String) -> Option<(String, bool)> {
+    let found = blocking(s, move |store| {
+        store
+            .answer_to(&id)
+            .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))
+    })
+    .await;
+    match found {
+        Ok(answer) => answer.map(|a| (a.body, a.error.is_some())),
+        Err(e) => {
+            tracing::warn!(error = ?e, "cannot read a stored answer");
+            None
+        }
+    }
+}
+
+/// Waits for the answer to message `id`: (text, failed), or None when no more answers come.
+/// A waiter that fell behind the broadcast (it missed answers, perhaps its own) looks in the
+/// store, where every answer is recorded before it is announced.
+async fn answer_of<F, Fut>(
+    answers: &mut broadcast::Receiver<AnswerEvent>,
+    id: &str,
+    mut stored: F,
+) -> Option<(String, bool)>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<(String, bool)>>,
+{
+    loop {
+        match answers.recv().await {
+            Ok(ev) if ev.message_ids.iter().any(|m| m == id) => return Some((ev.body, ev.failed)),
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                if let Some(answer) = stored().await {
+                    return Some(answer);
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return None,
+        }
     }
 }
 
@@ -245,6 +253,55 @@ pub(super) async fn history(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn answer(message: &str, body: &str) -> AnswerEvent {
+        AnswerEvent {
+            instance: "alice".into(),
+            turn_id: format!("turn-{message}"),
+            message_ids: vec![message.into()],
+            body: body.into(),
+            failed: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_waiter_hears_its_own_answer_and_skips_others() {
+        let (tx, mut rx) = broadcast::channel(8);
+        tx.send(answer("other", "not yours")).unwrap();
+        tx.send(answer("m1", "yours")).unwrap();
+        let got = answer_of(&mut rx, "m1", || async { None }).await;
+        assert_eq!(got, Some(("yours".into(), false)));
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_fell_behind_reads_the_stored_answer() {
+        let (tx, mut rx) = broadcast::channel(2);
+        // Its own answer is among those pushed out of the buffer before it listened.
+        tx.send(answer("m1", "yours")).unwrap();
+        for i in 0..4 {
+            tx.send(answer(&format!("x{i}"), "other")).unwrap();
+        }
+        drop(tx);
+        let mut looked = 0;
+        let got = answer_of(&mut rx, "m1", || {
+            looked += 1;
+            async { Some(("yours, from the store".to_string(), false)) }
+        })
+        .await;
+        assert_eq!(got, Some(("yours, from the store".into(), false)));
+        assert_eq!(looked, 1);
+    }
+
+    #[tokio::test]
+    async fn a_waiter_that_fell_behind_before_its_answer_keeps_waiting() {
+        let (tx, mut rx) = broadcast::channel(2);
+        for i in 0..4 {
+            tx.send(answer(&format!("x{i}"), "other")).unwrap();
+        }
+        tx.send(answer("m1", "yours")).unwrap();
+        let got = answer_of(&mut rx, "m1", || async { None }).await;
+        assert_eq!(got, Some(("yours".into(), false)));
+    }
 
     fn pair(a: &str, b: &str) -> Result<(String, String), String> {
         Ok((a.to_string(), b.to_string()))

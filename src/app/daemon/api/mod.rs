@@ -16,6 +16,7 @@ pub mod listen;
 pub mod logs;
 mod messages;
 pub mod ports;
+mod store_pool;
 mod tasks;
 
 use std::sync::Arc;
@@ -26,9 +27,8 @@ use axum::{Json, Router};
 use tokio::net::UnixListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
-pub use messages::{
-    SendRequest, SendResponse, Transport, EMPTY_MESSAGE, LOCAL_SENDER, MAX_MESSAGE_BYTES,
-};
+pub use crate::app::accept::{EMPTY_MESSAGE, MAX_MESSAGE_BYTES};
+pub use messages::{SendRequest, SendResponse, Transport, LOCAL_SENDER};
 
 use super::live::Live;
 use super::messaging::MessagingHandle;
@@ -61,7 +61,13 @@ pub enum Wake {
 
 /// Everything the handlers reach; cheap to clone.
 #[derive(Clone)]
-pub struct AppState(Arc<ApiContext>);
+pub struct AppState(Arc<Shared>);
+
+struct Shared {
+    ctx: ApiContext,
+    /// The store's connections, shared by every request.
+    stores: store_pool::StorePool,
+}
 
 /// What the daemon hands the API.
 pub struct ApiContext {
@@ -86,13 +92,14 @@ pub struct ApiContext {
 impl std::ops::Deref for AppState {
     type Target = ApiContext;
     fn deref(&self) -> &ApiContext {
-        &self.0
+        &self.0.ctx
     }
 }
 
 impl AppState {
     pub fn new(ctx: ApiContext) -> Self {
-        Self(Arc::new(ctx))
+        let stores = store_pool::StorePool::new(ctx.home.db_path());
+        Self(Arc::new(Shared { ctx, stores }))
     }
 }
 
@@ -192,17 +199,33 @@ pub(super) fn api_error(status: StatusCode, msg: impl std::fmt::Display) -> ApiE
     )
 }
 
-/// Runs store work off the async threads with a store of its own (SQLite calls block).
+/// Runs store work off the async threads (SQLite calls block) on one of the shared
+/// connections.
 pub(super) async fn blocking<T: Send + 'static>(
     s: &AppState,
     f: impl FnOnce(&mut Store) -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let path = s.home.db_path();
+    let state = s.clone();
     tokio::task::spawn_blocking(move || {
-        let mut store =
-            Store::open(&path).map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-        f(&mut store)
+        let mut store = state
+            .0
+            .stores
+            .take()
+            .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+        let answer = f(&mut store);
+        state.0.stores.give(store);
+        answer
     })
     .await
     .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))?
+}
+
+/// A connection of the request's own, for work that keeps it (the event stream): taken from
+/// the shared ones, off the async threads, and closed when the work ends.
+pub(super) async fn own_store(s: &AppState) -> Result<Store, ApiError> {
+    let state = s.clone();
+    tokio::task::spawn_blocking(move || state.0.stores.take())
+        .await
+        .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))?
+        .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))
 }

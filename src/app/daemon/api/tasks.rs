@@ -6,7 +6,9 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::extract::{ApiJson, InstanceParam, TaskId};
-use super::{api_error, blocking, ApiError, AppState, Wake};
+use super::{api_error, blocking, ApiError, AppState};
+use crate::app::accept::{self, Courier};
+use crate::app::daemon::courier::DaemonCourier;
 use crate::app::tasks::{self, TaskError, TaskInput, TaskView};
 use crate::domain::schedule::Kind;
 use crate::infra::store::tasks::RunRow;
@@ -143,26 +145,47 @@ pub(super) async fn act(
     TaskId(id): TaskId,
     UrlPath((_, action)): UrlPath<(String, String)>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let answer = blocking(&s, move |store| match action.as_str() {
-        "pause" => tasks::pause(store, id, "api")
-            .map(|t| serde_json::to_value(tasks::view(&t)).unwrap_or_default())
-            .map_err(task_error),
-        "resume" => tasks::resume(store, id, "api", now_ms())
-            .map(|t| serde_json::to_value(tasks::view(&t)).unwrap_or_default())
-            .map_err(task_error),
-        "run-now" => store
-            .run_task_now(id, "api")
-            .map(|run| serde_json::json!({ "id": id, "run_id": run }))
-            .map_err(store_error),
-        other => Err(api_error(
-            StatusCode::NOT_FOUND,
-            format!("unknown task action {other:?} (expected pause, resume or run-now)"),
-        )),
+    let answer = blocking(&s, move |store| {
+        // For run-now: the run's instance, and whether its container must be started for it.
+        let mut run_for = None;
+        let answer = match action.as_str() {
+            "pause" => tasks::pause(store, id, "api")
+                .map(|t| serde_json::to_value(tasks::view(&t)).unwrap_or_default())
+                .map_err(task_error),
+            "resume" => tasks::resume(store, id, "api", now_ms())
+                .map(|t| serde_json::to_value(tasks::view(&t)).unwrap_or_default())
+                .map_err(task_error),
+            "run-now" => {
+                let run = store.run_task_now(id, "api").map_err(store_error)?;
+                let instance = store.task(id).map_err(store_error)?.instance;
+                let must_start = store
+                    .instance(&instance)
+                    .map_or(true, |rec| accept::must_start(&rec));
+                run_for = Some((instance, must_start));
+                Ok(serde_json::json!({ "id": id, "run_id": run }))
+            }
+            other => Err(api_error(
+                StatusCode::NOT_FOUND,
+                format!("unknown task action {other:?} (expected pause, resume or run-now)"),
+            )),
+        };
+        answer.map(|a| (a, run_for))
     })
-    .await?;
+    .await;
+    let (answer, run_for) = answer?;
     s.scheduler.wake();
-    // A run-now message waits for its instance's actor, and maybe for its container.
-    let _ = s.wake.send(Wake::Api(None));
+    // A run-now message is a message like any other: its actor is told, and the reconciler
+    // woken only when the container must be started for it.
+    if let Some((instance, must_start)) = run_for {
+        let courier = DaemonCourier {
+            messaging: &s.messaging,
+            reconcile: &s.wake,
+        };
+        courier.poke(&instance);
+        if must_start {
+            courier.start_instances();
+        }
+    }
     Ok(Json(answer))
 }
 

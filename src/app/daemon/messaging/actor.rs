@@ -350,7 +350,7 @@ impl Actor {
         if self.in_flight.is_none() {
             let waiting = store.waiting_messages(&self.name)?;
             if let Some(ids) = policy::next_turn(&waiting) {
-                let turn = uuid::Uuid::now_v7().simple().to_string();
+                let turn = crate::domain::ids::new_id();
                 store.begin_turn(&turn, &ids)?;
                 self.metrics.messages_in(&self.name, ids.len() as u64);
                 // If this fails, the turn stays open in the store and the next step
@@ -488,8 +488,8 @@ impl Actor {
             self.ipc().withdraw(&name)?;
         }
         let error = policy::parked_error(attempts);
-        let body = format!("Sorry, I could not answer this time: {error}");
-        let id = uuid::Uuid::now_v7().simple().to_string();
+        let body = policy::apology(&error);
+        let id = crate::domain::ids::new_id();
         tracing::warn!(instance = %self.name, turn, attempts, "turn parked: no agent run finished it");
         let recorded = store.park_turn(&self.name, turn, &id, &body, &error, attempts)?;
         self.answered(turn, messages, recorded, &body, true);
@@ -572,7 +572,7 @@ impl Actor {
                 self.finish(store, &turn_id, &envelope.id, &body, None)?;
             }
             Payload::TurnFailed { turn_id, error } => {
-                let body = format!("Sorry, I could not answer this time: {error}");
+                let body = policy::apology(&error);
                 self.finish(store, &turn_id, &envelope.id, &body, Some(&error))?;
             }
             Payload::Message { turn_id, body } => {
@@ -611,7 +611,7 @@ impl Actor {
                     in_flight: in_flight.as_deref(),
                 };
                 let answer = self.broker.serve(request, cx).await?;
-                let id = uuid::Uuid::now_v7().simple().to_string();
+                let id = crate::domain::ids::new_id();
                 self.ipc()
                     .send(&Envelope::new(id, crate::infra::store::now_ms(), answer))?;
             }
@@ -643,7 +643,7 @@ impl Actor {
                         error: Some(error),
                     },
                 };
-                let id = uuid::Uuid::now_v7().simple().to_string();
+                let id = crate::domain::ids::new_id();
                 self.ipc().send(&Envelope::new(id, now, payload))?;
             }
             Payload::WebRequest {
@@ -716,7 +716,7 @@ impl Actor {
                     });
                     store.record_event(Some(&self.name), "agent", "web.request", Some(&detail))?;
                 }
-                let id = uuid::Uuid::now_v7().simple().to_string();
+                let id = crate::domain::ids::new_id();
                 self.ipc().send(&Envelope::new(id, now, payload))?;
             }
             // drain_out() only returns payloads an agent may send.
@@ -803,14 +803,8 @@ impl Actor {
             Ok(()) => Ok(true),
             Err(StepError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidInput => {
                 let error = format!("the messages of this turn cannot be delivered: {e}");
-                let id = uuid::Uuid::now_v7().simple().to_string();
-                self.finish(
-                    store,
-                    turn,
-                    &id,
-                    &format!("Sorry, I could not answer this time: {error}"),
-                    Some(&error),
-                )?;
+                let id = crate::domain::ids::new_id();
+                self.finish(store, turn, &id, &policy::apology(&error), Some(&error))?;
                 Ok(false)
             }
             Err(e) => Err(e),

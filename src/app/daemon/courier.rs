@@ -1,0 +1,23 @@
+//! How the daemon answers an accepted message ([`crate::app::accept::Courier`]): the instance's
+//! messaging actor is poked, and the reconciler is woken only when a container must be started.
+
+use tokio::sync::mpsc;
+
+use super::api::Wake;
+use super::messaging::MessagingHandle;
+use crate::app::accept::Courier;
+
+pub struct DaemonCourier<'a> {
+    pub messaging: &'a MessagingHandle,
+    pub reconcile: &'a mpsc::UnboundedSender<Wake>,
+}
+
+impl Courier for DaemonCourier<'_> {
+    fn poke(&self, instance: &str) {
+        self.messaging.poke(instance);
+    }
+
+    fn start_instances(&self) {
+        let _ = self.reconcile.send(Wake::Api(None));
+    }
+}
