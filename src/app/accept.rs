@@ -11,6 +11,7 @@
 use crate::app::instances::last_good::LastGoodConfigs;
 use crate::app::router::policy::{self, Disposition};
 use crate::domain::instance::config::ConfigError;
+use crate::domain::instance::state::InstanceState;
 use crate::domain::instance::InstanceName;
 use crate::infra::home::Home;
 use crate::infra::store::instances::InstanceRecord;
@@ -157,7 +158,7 @@ pub fn deliver(courier: &impl Courier, accepted: &Accepted) {
 /// demand and idle, starting, or waiting for a slot). A running instance's actor answers on
 /// its own.
 pub fn must_start(rec: &InstanceRecord) -> bool {
-    rec.state != "running"
+    rec.state != InstanceState::Running
 }
 
 #[cfg(test)]
@@ -214,11 +215,11 @@ mod tests {
         }
     }
 
-    fn accepted(state: &str, disposition: Disposition) -> Accepted {
+    fn accepted(state: InstanceState, disposition: Disposition) -> Accepted {
         let mut f = fixture();
         let m = incoming(&f.name, "local", "hello");
         let mut a = accept(&mut f.store, &f.home, &LastGoodConfigs::default(), &m).unwrap();
-        a.record.state = state.into();
+        a.record.state = state;
         a.disposition = disposition;
         a
     }
@@ -226,14 +227,23 @@ mod tests {
     #[test]
     fn a_message_to_a_running_instance_wakes_only_its_actor() {
         let courier = Recorder::default();
-        deliver(&courier, &accepted("running", Disposition::Queued));
+        deliver(
+            &courier,
+            &accepted(InstanceState::Running, Disposition::Queued),
+        );
         assert_eq!(*courier.poked.borrow(), ["alice"]);
         assert_eq!(*courier.starts.borrow(), 0, "no reconcile pass");
     }
 
     #[test]
     fn a_message_to_an_instance_not_running_also_starts_it() {
-        for state in ["stopped", "idle", "starting", "queued", "restarting"] {
+        for state in [
+            InstanceState::Stopped,
+            InstanceState::Idle,
+            InstanceState::Starting,
+            InstanceState::Queued,
+            InstanceState::Restarting,
+        ] {
             let courier = Recorder::default();
             deliver(&courier, &accepted(state, Disposition::Context));
             assert_eq!(*courier.poked.borrow(), ["alice"], "{state}");
@@ -244,7 +254,10 @@ mod tests {
     #[test]
     fn a_refused_message_is_only_stored() {
         let courier = Recorder::default();
-        deliver(&courier, &accepted("stopped", Disposition::Refused));
+        deliver(
+            &courier,
+            &accepted(InstanceState::Stopped, Disposition::Refused),
+        );
         assert!(courier.poked.borrow().is_empty());
         assert_eq!(*courier.starts.borrow(), 0);
     }

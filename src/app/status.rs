@@ -11,6 +11,7 @@ use crate::app::client::DaemonClient;
 pub use crate::app::wire::Isolation;
 use crate::app::wire::LiveSnapshot;
 use crate::domain::format::timestamp;
+use crate::domain::instance::state::{DesiredState, InstanceState};
 use crate::infra::docker;
 use crate::infra::home::Home;
 use crate::infra::llm::budget;
@@ -23,14 +24,14 @@ const DIRECT_DOCKER_WAIT: std::time::Duration = std::time::Duration::from_secs(3
 
 /// Every state the daemon records for an instance (docs/cli.md). `starting` is not among
 /// them: `status` derives it from a running container whose agent is not ready yet.
-pub const STATES: [&str; 7] = [
-    "running",
-    "stopped",
-    "idle",
-    "queued",
-    "restarting",
-    "crash-loop",
-    "error",
+pub const STATES: [InstanceState; 7] = [
+    InstanceState::Running,
+    InstanceState::Stopped,
+    InstanceState::Idle,
+    InstanceState::Queued,
+    InstanceState::Restarting,
+    InstanceState::CrashLoop,
+    InstanceState::Error,
 ];
 
 /// The whole report; `status --json` prints it (fields documented in docs/cli.md).
@@ -84,8 +85,8 @@ pub struct InstanceStatus {
     /// `running`, `starting` (container up, agent not ready yet), `stopped`, `idle`
     /// (on-demand, waiting for work), `queued` (waiting for a slot), `restarting`,
     /// `crash-loop` or `error`.
-    pub state: String,
-    pub desired: String,
+    pub state: InstanceState,
+    pub desired: DesiredState,
     /// `ready`, `starting`, `failing` or `-` (not running / unknown).
     pub health: String,
     pub detail: Option<String>,
@@ -174,13 +175,13 @@ fn instance(r: &InstanceRecord, a: Option<&Activity>, i: &Inputs) -> InstanceSta
     let disk = i.live.and_then(|l| l.disk.get(&r.name));
     // With the daemon down, the store's state may be stale: Docker has the last word on
     // whether the container runs.
-    let mut state = r.state.clone();
+    let mut state = r.state;
     if let (None, Some(running)) = (i.live, i.direct_running) {
         let up = running.contains(&r.name);
-        if up && state != "running" {
-            state = "running".into();
-        } else if !up && state == "running" {
-            state = "stopped".into();
+        if up && state != InstanceState::Running {
+            state = InstanceState::Running;
+        } else if !up && state == InstanceState::Running {
+            state = InstanceState::Stopped;
         }
     }
     // The container's own running time: from its start as Docker reports it, else (before
@@ -193,27 +194,28 @@ fn instance(r: &InstanceRecord, a: Option<&Activity>, i: &Inputs) -> InstanceSta
             .or_else(|| l.started.get(&r.name)),
         None => i.direct_started.and_then(|d| d.get(&r.name)),
     };
-    let running_since = (state == "running")
+    let running_since = (state == InstanceState::Running)
         .then(|| started.copied().or(r.state_changed_at))
         .flatten();
-    let health = match state.as_str() {
-        "running" => match i.live {
+    let health = match state {
+        InstanceState::Running => match i.live {
             Some(l) if l.is_ready(&r.name) => "ready",
             Some(_) => "starting",
             None => "-",
         },
-        "restarting" | "crash-loop" | "error" => "failing",
+        InstanceState::Restarting | InstanceState::CrashLoop | InstanceState::Error => "failing",
         _ => "-",
     };
-    if state == "running" && health == "starting" {
-        state = "starting".into();
+    if state == InstanceState::Running && health == "starting" {
+        state = InstanceState::Starting;
     }
     // Samples describe a running container; a stopped, idle or failing instance has none
     // now, whatever the last one said.
-    let sample = sample.filter(|_| state == "running" || state == "starting");
+    let sample =
+        sample.filter(|_| matches!(state, InstanceState::Running | InstanceState::Starting));
     InstanceStatus {
         name: r.name.clone(),
-        desired: r.desired_state.clone(),
+        desired: r.desired_state,
         health: health.into(),
         detail: r.state_detail.clone(),
         uptime_secs: running_since.map(|t| (i.now - t).max(0) / 1000),
@@ -431,8 +433,8 @@ mod tests {
             (r.docker.reachable, r.docker.source.as_str()),
             (true, "direct")
         );
-        assert_eq!(r.instances[0].state, "stopped");
-        assert_eq!(r.instances[1].state, "running");
+        assert_eq!(r.instances[0].state, InstanceState::Stopped);
+        assert_eq!(r.instances[1].state, InstanceState::Running);
         assert_eq!(
             r.instances[1].health, "-",
             "nobody can tell without the daemon"
@@ -441,7 +443,7 @@ mod tests {
         // Neither daemon nor Docker: the store's word, and Docker marked unreachable.
         let r = build(&inputs(&records, &none, None, None));
         assert!(!r.docker.reachable);
-        assert_eq!(r.instances[0].state, "running");
+        assert_eq!(r.instances[0].state, InstanceState::Running);
     }
 
     #[test]

@@ -50,7 +50,11 @@ pub const EXIT_INSTANCE_IN_ERROR: u8 = 3;
 
 /// 0, or [`EXIT_INSTANCE_IN_ERROR`] when an instance shown is in `error`.
 fn exit_code(report: &crate::app::status::StatusReport) -> ExitCode {
-    if report.instances.iter().any(|i| i.state == "error") {
+    if report
+        .instances
+        .iter()
+        .any(|i| i.state == crate::domain::instance::state::InstanceState::Error)
+    {
         ExitCode::from(EXIT_INSTANCE_IN_ERROR)
     } else {
         ExitCode::SUCCESS

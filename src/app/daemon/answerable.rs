@@ -3,6 +3,7 @@
 //! container cannot be started) would only run out the clock: `send --wait`, `chat` and the
 //! API's `"wait": true` say this at once instead. The message itself is kept either way.
 
+use crate::domain::instance::state::{DesiredState, InstanceState};
 use crate::infra::store::instances::InstanceRecord;
 
 /// Why `rec` cannot answer a message while nothing changes, as a sentence with the fix; None
@@ -10,12 +11,12 @@ use crate::infra::store::instances::InstanceRecord;
 /// `docker_reachable` is whether the daemon reaches the Docker engine.
 pub fn why_no_answer(rec: &InstanceRecord, docker_reachable: bool) -> Option<String> {
     let name = &rec.name;
-    if rec.desired_state == "stopped" {
+    if rec.desired_state == DesiredState::Stopped {
         return Some(format!(
             "{name} is stopped, so nothing answers it: start it with `supervisor start {name}`"
         ));
     }
-    if matches!(rec.state.as_str(), "error" | "crash-loop") {
+    if rec.state.is_failing() {
         // The detail says what went wrong and, where there is one, the fix (as `start --wait`
         // shows it).
         let detail = rec
@@ -25,7 +26,7 @@ pub fn why_no_answer(rec: &InstanceRecord, docker_reachable: bool) -> Option<Str
             .unwrap_or("see `supervisor show` for the reason");
         return Some(format!("{name} is in state {}: {detail}", rec.state));
     }
-    if !docker_reachable && rec.state != "running" {
+    if !docker_reachable && rec.state != InstanceState::Running {
         return Some(format!(
             "the daemon cannot reach the Docker engine, so it cannot start {name}: check the \
              engine (`supervisor doctor`)"
@@ -45,7 +46,7 @@ mod tests {
 
     fn rec(desired: &str, state: &str, detail: Option<&str>) -> InstanceRecord {
         InstanceRecord {
-            desired_state: desired.into(),
+            desired_state: desired.parse().expect("a desired state"),
             state_detail: detail.map(str::to_string),
             ..crate::infra::store::instances::test_record("alice", state)
         }

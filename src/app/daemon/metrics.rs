@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 
 use super::live::LiveSnapshot;
 use crate::app::status::STATES;
+use crate::domain::instance::state::InstanceState;
 use crate::infra::store::activity::Activity;
 use crate::infra::store::instances::InstanceRecord;
 
@@ -180,7 +181,7 @@ impl Metrics {
         // Every state is present, 0 when empty: a series that vanishes is not a zero to
         // Prometheus, and alerts on `state="error"` would never resolve.
         let by_state: Family<StateLabel, Gauge> = Family::default();
-        let mut counts: BTreeMap<&str, i64> = STATES.iter().map(|s| (*s, 0)).collect();
+        let mut counts: BTreeMap<&str, i64> = STATES.iter().map(|s| (s.as_str(), 0)).collect();
         for r in records {
             *counts.entry(r.state.as_str()).or_default() += 1;
         }
@@ -197,9 +198,9 @@ impl Metrics {
         // enumeration, so a change of state never leaves a stale series behind.
         let instance_state: Family<InstanceStateLabel, Gauge> = Family::default();
         for r in records {
-            let mut states: Vec<&str> = STATES.to_vec();
-            if !states.contains(&r.state.as_str()) {
-                states.push(&r.state);
+            let mut states: Vec<InstanceState> = STATES.to_vec();
+            if !states.contains(&r.state) {
+                states.push(r.state);
             }
             for state in states {
                 instance_state
@@ -268,6 +269,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::instance::state::DesiredState;
 
     #[test]
     fn text_exposition_has_counters_and_gauges() {
@@ -284,8 +286,8 @@ mod tests {
             name: "alice".into(),
             soul: "s".into(),
             created_at: 0,
-            desired_state: "running".into(),
-            state: "running".into(),
+            desired_state: DesiredState::Running,
+            state: InstanceState::Running,
             state_detail: None,
             state_changed_at: None,
             container_id: None,

@@ -4,6 +4,7 @@
 //! the decisions in the store and carries them out.
 
 use super::live::LiveSnapshot;
+use crate::domain::instance::state::{DesiredState, InstanceState};
 use crate::infra::store::instances::InstanceRecord;
 use crate::infra::store::rollouts::Rollout;
 
@@ -24,7 +25,11 @@ pub enum Next {
 
 /// States in which a container has shown it cannot run (set by the reconciler after an exit
 /// or a failed create).
-const FAILED_STATES: &[&str] = &["restarting", "crash-loop", "error"];
+const FAILED_STATES: &[InstanceState] = &[
+    InstanceState::Restarting,
+    InstanceState::CrashLoop,
+    InstanceState::Error,
+];
 
 /// Decides the roll-out's next move from the instances as last observed and the agents'
 /// readiness. `timeout_ms` is how long a moved instance's agent has to become ready.
@@ -50,7 +55,7 @@ pub fn next(
             (Some(_), None) => false,
             // Started by an earlier daemon, which saw it ready before it stopped.
             (None, _) => {
-                record.state == "running"
+                record.state == InstanceState::Running
                     && record.runtime_id.as_deref() == Some(&rollout.runtime_id)
             }
         };
@@ -60,7 +65,7 @@ pub fn next(
                 took_ms: now - step.started_at,
             };
         }
-        let failed_since_step = FAILED_STATES.contains(&record.state.as_str())
+        let failed_since_step = FAILED_STATES.contains(&record.state)
             && record.state_changed_at.unwrap_or(0) >= step.started_at;
         if failed_since_step {
             let detail = record.state_detail.as_deref().unwrap_or("no detail");
@@ -72,7 +77,7 @@ pub fn next(
                 ),
             };
         }
-        if record.desired_state != "running" {
+        if record.desired_state != DesiredState::Running {
             // Stopped on request while moving: nothing to wait for.
             return Next::Ready {
                 instance: name.to_string(),
@@ -96,7 +101,7 @@ pub fn next(
     // runtime when the roll-out is done).
     let mut candidates: Vec<&InstanceRecord> = records
         .iter()
-        .filter(|r| r.state == "running" && r.desired_state == "running")
+        .filter(|r| r.state == InstanceState::Running && r.desired_state == DesiredState::Running)
         .filter(|r| r.runtime_id.as_deref() != Some(&rollout.runtime_id))
         .filter(|r| rollout.step(&r.name).is_none())
         .collect();
@@ -119,7 +124,9 @@ pub fn runtime_for(
         Some("moving" | "ready") => rollout.runtime_id.clone(),
         Some(_) => rollout.previous_id.clone(),
         None => match record.runtime_id.as_deref() {
-            Some(current) if record.state == "running" && exists(current) => current.to_string(),
+            Some(current) if record.state == InstanceState::Running && exists(current) => {
+                current.to_string()
+            }
             _ => rollout.previous_id.clone(),
         },
     }

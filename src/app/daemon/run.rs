@@ -182,7 +182,10 @@ async fn main_loop(
         let mut sleep_for = SAFETY_TICK;
         let mut report = PassReport::default();
         if let Some(client) = &docker {
-            match reconciler.pass(client).await {
+            match reconciler
+                .pass(&docker::DockerEngine::new(client.clone()))
+                .await
+            {
                 Ok(outcome) => {
                     messaging.ensure(&outcome.live);
                     config_watch.sync(&outcome.live);

@@ -357,7 +357,9 @@ fn daemon_row(
         Ok(Err(ClientError::NotRunning { .. })) => daemon::DaemonFact::NotRunning {
             wanted: records
                 .iter()
-                .filter(|r| r.desired_state == "running")
+                .filter(|r| {
+                    r.desired_state == crate::domain::instance::state::DesiredState::Running
+                })
                 .map(|r| r.name.clone())
                 .collect(),
         },

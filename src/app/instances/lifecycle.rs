@@ -5,6 +5,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::domain::instance::state::{DesiredState, InstanceState};
 use crate::infra::store::{Store, StoreError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,8 +63,8 @@ pub fn request(
     }
     for name in names {
         match verb {
-            Verb::Start => store.set_desired(name, "running", actor)?,
-            Verb::Stop => store.set_desired(name, "stopped", actor)?,
+            Verb::Start => store.set_desired(name, DesiredState::Running, actor)?,
+            Verb::Stop => store.set_desired(name, DesiredState::Stopped, actor)?,
             Verb::Restart => store.request_restart(name, actor)?,
         }
     }
@@ -88,14 +89,16 @@ pub fn wait_for(
             let rec = store.instance(name)?;
             let done = !rec.restart_pending
                 && match verb {
-                    Verb::Stop => matches!(rec.state.as_str(), "stopped"),
-                    Verb::Start | Verb::Restart => matches!(rec.state.as_str(), "running" | "idle"),
+                    Verb::Stop => rec.state == InstanceState::Stopped,
+                    Verb::Start | Verb::Restart => {
+                        matches!(rec.state, InstanceState::Running | InstanceState::Idle)
+                    }
                 };
             let fresh = rec.state_changed_at.is_some_and(|t| t >= since);
-            if fresh && matches!(rec.state.as_str(), "error" | "crash-loop") && verb != Verb::Stop {
+            if fresh && rec.state.is_failing() && verb != Verb::Stop {
                 return Err(WaitError::Failed {
                     name: name.clone(),
-                    state: rec.state,
+                    state: rec.state.to_string(),
                     detail: rec.state_detail.unwrap_or_default(),
                 });
             }

@@ -48,8 +48,8 @@ impl InstanceSummary {
             network: cfg.as_ref().map(|c| c.network.as_str().to_string()),
             name: rec.name,
             soul: rec.soul,
-            desired_state: rec.desired_state,
-            state: rec.state,
+            desired_state: rec.desired_state.to_string(),
+            state: rec.state.to_string(),
             state_detail: rec.state_detail,
             restart_count: rec.restart_count,
             last_exit_code: rec.last_exit_code,
@@ -351,7 +351,7 @@ mod tests {
     fn record(name: &str) -> InstanceRecord {
         InstanceRecord {
             created_at: 1_767_225_600_000,
-            desired_state: "stopped".to_string(),
+            desired_state: crate::domain::instance::state::DesiredState::Stopped,
             ..crate::infra::store::instances::test_record(name, "stopped")
         }
     }

@@ -5,6 +5,7 @@ use comfy_table::{presets::NOTHING, Cell, Color, Table};
 
 use super::bytes;
 use crate::app::status::StatusReport;
+use crate::domain::instance::state::InstanceState;
 
 /// The instance table's columns, shared by the text view and the dashboard.
 pub(crate) const COLUMNS: [&str; 12] = [
@@ -33,12 +34,14 @@ pub fn duration(secs: i64) -> String {
     }
 }
 
-pub(crate) fn state_colour(state: &str) -> Option<Color> {
+pub(crate) fn state_colour(state: InstanceState) -> Option<Color> {
     match state {
-        "running" => Some(Color::Green),
-        "starting" | "restarting" | "queued" => Some(Color::Yellow),
-        "crash-loop" | "error" => Some(Color::Red),
-        _ => None,
+        InstanceState::Running => Some(Color::Green),
+        InstanceState::Starting | InstanceState::Restarting | InstanceState::Queued => {
+            Some(Color::Yellow)
+        }
+        InstanceState::CrashLoop | InstanceState::Error => Some(Color::Red),
+        InstanceState::Idle | InstanceState::Stopped => None,
     }
 }
 
@@ -72,7 +75,7 @@ pub(crate) fn row_cells(i: &crate::app::status::InstanceStatus) -> [String; 12] 
     };
     [
         i.name.clone(),
-        i.state.clone(),
+        i.state.to_string(),
         i.health.clone(),
         i.uptime_secs.map(duration).unwrap_or_else(dash),
         i.restarts.to_string(),
@@ -178,7 +181,7 @@ pub fn status_text(r: &StatusReport, home: &std::path::Path, colour: bool) -> St
     for i in &r.instances {
         let row = row_cells(i).into_iter().enumerate().map(|(c, text)| {
             let cell = Cell::new(text);
-            match (c, colour, state_colour(&i.state)) {
+            match (c, colour, state_colour(i.state)) {
                 (STATE_COLUMN, true, Some(fg)) => cell.fg(fg),
                 _ => cell,
             }
@@ -221,8 +224,8 @@ mod tests {
             },
             instances: vec![InstanceStatus {
                 name: "alice".into(),
-                state: "crash-loop".into(),
-                desired: "running".into(),
+                state: InstanceState::CrashLoop,
+                desired: crate::domain::instance::state::DesiredState::Running,
                 health: "failing".into(),
                 detail: Some("exited 5 times; last output: \u{1b}[2Jboom\nagain".into()),
                 uptime_secs: None,

@@ -7,6 +7,7 @@ use std::time::Duration;
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 
 use crate::app::status::{InstanceStatus, StatusReport};
+use crate::domain::instance::state::InstanceState;
 use crate::infra::store::events::Event;
 
 /// What the table is sorted by; `s` cycles through them in this order.
@@ -53,7 +54,7 @@ impl SortKey {
     fn compare(self, a: &InstanceStatus, b: &InstanceStatus) -> Ordering {
         match self {
             Self::Name => a.name.cmp(&b.name),
-            Self::State => state_rank(&a.state).cmp(&state_rank(&b.state)),
+            Self::State => state_rank(a.state).cmp(&state_rank(b.state)),
             // No sample sorts below any sample.
             Self::Cpu => a
                 .cpu_percent
@@ -67,17 +68,16 @@ impl SortKey {
 }
 
 /// Worst first, so that sorting by state brings what needs attention to the top.
-fn state_rank(state: &str) -> u8 {
+fn state_rank(state: InstanceState) -> u8 {
     match state {
-        "error" => 0,
-        "crash-loop" => 1,
-        "restarting" => 2,
-        "starting" => 3,
-        "queued" => 4,
-        "running" => 5,
-        "idle" => 6,
-        "stopped" => 7,
-        _ => 8,
+        InstanceState::Error => 0,
+        InstanceState::CrashLoop => 1,
+        InstanceState::Restarting => 2,
+        InstanceState::Starting => 3,
+        InstanceState::Queued => 4,
+        InstanceState::Running => 5,
+        InstanceState::Idle => 6,
+        InstanceState::Stopped => 7,
     }
 }
 
@@ -342,8 +342,8 @@ pub(super) mod tests {
     pub fn instance(name: &str, state: &str, cpu: Option<f64>, tokens: i64) -> InstanceStatus {
         InstanceStatus {
             name: name.into(),
-            state: state.into(),
-            desired: "running".into(),
+            state: state.parse().expect("a state word"),
+            desired: crate::domain::instance::state::DesiredState::Running,
             health: "-".into(),
             detail: None,
             uptime_secs: None,

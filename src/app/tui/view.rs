@@ -67,8 +67,8 @@ fn reason_lines(app: &App) -> Vec<Line<'static>> {
     let mut spans = vec![
         Span::styled(format!("{}: ", i.name), Style::new().bold()),
         Span::styled(
-            i.state.clone(),
-            match state_colour(&i.state).filter(|_| app.colour) {
+            i.state.to_string(),
+            match state_colour(i.state).filter(|_| app.colour) {
                 Some(c) => Style::new().fg(colour(c)),
                 None => Style::new(),
             },
@@ -163,7 +163,7 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
     let shown = widths.len();
     let header = header.into_iter().take(shown);
     let table_rows = rows.into_iter().zip(instances).map(|(row, i)| {
-        let colour = state_colour(&i.state).filter(|_| app.colour).map(colour);
+        let colour = state_colour(i.state).filter(|_| app.colour).map(colour);
         Row::new(row.into_iter().take(shown).enumerate().map(|(c, text)| {
             let cell = Cell::new(text);
             match (c, colour) {

@@ -4,6 +4,7 @@ pub mod config;
 pub mod egress;
 pub mod name;
 pub mod settings;
+pub mod state;
 
 pub use config::InstanceConfig;
 pub use name::InstanceName;

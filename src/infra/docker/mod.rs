@@ -3,7 +3,10 @@
 
 pub mod attached;
 pub mod container;
+pub mod engine;
 pub mod exec;
+#[cfg(test)]
+pub mod fake;
 pub mod hardening;
 pub mod hardening_diff;
 pub mod image;
@@ -15,6 +18,7 @@ use bollard::Docker;
 use crate::domain::host_config::DockerConfig;
 
 pub use bollard::Docker as Client;
+pub use engine::{DockerEngine, Engine};
 
 /// The oldest Engine API this code is written against (Docker 20.10).
 pub const MIN_API: &str = "1.41";

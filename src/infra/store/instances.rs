@@ -4,6 +4,8 @@ use super::{events, now_ms, Result, Store, StoreError};
 use rusqlite::{params, Connection, OptionalExtension, Row};
 use serde::Serialize;
 
+use crate::domain::instance::state::{DesiredState, InstanceState};
+
 /// An instance as the store knows it (its config lives in its config.json).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct InstanceRecord {
@@ -12,8 +14,8 @@ pub struct InstanceRecord {
     pub name: String,
     pub soul: String,
     pub created_at: i64,
-    pub desired_state: String,
-    pub state: String,
+    pub desired_state: DesiredState,
+    pub state: InstanceState,
     pub state_detail: Option<String>,
     pub state_changed_at: Option<i64>,
     pub container_id: Option<String>,
@@ -37,8 +39,8 @@ fn from_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
         name: r.get(1)?,
         soul: r.get(2)?,
         created_at: r.get(3)?,
-        desired_state: r.get(4)?,
-        state: r.get(5)?,
+        desired_state: word(r, 4)?,
+        state: word(r, 5)?,
         state_detail: r.get(6)?,
         state_changed_at: r.get(7)?,
         container_id: r.get(8)?,
@@ -48,6 +50,17 @@ fn from_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
         last_activity_at: r.get(12)?,
         restart_pending: r.get(13)?,
         uid: r.get(14)?,
+    })
+}
+
+/// A state column as its enum; a word this build does not know is a corrupt row.
+fn word<T: std::str::FromStr>(r: &Row, i: usize) -> rusqlite::Result<T>
+where
+    T::Err: std::error::Error + Send + Sync + 'static,
+{
+    let text: String = r.get(i)?;
+    text.parse().map_err(|e: T::Err| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Text, Box::new(e))
     })
 }
 
@@ -155,7 +168,7 @@ pub fn live_names(conn: &Connection) -> Result<Vec<String>> {
 /// What the daemon last observed of an instance; written only when it changes.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Observed {
-    pub state: String,
+    pub state: InstanceState,
     pub detail: Option<String>,
     pub container_id: Option<String>,
     pub runtime_id: Option<String>,
@@ -165,18 +178,18 @@ pub struct Observed {
 impl Store {
     /// Sets what the operator wants ('running' or 'stopped'). Starting also counts as activity,
     /// so an on-demand instance started by hand runs until its idle timeout.
-    pub fn set_desired(&mut self, name: &str, desired: &str, actor: &str) -> Result<()> {
+    pub fn set_desired(&mut self, name: &str, desired: DesiredState, actor: &str) -> Result<()> {
         self.write(|tx| {
             let n = tx.execute(
                 "UPDATE instances SET desired_state = ?2,
                      last_activity_at = CASE WHEN ?2 = 'running' THEN ?3 ELSE last_activity_at END
                  WHERE name = ?1 AND removed_at IS NULL",
-                params![name, desired, now_ms()],
+                params![name, desired.as_str(), now_ms()],
             )?;
             if n == 0 {
                 return Err(StoreError::NoSuchInstance(name.to_string()));
             }
-            let kind = if desired == "running" {
+            let kind = if desired == DesiredState::Running {
                 "instance.start"
             } else {
                 "instance.stop"
@@ -231,7 +244,7 @@ impl Store {
                         OR runtime_id IS NOT ?5 OR last_exit_code IS NOT ?6)",
                 params![
                     name,
-                    o.state,
+                    o.state.as_str(),
                     o.detail,
                     o.container_id,
                     o.runtime_id,
@@ -313,8 +326,8 @@ pub(crate) fn test_record(name: &str, state: &str) -> InstanceRecord {
         name: name.into(),
         soul: "expert".into(),
         created_at: 0,
-        desired_state: "running".into(),
-        state: state.into(),
+        desired_state: DesiredState::Running,
+        state: state.parse().expect("a state word"),
         state_detail: None,
         state_changed_at: None,
         container_id: None,
