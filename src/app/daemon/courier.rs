@@ -3,8 +3,7 @@
 
 use tokio::sync::mpsc;
 
-use super::api::Wake;
-use super::messaging::MessagingHandle;
+use super::shared::{MessagingHandle, Wake};
 use crate::app::accept::Courier;
 
 pub struct DaemonCourier<'a> {

@@ -18,6 +18,7 @@ pub mod restart;
 pub mod rollout;
 pub mod run;
 pub mod scheduler;
+pub mod shared;
 pub mod state_change;
 pub mod supervise;
 pub mod task_requests;

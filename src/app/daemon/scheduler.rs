@@ -4,14 +4,14 @@
 //! CLI through the API, the agent through IPC) and after every reconcile pass, which is also
 //! when heartbeats are brought in line with the instances' configs.
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, watch, Notify};
+use tokio::sync::{mpsc, watch};
 
-use super::api::Wake;
 use super::courier::DaemonCourier;
-use super::messaging::MessagingHandle;
+use super::shared::MessagingHandle;
+pub use super::shared::SchedulerHandle;
+use super::shared::Wake;
 use crate::app::accept::{self, Courier};
 use crate::app::instances::last_good::{LastGoodConfigs, Loaded};
 use crate::app::tasks::schedule_of;
@@ -23,16 +23,6 @@ use crate::infra::store::{now_ms, Store, StoreError};
 /// The longest single sleep. Not a polling tick: it only guards against the wall clock
 /// being changed or the machine sleeping while the scheduler waits on a monotonic timer.
 const MAX_SLEEP: Duration = Duration::from_secs(300);
-
-/// Wakes the scheduler; cheap to clone.
-#[derive(Clone, Default)]
-pub struct SchedulerHandle(Arc<Notify>);
-
-impl SchedulerHandle {
-    pub fn wake(&self) {
-        self.0.notify_one();
-    }
-}
 
 pub struct Scheduler {
     home: Home,

@@ -25,7 +25,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use tokio::net::UnixListener;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 pub use crate::app::accept::{EMPTY_MESSAGE, MAX_MESSAGE_BYTES};
 pub use messages::{SendRequest, SendResponse, Transport, LOCAL_SENDER};
@@ -34,30 +34,12 @@ use super::live::Live;
 use super::messaging::MessagingHandle;
 use super::metrics::Metrics;
 use super::scheduler::SchedulerHandle;
+pub use super::shared::Wake;
 use crate::app::instances::last_good::LastGoodConfigs;
 pub use crate::app::wire::{Health, PassReport, SOCKET_FILE};
 use crate::infra::fsutil;
 use crate::infra::home::Home;
 use crate::infra::store::Store;
-
-/// Why the reconciler was woken.
-#[derive(Debug)]
-pub enum Wake {
-    /// The CLI or API changed something in the store; the sender hears when a pass that
-    /// started after the request has finished.
-    Api(Option<oneshot::Sender<PassReport>>),
-    /// A Docker event for one of our containers.
-    Docker,
-    /// A container of ours exited. The engine's container list can still say "running" when
-    /// the event arrives, so it is worth another look shortly after.
-    DockerExit,
-    /// The Docker event stream ended: the engine went away.
-    DockerLost,
-    /// A config file changed (hot reload).
-    Config,
-    /// An instance's disk crossed its soft limit, one way or the other.
-    Usage,
-}
 
 /// Everything the handlers reach; cheap to clone.
 #[derive(Clone)]

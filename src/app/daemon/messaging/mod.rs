@@ -15,14 +15,13 @@
 
 mod actor;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{broadcast, mpsc};
 
 use super::live::Live;
 use super::metrics::Metrics;
-use super::scheduler::SchedulerHandle;
+pub use super::shared::{AnswerEvent, Control, MessagingHandle, SchedulerHandle};
 use super::supervise::{self, supervise, Backoff};
 use crate::app::instances::last_good::LastGoodConfigs;
 use crate::domain::instance::InstanceName;
@@ -31,51 +30,9 @@ use crate::infra::ipc::watch::OutWatcher;
 use crate::infra::llm;
 use actor::{Actor, Shared};
 
-/// A turn's final answer, as waiters (`send --wait`) hear of it.
-#[derive(Debug, Clone)]
-pub struct AnswerEvent {
-    pub instance: String,
-    pub turn_id: String,
-    /// The inbound messages the turn answered.
-    pub message_ids: Vec<String>,
-    pub body: String,
-    pub failed: bool,
-}
-
-/// What an instance's actor is told.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Control {
-    /// Look for work: a message was accepted, a task is due, or the daemon checks in.
-    Work,
-    /// The instance's `out/` changed.
-    OutChanged,
-    /// The instance is gone: stop, and stay stopped.
-    Stop,
-}
-
 impl supervise::Control for Control {
     fn is_stop(&self) -> bool {
         *self == Control::Stop
-    }
-}
-
-/// What the API needs to reach the actors: cheap to clone.
-#[derive(Clone)]
-pub struct MessagingHandle {
-    actors: Arc<Mutex<HashMap<String, mpsc::UnboundedSender<Control>>>>,
-    answers: broadcast::Sender<AnswerEvent>,
-}
-
-impl MessagingHandle {
-    /// Tells an instance's actor to look for work.
-    pub fn poke(&self, instance: &str) {
-        if let Some(tx) = self.actors.lock().expect("actors").get(instance) {
-            let _ = tx.send(Control::Work);
-        }
-    }
-
-    pub fn subscribe(&self) -> broadcast::Receiver<AnswerEvent> {
-        self.answers.subscribe()
     }
 }
 
