@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 
 type ModPath = Vec<String>;
 
+/// A `use` statement: whether it is `pub`, and its flat paths with their aliases.
+type UseStatement = (bool, Vec<(ModPath, Option<String>)>);
+
 #[derive(Default)]
 struct Module {
     file: PathBuf,
@@ -180,7 +183,7 @@ fn remove_test_modules(text: &str) -> String {
 }
 
 /// The `use` trees in a text: (is `pub`, flat paths with an optional alias).
-fn use_statements(text: &str) -> Vec<(bool, Vec<(ModPath, Option<String>)>)> {
+fn use_statements(text: &str) -> Vec<UseStatement> {
     let mut found = Vec::new();
     let mut rest = text;
     while let Some(at) = find_word(rest, "use") {
