@@ -9,12 +9,25 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// Writes `env` into `dir` atomically and durably, returning the final path.
+/// Writes `env` into `dir` atomically, returning the final path.
 ///
 /// The bytes go to a new file named by [`temp_name_for`] (created exclusively, mode 0644),
-/// which is fsynced and then renamed to [`file_name_for`]; the directory is fsynced last so
-/// the rename survives a crash. On failure the temporary file is removed and the error names
-/// the step and path. An envelope that [`Envelope::to_json_bytes`] refuses is `InvalidInput`.
+/// which is then renamed to [`file_name_for`]. On failure the temporary file is removed and
+/// the error names the step and path. An envelope that [`Envelope::to_json_bytes`] refuses is
+/// `InvalidInput`.
+///
+/// Nothing is fsynced, on purpose. An envelope file only has to outlive the processes, not
+/// the machine: what a killed agent, daemon or container wrote stays in the page cache, where
+/// the other side reads it. Only a crash of the kernel (or a power loss) can lose a file
+/// written here, or leave it empty, and then the host's store decides what happens: it keeps
+/// a turn open until the host has recorded the turn's answer, and a daemon starting again
+/// writes an open turn's file into `in/` again when it is not there (same name). A reply
+/// lost that way means the turn is done again; one left empty or cut short does not parse
+/// and is set aside, never taken as an answer; one that survived a recorded answer is
+/// recorded once. The store itself commits with `synchronous=NORMAL`, so after a power loss
+/// it may have forgotten its last commits as well: an fsync here would not make the pair any
+/// more durable, and it cost several milliseconds per file on an instance's loop-mounted
+/// volume (two fsyncs for each of the four files of an echo turn).
 pub fn write_envelope(dir: &Path, env: &Envelope) -> io::Result<PathBuf> {
     write_envelope_owned(dir, env, None)
 }
@@ -47,15 +60,10 @@ pub fn write_envelope_owned(
             .map_err(|e| context(e, "cannot chown", &tmp)),
         None => Ok(()),
     };
-    let written = owned
-        .and_then(|()| {
-            file.write_all(&bytes)
-                .map_err(|e| context(e, "cannot write", &tmp))
-        })
-        .and_then(|()| {
-            file.sync_all()
-                .map_err(|e| context(e, "cannot fsync", &tmp))
-        });
+    let written = owned.and_then(|()| {
+        file.write_all(&bytes)
+            .map_err(|e| context(e, "cannot write", &tmp))
+    });
     drop(file);
     let renamed = written.and_then(|()| {
         fs::rename(&tmp, &path).map_err(|e| {
@@ -67,19 +75,7 @@ pub fn write_envelope_owned(
         let _ = fs::remove_file(&tmp);
         return Err(e);
     }
-    sync_dir(dir)?;
     Ok(path)
-}
-
-/// Fsyncs a directory, so that entries just created or renamed in it are on disk.
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    let result = File::open(dir).and_then(|d| d.sync_all());
-    match result {
-        // Some file systems (certain FUSE and network ones) cannot fsync a directory at all;
-        // the rename is then as durable as they make it.
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => Ok(()),
-        other => other.map_err(|e| context(e, "cannot fsync directory", dir)),
-    }
 }
 
 fn context(e: io::Error, what: &str, path: &Path) -> io::Error {

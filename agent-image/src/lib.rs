@@ -35,10 +35,13 @@ pub const BUILTIN_SKILLS: &[(&str, &str)] = &[
 ];
 
 /// One line to stderr, prefixed `supervisor-agent: `; a failed write is ignored, as there is
-/// nowhere else to report it.
+/// nowhere else to report it. The line is made first and written at once: stderr is not
+/// buffered, and `writeln!` on it is a write per piece (three a line, on every turn, each
+/// one a wake-up of the container's log reader).
 pub(crate) fn note(msg: &str) {
     use std::io::Write;
-    let _ = writeln!(std::io::stderr().lock(), "supervisor-agent: {msg}");
+    let line = format!("supervisor-agent: {msg}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 #[cfg(test)]

@@ -46,9 +46,17 @@ pub fn clean_up_after_panic() {
     }
 }
 
+/// The supervisor binary the benchmarks run: the one built with them, or `SUPERVISOR_BIN`
+/// (to measure another build, such as an earlier commit's, with the same suite).
+pub fn supervisor_bin() -> PathBuf {
+    std::env::var_os("SUPERVISOR_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_supervisor")))
+}
+
 /// Runs the supervisor binary against `home`; panics on failure.
 pub fn sv(home: &Path, args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+    let out = Command::new(supervisor_bin())
         .arg("--home")
         .arg(home)
         .args(args)
@@ -96,7 +104,7 @@ pub fn start_daemon(root: &Path) -> Child {
 
 /// Starts `supervisor run` with extra environment variables and waits for its socket.
 pub fn start_daemon_with_env(root: &Path, env: &[(&str, &str)]) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_supervisor"))
+    let child = Command::new(supervisor_bin())
         .arg("--home")
         .arg(root)
         .arg("run")

@@ -11,6 +11,7 @@ mod common;
 
 mod cold_start;
 mod footprint;
+mod hops;
 mod ipc_floor;
 mod messages;
 mod scale;

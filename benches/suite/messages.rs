@@ -1,13 +1,15 @@
 //! Message round trip with the `echo` model through a real container, sequential, N messages
 //! (default 1000) each way: as the daemon measures it (accepted → answer stored), as a client
 //! on the unix socket sees it, through the CLI (`send --wait`, a process per message) and
-//! through the HTTP API on TCP with its bearer token.
+//! through the HTTP API on TCP with its bearer token; then HOP_N more (default 300, at most N)
+//! on the socket, watched file by file, for the time of each hop (see `hops.rs`).
 
 use std::time::Instant;
 
 use serde_json::{json, Value};
 
 use crate::common::{self, sv};
+use crate::hops;
 use crate::stats::{ms, summary};
 use supervisor::app::client::DaemonClient;
 use supervisor::app::daemon::api::SendRequest;
@@ -30,6 +32,16 @@ pub fn request(text: String) -> SendRequest {
         wait: true,
         timeout_secs: Some(120),
         id: None,
+    }
+}
+
+/// supervisor.toml's text with `line` in its `[api]` table, wherever that table is (a line
+/// added at the end would land in whatever table comes last).
+fn with_api_line(text: &str, line: &str) -> String {
+    if text.starts_with("[api]\n") || text.contains("\n[api]\n") {
+        text.replacen("[api]\n", &format!("[api]\n{line}\n"), 1)
+    } else {
+        format!("{text}\n[api]\n{line}\n")
     }
 }
 
@@ -57,7 +69,11 @@ pub fn run() -> Value {
     let port = free_port();
     let toml = root.join("supervisor.toml");
     let text = std::fs::read_to_string(&toml).unwrap();
-    std::fs::write(&toml, format!("{text}\nlisten = \"127.0.0.1:{port}\"\n")).unwrap();
+    std::fs::write(
+        &toml,
+        with_api_line(&text, &format!("listen = \"127.0.0.1:{port}\"")),
+    )
+    .unwrap();
     let daemon = common::start_daemon_with_env(&root, &[("SUPERVISOR_API_TOKEN", TOKEN)]);
     sv(&root, &["start", "--all", "--wait"]);
     let home = Home::new(&root).unwrap();
@@ -69,6 +85,11 @@ pub fn run() -> Value {
 
     let (mut daemon_side, mut socket) = (Vec::new(), Vec::new());
     let mut http = Vec::new();
+    let hop_n = std::env::var("HOP_N")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(n.min(300));
+    let mut per_hop = Vec::new();
     rt.block_on(async {
         let client = DaemonClient::for_home(&home);
         for i in 0..20 {
@@ -89,6 +110,22 @@ pub fn run() -> Value {
                 r.reply.as_deref(),
                 Some(format!("echo: [local] message {i}").as_str())
             );
+        }
+        // The same round trip again, watched file by file: where its time goes (apart from
+        // the figures above, so that the watching costs them nothing).
+        let ipc = home
+            .instance_paths(&supervisor::domain::instance::InstanceName::parse("m0").unwrap())
+            .ipc;
+        let mut probe = hops::Probe::watch(&ipc.join("in"), &ipc.join("out"));
+        for i in 0..hop_n {
+            let sent = Instant::now();
+            client
+                .send("m0", &request(format!("hop {i}")))
+                .await
+                .unwrap();
+            if let Some(h) = probe.round_trip(sent, Instant::now()) {
+                per_hop.push(h);
+            }
         }
         let web = reqwest::Client::new();
         let url = format!("http://127.0.0.1:{port}/v1/instances/m0/messages");
@@ -124,7 +161,9 @@ pub fn run() -> Value {
     let h = summary("HTTP API on TCP with token (send, wait)", &mut http);
     let c = summary("CLI `send --wait` (a process each)", &mut cli);
     println!("lost: {lost}, duplicated: {duplicated}");
+    let hops = hops::report(&per_hop);
     json!({
+        "hops": hops,
         "messages_each": n,
         "daemon": d,
         "socket_client": s,

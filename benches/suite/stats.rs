@@ -16,7 +16,7 @@ pub fn summary(name: &str, xs: &mut [f64]) -> Value {
         "max_ms": xs[xs.len() - 1],
     });
     println!(
-        "{name:<50} median {:>8.1} ms  p95 {:>8.1}  p99 {:>8.1}  min {:>8.1}  max {:>8.1}  (n={})",
+        "{name:<50} median {:>8.2} ms  p95 {:>8.2}  p99 {:>8.2}  min {:>8.2}  max {:>8.2}  (n={})",
         p(0.5),
         p(0.95),
         p(0.99),

@@ -192,9 +192,19 @@ impl InstanceIpc {
     }
 
     /// Writes an envelope into `in/` atomically: a temporary file created exclusively (never
-    /// through a link), given to the agent's user, written and flushed, then renamed to its
-    /// final name, and the directory flushed. An envelope too large to encode is
-    /// `InvalidInput`.
+    /// through a link), given to the agent's user, written, then renamed to its final name.
+    /// An envelope too large to encode is `InvalidInput`.
+    ///
+    /// Neither the file nor the directory is fsynced: the store, not `in/`, is what must
+    /// survive a crash. A turn stays open in the store until its answer is recorded, and a
+    /// daemon starting again writes an open turn's file again when `in/` does not have it
+    /// (same name, [`InstanceIpc::has_sent`]); a model, task or web response lost with the
+    /// machine belongs to an agent run that was lost with it, and the turn is done again.
+    /// A process that dies (the daemon, the agent, the container) loses nothing written here,
+    /// since the page cache keeps it; only a kernel crash or a power loss can, and then the
+    /// store (`synchronous=NORMAL`) may also have lost its last commits, so an fsync would
+    /// not make the two agree any better. It cost several milliseconds per file on the
+    /// instance's loop-mounted volume, on every exchange of every turn.
     pub fn send(&self, envelope: &Envelope) -> io::Result<()> {
         let bytes = envelope.to_json_bytes().map_err(|e| {
             io::Error::new(
@@ -222,7 +232,6 @@ impl InstanceIpc {
                 std::os::unix::fs::fchown(&file, Some(uid), Some(gid))?;
             }
             file.write_all(&bytes)?;
-            file.sync_all()?;
             self.in_dir.rename_to(&tmp, &self.in_dir, &name, true)
         })();
         if let Err(e) = written {
@@ -235,15 +244,21 @@ impl InstanceIpc {
                 ),
             ));
         }
-        self.in_dir.sync()
+        Ok(())
     }
 
-    /// Whether `in/` already holds this envelope (re-delivery after a restart is idempotent).
+    /// Whether `in/` already holds this envelope (re-delivery after a restart is idempotent):
+    /// a regular file under its name, as long as its encoding. Since [`InstanceIpc::send`]
+    /// does not fsync, a kernel crash can leave the name with fewer bytes (none, often):
+    /// such a file is not the envelope, and is written again.
     pub fn has_sent(&self, envelope: &Envelope) -> io::Result<bool> {
+        let Ok(bytes) = envelope.to_json_bytes() else {
+            return Ok(false);
+        };
         Ok(self
             .in_dir
             .stat(file_name_for(envelope))?
-            .is_some_and(|s| s.kind == Kind::File))
+            .is_some_and(|s| s.kind == Kind::File && s.size == bytes.len() as u64))
     }
 
     /// Removes a file the host wrote into `in/` (a parked turn); gone already is fine.
@@ -884,6 +899,24 @@ mod tests {
         symlink(victim.path(), f.inbox().join(temp_name_for(&env))).unwrap();
         f.ipc.send(&env).unwrap();
         assert_eq!(fs::read(victim.path()).unwrap(), b"");
+    }
+
+    #[test]
+    fn a_file_left_short_by_a_crash_is_not_taken_for_the_envelope_and_is_written_again() {
+        let f = Fixture::new();
+        let env = reply("x2");
+        let path = f.inbox().join(file_name_for(&env));
+        // What a kernel crash can leave of a write that was never fsynced.
+        for left in [&b""[..], &b"{\"v\":1,"[..]] {
+            fs::write(&path, left).unwrap();
+            assert!(
+                !f.ipc.has_sent(&env).unwrap(),
+                "{left:?} is not the envelope"
+            );
+            f.ipc.send(&env).unwrap();
+            assert!(f.ipc.has_sent(&env).unwrap());
+            assert_eq!(parse_envelope(&fs::read(&path).unwrap()).unwrap(), env);
+        }
     }
 
     #[test]
