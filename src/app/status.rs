@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::app::client::DaemonClient;
 pub use crate::app::wire::Isolation;
-use crate::app::wire::LiveSnapshot;
+use crate::app::wire::{ActorHealth, LiveSnapshot};
 use crate::domain::format::timestamp;
 use crate::domain::instance::state::{DesiredState, InstanceState};
 use crate::infra::docker;
@@ -103,6 +103,9 @@ pub struct InstanceStatus {
     pub disk_bytes: Option<u64>,
     /// Its `limits.disk`, in bytes.
     pub disk_limit_bytes: Option<u64>,
+    /// How its messaging actor has fared, once the daemon had to start it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messaging: Option<ActorHealth>,
 }
 
 /// What [`build`] needs.
@@ -229,6 +232,7 @@ fn instance(r: &InstanceRecord, a: Option<&Activity>, i: &Inputs) -> InstanceSta
         tokens_today: a.tokens,
         disk_bytes: disk.map(|d| d.used_bytes),
         disk_limit_bytes: disk.and_then(|d| d.limit_bytes),
+        messaging: i.live.and_then(|l| l.actors.get(&r.name).cloned()),
         state,
     }
 }

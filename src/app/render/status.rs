@@ -122,6 +122,17 @@ fn details(r: &StatusReport) -> String {
                 crate::domain::escape::line(detail)
             ));
         }
+        if let Some(m) = &i.messaging {
+            out.push_str(&format!(
+                "  {} ({}): its messaging restarted {} time{}, last at {}: {}\n",
+                i.name,
+                i.state,
+                m.restarts,
+                if m.restarts == 1 { "" } else { "s" },
+                crate::domain::format::timestamp(m.last_failure_at),
+                crate::domain::escape::line(&m.last_failure)
+            ));
+        }
     }
     if out.is_empty() {
         out
@@ -239,6 +250,7 @@ mod tests {
                 tokens_today: 120,
                 disk_bytes: Some(12 << 20),
                 disk_limit_bytes: Some(1 << 30),
+                messaging: None,
             }],
         }
     }
@@ -254,6 +266,25 @@ mod tests {
             "  alice (crash-loop): exited 5 times; last output: \\u{1b}[2Jboom\\u{a}again\n",
             "one line, escaped"
         );
+    }
+
+    #[test]
+    fn a_restarted_messaging_actor_is_shown_under_the_table() {
+        let mut r = report(true);
+        r.instances[0].detail = None;
+        r.instances[0].messaging = Some(crate::app::wire::ActorHealth {
+            restarts: 2,
+            last_failure: "cannot open the store".into(),
+            last_failure_at: 1_795_305_600_000,
+        });
+        let text = status_text(&r, std::path::Path::new("/h"), false);
+        let details = text.split("\ndetails\n").nth(1).expect("a details section");
+        assert_eq!(
+            details,
+            "  alice (crash-loop): its messaging restarted 2 times, last at 2026-11-22T00:00:00Z: cannot open the store\n"
+        );
+        let json = serde_json::to_value(&r.instances[0]).unwrap();
+        assert_eq!(json["messaging"]["restarts"], 2);
     }
 
     #[test]

@@ -357,6 +357,7 @@ pub(super) mod tests {
             tokens_today: tokens,
             disk_bytes: None,
             disk_limit_bytes: None,
+            messaging: None,
         }
     }
 
