@@ -16,6 +16,28 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(250);
 /// Tells an instance that its `out/` changed; returns false once nobody listens any more.
 pub type Wake = Arc<dyn Fn() -> bool + Send + Sync>;
 
+/// Whether an event can have put a complete file in `out/`: a name that appeared (created, or
+/// renamed into place) and is not a file still being written. Removals (the host's own, once
+/// it has read a file), writes into a temporary file and metadata changes wake nobody: each
+/// would cost the actor a round over its queues for nothing. Nothing is lost by skipping them:
+/// the file an agent renames into place brings its own event, and the actor still looks at
+/// its queues on every safety pass.
+fn may_bring_a_file(kind: &notify::EventKind, path: &Path) -> bool {
+    use notify::event::{ModifyKind, RenameMode};
+    use notify::EventKind;
+    let appeared = match kind {
+        EventKind::Create(_) | EventKind::Any | EventKind::Other => true,
+        EventKind::Modify(ModifyKind::Name(mode)) => !matches!(mode, RenameMode::From),
+        EventKind::Modify(ModifyKind::Any) => true,
+        _ => false,
+    };
+    let temp = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(supervisor_agent::protocol::is_temp_name);
+    appeared && !temp
+}
+
 /// A watched directory: whose it is, and how to wake its reader.
 struct Watched {
     instance: String,
@@ -39,7 +61,11 @@ impl OutWatcher {
         let watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
             let Ok(event) = res else { return };
             let map = map.lock().expect("watch map");
-            for path in &event.paths {
+            for path in event
+                .paths
+                .iter()
+                .filter(|p| may_bring_a_file(&event.kind, p))
+            {
                 if let Some(watched) = path.parent().and_then(|d| map.get(d)) {
                     (watched.wake)();
                 }
@@ -149,6 +175,43 @@ impl Default for OutWatcher {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn only_a_name_that_appears_wakes_the_reader() {
+        use notify::event::{
+            AccessKind, AccessMode, CreateKind, DataChange, ModifyKind, RemoveKind, RenameMode,
+        };
+        use notify::EventKind;
+        let file = Path::new("/v/ipc/out/0001-reply.json");
+        let temp = Path::new("/v/ipc/out/.0001-reply.json.tmp");
+        let renamed_in = EventKind::Modify(ModifyKind::Name(RenameMode::To));
+        assert!(may_bring_a_file(&renamed_in, file));
+        assert!(may_bring_a_file(
+            &EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+            file
+        ));
+        assert!(may_bring_a_file(&EventKind::Create(CreateKind::File), file));
+        assert!(!may_bring_a_file(
+            &EventKind::Create(CreateKind::File),
+            temp
+        ));
+        assert!(!may_bring_a_file(
+            &EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+            temp
+        ));
+        assert!(!may_bring_a_file(
+            &EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+            temp
+        ));
+        assert!(!may_bring_a_file(
+            &EventKind::Access(AccessKind::Close(AccessMode::Write)),
+            temp
+        ));
+        assert!(!may_bring_a_file(
+            &EventKind::Remove(RemoveKind::File),
+            file
+        ));
+    }
     use super::*;
 
     /// Unwatching while events are flowing must not wait on the map the event callback holds.
