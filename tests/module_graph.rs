@@ -664,3 +664,18 @@ fn the_checker_finds_a_circle_through_a_reexport() {
     let report = circle_report(&Crate::load(dir.path())).join("\n");
     assert!(report.contains("circle: a ↔ b"), "{report}");
 }
+
+/// Prints the graph between sibling modules at every level of the main crate:
+/// `cargo test --test module_graph -- --ignored --nocapture`.
+#[test]
+#[ignore = "prints the graph; run by hand"]
+fn print_the_module_graph() {
+    for (parent, graph) in sibling_graphs(&Crate::load(&root().join("src")).edges()) {
+        println!("[{}]", name(&parent));
+        for (from, tos) in graph {
+            let last = |m: &ModPath| m.last().cloned().unwrap_or_default();
+            let tos: Vec<String> = tos.keys().map(last).collect();
+            println!("  {} → {}", last(&from), tos.join(", "));
+        }
+    }
+}
