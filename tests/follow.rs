@@ -200,8 +200,16 @@ fn with_a_daemon_logs_ask_it_and_need_no_engine_of_their_own() {
     // Following through the daemon, then on from the engine once the daemon stops (the
     // container runs on).
     let follower = Follower::start(&h.home, &["logs", "alice", "-f", "--tail", "0"]);
-    h.home.run(&["send", "alice", "later", "--wait"]).ok();
-    follower.expect("answered");
+    // The follower attaches in its own time and, with --tail 0, shows only what comes after:
+    // send until a turn's line reaches it.
+    assert!(
+        common::daemon::wait_until(std::time::Duration::from_secs(60), || {
+            h.home.run(&["send", "alice", "later", "--wait"]).ok();
+            follower.lines().iter().any(|l| l.contains("answered"))
+        }),
+        "{:#?}",
+        follower.lines()
+    );
     assert!(daemon.terminate().success());
     // Without a daemon the agent still reports a file it cannot read.
     std::fs::write(
