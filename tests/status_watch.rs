@@ -35,6 +35,29 @@ fn sigterm_ends_the_dashboard_and_gives_the_screen_back() {
     watch_then_quit(Quit::Sigterm);
 }
 
+/// A dashboard whose terminal goes away (its `script` killed, so the terminal hangs up) ends,
+/// rather than spinning on a terminal that always reads ready.
+#[test]
+fn a_dashboard_whose_terminal_hangs_up_ends() {
+    let h = TestHome::new();
+    h.run(&["create-instance", "alice"]).ok();
+    let d = Dashboard::start(&h.root, 120, 40);
+    wait_for_text(&d, "alice");
+    let pid = d.pid();
+    drop(d);
+    let alive = || {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit(") ").next().map(|rest| !rest.starts_with('Z')))
+            .unwrap_or(false)
+    };
+    let ended = common::daemon::wait_until(DEADLINE, || !alive());
+    if !ended {
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+    assert!(ended, "the dashboard ran on after its terminal hung up");
+}
+
 enum Quit {
     Key,
     Sigterm,

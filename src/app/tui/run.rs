@@ -88,10 +88,25 @@ fn event_loop(
         let wait = next_refresh
             .saturating_duration_since(Instant::now())
             .min(SIGNAL_CHECK);
-        if event::poll(wait)? {
+        // The wait is ours, not the terminal library's: its poll spins on a terminal that
+        // hangs up while it waits, and never returns.
+        let ready = match wait_for_input(wait) {
+            Input::HungUp => return Ok(()),
+            Input::Ready => true,
+            Input::None => false,
+        };
+        if ready {
             // Take every pending event before any I/O: a held arrow key then moves the
-            // selection without a Docker call per step.
-            loop {
+            // selection without a Docker call per step. A terminal that hung up reads as
+            // ready for ever, and the terminal library's read then spins on its end of file:
+            // it is never called once the terminal is gone (nor after a signal).
+            for _ in 0..MAX_EVENTS_AT_ONCE {
+                if stop.load(Ordering::SeqCst)
+                    || interrupted.load(Ordering::SeqCst)
+                    || terminal_hung_up()
+                {
+                    return Ok(());
+                }
                 if let Event::Key(key) = event::read()? {
                     match app.on_key(key) {
                         Action::Quit => return Ok(()),
@@ -168,6 +183,44 @@ fn follow_logs(
 }
 
 /// The longest the loop waits for a key before looking at the signal flag again.
+/// What the terminal on stdin has for us.
+enum Input {
+    Ready,
+    None,
+    /// Its other end closed: reading it would only ever give end of file.
+    HungUp,
+}
+
+/// Waits up to `wait` for the terminal on stdin.
+fn wait_for_input(wait: Duration) -> Input {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let stdin = std::io::stdin();
+    let mut fds = [PollFd::new(stdin.as_fd(), PollFlags::POLLIN)];
+    let ms = i32::try_from(wait.as_millis()).unwrap_or(i32::MAX);
+    let timeout = PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX);
+    match poll(&mut fds, timeout) {
+        Ok(_) => match fds[0].revents() {
+            Some(r)
+                if r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) =>
+            {
+                Input::HungUp
+            }
+            Some(r) if r.contains(PollFlags::POLLIN) => Input::Ready,
+            _ => Input::None,
+        },
+        // A signal came: the caller looks at its flags.
+        Err(_) => Input::None,
+    }
+}
+
+/// Whether the terminal on stdin has hung up, without waiting.
+fn terminal_hung_up() -> bool {
+    matches!(wait_for_input(Duration::ZERO), Input::HungUp)
+}
+
+/// Most events taken in one go before the loop looks at its flags and its clock again.
+const MAX_EVENTS_AT_ONCE: usize = 256;
 const SIGNAL_CHECK: Duration = Duration::from_millis(200);
 
 fn fetch_detail(app: &mut App, fetch: &mut Fetcher) {
