@@ -11,7 +11,6 @@ use serde_json::{json, Value};
 use crate::common::{self, sv};
 use crate::stats::{ms, ratio, summary};
 use supervisor::app::client::DaemonClient;
-use supervisor::app::daemon::live::Live;
 use supervisor::domain::instance::{InstanceConfig, InstanceName};
 use supervisor::infra::container_spec::{ContainerSpec, SpecInputs};
 use supervisor::infra::container_user::ContainerUser;
@@ -36,7 +35,7 @@ pub fn wait_ready(home: &Home, names: &[String]) {
             let s = client.status().await.unwrap();
             let waiting: Vec<&String> = names
                 .iter()
-                .filter(|n| !(Live::is_ready(&s, n) && s.started.contains_key(*n)))
+                .filter(|n| !(s.is_ready(n) && s.started.contains_key(*n)))
                 .collect();
             if waiting.is_empty() {
                 return;

@@ -6,8 +6,8 @@ use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 use crate::domain::escape::Utf8Stream;
-use crate::infra::docker::container::{LogChunk, LogsRequest};
-use crate::infra::docker::DockerError;
+use crate::infra::docker::container::{self, LogChunk, LogsRequest};
+use crate::infra::docker::{Client, DockerError};
 
 /// One line of the answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -110,4 +110,27 @@ where
             }
         },
     )
+}
+
+/// Why an instance's newest container cannot be read.
+#[derive(Debug, thiserror::Error)]
+pub enum NoContainer {
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    /// It has none ([`no_container_yet`] says so).
+    #[error("{0}")]
+    None(String),
+}
+
+/// The id of `name`'s newest container in the home `home_id`, running or stopped: the one
+/// whose output `logs` shows, whoever reads it (the daemon, the CLI, the dashboard).
+pub async fn newest_container_id(
+    client: &Client,
+    home_id: &str,
+    name: &str,
+) -> Result<String, NoContainer> {
+    let owned = container::list_owned(client, home_id).await?;
+    container::newest(&owned, name)
+        .map(|c| c.id.clone())
+        .ok_or_else(|| NoContainer::None(no_container_yet(name)))
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use crate::app::client::{ClientError, DaemonClient, LogPieces};
-use crate::app::container_output::{no_container_yet, pieces, LogPiece};
+use crate::app::container_output::{newest_container_id, pieces, LogPiece};
 use crate::domain::escape;
 use crate::infra::docker::{self, container, container::LogsRequest};
 use crate::infra::home::Home;
@@ -158,10 +158,8 @@ async fn from_engine(
     let config = home.host_config()?;
     let home_id = home.open()?.home_id()?;
     let client = docker::connect(&config.docker).await?;
-    let owned = container::list_owned(&client, &home_id).await?;
-    let c =
-        container::newest(&owned, name).ok_or_else(|| anyhow::anyhow!(no_container_yet(name)))?;
-    let mut output = std::pin::pin!(pieces(container::logs_with(&client, &c.id, request)));
+    let id = newest_container_id(&client, &home_id, name).await?;
+    let mut output = std::pin::pin!(pieces(container::logs_with(&client, &id, request)));
     while let Some(piece) = output.next().await {
         if let LogPiece::Stdout(text) | LogPiece::Stderr(text) = piece? {
             out.print(&text)?;

@@ -58,13 +58,6 @@ impl Live {
         s.started.insert(instance.to_string(), now_ms());
     }
 
-    /// Whether an instance's agent has announced readiness since its container was last
-    /// started. A container this daemon adopted (it did not start it) counts as ready once
-    /// running: its agent announced readiness to the daemon before.
-    pub fn is_ready(snapshot: &LiveSnapshot, instance: &str) -> bool {
-        snapshot.is_ready(instance)
-    }
-
     /// Records (Some) or clears (None) why an instance's files are left alone; returns
     /// whether that changed.
     pub fn set_boundary_problem(&self, instance: &str, problem: Option<String>) -> bool {

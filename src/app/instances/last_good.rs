@@ -36,10 +36,7 @@ fn keep(path: &Path, config: &InstanceConfig) {
 
 /// The last valid config kept on disk for the file at `path`, if any (validated again).
 fn kept(path: &Path) -> Option<InstanceConfig> {
-    let copy = last_valid_path(path);
-    copy.exists()
-        .then(|| InstanceConfig::load(&copy).ok())
-        .flatten()
+    InstanceConfig::load(&last_valid_path(path)).ok()
 }
 
 /// A config as the daemon should use it.
@@ -86,33 +83,37 @@ impl LastGoodConfigs {
     /// read (by this process, or kept on disk by any reader); with none, the error is
     /// returned.
     pub fn load(&self, name: &str, path: &Path) -> Result<Loaded, ConfigError> {
+        // Files are read and written with the cache unlocked: one instance's config never
+        // waits on another's disk.
         let read = InstanceConfig::load(path);
-        let mut map = self.0.lock().expect("config cache");
         match read {
             Ok(config) => {
-                if map.get(name).is_none_or(|e| e.config != config) {
+                let changed = self
+                    .0
+                    .lock()
+                    .expect("config cache")
+                    .insert(
+                        name.to_string(),
+                        Entry {
+                            config: config.clone(),
+                            reported: None,
+                        },
+                    )
+                    .is_none_or(|e| e.config != config);
+                if changed {
                     keep(path, &config);
                 }
-                map.insert(
-                    name.to_string(),
-                    Entry {
-                        config: config.clone(),
-                        reported: None,
-                    },
-                );
                 Ok(Loaded::Current(config))
             }
             Err(error) => {
-                if !map.contains_key(name) {
-                    if let Some(config) = kept(path) {
-                        map.insert(
-                            name.to_string(),
-                            Entry {
-                                config,
-                                reported: None,
-                            },
-                        );
-                    }
+                let known = self.0.lock().expect("config cache").contains_key(name);
+                let from_disk = if known { None } else { kept(path) };
+                let mut map = self.0.lock().expect("config cache");
+                if let Some(config) = from_disk {
+                    map.entry(name.to_string()).or_insert(Entry {
+                        config,
+                        reported: None,
+                    });
                 }
                 match map.get_mut(name) {
                     Some(entry) => {

@@ -11,7 +11,7 @@ use tokio::runtime::Runtime;
 
 use super::app::Detail;
 use crate::app::client::{ClientError, DaemonClient, LogPieces};
-use crate::app::container_output::{no_container_yet, pieces, LogPiece};
+use crate::app::container_output::{newest_container_id, pieces, LogPiece};
 use crate::app::status::StatusReport;
 use crate::infra::docker::{self, container, container::LogsRequest, Client};
 use crate::infra::home::Home;
@@ -97,12 +97,8 @@ impl<'h> Fetcher<'h> {
         };
         let (client, home_id) = &session;
         let lines = self.within_timeout(async {
-            let owned = container::list_owned(client, home_id).await?;
-            let c = container::newest(&owned, name)
-                .ok_or_else(|| anyhow::anyhow!(no_container_yet(name)))?;
-            engine_text(client, &c.id)
-                .await
-                .map(|text| last_lines(&text))
+            let id = newest_container_id(client, home_id, name).await?;
+            engine_text(client, &id).await.map(|text| last_lines(&text))
         });
         self.docker = Some(session);
         lines

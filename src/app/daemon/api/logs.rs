@@ -19,10 +19,9 @@ use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use super::{api_error, blocking, ApiError, AppState};
-use crate::app::container_output::{no_container_yet, pieces, LogPiece};
+use crate::app::container_output::{newest_container_id, pieces, LogPiece, NoContainer};
 use crate::domain::instance::InstanceName;
 use crate::infra::docker::container::{self, LogsRequest};
-use crate::infra::docker::DockerError;
 use crate::infra::store::StoreError;
 
 /// Pieces waiting for a slow client before the engine's stream is read further.
@@ -90,14 +89,12 @@ pub(super) async fn stream(
              `supervisor status` shows when it can)",
         )
     })?;
-    let unavailable = |e: DockerError| api_error(StatusCode::SERVICE_UNAVAILABLE, e);
-    let owned = container::list_owned(&client, &s.home_id)
+    let id = newest_container_id(&client, &s.home_id, name.as_str())
         .await
-        .map_err(unavailable)?;
-    let id = container::newest(&owned, name.as_str())
-        .ok_or_else(|| api_error(StatusCode::NOT_FOUND, no_container_yet(name.as_str())))?
-        .id
-        .clone();
+        .map_err(|e| match e {
+            NoContainer::None(why) => api_error(StatusCode::NOT_FOUND, why),
+            e => api_error(StatusCode::SERVICE_UNAVAILABLE, e),
+        })?;
 
     // The engine's stream borrows its client: a task owns both and hands the pieces over.
     let (tx, rx) = mpsc::channel(BUFFER);
@@ -140,6 +137,7 @@ mod tests {
     use super::*;
     use crate::app::container_output::path_for;
     use crate::infra::docker::container::LogChunk;
+    use crate::infra::docker::DockerError;
 
     fn query(pairs: &[(&str, &str)]) -> LogsQuery {
         let get = |k: &str| {
