@@ -8,7 +8,7 @@ use std::net::TcpStream;
 use std::process::Stdio;
 use std::time::Duration;
 
-use common::daemon::{wait_until, Daemon, ReadyHome};
+use common::daemon::{free_port, wait_until, Daemon, ReadyHome};
 use common::{bin, TestHome};
 use serde_json::{json, Value};
 use supervisor::app::client::DaemonClient;
@@ -16,14 +16,6 @@ use supervisor::infra::home::Home;
 
 const LONG: Duration = Duration::from_secs(60);
 const TOKEN: &str = "0123456789abcdef0123456789abcdef-test-token";
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn listen_on(home: &TestHome, addr: &str) {
     home.listen_on(addr);

@@ -170,6 +170,7 @@ mod tests {
                 body: body.into(),
                 ts: 1,
                 triggered: true,
+                chat: String::new(),
             }],
             history: vec![],
             scheduled: false,

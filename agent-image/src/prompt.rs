@@ -137,7 +137,10 @@ pub fn text_message(role: Role, content: impl Into<String>) -> ModelMessage {
 /// How one incoming chat message is shown to the model.
 pub fn format_message(m: &TurnMessage) -> String {
     let prefix = if m.triggered { "" } else { CONTEXT_PREFIX };
-    format!("{prefix}[{}] {}", m.sender, m.body)
+    match m.chat.as_str() {
+        "" => format!("{prefix}[{}] {}", m.sender, m.body),
+        chat => format!("{prefix}[{} in {chat}] {}", m.sender, m.body),
+    }
 }
 
 /// The line that tells the model the time of the turn at `now_ms` (Unix milliseconds).
@@ -298,6 +301,7 @@ mod tests {
             body: body.into(),
             ts: 1,
             triggered,
+            chat: String::new(),
         };
         let mut turn = Turn {
             turn_id: "t".into(),

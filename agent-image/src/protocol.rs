@@ -261,6 +261,10 @@ pub struct TurnMessage {
     /// True for the message(s) that started the turn (e.g. matched the trigger).
     #[serde(default)]
     pub triggered: bool,
+    /// The conversation it came from: empty for the operator's own, `<channel>:<chat>` for
+    /// a channel's (`webhook:ops`). A turn's messages all share one; the answer goes there.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub chat: String,
 }
 
 /// Who said something, in history and model messages.
@@ -456,6 +460,7 @@ mod tests {
                     body: "hello".into(),
                     ts: 1_700_000_000_000,
                     triggered: true,
+                    chat: String::new(),
                 }],
                 history: vec![
                     HistoryItem {

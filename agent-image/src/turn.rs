@@ -174,6 +174,7 @@ mod tests {
                     body: "earlier".into(),
                     ts: 1,
                     triggered: false,
+                    chat: String::new(),
                 },
                 TurnMessage {
                     id: "m-2".into(),
@@ -181,6 +182,7 @@ mod tests {
                     body: "save a note".into(),
                     ts: 2,
                     triggered: true,
+                    chat: String::new(),
                 },
             ],
             history: vec![],

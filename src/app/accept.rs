@@ -32,6 +32,8 @@ pub struct Incoming<'a> {
     /// Who wrote it, as the source vouches for it; checked against the allow-list.
     pub sender: &'a str,
     pub text: &'a str,
+    /// Its conversation: `""` for the operator's own, `<channel>:<chat>` for a channel's.
+    pub chat: &'a str,
     /// The sender's id for it (sending again is then safe); None: a fresh one.
     pub id: Option<&'a str>,
 }
@@ -120,6 +122,7 @@ pub fn accept(
         sender: m.sender,
         body: m.text,
         state: disposition.state(),
+        chat: m.chat,
     };
     let row = store
         .accept_message_once(&id, &inbound)
@@ -211,6 +214,7 @@ mod tests {
             channel: "cli",
             sender,
             text,
+            chat: "",
             id: None,
         }
     }

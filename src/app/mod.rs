@@ -3,6 +3,7 @@
 
 pub mod accept;
 pub mod backup;
+pub mod channels;
 pub mod cli;
 pub mod client;
 pub mod container_output;

@@ -2,6 +2,7 @@
 //! rules over them. Nothing here talks to Docker, SQLite, the network or the IPC directories,
 //! and nothing here depends on `infra` or `app`.
 
+pub mod channels;
 pub mod clock;
 pub mod duration_words;
 pub mod error_text;

@@ -197,6 +197,15 @@ pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// The final answers in an instance's history, oldest first.
 pub fn finals(home: &TestHome, instance: &str) -> Vec<serde_json::Value> {
+    history_where(home, instance, |m| m["state"] == "final")
+}
+
+/// The messages of an instance's history (the last 200) that `keep` keeps, oldest first.
+pub fn history_where(
+    home: &TestHome,
+    instance: &str,
+    keep: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<serde_json::Value> {
     let history = home
         .run(&["history", instance, "--json", "--limit", "200"])
         .ok()
@@ -205,7 +214,16 @@ pub fn finals(home: &TestHome, instance: &str) -> Vec<serde_json::Value> {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|m| m["state"] == "final")
+        .filter(|m| keep(m))
         .cloned()
         .collect()
+}
+
+/// A loopback TCP port free when asked.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

@@ -370,6 +370,7 @@ mod tests {
                     sender: "local",
                     body,
                     state: "queued",
+                    chat: "",
                 })
                 .unwrap();
         }

@@ -2,6 +2,7 @@
 
 mod backup;
 mod can_answer;
+mod channels;
 mod chat;
 mod chat_input;
 mod completions;
@@ -92,6 +93,8 @@ pub enum Command {
     History(history::Args),
     /// Show the web requests an instance's agent made through the host.
     Egress(egress::Args),
+    /// Show instances' channels (webhook): backlog, last message in and out, last error.
+    Channels(channels::Args),
     /// Talk with an instance interactively (one line, one message).
     Chat(chat::Args),
     /// The audit log: who did what, when (-f follows it).
@@ -160,6 +163,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => send::run(&home, args),
         Command::History(args) => history::run(&home, args),
         Command::Egress(args) => egress::run(&home, args),
+        Command::Channels(args) => channels::run(&home, args),
         Command::Chat(args) => chat::run(&home, args),
         Command::Events(args) => events::run(&home, args),
         Command::Task(cmd) => task::run(&home, cmd),

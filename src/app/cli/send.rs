@@ -69,6 +69,7 @@ pub fn run(home: &Home, mut args: Args) -> anyhow::Result<ExitCode> {
                 channel: CHANNEL,
                 sender: LOCAL_SENDER,
                 text: &args.text,
+                chat: "",
                 id: Some(&id),
             };
             let accepted =

@@ -11,6 +11,7 @@ pub mod lock;
 pub mod messaging;
 pub mod metrics;
 pub mod notify;
+pub mod outbox;
 pub mod plan;
 pub mod rate_window;
 pub mod reconcile;

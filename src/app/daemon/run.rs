@@ -121,6 +121,12 @@ async fn main_loop(
         )
         .run(stop_rx.clone()),
     );
+    tokio::spawn(super::outbox::run(
+        home.clone(),
+        reconciler.configs(),
+        messaging.handle(),
+        stop_rx.clone(),
+    ));
     let api_state = api::AppState::new(api::ApiContext {
         home: home.clone(),
         home_id: reconciler.home_id().to_string(),

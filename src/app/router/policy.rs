@@ -77,11 +77,18 @@ pub const TASK_CHANNEL: &str = "task";
 /// kind was queued first goes first. Chat messages are batched once at least one triggers:
 /// everything waiting, so messages that arrived during the previous turn are delivered
 /// together, up to [`TURN_BUDGET_BYTES`] (always at least one message).
+///
+/// A turn belongs to one conversation ([`MessageRow::chat`]): only the messages of the first
+/// triggered message's chat join it; two chats' messages never share a turn, and the other
+/// chats' wait for turns of their own.
 pub fn next_turn(waiting: &[MessageRow]) -> Option<Vec<String>> {
     let is_task = |m: &&MessageRow| m.channel == TASK_CHANNEL;
     let first_task = waiting.iter().find(is_task);
-    let chat: Vec<&MessageRow> = waiting.iter().filter(|m| !is_task(m)).collect();
-    let first_trigger = chat.iter().find(|m| m.state == "queued");
+    let first_trigger = waiting.iter().find(|m| !is_task(m) && m.state == "queued");
+    let chat: Vec<&MessageRow> = waiting
+        .iter()
+        .filter(|m| !is_task(m) && first_trigger.is_some_and(|t| t.chat == m.chat))
+        .collect();
     match (first_trigger, first_task) {
         (Some(c), Some(t)) if (t.created_at, &t.id) < (c.created_at, &c.id) => {
             Some(vec![t.id.clone()])
@@ -181,6 +188,7 @@ mod tests {
             updated_at: 0,
             triggered: state == "queued",
             scope: "conversation".into(),
+            chat: String::new(),
         }
     }
 
@@ -224,6 +232,32 @@ mod tests {
             ["a"],
             "the rest waits for the next turn"
         );
+    }
+
+    #[test]
+    fn two_chats_never_share_a_turn() {
+        let in_chat = |id: &str, chat: &str, state: &str| MessageRow {
+            chat: chat.into(),
+            ..row(id, "in", state, "hi")
+        };
+        let waiting = [
+            in_chat("a", "webhook:x", "context"),
+            in_chat("b", "webhook:y", "queued"),
+            in_chat("c", "webhook:x", "queued"),
+            in_chat("d", "webhook:y", "context"),
+            in_chat("e", "", "queued"),
+        ];
+        assert_eq!(next_turn(&waiting).unwrap(), ["b", "d"]);
+        assert_eq!(
+            next_turn(&waiting[..1]),
+            None,
+            "context alone starts nothing"
+        );
+        assert_eq!(
+            next_turn(&[waiting[0].clone(), waiting[2].clone()]).unwrap(),
+            ["a", "c"]
+        );
+        assert_eq!(next_turn(&waiting[4..]).unwrap(), ["e"]);
     }
 
     fn task_row(id: &str, at: i64, scope: &str) -> MessageRow {

@@ -54,6 +54,12 @@ pub struct InstanceConfig {
     /// Web access through the host; absent means none (src/instance/egress.rs).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub egress: Option<super::egress::EgressPolicy>,
+    /// Ways in besides the CLI and the API (src/domain/channels.rs); absent means none.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::domain::channels::Channels::is_empty"
+    )]
+    pub channels: crate::domain::channels::Channels,
 }
 
 /// The heartbeat: a turn every `every`, with `prompt`, whose runs that have nothing to say
@@ -249,6 +255,7 @@ impl Default for InstanceConfig {
             budget: Budget::default(),
             heartbeat: Heartbeat::default(),
             egress: None,
+            channels: Default::default(),
         }
     }
 }
@@ -456,6 +463,7 @@ impl InstanceConfig {
         if let Some(egress) = &self.egress {
             egress.validate()?;
         }
+        self.channels.validate()?;
         Ok(())
     }
 }

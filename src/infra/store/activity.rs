@@ -69,6 +69,7 @@ mod tests {
                 sender: "local",
                 body: "hi",
                 state,
+                chat: "",
             })
             .unwrap();
         }

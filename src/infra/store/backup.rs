@@ -129,6 +129,7 @@ mod tests {
                 sender: "local",
                 body,
                 state: "queued",
+                chat: "",
             })
             .unwrap();
         }
@@ -171,6 +172,7 @@ mod tests {
                     sender: "local",
                     body: &format!("m{i}"),
                     state: "queued",
+                    chat: "",
                 })
                 .unwrap();
             }

@@ -29,10 +29,12 @@ pub struct MessageRow {
     pub triggered: bool,
     /// `conversation`, `isolated` (a task run kept out of the chat history) or `silent`.
     pub scope: String,
+    /// The conversation: `""` for the operator's own, `<channel>:<chat>` for a channel's.
+    pub chat: String,
 }
 
 const COLUMNS: &str = "m.id, i.name, m.direction, m.channel, m.sender, m.body, m.state, \
-     m.reply_to, m.turn_id, m.error, m.created_at, m.updated_at, m.triggered, m.scope";
+     m.reply_to, m.turn_id, m.error, m.created_at, m.updated_at, m.triggered, m.scope, m.chat";
 
 fn from_row(r: &Row) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
@@ -50,6 +52,7 @@ fn from_row(r: &Row) -> rusqlite::Result<MessageRow> {
         updated_at: r.get(11)?,
         triggered: r.get(12)?,
         scope: r.get(13)?,
+        chat: r.get(14)?,
     })
 }
 
@@ -66,6 +69,8 @@ pub struct Inbound<'a> {
     pub body: &'a str,
     /// `queued`, `context` or `refused`, as the router's policy decided.
     pub state: &'a str,
+    /// Its conversation (see [`MessageRow::chat`]).
+    pub chat: &'a str,
 }
 
 /// How many extra messages (`send_message`) one turn may store, and how many bytes of text
@@ -142,23 +147,27 @@ fn insert_final(
         return Ok(false);
     }
     // Only a turn of this instance can be answered from its directory.
-    let first: Option<String> = tx
+    let first: Option<(String, String)> = tx
         .query_row(
-            "SELECT id FROM messages WHERE turn_id = ?1 AND instance_id = ?2 AND direction = 'in'
+            "SELECT id, chat FROM messages WHERE turn_id = ?1 AND instance_id = ?2 AND direction = 'in'
              ORDER BY triggered DESC, created_at LIMIT 1",
             params![turn_id, iid],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
-    if first.is_none() {
+    let Some((first, chat)) = first else {
         return Err(StoreError::UnknownTurn(turn_id.to_string()));
-    }
+    };
     let now = now_ms();
     tx.execute(
-        "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, reply_to, turn_id, error, created_at, updated_at)
-         VALUES (?1, ?2, 'out', 'agent', ?3, ?4, 'final', ?5, ?6, ?7, ?8, ?8)",
-        params![envelope_id, iid, instance, body, first, turn_id, error, now],
+        "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, reply_to, turn_id, error, created_at, updated_at, chat)
+         VALUES (?1, ?2, 'out', 'agent', ?3, ?4, 'final', ?5, ?6, ?7, ?8, ?8, ?9)",
+        params![envelope_id, iid, instance, body, first, turn_id, error, now, chat],
     )?;
+    // An empty answer (a task run with nothing to say) is not sent anywhere.
+    if !body.trim().is_empty() {
+        super::deliveries::enqueue(tx, iid, envelope_id, &chat, now)?;
+    }
     tx.execute(
         "UPDATE messages SET state = 'answered', updated_at = ?2
          WHERE turn_id = ?1 AND direction = 'in' AND state = 'delivered'",
@@ -196,15 +205,15 @@ impl Store {
     pub fn accept_message_once(&mut self, id: &str, m: &Inbound) -> Result<MessageRow> {
         self.write(|tx| {
             let iid = instance_id(tx, m.instance)?;
-            let stored: Option<(i64, String, String, String, String)> = tx
+            let stored: Option<(i64, String, String, String, String, String)> = tx
                 .query_row(
-                    "SELECT instance_id, direction, channel, sender, body FROM messages WHERE id = ?1",
+                    "SELECT instance_id, direction, channel, sender, body, chat FROM messages WHERE id = ?1",
                     [id],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
                 )
                 .optional()?;
             if let Some(stored) = stored {
-                let same = (iid, "in".to_string(), m.channel.to_string(), m.sender.to_string(), m.body.to_string());
+                let same = (iid, "in".to_string(), m.channel.to_string(), m.sender.to_string(), m.body.to_string(), m.chat.to_string());
                 return if stored == same {
                     Ok(())
                 } else {
@@ -213,9 +222,9 @@ impl Store {
             }
             let now = now_ms();
             tx.execute(
-                "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, triggered, created_at, updated_at)
-                 VALUES (?1, ?2, 'in', ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
-                params![id, iid, m.channel, m.sender, m.body, m.state, m.state == "queued", now],
+                "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, triggered, created_at, updated_at, chat)
+                 VALUES (?1, ?2, 'in', ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
+                params![id, iid, m.channel, m.sender, m.body, m.state, m.state == "queued", now, m.chat],
             )?;
             if m.state != "refused" {
                 tx.execute("UPDATE instances SET last_activity_at = ?2 WHERE id = ?1", params![iid, now])?;
@@ -371,11 +380,12 @@ impl Store {
     ) -> Result<Extra> {
         self.write(|tx| {
             let iid = instance_id(tx, instance)?;
-            let started: Option<i64> = tx.query_row(
-                "SELECT min(created_at) FROM messages WHERE turn_id = ?1 AND instance_id = ?2 AND direction = 'in'",
+            let (started, chat): (Option<i64>, Option<String>) = tx.query_row(
+                "SELECT min(created_at), min(chat) FROM messages WHERE turn_id = ?1 AND instance_id = ?2 AND direction = 'in'",
                 params![turn_id, iid],
-                |r| r.get(0),
+                |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
+            let chat = chat.unwrap_or_default();
             let Some(started) = started else {
                 return Err(StoreError::UnknownTurn(turn_id.to_string()));
             };
@@ -407,10 +417,11 @@ impl Store {
             } else if limit.admits(so_far, body.len()) {
                 let now = now_ms();
                 tx.execute(
-                    "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, turn_id, created_at, updated_at)
-                     VALUES (?1, ?2, 'out', 'agent', ?3, ?4, 'extra', ?5, ?6, ?6)",
-                    params![envelope_id, iid, instance, body, turn_id, now],
+                    "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, turn_id, created_at, updated_at, chat)
+                     VALUES (?1, ?2, 'out', 'agent', ?3, ?4, 'extra', ?5, ?6, ?6, ?7)",
+                    params![envelope_id, iid, instance, body, turn_id, now, chat],
                 )?;
+                super::deliveries::enqueue(tx, iid, envelope_id, &chat, now)?;
                 return Ok(Extra::Recorded);
             } else {
                 DropReason::OverLimit
@@ -462,6 +473,17 @@ impl Store {
         Ok(rows)
     }
 
+    /// The last `limit` messages of one conversation of an instance, oldest first.
+    pub fn chat_history(&self, instance: &str, chat: &str, limit: u32) -> Result<Vec<MessageRow>> {
+        let mut rows = self.select(
+            "WHERE i.name = ?1 AND i.removed_at IS NULL AND m.chat = ?2
+             ORDER BY m.created_at DESC, m.id DESC LIMIT ?3",
+            params![instance, chat, limit],
+        )?;
+        rows.reverse();
+        Ok(rows)
+    }
+
     /// The messages of an instance stored after `after` (a [`Cursor`]), oldest first, at
     /// most `limit`, and the cursor to ask with next time. With no cursor: the last `limit`
     /// messages, as [`Store::history`]. A message is stored once and then only changes state,
@@ -500,7 +522,7 @@ impl Store {
         ))?;
         let mut rows = stmt
             .query_map(params![instance, bound, limit], |r| {
-                Ok((from_row(r)?, r.get::<_, i64>(14)?))
+                Ok((from_row(r)?, r.get::<_, i64>(15)?))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.sort_by_key(|(_, rowid)| *rowid);
@@ -533,6 +555,7 @@ mod tests {
             sender: "local",
             body,
             state,
+            chat: "",
         }
     }
 

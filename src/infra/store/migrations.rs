@@ -209,6 +209,28 @@ CREATE TABLE web_requests (
 ) STRICT;
 CREATE INDEX web_requests_by_instance ON web_requests(instance_id, at);
 "#,
+    // 9: channels. A message belongs to one conversation (`chat`: '' for the operator's own,
+    // `<channel>:<chat>` for a channel's), and turns and history never mix two. Every answer
+    // into a channel's chat gets a delivery row: the outbox, sent in order per chat, tried
+    // until it succeeds, never sent again once recorded as sent.
+    r#"
+ALTER TABLE messages ADD COLUMN chat TEXT NOT NULL DEFAULT '';
+CREATE INDEX messages_by_chat ON messages(instance_id, chat, created_at);
+CREATE TABLE deliveries (
+    id              INTEGER PRIMARY KEY,
+    message_id      TEXT NOT NULL UNIQUE REFERENCES messages(id) ON DELETE CASCADE,
+    instance_id     INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+    channel         TEXT NOT NULL,
+    chat            TEXT NOT NULL,
+    state           TEXT NOT NULL CHECK (state IN ('pending', 'sent')),
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER NOT NULL,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    sent_at         INTEGER
+) STRICT;
+CREATE INDEX deliveries_pending ON deliveries(instance_id, channel, state, id);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -245,6 +245,7 @@ mod tests {
             sender: "local",
             body,
             state,
+            chat: "",
         })
         .unwrap()
         .id

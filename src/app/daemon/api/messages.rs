@@ -103,6 +103,7 @@ pub(super) async fn send_message(
             channel: &channel,
             sender: &sender,
             text: &text,
+            chat: "",
             id: id.as_deref(),
         };
         accept::accept(store, &home, &configs, &incoming).map_err(refusal)

@@ -18,6 +18,7 @@ mod messages;
 pub mod ports;
 mod store_pool;
 mod tasks;
+pub mod webhook;
 
 use std::sync::Arc;
 
@@ -113,6 +114,7 @@ pub fn router(state: AppState) -> Router {
             "/v1/instances/{name}/tasks",
             get(tasks::list_for).post(tasks::create),
         )
+        .route("/v1/channels/webhook/{name}", post(webhook::receive))
         .route("/v1/tasks", get(tasks::list_all))
         .route("/v1/tasks/{id}", get(tasks::one).delete(tasks::remove))
         .route("/v1/tasks/{id}/{action}", post(tasks::act))

@@ -515,7 +515,7 @@ impl Actor {
             Vec::new()
         } else {
             store
-                .history(&self.name, 200)?
+                .chat_history(&self.name, &first.chat, 200)?
                 .into_iter()
                 .filter(|m| m.created_at < first.created_at)
                 .collect()
@@ -533,6 +533,7 @@ impl Actor {
                         body: m.body.clone(),
                         ts: m.created_at,
                         triggered: m.triggered,
+                        chat: m.chat.clone(),
                     })
                     .collect(),
                 history: policy::history(&before, policy::HISTORY_BUDGET_CHARS),

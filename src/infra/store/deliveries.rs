@@ -1,0 +1,237 @@
+//! The `deliveries` table: the outbox. Every answer (final or mid-turn) in a channel's chat
+//! gets one row, committed with the answer itself, so an answer recorded is an answer that
+//! will be sent: rows are taken in order per chat, retried with backoff until the channel
+//! takes them, and once marked sent never taken again.
+
+use rusqlite::{params, Row};
+use serde::Serialize;
+
+use super::{instances::instance_id, now_ms, Result, Store};
+use crate::domain::channels::{channel_of, retry_delay_ms};
+
+/// An answer waiting to be sent into a channel's chat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    pub id: i64,
+    /// The outbound message it sends (its id is the delivery's id on the wire too).
+    pub message_id: String,
+    pub instance: String,
+    pub channel: String,
+    pub chat: String,
+    pub body: String,
+    /// The inbound message the answer replies to, if any.
+    pub reply_to: Option<String>,
+    /// `final` (the turn's answer) or `extra` (a message during the turn).
+    pub kind: String,
+    pub attempts: u32,
+    pub created_at: i64,
+}
+
+/// How a channel's outbox stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Backlog {
+    pub pending: u64,
+    pub last_sent_at: Option<i64>,
+    /// The last failure of a delivery still pending.
+    pub last_error: Option<String>,
+}
+
+/// Queues `message_id` for sending when `chat` is a channel's, inside the caller's
+/// transaction (the one that records the answer). The operator's conversation has no outbox.
+pub(super) fn enqueue(
+    tx: &rusqlite::Transaction,
+    instance_id: i64,
+    message_id: &str,
+    chat: &str,
+    now: i64,
+) -> Result<()> {
+    let Some(channel) = channel_of(chat) else {
+        return Ok(());
+    };
+    tx.execute(
+        "INSERT OR IGNORE INTO deliveries (message_id, instance_id, channel, chat, state, next_attempt_at, created_at)
+         VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",
+        params![message_id, instance_id, channel, chat, now],
+    )?;
+    Ok(())
+}
+
+fn from_row(r: &Row) -> rusqlite::Result<Delivery> {
+    Ok(Delivery {
+        id: r.get(0)?,
+        message_id: r.get(1)?,
+        instance: r.get(2)?,
+        channel: r.get(3)?,
+        chat: r.get(4)?,
+        body: r.get(5)?,
+        reply_to: r.get(6)?,
+        kind: r.get(7)?,
+        attempts: r.get(8)?,
+        created_at: r.get(9)?,
+    })
+}
+
+impl Store {
+    /// What `channel` of `instance` may send now: the oldest pending delivery of each chat,
+    /// when it is due (a chat whose oldest waits for its retry waits whole: order per chat).
+    pub fn due_deliveries(
+        &self,
+        instance: &str,
+        channel: &str,
+        limit: u32,
+    ) -> Result<Vec<Delivery>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT d.id, d.message_id, i.name, d.channel, d.chat, m.body, m.reply_to, m.state, d.attempts, d.created_at
+             FROM deliveries d
+             JOIN instances i ON i.id = d.instance_id
+             JOIN messages m ON m.id = d.message_id
+             WHERE i.name = ?1 AND i.removed_at IS NULL AND d.channel = ?2 AND d.state = 'pending'
+               AND d.id = (SELECT min(e.id) FROM deliveries e
+                           WHERE e.instance_id = d.instance_id AND e.chat = d.chat AND e.state = 'pending')
+               AND d.next_attempt_at <= ?3
+             ORDER BY d.id LIMIT ?4",
+        )?;
+        let rows = stmt.query_map(params![instance, channel, now_ms(), limit], from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Records that the channel took delivery `id`: it is never sent again.
+    pub fn delivery_sent(&mut self, id: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE deliveries SET state = 'sent', sent_at = ?2, attempts = attempts + 1, last_error = NULL
+                 WHERE id = ?1 AND state = 'pending'",
+                params![id, now_ms()],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Records a failed try of delivery `id` and when to try again; returns the attempts so far.
+    pub fn delivery_failed(&mut self, id: i64, error: &str) -> Result<u32> {
+        self.write(|tx| {
+            let attempts: u32 = tx.query_row(
+                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1
+                 RETURNING attempts",
+                params![id, error],
+                |r| r.get(0),
+            )?;
+            tx.execute(
+                "UPDATE deliveries SET next_attempt_at = ?2 WHERE id = ?1",
+                params![id, now_ms() + retry_delay_ms(attempts)],
+            )?;
+            Ok(attempts)
+        })
+    }
+
+    /// How `channel`'s outbox of `instance` stands.
+    pub fn backlog(&self, instance: &str, channel: &str) -> Result<Backlog> {
+        let iid = instance_id(self.conn(), instance)?;
+        Ok(self.conn().query_row(
+            "SELECT
+                (SELECT count(*) FROM deliveries WHERE instance_id = ?1 AND channel = ?2 AND state = 'pending'),
+                (SELECT max(sent_at) FROM deliveries WHERE instance_id = ?1 AND channel = ?2),
+                (SELECT last_error FROM deliveries WHERE instance_id = ?1 AND channel = ?2
+                    AND state = 'pending' AND last_error IS NOT NULL ORDER BY id LIMIT 1)",
+            params![iid, channel],
+            |r| {
+                Ok(Backlog {
+                    pending: r.get::<_, i64>(0)?.max(0) as u64,
+                    last_sent_at: r.get(1)?,
+                    last_error: r.get(2)?,
+                })
+            },
+        )?)
+    }
+
+    /// When `instance` last got a message through `channel` (Unix ms).
+    pub fn last_inbound_at(&self, instance: &str, channel: &str) -> Result<Option<i64>> {
+        let iid = instance_id(self.conn(), instance)?;
+        Ok(self.conn().query_row(
+            "SELECT max(created_at) FROM messages WHERE instance_id = ?1 AND channel = ?2 AND direction = 'in'",
+            params![iid, channel],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Deliveries of `message_id`'s answer, for tests and `show`: (state, attempts).
+    pub fn delivery_of(&self, message_id: &str) -> Result<Option<(String, u32)>> {
+        use rusqlite::OptionalExtension;
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT state, attempts FROM deliveries WHERE message_id = ?1",
+                [message_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::infra::store::messages::Inbound;
+    use crate::infra::store::test_store;
+
+    fn inbound<'a>(body: &'a str, chat: &'a str) -> Inbound<'a> {
+        Inbound {
+            instance: "alice",
+            channel: "webhook",
+            sender: "webhook:bob",
+            body,
+            state: "queued",
+            chat,
+        }
+    }
+
+    #[test]
+    fn answers_into_a_channels_chat_are_queued_in_order_and_sent_once() {
+        let (_d, mut s) = test_store(&["alice"]);
+        let a = s.accept_message(&inbound("one", "webhook:a")).unwrap();
+        let b = s.accept_message(&inbound("two", "webhook:b")).unwrap();
+        let local = s
+            .accept_message(&Inbound {
+                chat: "",
+                channel: "cli",
+                sender: "local",
+                ..inbound("three", "")
+            })
+            .unwrap();
+        s.begin_turn("t1", std::slice::from_ref(&a.id)).unwrap();
+        s.record_extra(
+            "alice",
+            "t1",
+            "x1",
+            "working",
+            &crate::app::router::policy::EXTRA_LIMIT,
+        )
+        .unwrap();
+        s.record_final("alice", "t1", "f1", "done", None).unwrap();
+        s.begin_turn("t2", std::slice::from_ref(&b.id)).unwrap();
+        s.record_final("alice", "t2", "f2", "done b", None).unwrap();
+        s.begin_turn("t3", std::slice::from_ref(&local.id)).unwrap();
+        s.record_final("alice", "t3", "f3", "done local", None)
+            .unwrap();
+        assert_eq!(s.message("f1").unwrap().chat, "webhook:a");
+
+        // One per chat, the oldest first; the operator's answer has no delivery.
+        let due = s.due_deliveries("alice", "webhook", 10).unwrap();
+        let ids: Vec<_> = due.iter().map(|d| d.message_id.as_str()).collect();
+        assert_eq!(ids, ["x1", "f2"]);
+        assert_eq!(due[0].kind, "extra");
+        assert_eq!(s.delivery_of("f3").unwrap(), None);
+
+        // A failure holds its chat back; the other chat goes on.
+        assert_eq!(s.delivery_failed(due[0].id, "HTTP 500").unwrap(), 1);
+        s.delivery_sent(due[1].id).unwrap();
+        assert!(s.due_deliveries("alice", "webhook", 10).unwrap().is_empty());
+        let backlog = s.backlog("alice", "webhook").unwrap();
+        assert_eq!(backlog.pending, 2);
+        assert_eq!(backlog.last_error.as_deref(), Some("HTTP 500"));
+        assert!(backlog.last_sent_at.is_some());
+
+        // Sent is for good: sending again changes nothing.
+        s.delivery_sent(due[1].id).unwrap();
+        assert_eq!(s.delivery_of("f2").unwrap(), Some(("sent".into(), 1)));
+    }
+}
