@@ -14,6 +14,7 @@ mod footprint;
 mod hops;
 mod ipc_floor;
 mod messages;
+mod receiver;
 mod scale;
 mod stats;
 mod status;

@@ -2,7 +2,8 @@
 //! (default 1000) each way: as the daemon measures it (accepted → answer stored), as a client
 //! on the unix socket sees it, through the CLI (`send --wait`, a process per message) and
 //! through the HTTP API on TCP with its bearer token; then HOP_N more (default 300, at most N)
-//! on the socket, watched file by file, for the time of each hop (see `hops.rs`).
+//! on the socket, watched file by file, for the time of each hop (see `hops.rs`); and N through
+//! the signed webhook channel, from the POST in to the answer POSTed out to a loopback receiver.
 
 use std::time::Instant;
 
@@ -16,6 +17,7 @@ use supervisor::app::daemon::api::SendRequest;
 use supervisor::infra::home::Home;
 
 const TOKEN: &str = "bench-token-0123456789abcdef0123456789";
+const WEBHOOK_SECRET: &str = "bench-webhook-secret";
 
 pub fn n() -> usize {
     std::env::var("N")
@@ -64,7 +66,9 @@ pub fn run() -> Value {
         .instance_paths(&supervisor::domain::instance::InstanceName::parse("m0").unwrap())
         .config;
     let mut c: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
-    c["allow_from"] = json!(["local", "api:tcp"]);
+    c["allow_from"] = json!(["local", "api:tcp", "webhook:bench"]);
+    let (receiver_url, received) = crate::receiver::start();
+    c["channels"] = json!({"webhook": {"secret_env": "BENCH_WEBHOOK_SECRET", "url": receiver_url}});
     std::fs::write(&config, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
     let port = free_port();
     let toml = root.join("supervisor.toml");
@@ -74,7 +78,13 @@ pub fn run() -> Value {
         with_api_line(&text, &format!("listen = \"127.0.0.1:{port}\"")),
     )
     .unwrap();
-    let daemon = common::start_daemon_with_env(&root, &[("SUPERVISOR_API_TOKEN", TOKEN)]);
+    let daemon = common::start_daemon_with_env(
+        &root,
+        &[
+            ("SUPERVISOR_API_TOKEN", TOKEN),
+            ("BENCH_WEBHOOK_SECRET", WEBHOOK_SECRET),
+        ],
+    );
     sv(&root, &["start", "--all", "--wait"]);
     let home = Home::new(&root).unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -84,7 +94,7 @@ pub fn run() -> Value {
         .unwrap();
 
     let (mut daemon_side, mut socket) = (Vec::new(), Vec::new());
-    let mut http = Vec::new();
+    let (mut http, mut webhook) = (Vec::new(), Vec::new());
     let hop_n = std::env::var("HOP_N")
         .ok()
         .and_then(|s| s.parse().ok())
@@ -144,6 +154,33 @@ pub fn run() -> Value {
             http.push(ms(t.elapsed()));
             assert_eq!(r["reply"], format!("echo: [api:tcp] http {i}"));
         }
+        // The webhook channel: signed POST in → the answer POSTed out, through the outbox.
+        let url = format!("http://127.0.0.1:{port}/v1/channels/webhook/m0");
+        for i in 0..n {
+            let body = serde_json::to_vec(
+                &json!({"id": format!("w{i}"), "sender": "bench", "chat": "c", "text": format!("hook {i}")}),
+            )
+            .unwrap();
+            let signature = supervisor::domain::channels::sign(WEBHOOK_SECRET.as_bytes(), &body);
+            let t = Instant::now();
+            let status = web
+                .post(&url)
+                .header(supervisor::domain::channels::SIGNATURE_HEADER, signature)
+                .body(body)
+                .send()
+                .await
+                .unwrap()
+                .status();
+            assert_eq!(status.as_u16(), 202);
+            let (at, answer) = received
+                .recv_timeout(std::time::Duration::from_secs(120))
+                .expect("the webhook answer");
+            webhook.push(ms(at.duration_since(t)));
+            assert_eq!(
+                answer["text"],
+                format!("echo: [webhook:bench in webhook:c] hook {i}")
+            );
+        }
     });
     let mut cli = Vec::new();
     for i in 0..n {
@@ -160,6 +197,7 @@ pub fn run() -> Value {
     let s = summary("client on the unix socket (send, wait)", &mut socket);
     let h = summary("HTTP API on TCP with token (send, wait)", &mut http);
     let c = summary("CLI `send --wait` (a process each)", &mut cli);
+    let w = summary("webhook in → answer POSTed out", &mut webhook);
     println!("lost: {lost}, duplicated: {duplicated}");
     let hops = hops::report(&per_hop);
     json!({
@@ -169,6 +207,7 @@ pub fn run() -> Value {
         "socket_client": s,
         "http_api": h,
         "cli_send_wait": c,
+        "webhook": w,
         "lost": lost,
         "duplicated": duplicated,
     })

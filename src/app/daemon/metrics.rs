@@ -63,6 +63,30 @@ pub struct Metrics {
     tokens: Family<TokenLabel, Counter>,
     model_requests: Family<StatusLabel, Counter>,
     web_requests: Family<WebLabel, Counter>,
+    channel_in: Family<ChannelLabel, Counter>,
+    deliveries: Family<DeliveryLabel, Counter>,
+    delivery_latency: Family<ChannelLabel, Histogram>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ChannelLabel {
+    pub instance: String,
+    pub channel: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabel {
+    pub instance: String,
+    pub channel: String,
+    /// `sent` or `failed` (a try that failed; the delivery is tried again).
+    pub result: String,
+}
+
+fn channel(instance: &str, channel: &str) -> ChannelLabel {
+    ChannelLabel {
+        instance: instance.to_string(),
+        channel: channel.to_string(),
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -86,6 +110,11 @@ impl Default for Metrics {
             tokens: Family::default(),
             model_requests: Family::default(),
             web_requests: Family::default(),
+            channel_in: Family::default(),
+            deliveries: Family::default(),
+            delivery_latency: Family::new_with_constructor(|| {
+                Histogram::new(exponential_buckets(0.005, 2.0, 16))
+            }),
         }
     }
 }
@@ -131,6 +160,35 @@ impl Metrics {
             .inc();
     }
 
+    /// A message taken in through a channel.
+    pub fn channel_message_in(&self, instance: &str, name: &str) {
+        self.channel_in
+            .get_or_create(&channel(instance, name))
+            .inc();
+    }
+
+    /// A try at sending an answer into a channel; when it was taken, `seconds` after the
+    /// answer was recorded.
+    pub fn delivery(&self, instance: &str, name: &str, sent_after: Option<f64>) {
+        let result = if sent_after.is_some() {
+            "sent"
+        } else {
+            "failed"
+        };
+        self.deliveries
+            .get_or_create(&DeliveryLabel {
+                instance: instance.to_string(),
+                channel: name.to_string(),
+                result: result.to_string(),
+            })
+            .inc();
+        if let Some(seconds) = sent_after {
+            self.delivery_latency
+                .get_or_create(&channel(instance, name))
+                .observe(seconds);
+        }
+    }
+
     /// The Prometheus text exposition of everything: the counters, and gauges computed from
     /// the store's `records` and `activity` and the daemon's `live` view.
     pub fn render(
@@ -169,6 +227,21 @@ impl Metrics {
             "web_requests",
             "Web requests through the host by outcome (ok, refused, failed) and reason",
             self.web_requests.clone(),
+        );
+        reg.register(
+            "channel_messages_received",
+            "Messages taken in through a channel",
+            self.channel_in.clone(),
+        );
+        reg.register(
+            "channel_deliveries",
+            "Tries at sending answers into channels, by result (sent, failed)",
+            self.deliveries.clone(),
+        );
+        reg.register(
+            "channel_delivery_latency_seconds",
+            "From an answer recorded to the channel taking it",
+            self.delivery_latency.clone(),
         );
 
         let up = Gauge::<i64>::default();

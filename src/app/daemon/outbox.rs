@@ -10,6 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use crate::app::channels::{self, Outbound};
+use crate::app::daemon::metrics::Metrics;
 use crate::app::daemon::shared::MessagingHandle;
 use crate::app::instances::last_good::LastGoodConfigs;
 use crate::domain::instance::InstanceName;
@@ -27,6 +28,7 @@ pub async fn run(
     home: Home,
     configs: LastGoodConfigs,
     messaging: MessagingHandle,
+    metrics: Metrics,
     mut stop: watch::Receiver<bool>,
 ) {
     let db = home.db_path();
@@ -60,7 +62,7 @@ pub async fn run(
                 }
                 for (instance, sender, deliveries) in work {
                     unready.remove(&instance);
-                    send_all(&store, &instance, sender.as_ref(), deliveries).await;
+                    send_all(&store, &metrics, &instance, sender.as_ref(), deliveries).await;
                 }
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "the outbox cannot read the store"),
@@ -112,6 +114,7 @@ fn due(
 /// Sends `deliveries` (one per chat) at once, and records each outcome.
 async fn send_all(
     store: &Arc<Mutex<Store>>,
+    metrics: &Metrics,
     instance: &str,
     sender: &dyn Outbound,
     deliveries: Vec<Delivery>,
@@ -124,7 +127,12 @@ async fn send_all(
         .into_iter()
         .map(|(d, r)| (d.id, r.map_err(|e| e.0)))
         .collect();
+    let now = crate::infra::store::now_ms();
     for (d, (_, r)) in deliveries.iter().zip(&results) {
+        let sent_after = r
+            .is_ok()
+            .then(|| (now - d.created_at).max(0) as f64 / 1000.0);
+        metrics.delivery(instance, sender.name(), sent_after);
         match r {
             Ok(()) => {
                 tracing::debug!(instance, channel = sender.name(), message = %d.message_id, "answer delivered")

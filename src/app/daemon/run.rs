@@ -125,6 +125,7 @@ async fn main_loop(
         home.clone(),
         reconciler.configs(),
         messaging.handle(),
+        metrics.clone(),
         stop_rx.clone(),
     ));
     let api_state = api::AppState::new(api::ApiContext {

@@ -111,6 +111,7 @@ pub(super) async fn receive(
         reconcile: &s.wake,
     };
     accept::deliver(&courier, &accepted);
+    s.metrics.channel_message_in(&name, WEBHOOK);
     Ok((
         StatusCode::ACCEPTED,
         Json(serde_json::json!({
