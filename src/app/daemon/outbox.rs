@@ -60,10 +60,15 @@ pub async fn run(
                         unready.insert(instance, problem);
                     }
                 }
-                for (instance, sender, deliveries) in work {
-                    unready.remove(&instance);
-                    send_all(&store, &metrics, &instance, sender.as_ref(), deliveries).await;
+                for (instance, _, _) in &work {
+                    unready.remove(instance);
                 }
+                // Each instance's channel at once: a receiver that is slow to fail (its
+                // timeout) holds up only its own answers.
+                let sends = work.iter().map(|(instance, sender, deliveries)| {
+                    send_all(&store, &metrics, instance, sender.as_ref(), deliveries)
+                });
+                futures_util::future::join_all(sends).await;
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "the outbox cannot read the store"),
             Err(e) => tracing::warn!(error = %e, "an outbox pass did not finish"),
@@ -117,7 +122,7 @@ async fn send_all(
     metrics: &Metrics,
     instance: &str,
     sender: &dyn Outbound,
-    deliveries: Vec<Delivery>,
+    deliveries: &[Delivery],
 ) {
     let sends = deliveries
         .iter()
