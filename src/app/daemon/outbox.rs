@@ -94,22 +94,24 @@ fn due(
     let store = store.lock().expect("outbox store");
     let mut work = Vec::new();
     let mut problems = Vec::new();
-    for record in store.instances()? {
-        let Ok(name) = InstanceName::parse(&record.name) else {
+    // Only instances with something due are looked at: an idle outbox costs one query.
+    for (instance, channel) in store.due_channels()? {
+        let Ok(name) = InstanceName::parse(&instance) else {
             continue;
         };
-        let Ok(config) = configs.load(&record.name, &home.instance_paths(&name).config) else {
+        let Ok(config) = configs.load(&instance, &home.instance_paths(&name).config) else {
             continue;
         };
         for sender in channels::outbound_for(&config.into_config(), http) {
             match sender {
-                Ok(sender) => {
-                    let due = store.due_deliveries(&record.name, sender.name(), PER_PASS)?;
+                Ok(sender) if sender.name() == channel => {
+                    let due = store.due_deliveries(&instance, &channel, PER_PASS)?;
                     if !due.is_empty() {
-                        work.push((record.name.clone(), sender, due));
+                        work.push((instance.clone(), sender, due));
                     }
                 }
-                Err(problem) => problems.push((record.name.clone(), problem)),
+                Ok(_) => {}
+                Err(problem) => problems.push((instance.clone(), problem)),
             }
         }
     }

@@ -56,6 +56,10 @@ pub(super) fn enqueue(
     Ok(())
 }
 
+/// A pending delivery `d` is the oldest of its chat: only that one may go (order per chat).
+const OLDEST_OF_ITS_CHAT: &str = "d.id = (SELECT min(e.id) FROM deliveries e \
+     WHERE e.instance_id = d.instance_id AND e.chat = d.chat AND e.state = 'pending')";
+
 fn from_row(r: &Row) -> rusqlite::Result<Delivery> {
     Ok(Delivery {
         id: r.get(0)?,
@@ -80,18 +84,31 @@ impl Store {
         channel: &str,
         limit: u32,
     ) -> Result<Vec<Delivery>> {
-        let mut stmt = self.conn().prepare(
+        let mut stmt = self.conn().prepare(&format!(
             "SELECT d.id, d.message_id, i.name, d.channel, d.chat, m.body, m.reply_to, m.state, d.attempts, d.created_at
              FROM deliveries d
              JOIN instances i ON i.id = d.instance_id
              JOIN messages m ON m.id = d.message_id
              WHERE i.name = ?1 AND i.removed_at IS NULL AND d.channel = ?2 AND d.state = 'pending'
-               AND d.id = (SELECT min(e.id) FROM deliveries e
-                           WHERE e.instance_id = d.instance_id AND e.chat = d.chat AND e.state = 'pending')
+               AND {OLDEST_OF_ITS_CHAT}
                AND d.next_attempt_at <= ?3
-             ORDER BY d.id LIMIT ?4",
-        )?;
+             ORDER BY d.id LIMIT ?4"
+        ))?;
         let rows = stmt.query_map(params![instance, channel, now_ms(), limit], from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The (instance, channel) pairs with a delivery due now, by the rule of
+    /// [`Store::due_deliveries`] (a chat's oldest pending one, when its retry is due).
+    pub fn due_channels(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn().prepare(&format!(
+            "SELECT DISTINCT i.name, d.channel FROM deliveries d
+             JOIN instances i ON i.id = d.instance_id
+             WHERE d.state = 'pending' AND d.next_attempt_at <= ?1 AND i.removed_at IS NULL
+               AND {OLDEST_OF_ITS_CHAT}
+             ORDER BY i.name, d.channel"
+        ))?;
+        let rows = stmt.query_map([now_ms()], |r| Ok((r.get(0)?, r.get(1)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
@@ -215,6 +232,10 @@ mod tests {
         assert_eq!(s.message("f1").unwrap().chat, "webhook:a");
 
         // One per chat, the oldest first; the operator's answer has no delivery.
+        assert_eq!(
+            s.due_channels().unwrap(),
+            [("alice".to_string(), "webhook".to_string())]
+        );
         let due = s.due_deliveries("alice", "webhook", 10).unwrap();
         let ids: Vec<_> = due.iter().map(|d| d.message_id.as_str()).collect();
         assert_eq!(ids, ["x1", "f2"]);
@@ -225,6 +246,10 @@ mod tests {
         assert_eq!(s.delivery_failed(due[0].id, "HTTP 500").unwrap(), 1);
         s.delivery_sent(due[1].id).unwrap();
         assert!(s.due_deliveries("alice", "webhook", 10).unwrap().is_empty());
+        assert!(
+            s.due_channels().unwrap().is_empty(),
+            "nothing due while a retry waits"
+        );
         let backlog = s.backlog("alice", "webhook").unwrap();
         assert_eq!(backlog.pending, 2);
         assert_eq!(backlog.last_error.as_deref(), Some("HTTP 500"));

@@ -69,7 +69,7 @@ pub fn origin(
 }
 
 /// The answer to a refused message, with a fitting status.
-fn refusal(e: AcceptError) -> ApiError {
+pub(super) fn refusal(e: AcceptError) -> ApiError {
     let status = match &e {
         AcceptError::Empty => StatusCode::UNPROCESSABLE_ENTITY,
         AcceptError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,

@@ -28,30 +28,21 @@ struct WebhookMessage {
     text: String,
 }
 
-fn bad(msg: impl std::fmt::Display) -> ApiError {
-    api_error(StatusCode::BAD_REQUEST, msg)
+fn not_found(name: &str) -> ApiError {
+    api_error(
+        StatusCode::NOT_FOUND,
+        format!("no instance {name:?} with a webhook channel"),
+    )
 }
 
-pub(super) async fn receive(
-    State(s): State<AppState>,
-    UrlPath(name): UrlPath<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
-    let not_found = || {
-        api_error(
-            StatusCode::NOT_FOUND,
-            format!("no instance {name:?} with a webhook channel"),
-        )
-    };
-    let iname = InstanceName::parse(&name).map_err(|_| not_found())?;
-    let config_path = s.home.instance_paths(&iname).config;
-    let webhook: WebhookChannel = s
-        .configs
-        .load(&name, &config_path)
-        .ok()
-        .and_then(|c| c.into_config().channels.webhook)
-        .ok_or_else(not_found)?;
+/// The message in `body` once its signature is checked (before anything else is read of it)
+/// and its fields are within bounds.
+fn verified(
+    name: &str,
+    webhook: &WebhookChannel,
+    body: &[u8],
+    signature: Option<&str>,
+) -> Result<WebhookMessage, ApiError> {
     let Some(secret) = std::env::var_os(&webhook.secret_env).filter(|v| !v.is_empty()) else {
         tracing::warn!(instance = %name, variable = %webhook.secret_env, "a webhook message arrived, but the daemon's environment does not set its secret variable");
         return Err(api_error(
@@ -62,14 +53,13 @@ pub(super) async fn receive(
             ),
         ));
     };
-    let signature = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok());
-    if !channels::verify(secret.as_encoded_bytes(), &body, signature) {
+    if !channels::verify(secret.as_encoded_bytes(), body, signature) {
         return Err(api_error(
             StatusCode::UNAUTHORIZED,
             format!("missing or wrong {SIGNATURE_HEADER}: expected sha256=<hex HMAC-SHA256 of the body with the secret>"),
         ));
     }
-    let m: WebhookMessage = serde_json::from_slice(&body).map_err(|e| {
+    let m: WebhookMessage = serde_json::from_slice(body).map_err(|e| {
         bad(format!(
             "expected a JSON object {{\"id\", \"sender\", \"chat\", \"text\"}}: {e}"
         ))
@@ -89,11 +79,37 @@ pub(super) async fn receive(
         }
     }
     accept::check(&m.text, None).map_err(bad)?;
+    Ok(m)
+}
+
+fn bad(msg: impl std::fmt::Display) -> ApiError {
+    api_error(StatusCode::BAD_REQUEST, msg)
+}
+
+pub(super) async fn receive(
+    State(s): State<AppState>,
+    UrlPath(name): UrlPath<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let iname = InstanceName::parse(&name).map_err(|_| not_found(&name))?;
+    let signature = headers
+        .get(SIGNATURE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let (home, configs) = (s.home.clone(), s.configs.clone());
-    let id = stored_id(&name, &m.id);
-    let sender = channels::chat_key(WEBHOOK, &m.sender);
-    let chat = channels::chat_key(WEBHOOK, &m.chat);
+    // The config is read, and the message stored, off the async threads.
     let accepted = blocking(&s, move |store| {
+        let config_path = home.instance_paths(&iname).config;
+        let webhook: WebhookChannel = configs
+            .load(iname.as_str(), &config_path)
+            .ok()
+            .and_then(|c| c.into_config().channels.webhook)
+            .ok_or_else(|| not_found(iname.as_str()))?;
+        let m = verified(iname.as_str(), &webhook, &body, signature.as_deref())?;
+        let id = stored_id(iname.as_str(), &m.id);
+        let sender = channels::chat_key(WEBHOOK, &m.sender);
+        let chat = channels::chat_key(WEBHOOK, &m.chat);
         let incoming = Incoming {
             instance: &iname,
             channel: WEBHOOK,
@@ -102,8 +118,7 @@ pub(super) async fn receive(
             chat: &chat,
             id: Some(&id),
         };
-        accept::accept(store, &home, &configs, &incoming)
-            .map_err(|e| api_error(StatusCode::CONFLICT, e))
+        accept::accept(store, &home, &configs, &incoming).map_err(super::messages::refusal)
     })
     .await?;
     let courier = DaemonCourier {
