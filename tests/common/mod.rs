@@ -225,3 +225,4 @@ pub mod follower;
 pub mod malformed;
 pub mod proxy;
 pub mod sandbox;
+pub mod telegram;
