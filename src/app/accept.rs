@@ -9,7 +9,7 @@
 //! a running instance costs no reconcile pass.
 
 use crate::app::instances::last_good::LastGoodConfigs;
-use crate::app::router::policy::{self, Disposition};
+use crate::app::router::policy::{self, Addressed, Disposition};
 use crate::domain::instance::config::ConfigError;
 use crate::domain::instance::state::InstanceState;
 use crate::domain::instance::InstanceName;
@@ -36,6 +36,8 @@ pub struct Incoming<'a> {
     pub chat: &'a str,
     /// The sender's id for it (sending again is then safe); None: a fresh one.
     pub id: Option<&'a str>,
+    /// Whom it was said to, as far as its channel can tell.
+    pub addressed: Addressed,
 }
 
 /// Why a message was not accepted. Nothing is stored for any of these.
@@ -114,7 +116,7 @@ pub fn accept(
     let config = configs
         .load(name, &home.instance_paths(m.instance).config)?
         .into_config();
-    let disposition = policy::classify(&config, m.sender, m.text);
+    let disposition = policy::classify(&config, m.sender, m.text, m.addressed);
     let id = m.id.map_or_else(crate::domain::ids::new_id, str::to_string);
     let inbound = Inbound {
         instance: name,
@@ -147,7 +149,7 @@ pub fn accept(
 }
 
 /// Hands an accepted message to whoever answers it.
-pub fn deliver(courier: &impl Courier, accepted: &Accepted) {
+pub fn deliver(courier: &(impl Courier + ?Sized), accepted: &Accepted) {
     if !accepted.is_for_delivery() {
         return;
     }
@@ -216,6 +218,7 @@ mod tests {
             text,
             chat: "",
             id: None,
+            addressed: Addressed::ByTrigger,
         }
     }
 

@@ -23,20 +23,93 @@ pub const MAX_NAME_BYTES: usize = 128;
 #[serde(deny_unknown_fields)]
 pub struct Channels {
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telegram: Option<TelegramChannel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookChannel>,
 }
 
 impl Channels {
     pub fn is_empty(&self) -> bool {
-        self.webhook.is_none()
+        self.webhook.is_none() && self.telegram.is_none()
     }
 
     pub fn validate(&self) -> Result<(), FieldError> {
+        if let Some(t) = &self.telegram {
+            t.validate()?;
+        }
         if let Some(w) = &self.webhook {
             w.validate()?;
         }
         Ok(())
     }
+}
+
+/// `channels.telegram`: a Telegram bot, reached by long polling (no public address needed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramChannel {
+    /// The host environment variable that holds the bot token (never the token itself).
+    pub token_env: String,
+    /// The Bot API server; absent or null: `https://api.telegram.org`.
+    #[serde(default)]
+    pub api_base: Option<String>,
+    /// Photos and documents up to this size are downloaded into the workspace's `inbox/`;
+    /// larger ones are named and skipped. Absent: 10 MiB. At most 20 MiB (the Bot API's own
+    /// limit for downloads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_attachment_bytes: Option<u64>,
+}
+
+impl TelegramChannel {
+    /// The Bot API server to talk to, without a trailing `/`.
+    pub fn api_base(&self) -> &str {
+        self.api_base
+            .as_deref()
+            .unwrap_or(crate::domain::telegram::DEFAULT_API_BASE)
+            .trim_end_matches('/')
+    }
+
+    /// The largest attachment that is downloaded.
+    pub fn max_attachment_bytes(&self) -> u64 {
+        self.max_attachment_bytes
+            .unwrap_or(crate::domain::telegram::DEFAULT_MAX_ATTACHMENT_BYTES)
+    }
+
+    fn validate(&self) -> Result<(), FieldError> {
+        if !is_env_var_name(&self.token_env) {
+            return Err(FieldError::new(
+                "channels.telegram.token_env",
+                format!(
+                    "expected the name of an environment variable (letters, digits and _), got {:?}; \
+                     the token itself never goes into the config",
+                    self.token_env
+                ),
+            ));
+        }
+        if let Some(base) = &self.api_base {
+            if !is_http_url(base) {
+                return Err(FieldError::new(
+                    "channels.telegram.api_base",
+                    format!("expected an http:// or https:// URL such as https://api.telegram.org, got {base:?}"),
+                ));
+            }
+        }
+        let most = crate::domain::telegram::MAX_ATTACHMENT_BYTES;
+        if self.max_attachment_bytes.is_some_and(|b| b > most) {
+            return Err(FieldError::new(
+                "channels.telegram.max_attachment_bytes",
+                format!("at most {most} (the Bot API downloads no larger file)"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `url` is a plain http(s) URL fit for a config.
+fn is_http_url(url: &str) -> bool {
+    (url.starts_with("http://") || url.starts_with("https://"))
+        && url.len() <= 2048
+        && !url.chars().any(|c| c.is_whitespace() || c.is_control())
 }
 
 /// `channels.webhook`: signed messages in on the daemon's listeners, answers out to `url`.
@@ -63,10 +136,7 @@ impl WebhookChannel {
             ));
         }
         if let Some(url) = &self.url {
-            let ok = (url.starts_with("http://") || url.starts_with("https://"))
-                && url.len() <= 2048
-                && !url.chars().any(|c| c.is_whitespace() || c.is_control());
-            if !ok {
+            if !is_http_url(url) {
                 return Err(FieldError::new(
                     "channels.webhook.url",
                     format!("expected an http:// or https:// URL, got {url:?}"),
@@ -168,6 +238,47 @@ mod tests {
     fn retries_back_off_to_five_minutes() {
         let d: Vec<_> = [0, 1, 2, 3, 9, 10, 50].map(retry_delay_ms).into();
         assert_eq!(d, [1000, 1000, 2000, 4000, 256_000, 300_000, 300_000]);
+    }
+
+    #[test]
+    fn the_telegram_config_names_a_variable_and_a_server() {
+        let ok = TelegramChannel {
+            token_env: "ALICE_TELEGRAM_TOKEN".into(),
+            api_base: None,
+            max_attachment_bytes: None,
+        };
+        assert!(ok.validate().is_ok());
+        assert_eq!(ok.api_base(), "https://api.telegram.org");
+        let own = TelegramChannel {
+            api_base: Some("http://127.0.0.1:8081/".into()),
+            ..ok.clone()
+        };
+        assert_eq!(own.api_base(), "http://127.0.0.1:8081");
+        for (bad, path) in [
+            (
+                TelegramChannel {
+                    token_env: "123:abc".into(),
+                    ..ok.clone()
+                },
+                "channels.telegram.token_env",
+            ),
+            (
+                TelegramChannel {
+                    api_base: Some("api.telegram.org".into()),
+                    ..ok.clone()
+                },
+                "channels.telegram.api_base",
+            ),
+            (
+                TelegramChannel {
+                    max_attachment_bytes: Some(21 << 20),
+                    ..ok.clone()
+                },
+                "channels.telegram.max_attachment_bytes",
+            ),
+        ] {
+            assert_eq!(bad.validate().unwrap_err().path, path);
+        }
     }
 
     #[test]

@@ -15,3 +15,4 @@ pub mod instance;
 pub mod schedule;
 pub mod serde_text;
 pub mod sizes;
+pub mod telegram;

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use super::{Outbound, SendError, SendFuture};
+use super::{Outbound, Outcome, SendFuture};
 use crate::domain::channels::{self, WebhookChannel, SIGNATURE_HEADER, WEBHOOK};
 use crate::infra::store::deliveries::Delivery;
 
@@ -86,18 +86,16 @@ impl Outbound for Sender {
                 .header(SIGNATURE_HEADER, signature)
                 .body(body)
                 .send()
-                .await
-                .map_err(|e| {
-                    SendError(crate::domain::error_text::one_line(&e.without_url().into()))
-                })?;
-            let status = answer.status();
-            if status.is_success() {
-                Ok(())
-            } else {
-                Err(SendError(format!(
+                .await;
+            match answer {
+                Err(e) => {
+                    Outcome::failed(crate::domain::error_text::one_line(&e.without_url().into()))
+                }
+                Ok(a) if a.status().is_success() => Outcome::Sent,
+                Ok(a) => Outcome::failed(format!(
                     "the receiver answered HTTP {}",
-                    status.as_u16()
-                )))
+                    a.status().as_u16()
+                )),
             }
         })
     }

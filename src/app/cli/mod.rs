@@ -93,7 +93,7 @@ pub enum Command {
     History(history::Args),
     /// Show the web requests an instance's agent made through the host.
     Egress(egress::Args),
-    /// Show instances' channels (webhook): backlog, last message in and out, last error.
+    /// Show instances' channels (Telegram, webhook) and let senders in (channels pair).
     Channels(channels::Args),
     /// Talk with an instance interactively (one line, one message).
     Chat(chat::Args),

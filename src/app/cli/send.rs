@@ -71,6 +71,7 @@ pub fn run(home: &Home, mut args: Args) -> anyhow::Result<ExitCode> {
                 text: &args.text,
                 chat: "",
                 id: Some(&id),
+                addressed: crate::app::router::policy::Addressed::ByTrigger,
             };
             let accepted =
                 accept::accept(&mut store, home, &LastGoodConfigs::default(), &incoming)?;

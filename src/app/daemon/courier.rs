@@ -20,3 +20,19 @@ impl Courier for DaemonCourier<'_> {
         let _ = self.reconcile.send(Wake::Api(None));
     }
 }
+
+/// A [`DaemonCourier`] that owns its handles, for the channels' own tasks.
+pub struct OwnedCourier {
+    pub messaging: MessagingHandle,
+    pub reconcile: mpsc::UnboundedSender<Wake>,
+}
+
+impl Courier for OwnedCourier {
+    fn poke(&self, instance: &str) {
+        self.messaging.poke(instance);
+    }
+
+    fn start_instances(&self) {
+        let _ = self.reconcile.send(Wake::Api(None));
+    }
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use crate::app::channels::{self, Outbound};
+use crate::app::channels::{self, Hub, Outbound, Outcome};
 use crate::app::daemon::metrics::Metrics;
 use crate::app::daemon::shared::MessagingHandle;
 use crate::app::instances::last_good::LastGoodConfigs;
@@ -27,6 +27,7 @@ const TICK: Duration = Duration::from_secs(1);
 pub async fn run(
     home: Home,
     configs: LastGoodConfigs,
+    hub: Hub,
     messaging: MessagingHandle,
     metrics: Metrics,
     mut stop: watch::Receiver<bool>,
@@ -39,7 +40,6 @@ pub async fn run(
         }
         Err(e) => return tracing::error!(error = %e, "the outbox cannot open the store"),
     };
-    let http = reqwest::Client::new();
     let mut answers = messaging.subscribe();
     // Whose sender could not be set up, so that it is logged once, not every second.
     let mut unready: std::collections::HashMap<String, String> = Default::default();
@@ -48,9 +48,9 @@ pub async fn run(
             return;
         }
         let work = {
-            let (store, home, configs, http) =
-                (store.clone(), home.clone(), configs.clone(), http.clone());
-            tokio::task::spawn_blocking(move || due(&store, &home, &configs, &http)).await
+            let (store, home, configs, hub) =
+                (store.clone(), home.clone(), configs.clone(), hub.clone());
+            tokio::task::spawn_blocking(move || due(&store, &home, &configs, &hub)).await
         };
         match work {
             Ok(Ok((work, problems))) => {
@@ -89,7 +89,7 @@ fn due(
     store: &Mutex<Store>,
     home: &Home,
     configs: &LastGoodConfigs,
-    http: &reqwest::Client,
+    hub: &Hub,
 ) -> Result<(Work, Vec<(String, String)>), crate::infra::store::StoreError> {
     let store = store.lock().expect("outbox store");
     let mut work = Vec::new();
@@ -102,7 +102,7 @@ fn due(
         let Ok(config) = configs.load(&instance, &home.instance_paths(&name).config) else {
             continue;
         };
-        for sender in channels::outbound_for(&config.into_config(), http) {
+        for sender in channels::outbound_for(&instance, &config.into_config(), hub) {
             match sender {
                 Ok(sender) if sender.name() == channel => {
                     let due = store.due_deliveries(&instance, &channel, PER_PASS)?;
@@ -118,7 +118,9 @@ fn due(
     Ok((work, problems))
 }
 
-/// Sends `deliveries` (one per chat) at once, and records each outcome.
+/// Sends `deliveries` (one per chat) at once, and records each outcome as soon as it is
+/// known: the time between the channel taking an answer and the outbox knowing it (when a
+/// daemon killed then would send it again) is one SQLite write, not a whole pass.
 async fn send_all(
     store: &Arc<Mutex<Store>>,
     metrics: &Metrics,
@@ -126,45 +128,61 @@ async fn send_all(
     sender: &dyn Outbound,
     deliveries: &[Delivery],
 ) {
-    let sends = deliveries
-        .iter()
-        .map(|d| async move { (d, sender.send(instance, d).await) });
-    let outcomes = futures_util::future::join_all(sends).await;
-    let results: Vec<(i64, Result<(), String>)> = outcomes
-        .into_iter()
-        .map(|(d, r)| (d.id, r.map_err(|e| e.0)))
-        .collect();
-    let now = crate::infra::store::now_ms();
-    for (d, (_, r)) in deliveries.iter().zip(&results) {
-        let sent_after = r
-            .is_ok()
-            .then(|| (now - d.created_at).max(0) as f64 / 1000.0);
-        metrics.delivery(instance, sender.name(), sent_after);
-        match r {
-            Ok(()) => {
-                tracing::debug!(instance, channel = sender.name(), message = %d.message_id, "answer delivered")
-            }
+    let sends = deliveries.iter().map(|d| async move {
+        let outcome = sender.send(instance, d).await;
+        observe(metrics, instance, sender.name(), d, &outcome);
+        let store = store.clone();
+        let id = d.id;
+        let recorded = tokio::task::spawn_blocking(move || record(&store, id, outcome)).await;
+        if let Ok(Err(e)) = recorded {
+            // Sent but not recorded: sent again later. The answer's id lets the receiver tell.
+            tracing::warn!(instance, error = %e, "the outbox cannot record a delivery");
+        }
+    });
+    futures_util::future::join_all(sends).await;
+}
+
+/// Metrics and the log of one try.
+fn observe(metrics: &Metrics, instance: &str, channel: &str, d: &Delivery, outcome: &Outcome) {
+    match outcome {
+        Outcome::Sent => {
+            let after = (crate::infra::store::now_ms() - d.created_at).max(0) as f64 / 1000.0;
+            metrics.delivery(instance, channel, Some(after));
+            tracing::debug!(instance, channel, message = %d.message_id, "answer delivered");
+        }
+        Outcome::Later { .. } => {}
+        Outcome::Failed { error, .. } => {
+            metrics.delivery(instance, channel, None);
             // The first failure and every tenth: a receiver down for hours is not a flood.
-            Err(e) if d.attempts % 10 == 0 => {
-                tracing::warn!(instance, channel = sender.name(), message = %d.message_id, attempts = d.attempts + 1, error = %e, "an answer could not be delivered; it is tried again")
+            if d.attempts.is_multiple_of(10) {
+                tracing::warn!(instance, channel, message = %d.message_id, attempts = d.attempts + 1, %error, "an answer could not be delivered; it is tried again");
             }
-            Err(_) => {}
         }
     }
-    let store = store.clone();
-    let recorded = tokio::task::spawn_blocking(move || {
-        let mut store = store.lock().expect("outbox store");
-        for (id, r) in results {
-            match r {
-                Ok(()) => store.delivery_sent(id)?,
-                Err(e) => drop(store.delivery_failed(id, &e)?),
-            }
+}
+
+fn record(
+    store: &Mutex<Store>,
+    id: i64,
+    outcome: Outcome,
+) -> Result<(), crate::infra::store::StoreError> {
+    let mut store = store.lock().expect("outbox store");
+    match outcome {
+        Outcome::Sent => store.delivery_sent(id),
+        Outcome::Later { parts_sent, wait } => {
+            store.delivery_progress(id, parts_sent, wait.as_millis() as i64)
         }
-        Ok::<_, crate::infra::store::StoreError>(())
-    })
-    .await;
-    if let Ok(Err(e)) = recorded {
-        // Sent but not recorded: sent again later. The answer's id lets the receiver tell.
-        tracing::warn!(instance, error = %e, "the outbox cannot record a delivery");
+        Outcome::Failed {
+            error,
+            parts_sent,
+            retry_after,
+        } => store
+            .delivery_failed(
+                id,
+                &error,
+                parts_sent,
+                retry_after.map(|w| w.as_millis() as i64),
+            )
+            .map(drop),
     }
 }

@@ -121,9 +121,31 @@ async fn main_loop(
         )
         .run(stop_rx.clone()),
     );
+    let hub = crate::app::channels::Hub::default();
+    let mut listeners = {
+        let metrics = metrics.clone();
+        crate::app::channels::listen::Listeners::new(
+            crate::app::channels::listen::Context {
+                home: home.clone(),
+                configs: reconciler.configs(),
+                courier: std::sync::Arc::new(super::courier::OwnedCourier {
+                    messaging: messaging.handle(),
+                    reconcile: wake_tx.clone(),
+                }),
+                hub: hub.clone(),
+                on_message: std::sync::Arc::new(move |instance: &str, channel: &str| {
+                    metrics.channel_message_in(instance, channel)
+                }),
+            },
+            stop_rx.clone(),
+        )
+    };
+    // Channels take messages in even while the Docker engine is away.
+    listeners.ensure(&reconciler.live_instances()?);
     tokio::spawn(super::outbox::run(
         home.clone(),
         reconciler.configs(),
+        hub,
         messaging.handle(),
         metrics.clone(),
         stop_rx.clone(),
@@ -195,6 +217,7 @@ async fn main_loop(
             {
                 Ok(outcome) => {
                     messaging.ensure(&outcome.live);
+                    listeners.ensure(&outcome.live);
                     config_watch.sync(&outcome.live);
                     live.set_converged(outcome.converged);
                     let configs = reconciler.configs();

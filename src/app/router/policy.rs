@@ -34,18 +34,36 @@ pub fn allowed(allow_from: &[String], sender: &str) -> bool {
     allow_from.iter().any(|a| a == "*" || a == sender)
 }
 
-pub fn classify(config: &InstanceConfig, sender: &str, body: &str) -> Disposition {
+/// Whom a message was said to, as its channel tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addressed {
+    /// The channel cannot tell (the CLI, the API, a webhook): the trigger decides, and
+    /// without one every message starts a turn.
+    ByTrigger,
+    /// Said to the instance (a private chat, a mention of its bot, a reply to it): it starts
+    /// a turn whatever the trigger.
+    Yes,
+    /// Said near it, in a group: the trigger decides, and without one it is context.
+    No,
+}
+
+pub fn classify(
+    config: &InstanceConfig,
+    sender: &str,
+    body: &str,
+    addressed: Addressed,
+) -> Disposition {
     if !allowed(&config.allow_from, sender) {
         return Disposition::Refused;
     }
-    match &config.trigger {
-        // The pattern was validated when the config was loaded.
-        Some(pattern) => match Regex::new(pattern) {
-            Ok(re) if re.is_match(body) => Disposition::Queued,
-            Ok(_) => Disposition::Context,
-            Err(_) => Disposition::Queued,
-        },
-        None => Disposition::Queued,
+    // The pattern was validated when the config was loaded.
+    let triggered = config
+        .trigger
+        .as_deref()
+        .map(|pattern| Regex::new(pattern).map_or(true, |re| re.is_match(body)));
+    match (addressed, triggered) {
+        (Addressed::Yes, _) | (_, Some(true)) | (Addressed::ByTrigger, None) => Disposition::Queued,
+        _ => Disposition::Context,
     }
 }
 
@@ -203,12 +221,52 @@ mod tests {
 
     #[test]
     fn trigger_decides_between_turn_and_context() {
+        use Addressed::*;
         let c = config(Some(r"(?i)^@alice\b"), &["*"]);
-        assert_eq!(classify(&c, "x:1", "@alice what's up"), Disposition::Queued);
-        assert_eq!(classify(&c, "x:1", "just chatting"), Disposition::Context);
+        assert_eq!(
+            classify(&c, "x:1", "@alice what's up", ByTrigger),
+            Disposition::Queued
+        );
+        assert_eq!(
+            classify(&c, "x:1", "just chatting", ByTrigger),
+            Disposition::Context
+        );
         let c = config(None, &["local"]);
-        assert_eq!(classify(&c, "local", "anything"), Disposition::Queued);
-        assert_eq!(classify(&c, "telegram:9", "anything"), Disposition::Refused);
+        assert_eq!(
+            classify(&c, "local", "anything", ByTrigger),
+            Disposition::Queued
+        );
+        assert_eq!(
+            classify(&c, "telegram:9", "anything", Yes),
+            Disposition::Refused
+        );
+    }
+
+    #[test]
+    fn said_to_the_instance_starts_a_turn_said_near_it_is_context_unless_triggered() {
+        use Addressed::*;
+        let open = config(None, &["*"]);
+        assert_eq!(
+            classify(&open, "telegram:1", "hi", Yes),
+            Disposition::Queued
+        );
+        assert_eq!(
+            classify(&open, "telegram:1", "hi", No),
+            Disposition::Context
+        );
+        let triggered = config(Some(r"(?i)\bdeploy\b"), &["*"]);
+        assert_eq!(
+            classify(&triggered, "telegram:1", "hi", Yes),
+            Disposition::Queued
+        );
+        assert_eq!(
+            classify(&triggered, "telegram:1", "please deploy", No),
+            Disposition::Queued
+        );
+        assert_eq!(
+            classify(&triggered, "telegram:1", "hi", No),
+            Disposition::Context
+        );
     }
 
     #[test]

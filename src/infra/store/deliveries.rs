@@ -25,6 +25,9 @@ pub struct Delivery {
     pub kind: String,
     pub attempts: u32,
     pub created_at: i64,
+    /// How many of its parts went already (a channel that splits long answers goes on from
+    /// the next one).
+    pub parts_sent: u32,
 }
 
 /// How a channel's outbox stands.
@@ -72,6 +75,7 @@ fn from_row(r: &Row) -> rusqlite::Result<Delivery> {
         kind: r.get(7)?,
         attempts: r.get(8)?,
         created_at: r.get(9)?,
+        parts_sent: r.get(10)?,
     })
 }
 
@@ -85,7 +89,7 @@ impl Store {
         limit: u32,
     ) -> Result<Vec<Delivery>> {
         let mut stmt = self.conn().prepare(&format!(
-            "SELECT d.id, d.message_id, i.name, d.channel, d.chat, m.body, m.reply_to, m.state, d.attempts, d.created_at
+            "SELECT d.id, d.message_id, i.name, d.channel, d.chat, m.body, m.reply_to, m.state, d.attempts, d.created_at, d.parts_sent
              FROM deliveries d
              JOIN instances i ON i.id = d.instance_id
              JOIN messages m ON m.id = d.message_id
@@ -124,20 +128,43 @@ impl Store {
         })
     }
 
-    /// Records a failed try of delivery `id` and when to try again; returns the attempts so far.
-    pub fn delivery_failed(&mut self, id: i64, error: &str) -> Result<u32> {
+    /// Records a failed try of delivery `id` (of which `parts_sent` parts went) and when to
+    /// try again: after `retry_after_ms` when the channel said, else the backoff. Returns the
+    /// attempts so far.
+    pub fn delivery_failed(
+        &mut self,
+        id: i64,
+        error: &str,
+        parts_sent: u32,
+        retry_after_ms: Option<i64>,
+    ) -> Result<u32> {
         self.write(|tx| {
             let attempts: u32 = tx.query_row(
-                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?2 WHERE id = ?1
+                "UPDATE deliveries SET attempts = attempts + 1, last_error = ?2,
+                    parts_sent = max(parts_sent, ?3) WHERE id = ?1
                  RETURNING attempts",
-                params![id, error],
+                params![id, error, parts_sent],
                 |r| r.get(0),
             )?;
+            let wait = retry_after_ms.unwrap_or_else(|| retry_delay_ms(attempts));
             tx.execute(
                 "UPDATE deliveries SET next_attempt_at = ?2 WHERE id = ?1",
-                params![id, now_ms() + retry_delay_ms(attempts)],
+                params![id, now_ms() + wait],
             )?;
             Ok(attempts)
+        })
+    }
+
+    /// Records that `parts_sent` parts of delivery `id` went and the rest waits `wait_ms` (the
+    /// channel's pace, not a failure: no attempt is counted).
+    pub fn delivery_progress(&mut self, id: i64, parts_sent: u32, wait_ms: i64) -> Result<()> {
+        self.write(|tx| {
+            tx.execute(
+                "UPDATE deliveries SET parts_sent = max(parts_sent, ?2), next_attempt_at = ?3
+                 WHERE id = ?1 AND state = 'pending'",
+                params![id, parts_sent, now_ms() + wait_ms.max(0)],
+            )?;
+            Ok(())
         })
     }
 
@@ -243,7 +270,10 @@ mod tests {
         assert_eq!(s.delivery_of("f3").unwrap(), None);
 
         // A failure holds its chat back; the other chat goes on.
-        assert_eq!(s.delivery_failed(due[0].id, "HTTP 500").unwrap(), 1);
+        assert_eq!(
+            s.delivery_failed(due[0].id, "HTTP 500", 0, None).unwrap(),
+            1
+        );
         s.delivery_sent(due[1].id).unwrap();
         assert!(s.due_deliveries("alice", "webhook", 10).unwrap().is_empty());
         assert!(
@@ -258,5 +288,43 @@ mod tests {
         // Sent is for good: sending again changes nothing.
         s.delivery_sent(due[1].id).unwrap();
         assert_eq!(s.delivery_of("f2").unwrap(), Some(("sent".into(), 1)));
+    }
+
+    #[test]
+    fn a_long_answer_goes_on_from_its_next_part_and_a_channels_wait_is_kept() {
+        let (_d, mut s) = test_store(&["alice"]);
+        let a = s.accept_message(&inbound("one", "telegram:7")).unwrap();
+        s.begin_turn("t1", std::slice::from_ref(&a.id)).unwrap();
+        s.record_final("alice", "t1", "f1", "long", None).unwrap();
+        let due = s.due_deliveries("alice", "telegram", 10).unwrap();
+        assert_eq!(due[0].parts_sent, 0);
+        s.delivery_progress(due[0].id, 1, 0).unwrap();
+        let due = s.due_deliveries("alice", "telegram", 10).unwrap();
+        assert_eq!(
+            (due[0].parts_sent, due[0].attempts),
+            (1, 0),
+            "pace is no attempt"
+        );
+        // Progress never goes back, and a channel's own wait replaces the backoff.
+        s.delivery_failed(due[0].id, "429", 0, Some(60_000))
+            .unwrap();
+        assert!(s
+            .due_deliveries("alice", "telegram", 10)
+            .unwrap()
+            .is_empty());
+        let next: i64 = s
+            .conn()
+            .query_row(
+                "SELECT next_attempt_at - created_at FROM deliveries",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert!(next >= 59_000, "{next}");
+        let parts: u32 = s
+            .conn()
+            .query_row("SELECT parts_sent FROM deliveries", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(parts, 1);
     }
 }

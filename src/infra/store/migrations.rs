@@ -231,6 +231,32 @@ CREATE TABLE deliveries (
 ) STRICT;
 CREATE INDEX deliveries_pending ON deliveries(instance_id, channel, state, id);
 "#,
+    // 10: channels that hold a connection (Telegram): how each stands (`channel_status`, for
+    // `channels`, the dashboard and /metrics), the parts of a long answer already sent (so a
+    // restart goes on from the next part), and pairing codes given to unknown senders.
+    r#"
+ALTER TABLE deliveries ADD COLUMN parts_sent INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE channel_status (
+    instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+    channel     TEXT NOT NULL,
+    state       TEXT NOT NULL CHECK (state IN ('starting', 'ok', 'failing', 'error')),
+    detail      TEXT,
+    account     TEXT,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (instance_id, channel)
+) STRICT;
+CREATE TABLE pairings (
+    code        TEXT PRIMARY KEY,
+    instance_id INTEGER NOT NULL REFERENCES instances(id) ON DELETE CASCADE,
+    channel     TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    paired_at   INTEGER
+) STRICT;
+CREATE INDEX pairings_by_sender ON pairings(instance_id, sender, created_at);
+"#,
 ];
 
 /// The schema version this build writes.

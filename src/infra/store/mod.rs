@@ -2,6 +2,7 @@
 
 pub mod activity;
 pub mod backup;
+pub mod channels;
 pub mod deliveries;
 pub mod events;
 pub mod instances;

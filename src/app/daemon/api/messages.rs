@@ -105,6 +105,7 @@ pub(super) async fn send_message(
             text: &text,
             chat: "",
             id: id.as_deref(),
+            addressed: crate::app::router::policy::Addressed::ByTrigger,
         };
         accept::accept(store, &home, &configs, &incoming).map_err(refusal)
     })

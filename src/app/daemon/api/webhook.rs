@@ -117,6 +117,7 @@ pub(super) async fn receive(
             text: &m.text,
             chat: &chat,
             id: Some(&id),
+            addressed: crate::app::router::policy::Addressed::ByTrigger,
         };
         accept::accept(store, &home, &configs, &incoming).map_err(super::messages::refusal)
     })
