@@ -383,6 +383,27 @@ fn a_refused_token_and_a_second_poller_put_the_channel_in_error_with_the_fix() {
         daemon.log_text()
     );
     assert_eq!(channel_row(&h)["state"], "ok");
+
+    // The channel removed from the config (hot reload): the bot stops polling.
+    h.edit_config("alice", |c| {
+        c.as_object_mut().unwrap().remove("channels");
+    });
+    let polls = || tg.requests().iter().filter(|r| *r == "getUpdates").count();
+    assert!(wait_until(LONG, || {
+        let before = polls();
+        std::thread::sleep(Duration::from_secs(30));
+        polls() == before
+    }));
+    // And put back: it polls again.
+    h.edit_config("alice", |c| {
+        c["channels"] = json!({"telegram": {"token_env": TOKEN_ENV, "api_base": tg.base}});
+    });
+    let before = polls();
+    assert!(
+        wait_until(LONG, || polls() > before),
+        "{}",
+        daemon.log_text()
+    );
 }
 
 #[test]
@@ -553,4 +574,103 @@ fn attachments_land_in_the_inbox_and_a_planted_link_is_never_followed() {
         daemon.log_text()
     );
     assert_eq!(decoy.changes_line(), None);
+}
+
+#[test]
+fn webhook_mode_takes_updates_only_with_the_secret_and_stores_each_once() {
+    const HOOK_SECRET: &str = "hook-secret-0123456789";
+    let url = "https://bot.example.org/v1/channels/telegram/alice";
+    let (h, tg) = telegram_home(&["*"]);
+    h.edit_config("alice", |c| {
+        c["channels"]["telegram"]["webhook"] = json!({"url": url, "secret_env": "ALICE_TG_HOOK"});
+    });
+    let port = common::daemon::free_port();
+    h.home.listen_on(&format!("127.0.0.1:{port}"));
+    let daemon = Daemon::start_with_env(
+        &h.home,
+        &[
+            (TOKEN_ENV, TOKEN),
+            ("ALICE_TG_HOOK", HOOK_SECRET),
+            (
+                "SUPERVISOR_API_TOKEN",
+                "0123456789abcdef0123456789abcdef-api",
+            ),
+        ],
+    );
+    h.home.run(&["start", "alice", "--wait"]).ok();
+    assert!(
+        wait_until(LONG, || tg.webhook().as_deref() == Some(url)),
+        "{}",
+        daemon.log_text()
+    );
+    // The update as Telegram would POST it (the fake learns of the chat through it too).
+    let (update_id, message_id) = tg.private_text(7, "by hook");
+    let update = json!({"update_id": update_id, "message": {"message_id": message_id, "date": 0,
+        "chat": {"id": 7, "type": "private"},
+        "from": {"id": 7, "is_bot": false, "first_name": "Bo"}, "text": "by hook"}});
+    let post = |secret: Option<&str>| -> u16 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let mut req = reqwest::Client::new()
+                .post(format!(
+                    "http://127.0.0.1:{port}/v1/channels/telegram/alice"
+                ))
+                .json(&update);
+            if let Some(s) = secret {
+                req = req.header("X-Telegram-Bot-Api-Secret-Token", s);
+            }
+            req.send().await.unwrap().status().as_u16()
+        })
+    };
+    assert_eq!(post(None), 401);
+    assert_eq!(post(Some("not-the-secret")), 401);
+    assert!(inbound(&h).is_empty(), "nothing stored without the secret");
+    assert_eq!(post(Some(HOOK_SECRET)), 200);
+    assert_eq!(post(Some(HOOK_SECRET)), 200, "sent again: stored once");
+    assert_eq!(inbound(&h).len(), 1);
+    assert!(
+        wait_until(LONG, || sent_to(&tg, 7).len() == 1),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(sent_to(&tg, 7)[0].reply_to_message_id, Some(message_id));
+    assert!(
+        !tg.requests().iter().any(|r| r == "getUpdates"),
+        "no polling in webhook mode"
+    );
+    // Channel health in /metrics: the update in, the answer sent, its latency.
+    let metrics = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(async {
+            reqwest::Client::new()
+                .get(format!("http://127.0.0.1:{port}/metrics"))
+                .bearer_auth("0123456789abcdef0123456789abcdef-api")
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap()
+        });
+    let line = |prefix: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} in {metrics}"))
+            .to_string()
+    };
+    assert!(line("supervisor_channel_messages_received_total{").contains("telegram"));
+    assert!(line("supervisor_channel_messages_received_total{").ends_with(" 1"));
+    let sent = line("supervisor_channel_deliveries_total{");
+    assert!(
+        sent.contains("telegram") && sent.contains("sent") && sent.ends_with(" 1"),
+        "{sent}"
+    );
+    assert!(line("supervisor_channel_delivery_latency_seconds_count{").ends_with(" 1"));
+    assert!(!daemon.log_text().contains(HOOK_SECRET));
 }

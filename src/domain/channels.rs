@@ -58,6 +58,19 @@ pub struct TelegramChannel {
     /// limit for downloads).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_attachment_bytes: Option<u64>,
+    /// Webhook mode instead of long polling: Telegram POSTs updates to `url` (this daemon's
+    /// `/v1/channels/telegram/NAME`, reached from the internet), signed with the secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<TelegramWebhook>,
+}
+
+/// `channels.telegram.webhook`: where Telegram sends updates, and the variable holding the
+/// secret it sends with each (`X-Telegram-Bot-Api-Secret-Token`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TelegramWebhook {
+    pub url: String,
+    pub secret_env: String,
 }
 
 impl TelegramChannel {
@@ -91,6 +104,23 @@ impl TelegramChannel {
                 return Err(FieldError::new(
                     "channels.telegram.api_base",
                     format!("expected an http:// or https:// URL such as https://api.telegram.org, got {base:?}"),
+                ));
+            }
+        }
+        if let Some(w) = &self.webhook {
+            if !w.url.starts_with("https://") || !is_http_url(&w.url) {
+                return Err(FieldError::new(
+                    "channels.telegram.webhook.url",
+                    format!("expected an https:// URL (Telegram sends updates only over HTTPS), got {:?}", w.url),
+                ));
+            }
+            if !is_env_var_name(&w.secret_env) {
+                return Err(FieldError::new(
+                    "channels.telegram.webhook.secret_env",
+                    format!(
+                        "expected the name of an environment variable (letters, digits and _), got {:?}",
+                        w.secret_env
+                    ),
                 ));
             }
         }
@@ -246,6 +276,7 @@ mod tests {
             token_env: "ALICE_TELEGRAM_TOKEN".into(),
             api_base: None,
             max_attachment_bytes: None,
+            webhook: None,
         };
         assert!(ok.validate().is_ok());
         assert_eq!(ok.api_base(), "https://api.telegram.org");
@@ -275,6 +306,16 @@ mod tests {
                     ..ok.clone()
                 },
                 "channels.telegram.max_attachment_bytes",
+            ),
+            (
+                TelegramChannel {
+                    webhook: Some(TelegramWebhook {
+                        url: "http://bot.example.org/hook".into(),
+                        secret_env: "HOOK_SECRET".into(),
+                    }),
+                    ..ok.clone()
+                },
+                "channels.telegram.webhook.url",
             ),
         ] {
             assert_eq!(bad.validate().unwrap_err().path, path);

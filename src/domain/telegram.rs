@@ -472,6 +472,15 @@ impl Pace {
     }
 }
 
+/// Whether `secret` may be a webhook's secret token: 1 to 256 of `A-Z a-z 0-9 _ -` (the Bot
+/// API refuses anything else).
+pub fn is_valid_webhook_secret(secret: &str) -> bool {
+    (1..=256).contains(&secret.len())
+        && secret
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
 /// Letters and digits a person cannot misread (no 0/O, 1/I/L).
 const CODE_ALPHABET: &[u8] = b"ABCDEFGHJKMNPQRSTUVWXYZ23456789";
 

@@ -162,6 +162,20 @@ impl BotApi {
             .map(drop)
     }
 
+    /// Has Telegram POST updates to `url`, each with `secret` in the
+    /// `X-Telegram-Bot-Api-Secret-Token` header.
+    pub async fn set_webhook(
+        &self,
+        url: &str,
+        secret: &str,
+        allowed: &[&str],
+    ) -> Result<(), BotError> {
+        let params = json!({"url": url, "secret_token": secret, "allowed_updates": allowed});
+        self.call::<Value>("setWebhook", params, CALL_TIMEOUT)
+            .await
+            .map(drop)
+    }
+
     /// The updates from `offset` on (which confirms every earlier one), waiting up to
     /// `wait` for one. Each comes raw, so that one the channel cannot read is skipped alone.
     pub async fn get_updates(

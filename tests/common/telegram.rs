@@ -123,6 +123,8 @@ struct Store {
     revoked: bool,
     webhook: Option<(String, Option<String>)>,
     flood: Flood,
+    /// The flood limits' clock, when a test holds it still (None: the real one).
+    clock: Option<Instant>,
 }
 
 impl Store {
@@ -376,6 +378,17 @@ impl FakeTelegram {
 
     pub fn set_token_revoked(&self, on: bool) {
         self.change(|s| s.revoked = on);
+    }
+
+    /// Holds the flood limits' clock still, so that a test of them does not depend on how
+    /// fast the machine sends.
+    pub fn freeze_clock(&self) {
+        self.change(|s| s.clock = Some(Instant::now()));
+    }
+
+    /// Moves the held clock on by `d`.
+    pub fn advance_clock(&self, d: Duration) {
+        self.change(|s| s.clock = s.clock.map(|c| c + d));
     }
 
     /// Turns the flood limits off (on by default), for tests and benchmarks that measure
@@ -694,7 +707,7 @@ fn send_message(inner: &Inner, p: &Params) -> Response {
     if reply_to.is_some() && replied.is_none() && !without_reply {
         return bad("message to be replied not found");
     }
-    let now = Instant::now();
+    let now = s.clock.unwrap_or_else(Instant::now);
     if let Err(wait) = s.flood.admit(chat_id, now) {
         return flood(wait);
     }

@@ -62,6 +62,8 @@ pub trait Outbound: Send + Sync {
 pub struct Hub {
     pub http: reqwest::Client,
     pub telegram: telegram::Links,
+    /// Bots that take updates by webhook (`POST /v1/channels/telegram/NAME`).
+    pub telegram_hooks: telegram::Hooks,
 }
 
 /// The senders `config` of `instance` sets up, with why one could not be (a secret variable

@@ -145,7 +145,7 @@ async fn main_loop(
     tokio::spawn(super::outbox::run(
         home.clone(),
         reconciler.configs(),
-        hub,
+        hub.clone(),
         messaging.handle(),
         metrics.clone(),
         stop_rx.clone(),
@@ -162,6 +162,7 @@ async fn main_loop(
         started,
         stop: stop_rx.clone(),
         docker: docker_rx.clone(),
+        hub,
     });
     let stopped = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;

@@ -85,6 +85,65 @@ impl Links {
     }
 }
 
+/// A batch of updates Telegram POSTed, and where to say whether it is stored.
+pub type HookBatch = (
+    Vec<serde_json::Value>,
+    tokio::sync::oneshot::Sender<Result<(), String>>,
+);
+
+/// The instances whose bot takes updates by webhook: the secret Telegram sends with each,
+/// and the way to the instance's channel task, which stores them.
+#[derive(Clone, Default)]
+pub struct Hooks(Arc<Mutex<HashMap<String, Hook>>>);
+
+struct Hook {
+    secret: String,
+    tx: tokio::sync::mpsc::Sender<HookBatch>,
+}
+
+impl Hooks {
+    /// Opens `instance`'s webhook with `secret`; the batches POSTed to it come out of the
+    /// receiver.
+    pub fn open(&self, instance: &str, secret: String) -> tokio::sync::mpsc::Receiver<HookBatch> {
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        self.0
+            .lock()
+            .expect("hooks")
+            .insert(instance.to_string(), Hook { secret, tx });
+        rx
+    }
+
+    pub fn close(&self, instance: &str) {
+        self.0.lock().expect("hooks").remove(instance);
+    }
+
+    /// The way to `instance`'s channel task when `secret` is its webhook's (compared in
+    /// constant time); None when it has no webhook open or the secret is wrong.
+    pub fn admit(
+        &self,
+        instance: &str,
+        secret: Option<&str>,
+    ) -> Result<tokio::sync::mpsc::Sender<HookBatch>, HookRefusal> {
+        use subtle::ConstantTimeEq;
+        let hooks = self.0.lock().expect("hooks");
+        let hook = hooks.get(instance).ok_or(HookRefusal::NotOpen)?;
+        let given = secret.unwrap_or("").as_bytes();
+        if bool::from(given.ct_eq(hook.secret.as_bytes())) {
+            Ok(hook.tx.clone())
+        } else {
+            Err(HookRefusal::WrongSecret)
+        }
+    }
+}
+
+/// Why a webhook POST is not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HookRefusal {
+    /// The instance has no Telegram webhook open (none configured, or it is not ready yet).
+    NotOpen,
+    WrongSecret,
+}
+
 /// The bot token `config` names, from the daemon's environment.
 pub fn token(config: &TelegramChannel) -> Result<String, String> {
     std::env::var(&config.token_env)

@@ -70,11 +70,36 @@ pub async fn run(ctx: Arc<Context>, instance: String, config: TelegramChannel, m
         }
     };
     status.set("starting", None, None).await;
+    // Webhook mode needs its secret before anything is asked of Telegram.
+    let hook_secret = match &config.webhook {
+        None => None,
+        Some(w) => match std::env::var(&w.secret_env) {
+            Ok(s) if telegram::is_valid_webhook_secret(&s) => Some(s),
+            _ => {
+                let problem = format!(
+                    "the daemon's environment must set {} to the webhook's secret: 1 to 256 \
+                     letters, digits, _ or - (for example: openssl rand -hex 32)",
+                    w.secret_env
+                );
+                tracing::warn!(instance, %problem, "the Telegram channel cannot start");
+                status.set("error", Some(problem), None).await;
+                return stop.wait().await;
+            }
+        },
+    };
     let mut backoff = Backoff::default();
     let bot = loop {
         let hello = async {
             let bot = link.api.get_me().await?;
-            link.api.delete_webhook().await?;
+            match (&config.webhook, &hook_secret) {
+                (Some(w), Some(secret)) => {
+                    link.api
+                        .set_webhook(&w.url, secret, telegram::ALLOWED_UPDATES)
+                        .await?
+                }
+                // Long polling gets nothing while a webhook is set.
+                _ => link.api.delete_webhook().await?,
+            }
             Ok::<_, BotError>(bot)
         };
         let fault = tokio::select! {
@@ -91,9 +116,26 @@ pub async fn run(ctx: Arc<Context>, instance: String, config: TelegramChannel, m
     };
     link.set_bot(bot.clone());
     let account = format!("@{}", bot.username);
-    tracing::info!(instance, bot = %account, "the Telegram channel is polling for messages");
     status.set("ok", None, Some(account.clone())).await;
     let typing = tokio::spawn(keep_typing(store.clone(), link.clone(), instance.clone()));
+    if let Some(secret) = hook_secret {
+        tracing::info!(instance, bot = %account, "the Telegram channel takes updates by webhook");
+        let mut batches = ctx.hub.telegram_hooks.open(&instance, secret);
+        loop {
+            let batch = tokio::select! {
+                _ = stop.wait() => break,
+                b = batches.recv() => b,
+            };
+            let Some((updates, done)) = batch else { break };
+            let taken = take_all(&ctx, &store, &link, &bot, &instance, updates).await;
+            // Telegram sends it again unless it is answered 2xx: only once it is stored.
+            let _ = done.send(taken.map_err(|e| e.to_string()));
+        }
+        ctx.hub.telegram_hooks.close(&instance);
+        typing.abort();
+        return;
+    }
+    tracing::info!(instance, bot = %account, "the Telegram channel is polling for messages");
     let mut offset: Option<i64> = None;
     loop {
         let got = tokio::select! {
@@ -113,7 +155,11 @@ pub async fn run(ctx: Arc<Context>, instance: String, config: TelegramChannel, m
                     // Only now may Telegram forget them: the next poll says so.
                     Ok(()) => offset = next.or(offset),
                     Err(e) => {
-                        tracing::warn!(instance, error = %e, "Telegram updates could not be stored; they are read again");
+                        tracing::warn!(
+                            instance,
+                            error = format!("{e:#}"),
+                            "Telegram updates could not be stored; they are read again"
+                        );
                         if stop.sleep(Duration::from_secs(1)).await {
                             break;
                         }
@@ -144,7 +190,7 @@ async fn take_all(
     bot: &Bot,
     instance: &str,
     updates: Vec<serde_json::Value>,
-) -> Result<(), StoreError> {
+) -> anyhow::Result<()> {
     for raw in updates {
         match serde_json::from_value::<Update>(raw) {
             Ok(u) => take(ctx, store, link, bot, instance, u).await?,
@@ -163,7 +209,7 @@ async fn take(
     bot: &Bot,
     instance: &str,
     u: Update,
-) -> Result<(), StoreError> {
+) -> anyhow::Result<()> {
     let Some(m) = u.message else { return Ok(()) };
     // Channel posts have no sender; other bots are not people to answer.
     let Some(from) = m.from.clone().filter(|f| !f.is_bot) else {
@@ -252,7 +298,8 @@ async fn take(
     };
     let accepted = match accepted {
         Ok(a) => a,
-        Err(AcceptError::Store(e)) => return Err(e),
+        // Passing: the store busy or full, the config unreadable for now. Read again later.
+        Err(e @ (AcceptError::Store(_) | AcceptError::Config(_))) => return Err(e.into()),
         Err(e) => {
             tracing::warn!(instance, update = u.update_id, error = %e, "a Telegram message was not stored");
             return Ok(());
@@ -274,7 +321,7 @@ async fn offer_pairing(
     sender: &str,
     m: &Message,
     place: Place,
-) -> Result<(), StoreError> {
+) -> anyhow::Result<()> {
     let from = m.from.as_ref().expect("a sender");
     let name = match &from.username {
         Some(u) => format!("{} (@{u})", from.first_name),

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use subtle::ConstantTimeEq;
 
-/// The one GET a TCP caller may ask without the token (webhook messages, signed, are the
-/// one POST: `webhook::PATH_PREFIX`).
+/// The one GET a TCP caller may ask without the token (channel messages, which carry their
+/// own proof, are the only POSTs: `webhook::PATH_PREFIX`, `telegram_hook::PATH_PREFIX`).
 const LIVENESS_PATH: &str = "/v1/health";
 
 /// The token a TCP listener demands.
@@ -43,11 +43,13 @@ pub async fn require_token(State(token): State<Token>, req: Request, next: Next)
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    // A webhook message's signature is its authentication (the sender holds no API token).
-    if authorized(&token.0, given)
-        || (req.method() == Method::POST
-            && req.uri().path().starts_with(super::webhook::PATH_PREFIX))
-    {
+    // A channel message's signature or secret is its authentication (the sender holds no
+    // API token).
+    let path = req.uri().path();
+    let channel_post = req.method() == Method::POST
+        && (path.starts_with(super::webhook::PATH_PREFIX)
+            || path.starts_with(super::telegram_hook::PATH_PREFIX));
+    if authorized(&token.0, given) || channel_post {
         return next.run(req).await;
     }
     // Liveness is for probes that hold no secret (a load balancer, a container healthcheck):

@@ -18,6 +18,7 @@ mod messages;
 pub mod ports;
 mod store_pool;
 mod tasks;
+pub mod telegram_hook;
 pub mod webhook;
 
 use std::sync::Arc;
@@ -70,6 +71,8 @@ pub struct ApiContext {
     /// The daemon's connection to the Docker engine (None while it is away), for the
     /// endpoints that read from it (`logs.rs`).
     pub docker: watch::Receiver<Option<crate::infra::docker::Client>>,
+    /// The channels' shared parts: the Telegram webhooks open, for `telegram_hook.rs`.
+    pub hub: crate::app::channels::Hub,
 }
 
 impl std::ops::Deref for AppState {
@@ -115,6 +118,7 @@ pub fn router(state: AppState) -> Router {
             get(tasks::list_for).post(tasks::create),
         )
         .route("/v1/channels/webhook/{name}", post(webhook::receive))
+        .route("/v1/channels/telegram/{name}", post(telegram_hook::receive))
         .route("/v1/tasks", get(tasks::list_all))
         .route("/v1/tasks/{id}", get(tasks::one).delete(tasks::remove))
         .route("/v1/tasks/{id}/{action}", post(tasks::act))
