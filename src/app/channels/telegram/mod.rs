@@ -2,7 +2,10 @@
 //! out `sendMessage` through the outbox ([`Sender`]); both go through the bot's one [`Link`],
 //! which keeps the bot's pace (Telegram's flood limits) and identity for both.
 
+mod attachments;
 pub mod poll;
+mod typing;
+mod updates;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -215,5 +218,20 @@ impl Outbound for Sender {
             }
             Outcome::Sent
         })
+    }
+}
+
+/// A channel task's own connection to the store.
+type Shared = Arc<Mutex<crate::infra::store::Store>>;
+
+/// Runs store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::infra::store::StoreError> + Send + 'static,
+) -> Result<T, crate::infra::store::StoreError> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Cancelled: the runtime is shutting down, and this task with it.
+        Err(_) => std::future::pending().await,
     }
 }

@@ -1,0 +1,67 @@
+//! A message's photo or document, downloaded (`getFile`) into the workspace's `inbox/` when it
+//! is within the size cap and its sender is let in; and the note the agent sees about it.
+
+use std::sync::Arc;
+
+use super::Link;
+use crate::domain::format::bytes as shown_bytes;
+use crate::domain::telegram::Attachment;
+use crate::infra::telegram::BotError;
+
+/// Downloads `a` into the workspace's inbox; the note the agent sees about it.
+pub async fn fetch(
+    link: &Arc<Link>,
+    paths: &crate::infra::home::InstancePaths,
+    owner: Option<(u32, u32)>,
+    update_id: i64,
+    a: &Attachment,
+) -> String {
+    let limit = link.config.max_attachment_bytes();
+    let what = a.shown_name();
+    let too_large = |size: u64| {
+        format!(
+            "[{what}, {}, not downloaded: larger than the {} limit]",
+            shown_bytes(size),
+            shown_bytes(limit)
+        )
+    };
+    if let Some(size) = a.size.filter(|&s| s > limit) {
+        return too_large(size);
+    }
+    let file = match link.api.get_file(&a.file_id).await {
+        Ok(f) => f,
+        Err(BotError::Refused(_, d)) if d.contains("too big") => {
+            return too_large(a.size.unwrap_or(limit + 1))
+        }
+        Err(e) => return format!("[{what} could not be downloaded: {e}]"),
+    };
+    if let Some(size) = file.file_size.filter(|&s| s > limit) {
+        return too_large(size);
+    }
+    let Some(path) = file.file_path else {
+        return format!("[{what} could not be downloaded: the Bot API gave no file path]");
+    };
+    let bytes = match link.api.download(&path, limit).await {
+        Ok(b) => b,
+        Err(BotError::Refused(413, _)) => return too_large(limit + 1),
+        Err(e) => return format!("[{what} could not be downloaded: {e}]"),
+    };
+    let name = a.inbox_name(update_id, Some(&path));
+    let size = bytes.len() as u64;
+    let paths = paths.clone();
+    match tokio::task::spawn_blocking(move || {
+        crate::infra::inbox::save(&paths, owner, &name, &bytes)
+    })
+    .await
+    {
+        Ok(Ok(shown)) => format!(
+            "[{what}, {}, saved as /workspace/{shown}]",
+            shown_bytes(size)
+        ),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "an attachment could not be saved in the workspace");
+            format!("[{what} could not be saved in the workspace's inbox/]")
+        }
+        Err(e) => format!("[{what} could not be saved: {e}]"),
+    }
+}
