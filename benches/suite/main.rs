@@ -9,6 +9,11 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+// The same fake of the Bot API the integration tests use (its unused parts are allowed in the
+// file itself).
+#[path = "../../tests/common/telegram.rs"]
+mod fake_telegram;
+
 mod cold_start;
 mod footprint;
 mod hops;

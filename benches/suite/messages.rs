@@ -3,13 +3,16 @@
 //! on the unix socket sees it, through the CLI (`send --wait`, a process per message) and
 //! through the HTTP API on TCP with its bearer token; then HOP_N more (default 300, at most N)
 //! on the socket, watched file by file, for the time of each hop (see `hops.rs`); and N through
-//! the signed webhook channel, from the POST in to the answer POSTed out to a loopback receiver.
+//! the signed webhook channel, from the POST in to the answer POSTed out to a loopback receiver;
+//! and N through the Telegram channel, from an update pushed to a loopback fake of the Bot API
+//! (its long poll woken at once) to the reply the bot sends there.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
 use crate::common::{self, sv};
+use crate::fake_telegram::FakeTelegram;
 use crate::hops;
 use crate::stats::{ms, summary};
 use supervisor::app::client::DaemonClient;
@@ -18,6 +21,13 @@ use supervisor::infra::home::Home;
 
 const TOKEN: &str = "bench-token-0123456789abcdef0123456789";
 const WEBHOOK_SECRET: &str = "bench-webhook-secret";
+const TELEGRAM_TOKEN: &str = "123456:BENCH-token";
+/// Each Telegram round trip has a private chat of its own, from this user id up: the bot
+/// sends about one message a second into one chat, and a shared chat would measure that pace.
+const TELEGRAM_FIRST_USER: i64 = 10_000;
+/// Least time between two replies the bot sends: under its pace of 30 messages a second in
+/// all, so that no reply waits for the pace and the figure is the channel's own.
+const TELEGRAM_GAP: Duration = Duration::from_millis(40);
 
 pub fn n() -> usize {
     std::env::var("N")
@@ -66,9 +76,16 @@ pub fn run() -> Value {
         .instance_paths(&supervisor::domain::instance::InstanceName::parse("m0").unwrap())
         .config;
     let mut c: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
-    c["allow_from"] = json!(["local", "api:tcp", "webhook:bench"]);
+    // The Telegram round trips come from N users, one private chat each: "*" lets them all in
+    // without a list of N senders read with the config on every message of every row (the
+    // named senders stay to say who the other rows' callers are).
+    c["allow_from"] = json!(["local", "api:tcp", "webhook:bench", "*"]);
     let (receiver_url, received) = crate::receiver::start();
-    c["channels"] = json!({"webhook": {"secret_env": "BENCH_WEBHOOK_SECRET", "url": receiver_url}});
+    let telegram = FakeTelegram::start(TELEGRAM_TOKEN);
+    c["channels"] = json!({
+        "webhook": {"secret_env": "BENCH_WEBHOOK_SECRET", "url": receiver_url},
+        "telegram": {"token_env": "BENCH_TELEGRAM_TOKEN", "api_base": telegram.base},
+    });
     std::fs::write(&config, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
     let port = free_port();
     let toml = root.join("supervisor.toml");
@@ -83,6 +100,7 @@ pub fn run() -> Value {
         &[
             ("SUPERVISOR_API_TOKEN", TOKEN),
             ("BENCH_WEBHOOK_SECRET", WEBHOOK_SECRET),
+            ("BENCH_TELEGRAM_TOKEN", TELEGRAM_TOKEN),
         ],
     );
     sv(&root, &["start", "--all", "--wait"]);
@@ -182,6 +200,22 @@ pub fn run() -> Value {
             );
         }
     });
+    let mut telegram_rt = Vec::new();
+    // A few chats first, unmeasured, as the other rows are warmed: the bot's first poll and
+    // its connections to the API are set up by then.
+    let mut last_reply = Instant::now();
+    for i in 0..3 {
+        last_reply = telegram_round_trip(&telegram, TELEGRAM_FIRST_USER - 10 + i, "warm").1;
+    }
+    for i in 0..n {
+        if let Some(wait) = (last_reply + TELEGRAM_GAP).checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let user = TELEGRAM_FIRST_USER + i as i64;
+        let (took, at) = telegram_round_trip(&telegram, user, &format!("tg {i}"));
+        telegram_rt.push(ms(took));
+        last_reply = at;
+    }
     let mut cli = Vec::new();
     for i in 0..n {
         let t = Instant::now();
@@ -198,6 +232,7 @@ pub fn run() -> Value {
     let h = summary("HTTP API on TCP with token (send, wait)", &mut http);
     let c = summary("CLI `send --wait` (a process each)", &mut cli);
     let w = summary("webhook in → answer POSTed out", &mut webhook);
+    let t = summary("telegram update in → reply sent", &mut telegram_rt);
     println!("lost: {lost}, duplicated: {duplicated}");
     let hops = hops::report(&per_hop);
     json!({
@@ -208,7 +243,36 @@ pub fn run() -> Value {
         "http_api": h,
         "cli_send_wait": c,
         "webhook": w,
+        "telegram": t,
         "lost": lost,
         "duplicated": duplicated,
     })
+}
+
+/// Pushes `text` from `user` in a private chat and waits for the bot's reply to it; the time
+/// from the push to the reply reaching the fake API, and when it did.
+fn telegram_round_trip(telegram: &FakeTelegram, user: i64, text: &str) -> (Duration, Instant) {
+    let seen = telegram.sent().len();
+    let pushed = Instant::now();
+    let (_, message_id) = telegram.private_text(user, text);
+    let deadline = pushed + Duration::from_secs(120);
+    loop {
+        let reply = telegram
+            .sent()
+            .into_iter()
+            .skip(seen)
+            .find(|s| s.chat_id == user && s.reply_to_message_id == Some(message_id));
+        if let Some(reply) = reply {
+            assert!(
+                reply.text.starts_with(&format!("echo: [telegram:{user}"))
+                    && reply.text.ends_with(&format!("] {text}")),
+                "{reply:?}"
+            );
+            return (reply.at.duration_since(pushed), reply.at);
+        }
+        assert!(Instant::now() < deadline, "no reply to telegram:{user}");
+        // The figure is the fake's own time of arrival; looking often only ends the wait
+        // sooner.
+        std::thread::sleep(Duration::from_millis(1));
+    }
 }
