@@ -341,3 +341,87 @@ fn two_chats_never_share_a_turn_and_each_answer_goes_to_its_own() {
         .iter()
         .all(|t| !t["text"].as_str().unwrap().contains("operator")));
 }
+
+/// A receiver that takes connections and never answers: how many it took, how many the
+/// sender gave up on (closed).
+struct Hanging {
+    url: String,
+    taken: Arc<Mutex<u32>>,
+    closed: Arc<Mutex<u32>>,
+}
+
+impl Hanging {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/out", listener.local_addr().unwrap());
+        let (taken, closed) = (Arc::new(Mutex::new(0)), Arc::new(Mutex::new(0)));
+        let (t, c) = (taken.clone(), closed.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                *t.lock().unwrap() += 1;
+                let c = c.clone();
+                std::thread::spawn(move || {
+                    // Read until the sender closes (its timeout); answer nothing.
+                    let mut buf = [0u8; 4096];
+                    while matches!(stream.read(&mut buf), Ok(n) if n > 0) {}
+                    *c.lock().unwrap() += 1;
+                });
+            }
+        });
+        Self { url, taken, closed }
+    }
+}
+
+#[test]
+fn a_receiver_that_hangs_holds_up_only_its_own_answers() {
+    let hanging = Hanging::start();
+    let h = ReadyHome::new();
+    let tg = common::telegram::FakeTelegram::start("654321:TEST-token");
+    h.home.run(&["create-instance", "alice"]).ok();
+    h.home.run(&["create-instance", "bob"]).ok();
+    h.edit_config("alice", |c| {
+        c["allow_from"] = json!(["*"]);
+        c["channels"] =
+            json!({"telegram": {"token_env": "ALICE_TELEGRAM_TOKEN", "api_base": tg.base}});
+    });
+    h.edit_config("bob", |c| {
+        c["allow_from"] = json!(["webhook:carol"]);
+        c["channels"] =
+            json!({"webhook": {"secret_env": "ALICE_WEBHOOK_SECRET", "url": hanging.url}});
+    });
+    let port = free_port();
+    h.home.listen_on(&format!("127.0.0.1:{port}"));
+    let daemon = Daemon::start_with_env(
+        &h.home,
+        &[
+            ("SUPERVISOR_API_TOKEN", TOKEN),
+            ("ALICE_WEBHOOK_SECRET", SECRET),
+            ("ALICE_TELEGRAM_TOKEN", "654321:TEST-token"),
+        ],
+    );
+    h.home.run(&["start", "alice", "bob", "--wait"]).ok();
+    let url = format!("http://127.0.0.1:{port}/v1/channels/webhook/bob");
+    let (status, answer) = signed(
+        &url,
+        json!({"id": "h-1", "sender": "carol", "chat": "ops", "text": "hang on"}),
+    );
+    assert_eq!(status, 202, "{answer}");
+    assert!(
+        wait_until(LONG, || *hanging.taken.lock().unwrap() >= 1),
+        "{}",
+        daemon.log_text()
+    );
+    // bob's answer hangs on its receiver; alice's goes meanwhile, before bob's try gives up.
+    tg.private_text(7, "are you there?");
+    assert!(
+        wait_until(LONG, || !tg.sent().is_empty()),
+        "{}",
+        daemon.log_text()
+    );
+    assert_eq!(
+        *hanging.closed.lock().unwrap(),
+        0,
+        "alice's answer waited for bob's receiver to time out"
+    );
+}

@@ -2,7 +2,9 @@
 //! order per chat, and records how it went. It looks when an answer is recorded and once a
 //! second (mid-turn messages, retries that fall due). A delivery the channel took is marked
 //! sent and never taken again; one that failed waits its backoff and is tried again, for as
-//! long as it takes. A daemon restarted carries on with what is pending.
+//! long as it takes. A daemon restarted carries on with what is pending. Each instance's
+//! channel sends in a task of its own, so one whose receiver is slow to answer or to fail
+//! holds up nobody else.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,14 +45,23 @@ pub async fn run(
     let mut answers = messaging.subscribe();
     // Whose sender could not be set up, so that it is logged once, not every second.
     let mut unready: std::collections::HashMap<String, String> = Default::default();
+    // The (instance, channel) pairs sending now: each sends on its own, so a receiver slow to
+    // fail (its timeout) holds up only its own answers, never another's or the next pass.
+    let busy: Busy = Arc::default();
+    let finished = Arc::new(tokio::sync::Notify::new());
     loop {
         if *stop.borrow() {
             return;
         }
         let work = {
-            let (store, home, configs, hub) =
-                (store.clone(), home.clone(), configs.clone(), hub.clone());
-            tokio::task::spawn_blocking(move || due(&store, &home, &configs, &hub)).await
+            let (store, home, configs, hub, busy) = (
+                store.clone(),
+                home.clone(),
+                configs.clone(),
+                hub.clone(),
+                busy.clone(),
+            );
+            tokio::task::spawn_blocking(move || due(&store, &home, &configs, &hub, &busy)).await
         };
         match work {
             Ok(Ok((work, problems))) => {
@@ -60,26 +71,37 @@ pub async fn run(
                         unready.insert(instance, problem);
                     }
                 }
-                for (instance, _, _) in &work {
-                    unready.remove(instance);
+                for (instance, sender, deliveries) in work {
+                    unready.remove(&instance);
+                    let key = (instance.clone(), sender.name());
+                    busy.lock().expect("outbox busy").insert(key.clone());
+                    let (store, metrics, busy, finished) = (
+                        store.clone(),
+                        metrics.clone(),
+                        busy.clone(),
+                        finished.clone(),
+                    );
+                    tokio::spawn(async move {
+                        send_all(&store, &metrics, &instance, sender.as_ref(), &deliveries).await;
+                        busy.lock().expect("outbox busy").remove(&key);
+                        // The chats' next answers may go now.
+                        finished.notify_one();
+                    });
                 }
-                // Each instance's channel at once: a receiver that is slow to fail (its
-                // timeout) holds up only its own answers.
-                let sends = work.iter().map(|(instance, sender, deliveries)| {
-                    send_all(&store, &metrics, instance, sender.as_ref(), deliveries)
-                });
-                futures_util::future::join_all(sends).await;
             }
             Ok(Err(e)) => tracing::warn!(error = %e, "the outbox cannot read the store"),
             Err(e) => tracing::warn!(error = %e, "an outbox pass did not finish"),
         }
         tokio::select! {
             _ = answers.recv() => {}
+            _ = finished.notified() => {}
             _ = tokio::time::sleep(TICK) => {}
             _ = stop.changed() => {}
         }
     }
 }
+
+type Busy = Arc<Mutex<std::collections::HashSet<(String, &'static str)>>>;
 
 type Work = Vec<(String, Box<dyn Outbound>, Vec<Delivery>)>;
 
@@ -90,12 +112,17 @@ fn due(
     home: &Home,
     configs: &LastGoodConfigs,
     hub: &Hub,
+    busy: &Busy,
 ) -> Result<(Work, Vec<(String, String)>), crate::infra::store::StoreError> {
     let store = store.lock().expect("outbox store");
     let mut work = Vec::new();
     let mut problems = Vec::new();
     // Only instances with something due are looked at: an idle outbox costs one query.
+    let busy = busy.lock().expect("outbox busy").clone();
     for (instance, channel) in store.due_channels()? {
+        if busy.iter().any(|(i, c)| i == &instance && *c == channel) {
+            continue;
+        }
         let Ok(name) = InstanceName::parse(&instance) else {
             continue;
         };
