@@ -15,6 +15,15 @@ pub const SIGNATURE_HEADER: &str = "X-Supervisor-Signature";
 /// The webhook channel's name: its senders are `webhook:<sender>`, its chats `webhook:<chat>`.
 pub const WEBHOOK: &str = "webhook";
 
+/// The Telegram Bot API server when the config names none.
+pub const TELEGRAM_API_BASE: &str = "https://api.telegram.org";
+
+/// Telegram attachments up to this size are downloaded when the config says nothing.
+pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 10 << 20;
+
+/// The Bot API downloads no file larger than this.
+pub const MAX_ATTACHMENT_BYTES: u64 = 20 << 20;
+
 /// Most bytes a webhook sender or chat name may have.
 pub const MAX_NAME_BYTES: usize = 128;
 
@@ -78,14 +87,14 @@ impl TelegramChannel {
     pub fn api_base(&self) -> &str {
         self.api_base
             .as_deref()
-            .unwrap_or(crate::domain::telegram::DEFAULT_API_BASE)
+            .unwrap_or(TELEGRAM_API_BASE)
             .trim_end_matches('/')
     }
 
     /// The largest attachment that is downloaded.
     pub fn max_attachment_bytes(&self) -> u64 {
         self.max_attachment_bytes
-            .unwrap_or(crate::domain::telegram::DEFAULT_MAX_ATTACHMENT_BYTES)
+            .unwrap_or(DEFAULT_MAX_ATTACHMENT_BYTES)
     }
 
     fn validate(&self) -> Result<(), FieldError> {
@@ -124,7 +133,7 @@ impl TelegramChannel {
                 ));
             }
         }
-        let most = crate::domain::telegram::MAX_ATTACHMENT_BYTES;
+        let most = MAX_ATTACHMENT_BYTES;
         if self.max_attachment_bytes.is_some_and(|b| b > most) {
             return Err(FieldError::new(
                 "channels.telegram.max_attachment_bytes",

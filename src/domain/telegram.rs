@@ -8,17 +8,8 @@ use serde::Deserialize;
 /// (and `telegram:<chat id>/<topic id>` for a forum topic).
 pub const TELEGRAM: &str = "telegram";
 
-/// The Bot API server when the config names none.
-pub const DEFAULT_API_BASE: &str = "https://api.telegram.org";
-
 /// Most characters one message may carry, as Telegram counts them (UTF-16 code units).
 pub const MAX_MESSAGE_UNITS: usize = 4096;
-
-/// Attachments up to this size are downloaded when the config says nothing.
-pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 10 << 20;
-
-/// The Bot API downloads no file larger than this.
-pub const MAX_ATTACHMENT_BYTES: u64 = 20 << 20;
 
 /// The updates the poller asks for: messages only (edits, reactions and the rest are not
 /// conversation the agent answers).

@@ -4,53 +4,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::Hub;
-use crate::app::accept::Courier;
-use crate::app::instances::last_good::LastGoodConfigs;
+use super::{Context, Stop};
 use crate::domain::channels::TelegramChannel;
 use crate::domain::instance::InstanceName;
-use crate::infra::home::Home;
-
-/// Counts a message in: (instance, channel).
-pub type MessageCounter = Arc<dyn Fn(&str, &str) + Send + Sync>;
-
-/// What a listening channel needs of the daemon.
-pub struct Context {
-    pub home: Home,
-    pub configs: LastGoodConfigs,
-    /// Hands accepted messages to their instance's messaging actor.
-    pub courier: Arc<dyn Courier + Send + Sync>,
-    pub hub: Hub,
-    pub on_message: MessageCounter,
-}
-
-/// When a listener must stop: its own channel went, or the daemon stops.
-pub struct Stop {
-    own: watch::Receiver<bool>,
-    daemon: watch::Receiver<bool>,
-}
-
-impl Stop {
-    /// Resolves once either says stop.
-    pub async fn wait(&mut self) {
-        tokio::select! {
-            _ = self.own.wait_for(|s| *s) => {}
-            _ = self.daemon.wait_for(|s| *s) => {}
-        }
-    }
-
-    /// Sleeps `d`; true when told to stop meanwhile.
-    pub async fn sleep(&mut self, d: Duration) -> bool {
-        tokio::select! {
-            _ = self.wait() => true,
-            _ = tokio::time::sleep(d) => false,
-        }
-    }
-}
 
 /// The listeners running, by instance.
 pub struct Listeners {
@@ -97,10 +56,7 @@ impl Listeners {
                 continue;
             }
             let (tx, rx) = watch::channel(false);
-            let stop = Stop {
-                own: rx,
-                daemon: self.daemon_stop.clone(),
-            };
+            let stop = Stop::new(rx, self.daemon_stop.clone());
             tokio::spawn(super::telegram::poll::run(
                 self.ctx.clone(),
                 name.clone(),

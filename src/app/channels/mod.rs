@@ -12,9 +12,15 @@ pub mod webhook;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::watch;
+
+use crate::app::accept::Courier;
+use crate::app::instances::last_good::LastGoodConfigs;
 use crate::domain::instance::InstanceConfig;
+use crate::infra::home::Home;
 use crate::infra::store::deliveries::Delivery;
 
 /// How a try at a delivery went.
@@ -89,4 +95,45 @@ pub fn outbound_for(
         }
     }
     out
+}
+
+/// Counts a message in: (instance, channel).
+pub type MessageCounter = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// What a listening channel needs of the daemon.
+pub struct Context {
+    pub home: Home,
+    pub configs: LastGoodConfigs,
+    /// Hands accepted messages to their instance's messaging actor.
+    pub courier: Arc<dyn Courier + Send + Sync>,
+    pub hub: Hub,
+    pub on_message: MessageCounter,
+}
+
+/// When a listener must stop: its own channel went, or the daemon stops.
+pub struct Stop {
+    own: watch::Receiver<bool>,
+    daemon: watch::Receiver<bool>,
+}
+
+impl Stop {
+    pub fn new(own: watch::Receiver<bool>, daemon: watch::Receiver<bool>) -> Self {
+        Self { own, daemon }
+    }
+
+    /// Resolves once either says stop.
+    pub async fn wait(&mut self) {
+        tokio::select! {
+            _ = self.own.wait_for(|s| *s) => {}
+            _ = self.daemon.wait_for(|s| *s) => {}
+        }
+    }
+
+    /// Sleeps `d`; true when told to stop meanwhile.
+    pub async fn sleep(&mut self, d: Duration) -> bool {
+        tokio::select! {
+            _ = self.wait() => true,
+            _ = tokio::time::sleep(d) => false,
+        }
+    }
 }

@@ -125,7 +125,7 @@ async fn main_loop(
     let mut listeners = {
         let metrics = metrics.clone();
         crate::app::channels::listen::Listeners::new(
-            crate::app::channels::listen::Context {
+            crate::app::channels::Context {
                 home: home.clone(),
                 configs: reconciler.configs(),
                 courier: std::sync::Arc::new(super::courier::OwnedCourier {

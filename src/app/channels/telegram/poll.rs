@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use super::{blocking, Shared};
-use crate::app::channels::listen::{Context, Stop};
+use crate::app::channels::{Context, Stop};
 use crate::domain::channels::TelegramChannel;
 use crate::domain::telegram::{self, TELEGRAM};
 use crate::infra::store::Store;

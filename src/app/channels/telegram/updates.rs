@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::{blocking, Link, Shared};
 use crate::app::accept::{self, AcceptError, Incoming};
-use crate::app::channels::listen::Context;
+use crate::app::channels::Context;
 use crate::app::router::policy::{self, Addressed, Disposition};
 use crate::domain::instance::InstanceName;
 use crate::domain::telegram::{
