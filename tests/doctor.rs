@@ -537,3 +537,83 @@ fn on_a_home_that_does_not_exist_every_fix_is_init() {
     // A usage error stays 2, apart from doctor's own codes.
     assert_eq!(h.run(&["doctor", "--bogus"]).code, 2);
 }
+
+/// No daemon runs: the token in doctor's own environment is tried against the Bot API (a
+/// loopback fake), and the token is never printed, whatever the outcome.
+#[test]
+fn without_a_daemon_the_telegram_token_here_is_tried_and_never_shown() {
+    const TOKEN: &str = "123456:SECRET-part-never-shown";
+    const SECRET: &str = "SECRET-part-never-shown";
+    const VAR: &str = "DOCTOR_TELEGRAM_TOKEN";
+    let tg = common::telegram::FakeTelegram::start(TOKEN);
+    let h = TestHome::new();
+    h.run(&["init"]).ok();
+    h.run(&["create-instance", "alice"]).ok();
+    // No engine: doctor has nothing to wait for there.
+    std::fs::write(
+        h.path("supervisor.toml"),
+        "[docker]\nhost = \"unix:///nonexistent/docker.sock\"\n",
+    )
+    .unwrap();
+    let config = h.path("instances/alice/config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    c["channels"] = serde_json::json!({"telegram": {"token_env": VAR, "api_base": tg.base}});
+    std::fs::write(&config, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+    let doctor_with = |token: Option<&str>| {
+        let mut cmd = common::bin();
+        cmd.arg("--home")
+            .arg(&h.root)
+            .args(["doctor", "--json"])
+            .env_remove(VAR);
+        if let Some(t) = token {
+            cmd.env(VAR, t);
+        }
+        let out = cmd.output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        );
+        assert!(
+            !stdout.contains(SECRET) && !stderr.contains(SECRET),
+            "the token was shown:\n{stdout}\n{stderr}"
+        );
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        let found = rows(&report, "channels");
+        assert_eq!(found.len(), 1, "{report}");
+        found[0].clone()
+    };
+
+    let row = doctor_with(Some(TOKEN));
+    assert_eq!(row["status"], "ok", "{row}");
+    assert!(
+        row["message"].as_str().unwrap().contains("@test_bot"),
+        "{row}"
+    );
+
+    tg.set_token_revoked(true);
+    let row = doctor_with(Some(TOKEN));
+    assert_eq!(row["status"], "fail", "{row}");
+    assert!(row["message"].as_str().unwrap().contains("401"), "{row}");
+
+    let row = doctor_with(None);
+    assert_eq!(row["status"], "warn", "{row}");
+    assert!(row["message"].as_str().unwrap().contains(VAR), "{row}");
+    let fix = row["fix"].as_str().unwrap();
+    assert!(
+        fix.contains(VAR) && fix.contains("docs/channels.md"),
+        "{fix}"
+    );
+
+    // The table shows the same, and no more of the token.
+    let out = common::bin()
+        .arg("--home")
+        .arg(&h.root)
+        .arg("doctor")
+        .env(VAR, TOKEN)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("channels") && text.contains("401"), "{text}");
+    assert!(!text.contains(SECRET), "{text}");
+}

@@ -200,3 +200,43 @@ fn uptime_is_the_containers_figures_are_current_and_reasons_and_errors_show() {
     );
     assert!(run.stdout.contains(&hint), "{}", run.stdout);
 }
+
+/// Without Docker or a daemon: an instance's channels are listed, in the JSON and the text,
+/// and with no daemon nothing receives or sends, so the channel is `not running`.
+#[test]
+fn an_instance_with_a_webhook_channel_shows_it() {
+    let h = common::TestHome::new();
+    h.run(&["init"]).ok();
+    for name in ["alice", "bob"] {
+        h.run(&["create-instance", name]).ok();
+    }
+    std::fs::write(
+        h.path("supervisor.toml"),
+        "[docker]\nhost = \"unix:///nonexistent/docker.sock\"\n",
+    )
+    .unwrap();
+    let config = h.path("instances/alice/config.json");
+    let mut c: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    c["channels"] = serde_json::json!({"webhook": {"secret_env": "ALICE_WEBHOOK_SECRET"}});
+    std::fs::write(&config, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+
+    let v = h.run(&["status", "--json"]).ok().json();
+    assert_eq!(
+        alice(&v)["channels"],
+        serde_json::json!([
+            {"channel": "webhook", "state": "not running", "backlog": 0, "detail": null}
+        ])
+    );
+    let bob = &v["instances"][1];
+    assert_eq!(bob["channels"], serde_json::json!([]), "{bob}");
+    let text = h.run(&["status"]).ok().stdout;
+    let section = text
+        .split("\nchannels\n")
+        .nth(1)
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        section.starts_with("  alice webhook: not running\n"),
+        "{text}"
+    );
+    assert!(!text.contains("bob webhook"), "{text}");
+}

@@ -68,8 +68,14 @@ fn watch_then_quit(how: Quit) {
     for name in ["alice", "bob"] {
         h.run(&["create-instance", name]).ok();
     }
+    let config = h.path("instances/alice/config.json");
+    let mut c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    c["channels"] = serde_json::json!({"webhook": {"secret_env": "ALICE_WEBHOOK_SECRET"}});
+    std::fs::write(&config, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
     let mut d = Dashboard::start(&h.root, 160, 40);
-    // The daemon is down, so the header says so; both instances are in the table.
+    // The daemon is down, so the header says so; both instances are in the table, and the
+    // selected one's channel (nothing runs it) under it.
     let start = Instant::now();
     while !["alice", "bob", "DOWN"]
         .iter()
@@ -82,6 +88,7 @@ fn watch_then_quit(how: Quit) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    wait_for_text(&d, "webhook: not running");
     match how {
         Quit::Key => d.press(b"q"),
         Quit::Sigterm => {

@@ -67,6 +67,29 @@ fn channel_row(h: &ReadyHome) -> Value {
         .expect("a telegram row")
 }
 
+/// Doctor's row for alice's channel, as doctor judges it without the token in its own
+/// environment (the daemon has it); the token never shows in what it prints.
+fn doctor_row(h: &ReadyHome) -> Value {
+    let run = h.home.run(&["doctor", "--json"]);
+    let secret = TOKEN.split_once(':').unwrap().1;
+    assert!(
+        !run.stdout.contains(secret) && !run.stderr.contains(secret),
+        "{}{}",
+        run.stdout,
+        run.stderr
+    );
+    let report = run.json();
+    let rows: Vec<Value> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["name"] == "channels")
+        .cloned()
+        .collect();
+    assert_eq!(rows.len(), 1, "{report}");
+    rows[0].clone()
+}
+
 /// Runs `script` in alice's container with its toolbox shell; (exit code, stdout, stderr).
 fn sh(h: &ReadyHome, script: &str) -> (i64, String, String) {
     let id = h.container_of("alice").expect("alice runs").id;
@@ -349,6 +372,14 @@ fn a_refused_token_and_a_second_poller_put_the_channel_in_error_with_the_fix() {
     let daemon = start(&h);
     h.home.run(&["start", "alice", "--wait"]).ok();
     assert!(wait_until(LONG, || channel_row(&h)["state"] == "ok"));
+    // Doctor's environment has no token: it goes by what the running daemon recorded.
+    assert!(std::env::var_os(TOKEN_ENV).is_none());
+    let row = doctor_row(&h);
+    assert_eq!(row["status"], "ok", "{row}");
+    assert!(
+        row["message"].as_str().unwrap().contains("@test_bot"),
+        "{row}"
+    );
 
     tg.set_conflict(true);
     assert!(
@@ -370,6 +401,15 @@ fn a_refused_token_and_a_second_poller_put_the_channel_in_error_with_the_fix() {
     assert!(
         detail.contains(TOKEN_ENV) && detail.contains("@BotFather"),
         "{detail}"
+    );
+    let row = doctor_row(&h);
+    assert_eq!(row["status"], "fail", "{row}");
+    assert!(row["message"].as_str().unwrap().contains(&detail), "{row}");
+    let status = h.home.run(&["status", "--json"]).ok().json();
+    assert_eq!(status["instances"][0]["channels"][0]["state"], "error");
+    assert_eq!(
+        status["instances"][0]["channels"][0]["detail"],
+        detail.as_str()
     );
     // The instance serves its other ways in all along.
     let local = h.home.run(&["send", "alice", "hi", "--wait"]).ok();

@@ -3,15 +3,16 @@
 //! the I/O.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 
 use serde::Serialize;
 
+use crate::app::channels::health::{self as channel_health, Health};
 use crate::app::client::DaemonClient;
 pub use crate::app::wire::Isolation;
 use crate::app::wire::{ActorHealth, LiveSnapshot};
 use crate::domain::format::timestamp;
 use crate::domain::instance::state::{DesiredState, InstanceState};
+use crate::domain::instance::InstanceConfig;
 use crate::infra::docker;
 use crate::infra::home::Home;
 use crate::infra::llm::budget;
@@ -106,6 +107,41 @@ pub struct InstanceStatus {
     /// How its messaging actor has fared, once the daemon had to start it again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub messaging: Option<ActorHealth>,
+    /// Its channels (empty when its config has none, or does not load).
+    pub channels: Vec<ChannelState>,
+}
+
+/// One channel of an instance, as `status` shows it (`supervisor channels` tells more).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ChannelState {
+    pub channel: String,
+    /// `ok`, `starting`, `failing`, `error`, `receive-only` or `not running` (also whenever
+    /// no daemon runs: nothing receives or sends then).
+    pub state: String,
+    /// Answers waiting to go out.
+    pub backlog: u64,
+    /// What is wrong, and the fix.
+    pub detail: Option<String>,
+}
+
+impl ChannelState {
+    fn of(h: &Health, daemon_running: bool) -> Self {
+        let h = match daemon_running {
+            true => h.clone(),
+            false => h.clone().without_daemon(),
+        };
+        Self {
+            channel: h.channel.to_string(),
+            backlog: h.backlog.pending,
+            detail: h.problem().map(str::to_string),
+            state: h.state,
+        }
+    }
+
+    /// Whether it needs attention.
+    pub fn is_fault(&self) -> bool {
+        crate::app::channels::health::is_fault(&self.state)
+    }
 }
 
 /// What [`build`] needs.
@@ -125,6 +161,8 @@ pub struct Inputs<'a> {
     pub database: DatabaseStatus,
     /// This command's own view, used when the daemon is down (or gave none).
     pub isolation: Isolation,
+    /// Each instance's channels, by instance (none: no channels).
+    pub channels: &'a HashMap<String, Vec<Health>>,
 }
 
 pub fn build(i: &Inputs) -> StatusReport {
@@ -233,6 +271,13 @@ fn instance(r: &InstanceRecord, a: Option<&Activity>, i: &Inputs) -> InstanceSta
         disk_bytes: disk.map(|d| d.used_bytes),
         disk_limit_bytes: disk.and_then(|d| d.limit_bytes),
         messaging: i.live.and_then(|l| l.actors.get(&r.name).cloned()),
+        channels: i
+            .channels
+            .get(&r.name)
+            .into_iter()
+            .flatten()
+            .map(|h| ChannelState::of(h, i.live.is_some()))
+            .collect(),
         state,
     }
 }
@@ -244,11 +289,28 @@ pub struct StoreFacts {
     pub activity: HashMap<String, Activity>,
     pub runtime: Option<String>,
     pub database: DatabaseStatus,
+    pub channels: HashMap<String, Vec<Health>>,
 }
 
 impl StoreFacts {
-    pub fn read(store: &Store, db_path: &Path) -> Result<Self, StoreError> {
+    pub fn read(store: &Store, home: &Home) -> Result<Self, StoreError> {
+        let db_path = &home.db_path();
         let now = now_ms();
+        let records = store.instances()?;
+        let mut channels = HashMap::new();
+        for r in &records {
+            // A config that does not load shows no channels; the instance's detail says why.
+            let Ok(name) = crate::domain::instance::InstanceName::parse(&r.name) else {
+                continue;
+            };
+            let Ok(config) = InstanceConfig::load(&home.instance_paths(&name).config) else {
+                continue;
+            };
+            if !config.channels.is_empty() {
+                let health = channel_health::of_instance(store, &r.name, &config.channels)?;
+                channels.insert(r.name.clone(), health);
+            }
+        }
         let bytes = ["", "-wal"]
             .iter()
             .filter_map(|suffix| {
@@ -259,7 +321,8 @@ impl StoreFacts {
             .sum();
         Ok(Self {
             now,
-            records: store.instances()?,
+            records,
+            channels,
             activity: store.activity(budget::day_start(now))?,
             runtime: store.active_runtime()?.map(|a| a.runtime_id),
             database: DatabaseStatus {
@@ -283,6 +346,7 @@ impl StoreFacts {
             database: self.database,
             // A daemon always says; this is only for one that does not.
             isolation: Isolation::here(&Default::default()),
+            channels: &self.channels,
         })
     }
 }
@@ -291,7 +355,7 @@ impl StoreFacts {
 /// itself, without stats) and with Docker down too.
 pub fn gather(home: &Home) -> anyhow::Result<StatusReport> {
     let mut store = home.open()?;
-    let facts = StoreFacts::read(&store, &home.db_path())?;
+    let facts = StoreFacts::read(&store, home)?;
     let live = crate::infra::blocking::block_on(DaemonClient::for_home(home).status()).ok();
     if let Some(live) = &live {
         return Ok(facts.with_live(live));
@@ -336,6 +400,7 @@ pub fn gather(home: &Home) -> anyhow::Result<StatusReport> {
         runtime: facts.runtime,
         database: facts.database,
         isolation: Isolation::here(&home.host_config()?.disk),
+        channels: &facts.channels,
     }))
 }
 
@@ -350,6 +415,11 @@ mod tests {
             last_activity_at: Some(5_000),
             ..crate::infra::store::instances::test_record(name, state)
         }
+    }
+
+    fn no_channels() -> &'static HashMap<String, Vec<Health>> {
+        static NONE: std::sync::OnceLock<HashMap<String, Vec<Health>>> = std::sync::OnceLock::new();
+        NONE.get_or_init(HashMap::new)
     }
 
     fn inputs<'a>(
@@ -376,7 +446,51 @@ mod tests {
                 disk_limits: "hard".into(),
                 disk_why_not_hard: None,
             },
+            channels: no_channels(),
         }
+    }
+
+    #[test]
+    fn channels_show_as_recorded_and_not_running_without_a_daemon() {
+        let records = [record("alice", "running", 0), record("bob", "running", 0)];
+        let failing = Health {
+            channel: "webhook",
+            state: "failing".into(),
+            detail: None,
+            account: None,
+            secret_env: "S".into(),
+            url: Some("http://127.0.0.1:9/out".into()),
+            backlog: crate::infra::store::deliveries::Backlog {
+                pending: 3,
+                last_sent_at: None,
+                last_error: Some("connection refused".into()),
+            },
+        };
+        let channels = HashMap::from([("alice".to_string(), vec![failing])]);
+        let none = HashMap::new();
+        let live = LiveSnapshot::default();
+        let mut i = inputs(&records, &none, Some(&live), None);
+        i.channels = &channels;
+        let r = build(&i);
+        assert_eq!(
+            r.instances[0].channels,
+            [ChannelState {
+                channel: "webhook".into(),
+                state: "failing".into(),
+                backlog: 3,
+                detail: Some("connection refused".into()),
+            }]
+        );
+        assert!(r.instances[0].channels[0].is_fault());
+        assert!(r.instances[1].channels.is_empty());
+        let json = serde_json::to_value(&r.instances[1]).unwrap();
+        assert_eq!(json["channels"], serde_json::json!([]), "always there");
+        // No daemon: nothing receives or sends, whatever was recorded.
+        let mut i = inputs(&records, &none, None, None);
+        i.channels = &channels;
+        let c = &build(&i).instances[0].channels[0];
+        assert_eq!((c.state.as_str(), c.backlog), ("not running", 3));
+        assert_eq!(c.detail.as_deref(), Some("connection refused"));
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! answers go out through the outbox (`deliveries`), which the daemon's outbox loop hands to
 //! the channel's [`Outbound`].
 
+pub mod health;
 pub mod listen;
 pub mod telegram;
 pub mod webhook;

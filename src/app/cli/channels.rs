@@ -127,61 +127,25 @@ fn rows_of(home: &Home, store: &Store, name: &str) -> anyhow::Result<Vec<Channel
         return Ok(Vec::new());
     };
     let mut rows = Vec::new();
-    if let Some(t) = config.channels.telegram {
-        let channel = crate::domain::telegram::TELEGRAM;
-        let backlog = store.backlog(name, channel)?;
-        let status = store.channel_status(name, channel)?;
-        let (state, detail, account) = match status {
-            Some(s) if s.state == "ok" && backlog.last_error.is_some() => {
-                ("failing".to_string(), s.detail, s.account)
-            }
-            Some(s) => (s.state, s.detail, s.account),
-            None => (
-                "not running".to_string(),
-                Some("no daemon has run this channel yet: supervisor run".into()),
-                None,
-            ),
-        };
+    for h in crate::app::channels::health::of_instance(store, name, &config.channels)? {
+        let pairings = store
+            .pairings(name)?
+            .into_iter()
+            .filter(|p| p.channel == h.channel)
+            .collect();
         rows.push(ChannelRow {
             instance: name.to_string(),
-            channel,
-            state,
-            detail,
-            account,
-            secret_env: t.token_env.clone(),
-            url: Some(t.api_base().to_string()),
-            last_in_at: store.last_inbound_at(name, channel)?,
-            last_out_at: backlog.last_sent_at,
-            backlog: backlog.pending,
-            last_error: backlog.last_error,
-            pairings: store
-                .pairings(name)?
-                .into_iter()
-                .filter(|p| p.channel == channel)
-                .collect(),
-        });
-    }
-    if let Some(w) = config.channels.webhook {
-        let channel = crate::domain::channels::WEBHOOK;
-        let backlog = store.backlog(name, channel)?;
-        let state = match (&w.url, &backlog.last_error) {
-            (None, _) => "receive-only",
-            (Some(_), Some(_)) => "failing",
-            (Some(_), None) => "ok",
-        };
-        rows.push(ChannelRow {
-            last_in_at: store.last_inbound_at(name, channel)?,
-            instance: name.to_string(),
-            channel,
-            state: state.to_string(),
-            detail: None,
-            account: None,
-            secret_env: w.secret_env,
-            url: w.url,
-            last_out_at: backlog.last_sent_at,
-            backlog: backlog.pending,
-            last_error: backlog.last_error,
-            pairings: Vec::new(),
+            channel: h.channel,
+            last_in_at: store.last_inbound_at(name, h.channel)?,
+            state: h.state,
+            detail: h.detail,
+            account: h.account,
+            secret_env: h.secret_env,
+            url: h.url,
+            last_out_at: h.backlog.last_sent_at,
+            backlog: h.backlog.pending,
+            last_error: h.backlog.last_error,
+            pairings,
         });
     }
     Ok(rows)

@@ -7,6 +7,7 @@
 //! Doctor works with the daemon down and with Docker down: whatever needs the engine then
 //! says it could not be checked, and everything else is still checked.
 
+pub mod channels;
 pub mod checks;
 mod containers;
 pub mod daemon;

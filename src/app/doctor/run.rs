@@ -14,8 +14,13 @@ use crate::infra::store::StoreError;
 use super::checks::{self, RuntimeFact};
 use super::containers::docker_checks;
 use super::facts::{Configs, StoreFacts};
-use super::{daemon, perms, Check, Report};
+use super::{channels, daemon, perms, Check, Report};
+use crate::app::channels::health as channel_health;
 use crate::app::client::{ClientError, DaemonClient};
+use crate::domain::channels::{TelegramChannel, WEBHOOK};
+use crate::domain::telegram::TELEGRAM;
+use crate::infra::store::Store;
+use crate::infra::telegram::{BotApi, BotError};
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Options {
@@ -73,13 +78,17 @@ pub fn run(home: &Home, opts: &Options) -> Report {
         .as_ref()
         .and_then(|f| f.store.instances().ok())
         .unwrap_or_default();
-    rows.push(daemon_row(home, &host, initialized, &records));
+    let (daemon_check, daemon_runs) = daemon_row(home, &host, initialized, &records);
+    rows.push(daemon_check);
     rows.push(docker_rows.docker);
     rows.push(docker_rows.image);
     rows.push(runtime_row);
     rows.push(database_row);
     rows.extend(perm_rows);
     rows.extend(config_rows(facts.as_ref(), &configs));
+    if let Some(facts) = &facts {
+        rows.extend(channel_rows(&facts.store, &configs, daemon_runs));
+    }
     rows.extend(docker_rows.hardening);
     rows.extend(docker_rows.orphans);
     rows.extend(docker_rows.home_id);
@@ -320,20 +329,22 @@ fn token_row(home: &Home, host: &HostConfig) -> Check {
 /// How long the daemon has to say what it runs with.
 const DAEMON_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Asks the home's daemon (if any) what it runs with and compares its token with ours.
+/// Asks the home's daemon (if any) what it runs with and compares its token with ours; and
+/// whether a daemon answers at all.
 fn daemon_row(
     home: &Home,
     host: &HostConfig,
     initialized: bool,
     records: &[crate::infra::store::instances::InstanceRecord],
-) -> Check {
+) -> (Check, bool) {
     let root = home.root().display().to_string();
     if !initialized {
-        return Check::warn(
+        let row = Check::warn(
             daemon::DAEMON,
             format!("not checked: there is no home at {root}"),
             format!("supervisor --home {root} init"),
         );
+        return (row, false);
     }
     let client = DaemonClient::for_home(home);
     let asked = crate::infra::blocking::block_on(async {
@@ -370,6 +381,8 @@ fn daemon_row(
             reason: format!("no answer within {} s", DAEMON_WAIT.as_secs()),
         },
     };
+    // One that answers but cannot say with what still runs the channels.
+    let runs = !matches!(fact, daemon::DaemonFact::NotRunning { .. });
     let (token, source) = local_token(home, host);
     let local = daemon::LocalToken {
         fingerprint: token
@@ -377,5 +390,92 @@ fn daemon_row(
             .map(crate::app::daemon::api::info::fingerprint),
         source,
     };
-    daemon::daemon(&fact, &local, &root)
+    (daemon::daemon(&fact, &local, &root), runs)
+}
+
+/// How long doctor waits for the Bot API's answer to getMe.
+const BOT_API_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A row per channel of every valid config: judged by what the running daemon recorded, or,
+/// with no daemon, by what doctor's own environment (and the Bot API) says.
+fn channel_rows(store: &Store, configs: &Configs, daemon_runs: bool) -> Vec<Check> {
+    let mut rows = Vec::new();
+    for (name, loaded) in configs {
+        let Ok(config) = loaded else { continue };
+        if config.channels.is_empty() {
+            continue;
+        }
+        let health = match channel_health::of_instance(store, name, &config.channels) {
+            Ok(h) => h,
+            Err(e) => {
+                rows.push(Check::warn(
+                    channels::CHANNELS,
+                    format!("{name}: not checked: {e}"),
+                    "fix the database first (see the database row)",
+                ));
+                continue;
+            }
+        };
+        for h in health {
+            rows.push(match h.channel {
+                TELEGRAM => {
+                    let Some(t) = &config.channels.telegram else {
+                        continue;
+                    };
+                    let fact = if daemon_runs {
+                        channels::TelegramFact::Daemon(h)
+                    } else {
+                        match crate::app::channels::telegram::token(t) {
+                            Ok(token) => channels::TelegramFact::Asked(ask_bot(t, &token)),
+                            Err(_) => channels::TelegramFact::NoToken,
+                        }
+                    };
+                    channels::telegram(name, &t.token_env, &fact)
+                }
+                WEBHOOK => {
+                    let Some(w) = &config.channels.webhook else {
+                        continue;
+                    };
+                    let fact = if daemon_runs {
+                        channels::WebhookFact::Daemon(h)
+                    } else {
+                        // As the daemon reads it: any value but an empty one.
+                        let secret_set =
+                            std::env::var_os(&w.secret_env).is_some_and(|s| !s.is_empty());
+                        channels::WebhookFact::NoDaemon {
+                            secret_set,
+                            health: h,
+                        }
+                    };
+                    channels::webhook(name, w, &fact)
+                }
+                _ => continue,
+            });
+        }
+    }
+    rows
+}
+
+/// Who the bot of `token` is, by getMe: its username, or what went wrong (never the token:
+/// the Bot API's errors carry no URL).
+fn ask_bot(config: &TelegramChannel, token: &str) -> Result<String, channels::AskError> {
+    let api = BotApi::new(config.api_base(), token, reqwest::Client::new());
+    let asked = crate::infra::blocking::block_on(async {
+        tokio::time::timeout(BOT_API_WAIT, api.get_me()).await
+    });
+    match asked {
+        Ok(Ok(bot)) => Ok(bot.username),
+        Ok(Err(e)) => Err(channels::AskError {
+            transient: matches!(e, BotError::Unavailable(_) | BotError::RetryAfter(_)),
+            message: e.to_string(),
+        }),
+        Err(_) => Err(channels::AskError {
+            message: format!(
+                "the Bot API at {} did not answer within {} s",
+                config.api_base(),
+                BOT_API_WAIT.as_secs()
+            ),
+            transient: true,
+        }),
+    }
 }

@@ -45,6 +45,65 @@ pub(crate) fn state_colour(state: InstanceState) -> Option<Color> {
     }
 }
 
+/// A channel's state colour: red for a fault, yellow while it starts or is not running.
+pub(crate) fn channel_colour(state: &str) -> Option<Color> {
+    match state {
+        "ok" => Some(Color::Green),
+        "failing" | "error" => Some(Color::Red),
+        "starting" | crate::app::channels::health::NOT_RUNNING => Some(Color::Yellow),
+        _ => None,
+    }
+}
+
+/// What follows a channel's state: its backlog when answers wait, and what is wrong.
+pub(crate) fn channel_note(c: &crate::app::status::ChannelState) -> String {
+    let mut out = String::new();
+    if c.backlog > 0 {
+        out.push_str(&format!(", backlog {}", c.backlog));
+    }
+    if let Some(d) = c.detail.as_deref().filter(|d| !d.trim().is_empty()) {
+        out.push_str(&format!(" — {}", crate::domain::escape::line(d)));
+    }
+    out
+}
+
+/// Each instance's channels, one line each under the table (escaped: a detail can quote
+/// what the other side answered). A fault is marked, in colour or not.
+fn channels(r: &StatusReport, colour: bool) -> String {
+    let mut out = String::new();
+    for i in &r.instances {
+        for c in &i.channels {
+            let state = match (colour, channel_colour(&c.state)) {
+                (true, Some(fg)) => paint(&c.state, fg),
+                _ => c.state.clone(),
+            };
+            let mark = if c.is_fault() { "! " } else { "  " };
+            out.push_str(&format!(
+                "{mark}{} {}: {state}{}\n",
+                i.name,
+                c.channel,
+                channel_note(c)
+            ));
+        }
+    }
+    if out.is_empty() {
+        out
+    } else {
+        format!("\nchannels\n{out}")
+    }
+}
+
+/// `text` in `fg`, as a terminal draws it (only the colours [`channel_colour`] gives).
+fn paint(text: &str, fg: Color) -> String {
+    let code = match fg {
+        Color::Red => 31,
+        Color::Green => 32,
+        Color::Yellow => 33,
+        _ => return text.to_string(),
+    };
+    format!("\u{1b}[{code}m{text}\u{1b}[0m")
+}
+
 /// Where the state is among [`COLUMNS`].
 pub(crate) const STATE_COLUMN: usize = 1;
 
@@ -201,6 +260,7 @@ pub fn status_text(r: &StatusReport, home: &std::path::Path, colour: bool) -> St
     }
     out.push_str(&table.to_string());
     out.push('\n');
+    out.push_str(&channels(r, colour));
     out.push_str(&details(r));
     out
 }
@@ -251,6 +311,7 @@ mod tests {
                 disk_bytes: Some(12 << 20),
                 disk_limit_bytes: Some(1 << 30),
                 messaging: None,
+                channels: vec![],
             }],
         }
     }
@@ -285,6 +346,44 @@ mod tests {
         );
         let json = serde_json::to_value(&r.instances[0]).unwrap();
         assert_eq!(json["messaging"]["restarts"], 2);
+    }
+
+    #[test]
+    fn each_channel_has_a_line_with_its_backlog_and_a_fault_is_marked() {
+        use crate::app::status::ChannelState;
+        let mut r = report(true);
+        r.instances[0].detail = None;
+        let plain = status_text(&r, std::path::Path::new("/h"), false);
+        assert!(
+            !plain.contains("channels"),
+            "no channels, no section: {plain}"
+        );
+        r.instances[0].channels = vec![
+            ChannelState {
+                channel: "telegram".into(),
+                state: "ok".into(),
+                backlog: 0,
+                detail: None,
+            },
+            ChannelState {
+                channel: "webhook".into(),
+                state: "failing".into(),
+                backlog: 3,
+                detail: Some("HTTP 503\nfrom the receiver".into()),
+            },
+        ];
+        let plain = status_text(&r, std::path::Path::new("/h"), false);
+        let section = plain
+            .split("\nchannels\n")
+            .nth(1)
+            .expect("a channels section");
+        assert_eq!(
+            section,
+            "  alice telegram: ok\n! alice webhook: failing, backlog 3 — HTTP 503\\u{a}from the receiver\n"
+        );
+        let painted = status_text(&r, std::path::Path::new("/h"), true);
+        assert!(painted.contains("\u{1b}[31mfailing\u{1b}[0m"), "{painted}");
+        assert!(painted.contains("\u{1b}[32mok\u{1b}[0m"), "{painted}");
     }
 
     #[test]

@@ -358,6 +358,7 @@ pub(super) mod tests {
             disk_bytes: None,
             disk_limit_bytes: None,
             messaging: None,
+            channels: vec![],
         }
     }
 

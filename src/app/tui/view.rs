@@ -8,7 +8,9 @@ use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
 
 use super::app::{App, Command, Detail};
-use crate::app::render::status::{duration, row_cells, state_colour, COLUMNS, STATE_COLUMN};
+use crate::app::render::status::{
+    channel_colour, channel_note, duration, row_cells, state_colour, COLUMNS, STATE_COLUMN,
+};
 use crate::app::render::{bytes, timestamp};
 use crate::app::status::StatusReport;
 use crate::domain::escape;
@@ -30,7 +32,9 @@ pub fn draw(frame: &mut Frame, app: &App) {
     let footer_height = footer.len() as u16;
     let reason = reason_lines(app);
     let reason_height = if app.detail_open {
-        wrapped_height(&reason, width).min(REASON_LINES)
+        // The channels' lines come on top of the reason's own.
+        let channels = app.selected().map_or(0, |i| i.channels.len()) as u16;
+        wrapped_height(&reason, width).min(REASON_LINES + channels)
     } else {
         0
     };
@@ -77,7 +81,22 @@ fn reason_lines(app: &App) -> Vec<Line<'static>> {
     if let Some(detail) = i.detail.as_deref().filter(|d| !d.trim().is_empty()) {
         spans.push(Span::raw(format!(" — {}", escape::line(detail))));
     }
-    vec![Line::from(spans)]
+    let mut lines = vec![Line::from(spans)];
+    // A line per channel, as the text view has them; a fault is marked even without colour.
+    for c in &i.channels {
+        let style = match channel_colour(&c.state).filter(|_| app.colour) {
+            Some(fg) => Style::new().fg(colour(fg)),
+            None if c.is_fault() => Style::new().bold(),
+            None => Style::new(),
+        };
+        lines.push(Line::from(vec![
+            Span::raw(if c.is_fault() { "! " } else { "  " }),
+            Span::raw(format!("{}: ", c.channel)),
+            Span::styled(c.state.clone(), style),
+            Span::raw(channel_note(c)),
+        ]));
+    }
+    lines
 }
 
 /// How many rows `lines` take when wrapped at `width` (ratatui wraps at words, which can
@@ -651,6 +670,56 @@ mod tests {
             out[0]
         );
         assert!(out.iter().any(|l| l.starts_with("restarting alice")));
+    }
+
+    #[test]
+    fn the_detail_pane_shows_each_channel_and_marks_a_fault() {
+        use crate::app::status::ChannelState;
+        let mut app = app();
+        let alice = app
+            .report()
+            .instances
+            .iter()
+            .position(|i| i.name == "alice")
+            .unwrap();
+        let mut r = app.report().clone();
+        r.instances[alice].channels = vec![
+            ChannelState {
+                channel: "telegram".into(),
+                state: "error".into(),
+                backlog: 0,
+                detail: Some("the Bot API refused the token (HTTP 401)".into()),
+            },
+            ChannelState {
+                channel: "webhook".into(),
+                state: "ok".into(),
+                backlog: 2,
+                detail: None,
+            },
+        ];
+        app.set_report(r, 0);
+        app.set_detail(alice_detail());
+        let buffer = render(&app, 160, 40);
+        let out = lines(&buffer);
+        let tg = line_with(&out, "telegram: error");
+        assert!(
+            tg.starts_with("! telegram: error — the Bot API refused the token (HTTP 401)"),
+            "{tg}"
+        );
+        let wh = line_with(&out, "webhook: ok");
+        assert!(wh.starts_with("  webhook: ok, backlog 2"), "{wh}");
+        let y = out
+            .iter()
+            .position(|l| l.contains("telegram: error"))
+            .unwrap();
+        let x = column(&out[y], "error");
+        assert_eq!(buffer[(x, y as u16)].fg, Color::LightRed);
+        // The events pane is still there, below.
+        line_with(&out, "instance.start");
+        // Closed: no channel lines (the table has the instance's state).
+        app.on_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
+        let out = lines(&render(&app, 160, 40));
+        assert!(!out.iter().any(|l| l.contains("telegram: error")));
     }
 
     #[test]

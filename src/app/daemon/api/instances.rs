@@ -9,9 +9,9 @@ use crate::app::status::{InstanceStatus, StatusReport, StoreFacts};
 
 async fn report(s: &AppState) -> Result<StatusReport, ApiError> {
     let live = s.live.snapshot();
-    let db = s.home.db_path();
+    let home = s.home.clone();
     blocking(s, move |store| {
-        StoreFacts::read(store, &db)
+        StoreFacts::read(store, &home)
             .map(|f| f.with_live(&live))
             .map_err(|e| api_error(StatusCode::INTERNAL_SERVER_ERROR, e))
     })
