@@ -74,9 +74,13 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
         }
         None => store.instances()?.into_iter().map(|r| r.name).collect(),
     };
+    // What a stopped daemon recorded is not how things stand: nothing receives or sends.
+    let daemon_runs =
+        crate::infra::blocking::block_on(crate::app::client::DaemonClient::for_home(home).status())
+            .is_ok();
     let mut rows = Vec::new();
     for name in names {
-        rows.extend(rows_of(home, &store, &name)?);
+        rows.extend(rows_of(home, &store, &name, daemon_runs)?);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&rows)?);
@@ -120,7 +124,12 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn rows_of(home: &Home, store: &Store, name: &str) -> anyhow::Result<Vec<ChannelRow>> {
+fn rows_of(
+    home: &Home,
+    store: &Store,
+    name: &str,
+    daemon_runs: bool,
+) -> anyhow::Result<Vec<ChannelRow>> {
     let iname = super::parse_name(name)?;
     // A config that does not load shows no channels here; `config check` says why.
     let Ok(config) = InstanceConfig::load(&home.instance_paths(&iname).config) else {
@@ -128,6 +137,7 @@ fn rows_of(home: &Home, store: &Store, name: &str) -> anyhow::Result<Vec<Channel
     };
     let mut rows = Vec::new();
     for h in crate::app::channels::health::of_instance(store, name, &config.channels)? {
+        let h = if daemon_runs { h } else { h.without_daemon() };
         let pairings = store
             .pairings(name)?
             .into_iter()
