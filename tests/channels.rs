@@ -96,26 +96,9 @@ impl Receiver {
 
 /// POSTs `body` to the webhook route with `signature` (None: no header).
 fn post(url: &str, body: &[u8], signature: Option<&str>) -> (u16, Value) {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let mut req = reqwest::Client::new()
-            .post(url)
-            .header("content-type", "application/json")
-            .body(body.to_vec());
-        if let Some(s) = signature {
-            req = req.header(SIGNATURE_HEADER, s);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status().as_u16();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    })
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend(signature.map(|s| (SIGNATURE_HEADER, s)));
+    common::daemon::http("POST", url, &headers, Some(body.to_vec()))
 }
 
 fn signed(url: &str, message: Value) -> (u16, Value) {

@@ -648,22 +648,12 @@ fn webhook_mode_takes_updates_only_with_the_secret_and_stores_each_once() {
     let update = json!({"update_id": update_id, "message": {"message_id": message_id, "date": 0,
         "chat": {"id": 7, "type": "private"},
         "from": {"id": 7, "is_bot": false, "first_name": "Bo"}, "text": "by hook"}});
+    let hook = format!("http://127.0.0.1:{port}/v1/channels/telegram/alice");
     let post = |secret: Option<&str>| -> u16 {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async {
-            let mut req = reqwest::Client::new()
-                .post(format!(
-                    "http://127.0.0.1:{port}/v1/channels/telegram/alice"
-                ))
-                .json(&update);
-            if let Some(s) = secret {
-                req = req.header("X-Telegram-Bot-Api-Secret-Token", s);
-            }
-            req.send().await.unwrap().status().as_u16()
-        })
+        let mut headers = vec![("content-type", "application/json")];
+        headers.extend(secret.map(|s| ("X-Telegram-Bot-Api-Secret-Token", s)));
+        let body = serde_json::to_vec(&update).unwrap();
+        common::daemon::http("POST", &hook, &headers, Some(body)).0
     };
     assert_eq!(post(None), 401);
     assert_eq!(post(Some("not-the-secret")), 401);
@@ -682,21 +672,16 @@ fn webhook_mode_takes_updates_only_with_the_secret_and_stores_each_once() {
         "no polling in webhook mode"
     );
     // Channel health in /metrics: the update in, the answer sent, its latency.
-    let metrics = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(async {
-            reqwest::Client::new()
-                .get(format!("http://127.0.0.1:{port}/metrics"))
-                .bearer_auth("0123456789abcdef0123456789abcdef-api")
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap()
-        });
+    let (_, metrics) = common::daemon::http(
+        "GET",
+        &format!("http://127.0.0.1:{port}/metrics"),
+        &[(
+            "authorization",
+            "Bearer 0123456789abcdef0123456789abcdef-api",
+        )],
+        None,
+    );
+    let metrics = metrics.as_str().expect("the Prometheus text").to_string();
     let line = |prefix: &str| {
         metrics
             .lines()

@@ -98,16 +98,7 @@ impl TelegramChannel {
     }
 
     fn validate(&self) -> Result<(), FieldError> {
-        if !is_env_var_name(&self.token_env) {
-            return Err(FieldError::new(
-                "channels.telegram.token_env",
-                format!(
-                    "expected the name of an environment variable (letters, digits and _), got {:?}; \
-                     the token itself never goes into the config",
-                    self.token_env
-                ),
-            ));
-        }
+        env_var_field("channels.telegram.token_env", &self.token_env, "token")?;
         if let Some(base) = &self.api_base {
             if !is_http_url(base) {
                 return Err(FieldError::new(
@@ -123,15 +114,11 @@ impl TelegramChannel {
                     format!("expected an https:// URL (Telegram sends updates only over HTTPS), got {:?}", w.url),
                 ));
             }
-            if !is_env_var_name(&w.secret_env) {
-                return Err(FieldError::new(
-                    "channels.telegram.webhook.secret_env",
-                    format!(
-                        "expected the name of an environment variable (letters, digits and _), got {:?}",
-                        w.secret_env
-                    ),
-                ));
-            }
+            env_var_field(
+                "channels.telegram.webhook.secret_env",
+                &w.secret_env,
+                "secret",
+            )?;
         }
         let most = MAX_ATTACHMENT_BYTES;
         if self.max_attachment_bytes.is_some_and(|b| b > most) {
@@ -142,6 +129,20 @@ impl TelegramChannel {
         }
         Ok(())
     }
+}
+
+/// `name` at config field `path` must name an environment variable holding a `what`.
+fn env_var_field(path: &str, name: &str, what: &str) -> Result<(), FieldError> {
+    if is_env_var_name(name) {
+        return Ok(());
+    }
+    Err(FieldError::new(
+        path,
+        format!(
+            "expected the name of an environment variable (letters, digits and _), got \
+             {name:?}; the {what} itself never goes into the config"
+        ),
+    ))
 }
 
 /// Whether `url` is a plain http(s) URL fit for a config.
@@ -164,16 +165,7 @@ pub struct WebhookChannel {
 
 impl WebhookChannel {
     fn validate(&self) -> Result<(), FieldError> {
-        if !is_env_var_name(&self.secret_env) {
-            return Err(FieldError::new(
-                "channels.webhook.secret_env",
-                format!(
-                    "expected the name of an environment variable (letters, digits and _), got {:?}; \
-                     the secret itself never goes into the config",
-                    self.secret_env
-                ),
-            ));
-        }
+        env_var_field("channels.webhook.secret_env", &self.secret_env, "secret")?;
         if let Some(url) = &self.url {
             if !is_http_url(url) {
                 return Err(FieldError::new(
