@@ -56,7 +56,7 @@ pub fn telegram(instance: &str, token_env: &str, fact: &TelegramFact) -> Check {
                 "ok" => Check::ok(
                     CHANNELS,
                     format!(
-                        "{instance}: telegram polls as {}",
+                        "{instance}: telegram works, as {}",
                         h.account.as_deref().unwrap_or("its bot")
                     ),
                 ),
