@@ -61,7 +61,10 @@ pub async fn run(ctx: Arc<Context>, instance: String, config: TelegramChannel, m
     let hook_secret = match &config.webhook {
         None => None,
         Some(w) => match std::env::var(&w.secret_env) {
-            Ok(s) if telegram::is_valid_webhook_secret(&s) => Some(s),
+            Ok(s) if telegram::is_valid_webhook_secret(&s) => {
+                crate::infra::logging::protect(&s);
+                Some(s)
+            }
             _ => {
                 let problem = format!(
                     "the daemon's environment must set {} to the webhook's secret: 1 to 256 \
