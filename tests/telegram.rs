@@ -125,6 +125,15 @@ fn a_private_chat_round_trip_keeps_markup_splits_long_answers_and_pairs_stranger
     assert!(answer.text.contains(markup), "{answer:?}");
     assert_eq!(answer.parse_mode, None, "plain text: nothing is markup");
     assert_eq!(answer.reply_to_message_id, Some(asked));
+    // The agent sees who wrote it: the sender key, and the name they gave, quoted.
+    assert!(
+        answer
+            .text
+            .starts_with(r#"echo: [telegram:7 "User7 (@user7)" in telegram:7] "#),
+        "{}",
+        answer.text
+    );
+    assert_eq!(inbound(&h)[0]["sender_name"], "User7 (@user7)");
     // Who the bot is, and no webhook in the way, before the first poll.
     let requests = tg.requests();
     let first = |m: &str| requests.iter().position(|r| r == m).unwrap();

@@ -38,6 +38,8 @@ pub struct Incoming<'a> {
     pub id: Option<&'a str>,
     /// Whom it was said to, as far as its channel can tell.
     pub addressed: Addressed,
+    /// How the sender calls themself, where the channel tells (shown beside `sender`).
+    pub sender_name: Option<&'a str>,
 }
 
 /// Why a message was not accepted. Nothing is stored for any of these.
@@ -125,6 +127,7 @@ pub fn accept(
         body: m.text,
         state: disposition.state(),
         chat: m.chat,
+        sender_name: m.sender_name,
     };
     let row = store
         .accept_message_once(&id, &inbound)
@@ -219,6 +222,7 @@ mod tests {
             chat: "",
             id: None,
             addressed: Addressed::ByTrigger,
+            sender_name: None,
         }
     }
 

@@ -56,7 +56,40 @@ pub struct User {
     #[serde(default)]
     pub first_name: String,
     #[serde(default)]
+    pub last_name: Option<String>,
+    #[serde(default)]
     pub username: Option<String>,
+}
+
+/// Most characters of a sender's shown name.
+const MAX_NAME_CHARS: usize = 64;
+
+impl User {
+    /// How they call themself, on one line and short: `Ann Lee (@ann)`. Anyone can name
+    /// themself anything, so it is only ever shown beside their sender key, never trusted.
+    pub fn shown_name(&self) -> String {
+        let mut name = self.first_name.trim().to_string();
+        if let Some(last) = self
+            .last_name
+            .as_deref()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+        {
+            name = format!("{name} {last}");
+        }
+        if let Some(u) = self.username.as_deref().filter(|u| !u.is_empty()) {
+            name = if name.is_empty() {
+                format!("@{u}")
+            } else {
+                format!("{name} (@{u})")
+            };
+        }
+        let line = crate::domain::escape::line(&name).into_owned();
+        match line.char_indices().nth(MAX_NAME_CHARS) {
+            Some((at, _)) => format!("{}…", &line[..at]),
+            None => line,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -584,6 +617,25 @@ mod tests {
         assert_eq!(
             address(&group("mail@alice_bots.org", serde_json::json!({})), &bot()),
             Address::Overheard
+        );
+    }
+
+    #[test]
+    fn a_senders_name_is_one_short_line() {
+        let user = |json| serde_json::from_value::<User>(json).unwrap().shown_name();
+        assert_eq!(
+            user(
+                serde_json::json!({"id": 1, "first_name": "Ann", "last_name": "Lee", "username": "ann"})
+            ),
+            "Ann Lee (@ann)"
+        );
+        assert_eq!(user(serde_json::json!({"id": 1, "first_name": "Bo"})), "Bo");
+        assert_eq!(user(serde_json::json!({"id": 1, "username": "cy"})), "@cy");
+        let odd =
+            user(serde_json::json!({"id": 1, "first_name": format!("a\nb{}", "x".repeat(100))}));
+        assert!(
+            !odd.contains('\n') && odd.chars().count() <= MAX_NAME_CHARS + 1,
+            "{odd}"
         );
     }
 

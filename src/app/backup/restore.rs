@@ -371,6 +371,7 @@ mod tests {
                     body,
                     state: "queued",
                     chat: "",
+                    sender_name: None,
                 })
                 .unwrap();
         }

@@ -82,7 +82,7 @@ fn in_conversation(m: &MessageRow) -> bool {
 /// shown, not obeyed.
 fn line(name: &InstanceName, m: &MessageRow) -> String {
     let who = if m.direction == "in" {
-        m.sender.clone()
+        crate::app::router::policy::shown_sender(m)
     } else {
         name.to_string()
     };

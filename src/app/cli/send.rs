@@ -72,6 +72,7 @@ pub fn run(home: &Home, mut args: Args) -> anyhow::Result<ExitCode> {
                 chat: "",
                 id: Some(&id),
                 addressed: crate::app::router::policy::Addressed::ByTrigger,
+                sender_name: None,
             };
             let accepted =
                 accept::accept(&mut store, home, &LastGoodConfigs::default(), &incoming)?;

@@ -153,6 +153,15 @@ pub fn parked_error(attempts: u32) -> String {
     )
 }
 
+/// Who wrote `m`, as the agent sees it: the sender key, and the name they gave where the
+/// channel tells one, quoted (anyone may call themself anything): `telegram:7 "Ann (@ann)"`.
+pub fn shown_sender(m: &MessageRow) -> String {
+    match &m.sender_name {
+        Some(name) => format!("{} {name:?}", m.sender),
+        None => m.sender.clone(),
+    }
+}
+
 /// Most characters of history a turn carries; the agent's long-term memory is its workspace.
 pub const HISTORY_BUDGET_CHARS: usize = 16_000;
 
@@ -164,7 +173,7 @@ pub fn history(rows: &[MessageRow], budget_chars: usize) -> Vec<HistoryItem> {
     let mut items = Vec::new();
     for m in rows.iter().rev().filter(|m| m.scope == "conversation") {
         let (role, content) = match (m.direction.as_str(), m.state.as_str()) {
-            ("in", "answered") => (Role::User, format!("[{}] {}", m.sender, m.body)),
+            ("in", "answered") => (Role::User, format!("[{}] {}", shown_sender(m), m.body)),
             ("out", "final") | ("out", "extra") => (Role::Assistant, m.body.clone()),
             _ => continue,
         };
@@ -207,7 +216,19 @@ mod tests {
             triggered: state == "queued",
             scope: "conversation".into(),
             chat: String::new(),
+            sender_name: None,
         }
+    }
+
+    #[test]
+    fn a_senders_name_stands_quoted_beside_their_key() {
+        let mut m = row("m1", "in", "answered", "hi");
+        assert_eq!(shown_sender(&m), "local");
+        m.sender = "telegram:7".into();
+        m.sender_name = Some("Ann \"the boss\" (@ann)".into());
+        assert_eq!(shown_sender(&m), r#"telegram:7 "Ann \"the boss\" (@ann)""#);
+        let h = history(&[m], HISTORY_BUDGET_CHARS);
+        assert_eq!(h[0].content, r#"[telegram:7 "Ann \"the boss\" (@ann)"] hi"#);
     }
 
     #[test]

@@ -70,6 +70,7 @@ mod tests {
                 body: "hi",
                 state,
                 chat: "",
+                sender_name: None,
             })
             .unwrap();
         }

@@ -130,6 +130,7 @@ mod tests {
                 body,
                 state: "queued",
                 chat: "",
+                sender_name: None,
             })
             .unwrap();
         }
@@ -173,6 +174,7 @@ mod tests {
                     body: &format!("m{i}"),
                     state: "queued",
                     chat: "",
+                    sender_name: None,
                 })
                 .unwrap();
             }

@@ -225,6 +225,7 @@ mod tests {
             body,
             state: "queued",
             chat,
+            sender_name: None,
         }
     }
 
@@ -236,6 +237,7 @@ mod tests {
         let local = s
             .accept_message(&Inbound {
                 chat: "",
+                sender_name: None,
                 channel: "cli",
                 sender: "local",
                 ..inbound("three", "")

@@ -31,10 +31,17 @@ pub struct MessageRow {
     pub scope: String,
     /// The conversation: `""` for the operator's own, `<channel>:<chat>` for a channel's.
     pub chat: String,
+    /// How the sender calls themself, where the channel tells (a Telegram user's name).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sender_name: Option<String>,
 }
 
 const COLUMNS: &str = "m.id, i.name, m.direction, m.channel, m.sender, m.body, m.state, \
-     m.reply_to, m.turn_id, m.error, m.created_at, m.updated_at, m.triggered, m.scope, m.chat";
+     m.reply_to, m.turn_id, m.error, m.created_at, m.updated_at, m.triggered, m.scope, m.chat, \
+     m.sender_name";
+
+/// How many columns [`COLUMNS`] has: a query that selects more reads them from here on.
+const COLUMN_COUNT: usize = 16;
 
 fn from_row(r: &Row) -> rusqlite::Result<MessageRow> {
     Ok(MessageRow {
@@ -53,6 +60,7 @@ fn from_row(r: &Row) -> rusqlite::Result<MessageRow> {
         triggered: r.get(12)?,
         scope: r.get(13)?,
         chat: r.get(14)?,
+        sender_name: r.get(15)?,
     })
 }
 
@@ -71,6 +79,8 @@ pub struct Inbound<'a> {
     pub state: &'a str,
     /// Its conversation (see [`MessageRow::chat`]).
     pub chat: &'a str,
+    /// How the sender calls themself (see [`MessageRow::sender_name`]).
+    pub sender_name: Option<&'a str>,
 }
 
 /// How many extra messages (`send_message`) one turn may store, and how many bytes of text
@@ -222,9 +232,9 @@ impl Store {
             }
             let now = now_ms();
             tx.execute(
-                "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, triggered, created_at, updated_at, chat)
-                 VALUES (?1, ?2, 'in', ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9)",
-                params![id, iid, m.channel, m.sender, m.body, m.state, m.state == "queued", now, m.chat],
+                "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, triggered, created_at, updated_at, chat, sender_name)
+                 VALUES (?1, ?2, 'in', ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
+                params![id, iid, m.channel, m.sender, m.body, m.state, m.state == "queued", now, m.chat, m.sender_name],
             )?;
             if m.state != "refused" {
                 tx.execute("UPDATE instances SET last_activity_at = ?2 WHERE id = ?1", params![iid, now])?;
@@ -522,7 +532,7 @@ impl Store {
         ))?;
         let mut rows = stmt
             .query_map(params![instance, bound, limit], |r| {
-                Ok((from_row(r)?, r.get::<_, i64>(15)?))
+                Ok((from_row(r)?, r.get::<_, i64>(COLUMN_COUNT)?))
             })?
             .collect::<rusqlite::Result<Vec<_>>>()?;
         rows.sort_by_key(|(_, rowid)| *rowid);
@@ -556,6 +566,7 @@ mod tests {
             body,
             state,
             chat: "",
+            sender_name: None,
         }
     }
 

@@ -257,6 +257,11 @@ CREATE TABLE pairings (
 ) STRICT;
 CREATE INDEX pairings_by_sender ON pairings(instance_id, sender, created_at);
 "#,
+    // 11: how a channel's sender calls themself (a Telegram user's name), shown beside the
+    // sender key (`Ann (telegram:7)`) to the agent and in history; null where there is none.
+    r#"
+ALTER TABLE messages ADD COLUMN sender_name TEXT;
+"#,
 ];
 
 /// The schema version this build writes.

@@ -246,6 +246,7 @@ mod tests {
             body,
             state,
             chat: "",
+            sender_name: None,
         })
         .unwrap()
         .id

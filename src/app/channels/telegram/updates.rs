@@ -105,12 +105,18 @@ async fn take(
         return Ok(());
     }
     let place = Place::of(&m);
+    let sender_name = from.shown_name();
     let addressed = match address(&m, bot) {
         Address::Direct => Addressed::Yes,
         Address::Overheard => Addressed::No,
     };
     let accepted = {
-        let (store, ctx, sender) = (store.clone(), ctx.clone(), sender.clone());
+        let (store, ctx, sender, sender_name) = (
+            store.clone(),
+            ctx.clone(),
+            sender.clone(),
+            sender_name.clone(),
+        );
         let chat = place.key();
         blocking(move || {
             let mut store = store.lock().expect("telegram store");
@@ -122,6 +128,7 @@ async fn take(
                 chat: &chat,
                 id: Some(&id),
                 addressed,
+                sender_name: Some(&sender_name),
             };
             Ok(accept::accept(
                 &mut store,
@@ -158,11 +165,7 @@ async fn offer_pairing(
     m: &Message,
     place: Place,
 ) -> anyhow::Result<()> {
-    let from = m.from.as_ref().expect("a sender");
-    let name = match &from.username {
-        Some(u) => format!("{} (@{u})", from.first_name),
-        None => from.first_name.clone(),
-    };
+    let name = m.from.as_ref().map(|f| f.shown_name()).unwrap_or_default();
     let code = {
         let (store, instance, sender, name) = (
             store.clone(),
@@ -182,7 +185,7 @@ async fn offer_pairing(
         .await?
     };
     let Some(code) = code else { return Ok(()) };
-    tracing::info!(instance, %sender, name = %crate::domain::escape::line(&name), "someone not on the allow-list wrote to the bot; to let them in: supervisor channels pair {instance} {code}");
+    tracing::info!(instance, %sender, %name, "someone not on the allow-list wrote to the bot; to let them in: supervisor channels pair {instance} {code}");
     if let Err(e) = link
         .api
         .send_message(place, &pairing_reply(instance, &code), None)

@@ -106,6 +106,7 @@ pub(super) async fn send_message(
             chat: "",
             id: id.as_deref(),
             addressed: crate::app::router::policy::Addressed::ByTrigger,
+            sender_name: None,
         };
         accept::accept(store, &home, &configs, &incoming).map_err(refusal)
     })

@@ -118,6 +118,7 @@ pub(super) async fn receive(
             chat: &chat,
             id: Some(&id),
             addressed: crate::app::router::policy::Addressed::ByTrigger,
+            sender_name: None,
         };
         accept::accept(store, &home, &configs, &incoming).map_err(super::messages::refusal)
     })

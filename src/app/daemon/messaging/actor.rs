@@ -529,7 +529,7 @@ impl Actor {
                     .iter()
                     .map(|m| TurnMessage {
                         id: m.id.clone(),
-                        sender: m.sender.clone(),
+                        sender: policy::shown_sender(m),
                         body: m.body.clone(),
                         ts: m.created_at,
                         triggered: m.triggered,
