@@ -399,6 +399,11 @@ const BOT_API_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// A row per channel of every valid config: judged by what the running daemon recorded, or,
 /// with no daemon, by what doctor's own environment (and the Bot API) says.
 fn channel_rows(store: &Store, configs: &Configs, daemon_runs: bool) -> Vec<Check> {
+    let mut asked = if daemon_runs {
+        Default::default()
+    } else {
+        ask_every_bot(configs)
+    };
     let mut rows = Vec::new();
     for (name, loaded) in configs {
         let Ok(config) = loaded else { continue };
@@ -425,9 +430,9 @@ fn channel_rows(store: &Store, configs: &Configs, daemon_runs: bool) -> Vec<Chec
                     let fact = if daemon_runs {
                         channels::TelegramFact::Daemon(h)
                     } else {
-                        match crate::app::channels::telegram::token(t) {
-                            Ok(token) => channels::TelegramFact::Asked(ask_bot(t, &token)),
-                            Err(_) => channels::TelegramFact::NoToken,
+                        match asked.remove(name) {
+                            Some(answer) => channels::TelegramFact::Asked(answer),
+                            None => channels::TelegramFact::NoToken,
                         }
                     };
                     channels::telegram(name, &t.token_env, &fact)
@@ -458,11 +463,37 @@ fn channel_rows(store: &Store, configs: &Configs, daemon_runs: bool) -> Vec<Chec
 
 /// Who the bot of `token` is, by getMe: its username, or what went wrong (never the token:
 /// the Bot API's errors carry no URL).
-fn ask_bot(config: &TelegramChannel, token: &str) -> Result<String, channels::AskError> {
-    let api = BotApi::new(config.api_base(), token, reqwest::Client::new());
-    let asked = crate::infra::blocking::block_on(async {
-        tokio::time::timeout(BOT_API_WAIT, api.get_me()).await
-    });
+/// Asks the Bot API who each bot is whose token doctor's environment holds, all at once (so
+/// that doctor waits [`BOT_API_WAIT`] at most, however many bots): the answers by instance.
+fn ask_every_bot(
+    configs: &Configs,
+) -> std::collections::HashMap<String, Result<String, channels::AskError>> {
+    let asks: Vec<(String, TelegramChannel, String)> = configs
+        .iter()
+        .filter_map(|(name, loaded)| {
+            let t = loaded.as_ref().ok()?.channels.telegram.as_ref()?;
+            let token = crate::app::channels::telegram::token(t).ok()?;
+            Some((name.clone(), t.clone(), token))
+        })
+        .collect();
+    let http = reqwest::Client::new();
+    crate::infra::blocking::block_on(futures_util::future::join_all(asks.iter().map(
+        |(name, t, token)| {
+            let http = http.clone();
+            async move { (name.clone(), ask_bot(t, token, http).await) }
+        },
+    )))
+    .into_iter()
+    .collect()
+}
+
+async fn ask_bot(
+    config: &TelegramChannel,
+    token: &str,
+    http: reqwest::Client,
+) -> Result<String, channels::AskError> {
+    let api = BotApi::new(config.api_base(), token, http);
+    let asked = tokio::time::timeout(BOT_API_WAIT, api.get_me()).await;
     match asked {
         Ok(Ok(bot)) => Ok(bot.username),
         Ok(Err(e)) => Err(channels::AskError {
