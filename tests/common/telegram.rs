@@ -119,6 +119,9 @@ struct Store {
     requests: Vec<String>,
     down: bool,
     fail_429: (u32, u32),
+    /// Calls of a method (lower case; `download` for files) still to answer 502, as a blip of
+    /// the proxy in front would.
+    blips: HashMap<String, u32>,
     conflict: bool,
     revoked: bool,
     webhook: Option<(String, Option<String>)>,
@@ -128,6 +131,17 @@ struct Store {
 }
 
 impl Store {
+    /// Whether this call of `method` is one of the blips asked for (and counts it).
+    fn blip(&mut self, method: &str) -> bool {
+        match self.blips.get_mut(method) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        }
+    }
+
     fn next_message_id(&mut self, chat: i64) -> i64 {
         let next = self.next_message_id.entry(chat).or_insert(1);
         *next += 1;
@@ -380,6 +394,12 @@ impl FakeTelegram {
         self.change(|s| s.revoked = on);
     }
 
+    /// The next `count` calls of `method` (as named in the URL, any case; `download` for file
+    /// downloads) answer 502, as a blip of a proxy in front would; the rest as usual.
+    pub fn blip(&self, method: &str, count: u32) {
+        self.change(|s| s.blips.insert(method.to_ascii_lowercase(), count));
+    }
+
     /// Holds the flood limits' clock still, so that a test of them does not depend on how
     /// fast the machine sends.
     pub fn freeze_clock(&self) {
@@ -533,7 +553,7 @@ async fn handle(
     {
         let mut s = inner.store();
         s.requests.push(method.to_string());
-        if s.down {
+        if s.down || s.blip(&method.to_ascii_lowercase()) {
             return bad_gateway();
         }
         if token != inner.token || s.revoked {
@@ -772,8 +792,8 @@ fn get_file(inner: &Inner, p: &Params) -> Response {
 
 /// GET /file/bot<token>/<file_path>.
 fn download(inner: &Inner, rest: &str) -> Response {
-    let s = inner.store();
-    if s.down {
+    let mut s = inner.store();
+    if s.down || s.blip("download") {
         return bad_gateway();
     }
     let Some((token, path)) = rest

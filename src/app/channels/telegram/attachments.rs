@@ -8,6 +8,27 @@ use crate::domain::format::bytes as shown_bytes;
 use crate::domain::telegram::Attachment;
 use crate::infra::telegram::BotError;
 
+/// Tries of a download step while the Bot API is unavailable, a second apart: a blip does not
+/// cost the file, and an outage does not hold the message up for long.
+const TRIES: u32 = 3;
+
+async fn with_retries<T, F, Fut>(mut step: F) -> Result<T, BotError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, BotError>>,
+{
+    let mut tries = 1;
+    loop {
+        match step().await {
+            Err(BotError::Unavailable(_)) if tries < TRIES => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
 /// Downloads `a` into the workspace's inbox; the note the agent sees about it.
 pub async fn fetch(
     link: &Arc<Link>,
@@ -28,7 +49,7 @@ pub async fn fetch(
     if let Some(size) = a.size.filter(|&s| s > limit) {
         return too_large(size);
     }
-    let file = match link.api.get_file(&a.file_id).await {
+    let file = match with_retries(|| link.api.get_file(&a.file_id)).await {
         Ok(f) => f,
         Err(BotError::Refused(_, d)) if d.contains("too big") => {
             return too_large(a.size.unwrap_or(limit + 1))
@@ -41,7 +62,7 @@ pub async fn fetch(
     let Some(path) = file.file_path else {
         return format!("[{what} could not be downloaded: the Bot API gave no file path]");
     };
-    let bytes = match link.api.download(&path, limit).await {
+    let bytes = match with_retries(|| link.api.download(&path, limit)).await {
         Ok(b) => b,
         Err(BotError::Refused(413, _)) => return too_large(limit + 1),
         Err(e) => return format!("[{what} could not be downloaded: {e}]"),
