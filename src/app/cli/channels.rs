@@ -184,13 +184,12 @@ fn pair(home: &Home, name: &str, code: &str) -> anyhow::Result<ExitCode> {
     let path = home.instance_paths(&iname).config;
     let original =
         std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut config = InstanceConfig::load(&path)
+    // The bytes read are the ones judged, and the ones checked unchanged before the write.
+    let mut config = InstanceConfig::parse(&original)
         .with_context(|| format!("{} must be valid to add a sender to it", path.display()))?;
     let already = crate::app::router::policy::allowed(&config.allow_from, &p.sender);
-    if !config.allow_from.iter().any(|a| a == &p.sender) {
-        config.allow_from.push(p.sender.clone());
-    }
     if !already {
+        config.allow_from.push(p.sender.clone());
         config
             .validate()
             .with_context(|| format!("{} with {} added", path.display(), p.sender))?;

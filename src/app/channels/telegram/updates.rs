@@ -57,14 +57,21 @@ async fn take(
         return Ok(());
     };
     let paths = ctx.home.instance_paths(&name);
-    let (known, allowed, owner) = {
+    let attachment = m.attachment();
+    // Stored already: passed over (its attachment is not fetched again). Only a message with
+    // an attachment needs the allow-list and the owner before accept (which judges it too).
+    let known = {
         let (store, ctx, id, sender) = (store.clone(), ctx.clone(), id.clone(), sender.clone());
         let paths = paths.clone();
         let instance = instance.to_string();
+        let with_file = attachment.is_some();
         blocking(move || {
             let store = store.lock().expect("telegram store");
             if store.has_message(&id)? {
-                return Ok((true, false, None));
+                return Ok(None);
+            }
+            if !with_file {
+                return Ok(Some((false, None)));
             }
             let allowed = ctx
                 .configs
@@ -73,19 +80,19 @@ async fn take(
                 .unwrap_or(false);
             let uid = store.instance(&instance)?.uid;
             let owner = nix::unistd::geteuid().is_root().then_some((uid, uid));
-            Ok((false, allowed, owner))
+            Ok(Some((allowed, owner)))
         })
         .await
     }
     .or_else(|e| match e {
-        StoreError::NoSuchInstance(_) => Ok((true, false, None)),
+        StoreError::NoSuchInstance(_) => Ok(None),
         e => Err(e),
     })?;
-    if known {
+    let Some((allowed, owner)) = known else {
         return Ok(());
-    }
+    };
     let mut text = m.words().to_string();
-    if let Some(a) = m.attachment() {
+    if let Some(a) = attachment {
         let note = if allowed {
             super::attachments::fetch(link, &paths, owner, u.update_id, &a).await
         } else {
