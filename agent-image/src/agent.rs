@@ -11,12 +11,12 @@ use crate::inbox::{Inbox, Item};
 use crate::lifecycle::Layout;
 use crate::prompt;
 use crate::protocol::Payload;
-use crate::self_check::RUNTIME_DIR;
+use crate::self_check::{PERSONA_DIR, RUNTIME_DIR, SHARED_DIR};
 use crate::tools::ToolBox;
 use crate::turn::{self, Turn, TurnEnd};
 use crate::workspace::Workspace;
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where the agent's inputs are.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,7 +36,9 @@ impl Config {
     }
 
     /// The tools: files under the workspace, the built-in skills if their directory exists,
-    /// and `exec` if the runtime has a busybox.
+    /// the persona and shared trees of the layout, and `exec` if the runtime has a busybox.
+    /// A persona or shared directory of the layout that cannot be opened is an error, not
+    /// left out: the agent would otherwise answer without the instance's persona.
     pub fn toolbox(&self) -> io::Result<ToolBox> {
         let busybox = self.runtime.join("toolbox/busybox");
         Ok(ToolBox {
@@ -46,9 +48,16 @@ impl Config {
                 RUNTIME_SKILLS_LABEL,
             )
             .ok(),
+            persona: read_only_tree(self.layout.persona.as_deref(), PERSONA_DIR)?,
+            shared: read_only_tree(self.layout.shared.as_deref(), SHARED_DIR)?,
             shell: busybox.is_file().then(|| Shell::busybox(&busybox)),
         })
     }
+}
+
+/// The tree at `dir`, named `label` to the model, if the layout has one.
+fn read_only_tree(dir: Option<&Path>, label: &str) -> io::Result<Option<Workspace>> {
+    dir.map(|d| Workspace::with_label(d, label)).transpose()
 }
 
 const RUNTIME_SKILLS_LABEL: &str = "/opt/runtime/skills";
@@ -84,7 +93,7 @@ pub fn serve_with(host: &mut FileHost, tools: &ToolBox) -> io::Result<()> {
 struct Stop;
 
 fn handle_turn(host: &mut FileHost, tools: &ToolBox, item: &Item, turn: &Turn) -> Result<(), Stop> {
-    let end = match prompt::system_prompt(&tools.workspace, tools.builtin_skills.as_ref()) {
+    let end = match prompt::system_prompt(tools) {
         Ok(system) => turn::run_turn(turn, system, tools, host),
         Err(e) => TurnEnd::Answer(turn.failed(e)),
     };
@@ -383,6 +392,54 @@ mod tests {
             .collect();
         assert_eq!(left.len(), 1);
         assert!(left[0].ends_with("-t1.json"), "{left:?}");
+    }
+
+    #[test]
+    fn toolbox_takes_the_layouts_read_only_trees() {
+        let d = dirs();
+        let plain = d.config.toolbox().unwrap();
+        assert!(plain.persona.is_none() && plain.shared.is_none());
+
+        let root = d.config.layout.workspace.parent().unwrap().to_path_buf();
+        let (persona, shared) = (root.join("persona"), root.join("shared"));
+        let mut config = d.config.clone();
+        config.layout = config.layout.with_persona(&persona).with_shared(&shared);
+        // A persona the layout names but that cannot be opened stops the agent.
+        assert!(config.toolbox().is_err());
+        fs::create_dir(&persona).unwrap();
+        fs::create_dir(&shared).unwrap();
+        let tools = config.toolbox().unwrap();
+        assert_eq!(tools.persona.as_ref().unwrap().label(), "/persona");
+        assert_eq!(tools.shared.as_ref().unwrap().label(), "/shared");
+        assert_eq!(
+            tools.persona.as_ref().unwrap().root(),
+            fs::canonicalize(&persona).unwrap()
+        );
+    }
+
+    #[test]
+    fn a_group_turn_is_told_the_persona() {
+        let d = dirs();
+        let root = d.config.layout.workspace.parent().unwrap().to_path_buf();
+        let persona = root.join("persona");
+        fs::create_dir(&persona).unwrap();
+        fs::write(persona.join("SOUL.md"), "# Instance soul\n").unwrap();
+        fs::remove_file(d.config.layout.soul()).unwrap();
+        let mut config = d.config.clone();
+        config.layout = config.layout.with_persona(&persona);
+        send(&config.layout.ipc_in, "t1", turn("t-1", "hi"));
+        let agent_config = config.clone();
+        let agent = std::thread::spawn(move || serve(&agent_config));
+        let mut system = String::new();
+        play_host(&config, 1, |req| {
+            let Payload::ModelRequest { messages, .. } = req else {
+                unreachable!()
+            };
+            system = messages[0].content.clone();
+            answer(req, "hello", vec![])
+        });
+        agent.join().unwrap().unwrap();
+        assert!(system.starts_with("# Instance soul\n"), "{system}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use crate::ipc;
 use crate::protocol::{Envelope, Payload, PROTOCOL_VERSION};
-use crate::self_check::{IPC_DIR, WORKSPACE_DIR};
+use crate::self_check::{IPC_DIR, PERSONA_DIR, SHARED_DIR, WORKSPACE_DIR};
 use std::fmt;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -19,26 +19,53 @@ pub struct Layout {
     pub ipc_in: PathBuf,
     /// Agent → host envelopes (`/ipc/out`).
     pub ipc_out: PathBuf,
+    /// The instance's persona, read-only (`/persona`), in a chat group's container only.
+    pub persona: Option<PathBuf>,
+    /// The instance's shared knowledge, read-only (`/shared`), in a chat group's container
+    /// only, and there only when the instance has some.
+    pub shared: Option<PathBuf>,
 }
 
 impl Layout {
-    /// The paths inside an instance container.
+    /// The paths inside an instance container, with `/persona` and `/shared` when they are
+    /// directories now: the host mounts them before the agent starts, or not at all.
     pub fn container() -> Layout {
-        Layout::under(Path::new(WORKSPACE_DIR), Path::new(IPC_DIR))
+        let mut layout = Layout::under(Path::new(WORKSPACE_DIR), Path::new(IPC_DIR));
+        layout.persona = dir_if_present(Path::new(PERSONA_DIR));
+        layout.shared = dir_if_present(Path::new(SHARED_DIR));
+        layout
     }
 
-    /// `workspace`, and `in`/`out` under `ipc`.
+    /// `workspace`, and `in`/`out` under `ipc`; no persona or shared directory.
     pub fn under(workspace: &Path, ipc: &Path) -> Layout {
         Layout {
             workspace: workspace.to_path_buf(),
             ipc_in: ipc.join("in"),
             ipc_out: ipc.join("out"),
+            persona: None,
+            shared: None,
         }
     }
 
-    /// The persona file, `SOUL.md` in the workspace.
+    /// This layout with the persona read from `dir`.
+    pub fn with_persona(mut self, dir: &Path) -> Layout {
+        self.persona = Some(dir.to_path_buf());
+        self
+    }
+
+    /// This layout with the shared knowledge in `dir`.
+    pub fn with_shared(mut self, dir: &Path) -> Layout {
+        self.shared = Some(dir.to_path_buf());
+        self
+    }
+
+    /// The persona file: `SOUL.md` of the persona directory when there is one (a chat group
+    /// speaks with the instance's voice), else `SOUL.md` in the workspace.
     pub fn soul(&self) -> PathBuf {
-        self.workspace.join("SOUL.md")
+        self.persona
+            .as_ref()
+            .unwrap_or(&self.workspace)
+            .join("SOUL.md")
     }
 }
 
@@ -68,8 +95,8 @@ impl fmt::Display for EnvError {
 
 impl std::error::Error for EnvError {}
 
-/// Checks, in this order, that the workspace is a directory, that its `SOUL.md` is a readable
-/// regular file, and that the IPC `in` and `out` directories exist. Symlinks are followed.
+/// Checks, in this order, that the workspace is a directory, that [`Layout::soul`] is a
+/// readable regular file, and that the IPC `in` and `out` directories exist. Symlinks are followed.
 pub fn check_environment(layout: &Layout) -> Result<(), EnvError> {
     require_dir(&layout.workspace)?;
     let soul = layout.soul();
@@ -77,6 +104,11 @@ pub fn check_environment(layout: &Layout) -> Result<(), EnvError> {
     require_dir(&layout.ipc_in)?;
     require_dir(&layout.ipc_out)?;
     Ok(())
+}
+
+/// `path` if it is a directory (links followed), else `None`.
+fn dir_if_present(path: &Path) -> Option<PathBuf> {
+    path.is_dir().then(|| path.to_path_buf())
 }
 
 fn require_dir(path: &Path) -> Result<(), EnvError> {
@@ -167,9 +199,56 @@ mod tests {
     #[test]
     fn container_paths() {
         let l = Layout::container();
-        assert_eq!(l.soul(), Path::new("/workspace/SOUL.md"));
         assert_eq!(l.ipc_in, Path::new("/ipc/in"));
         assert_eq!(l.ipc_out, Path::new("/ipc/out"));
+        // Only where the test runs without the chat-group mounts, as it normally does.
+        if !Path::new("/persona").exists() {
+            assert_eq!(l.persona, None);
+            assert_eq!(l.soul(), Path::new("/workspace/SOUL.md"));
+        }
+        if !Path::new("/shared").exists() {
+            assert_eq!(l.shared, None);
+        }
+    }
+
+    #[test]
+    fn only_directories_are_taken_as_mounts() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(dir_if_present(tmp.path()), Some(tmp.path().to_path_buf()));
+        let file = tmp.path().join("file");
+        fs::write(&file, "").unwrap();
+        assert_eq!(dir_if_present(&file), None);
+        assert_eq!(dir_if_present(&tmp.path().join("missing")), None);
+    }
+
+    #[test]
+    fn soul_comes_from_the_persona_when_there_is_one() {
+        let l = Layout::under(Path::new("/w"), Path::new("/i"));
+        assert_eq!((l.persona.clone(), l.shared.clone()), (None, None));
+        assert_eq!(l.soul(), Path::new("/w/SOUL.md"));
+        let l = l.with_shared(Path::new("/s"));
+        assert_eq!(l.soul(), Path::new("/w/SOUL.md"));
+        assert_eq!(l.shared.as_deref(), Some(Path::new("/s")));
+        let l = l.with_persona(Path::new("/p"));
+        assert_eq!(l.soul(), Path::new("/p/SOUL.md"));
+        assert_eq!(l.persona.as_deref(), Some(Path::new("/p")));
+    }
+
+    #[test]
+    fn a_persona_without_soul_fails_even_with_a_workspace_soul() {
+        let tmp = tempfile::tempdir().unwrap();
+        let persona = tmp.path().join("persona");
+        fs::create_dir(&persona).unwrap();
+        // The workspace's own SOUL.md does not stand in for the persona's.
+        let layout = full(tmp.path()).with_persona(&persona);
+        let msg = err(&layout);
+        let expected = format!(
+            "{} is missing or unreadable: ",
+            persona.join("SOUL.md").display()
+        );
+        assert!(msg.starts_with(&expected), "{msg}");
+        fs::write(persona.join("SOUL.md"), "# Instance\n").unwrap();
+        check_environment(&layout).unwrap();
     }
 
     #[test]

@@ -13,10 +13,11 @@ usage: supervisor-agent <command>
 
 commands:
   run                  run the agent (the image's default command): check that
-                       /workspace/SOUL.md is a readable file and /ipc/in and /ipc/out are
-                       directories, write a ready message to /ipc/out, then answer the turns
-                       that arrive in /ipc/in; exit 0 on SIGTERM, SIGINT or a shutdown
-                       message, 1 if a check or a write fails or /ipc/in cannot be read
+                       /workspace/SOUL.md (/persona/SOUL.md when /persona is mounted) is
+                       a readable file and /ipc/in and /ipc/out are directories, write a
+                       ready message to /ipc/out, then answer the turns that arrive in
+                       /ipc/in; exit 0 on SIGTERM, SIGINT or a shutdown message, 1 if a
+                       check or a write fails or /ipc/in cannot be read
   self-check [--json]  inspect this sandbox; exit 0 when every check passes, 1 otherwise
   version [--json]     print the agent and protocol versions
   --version, -V        same as `version`

@@ -2,7 +2,7 @@
 //! workspace (persona, manual, memory, skills) and the conversation built from the turn.
 
 use crate::protocol::{ModelMessage, Role, TurnMessage};
-use crate::tools::{utc_date_time, BUILTIN_SKILLS_PREFIX, MEMORY_FILE};
+use crate::tools::{utc_date_time, ToolBox, BUILTIN_SKILLS_PREFIX, MEMORY_FILE};
 use crate::turn_input::Turn;
 use crate::workspace::{Kind, Workspace};
 
@@ -10,6 +10,8 @@ use crate::workspace::{Kind, Workspace};
 pub const FILE_CAP: usize = 64 * 1024;
 /// The most skills listed from each directory.
 pub const SKILLS_LISTED: usize = 50;
+/// The most entries of the shared-knowledge directory named in the prompt.
+pub const SHARED_LISTED: usize = 50;
 /// How much of a skill file is searched for its title.
 const HEADING_SCAN: usize = 4096;
 /// The longest title shown for a skill.
@@ -25,19 +27,26 @@ reply; if there is nothing to report, reply with nothing at all, as an empty rep
 nothing.";
 
 /// The system prompt: `SOUL.md`, then `AGENTS.md`, then the memory file under a
-/// "# Long-term memory" heading, then the list of skills. Only `SOUL.md` is required.
-pub fn system_prompt(ws: &Workspace, builtin_skills: Option<&Workspace>) -> Result<String, String> {
-    let mut sections =
-        vec![workspace_file(ws, "SOUL.md").map_err(|e| format!("cannot read the persona: {e}"))?];
-    if let Ok(manual) = workspace_file(ws, "AGENTS.md") {
+/// "# Long-term memory" heading, then the list of skills, then what is shared in `/shared`.
+/// Only `SOUL.md` is required. With a persona tree, `SOUL.md` and `AGENTS.md` come from it
+/// alone: a chat group speaks with the instance's voice, whatever its workspace holds. Memory
+/// is always the workspace's own.
+pub fn system_prompt(tools: &ToolBox) -> Result<String, String> {
+    let ws = &tools.workspace;
+    let persona = tools.persona.as_ref().unwrap_or(ws);
+    let soul = workspace_file(persona, "SOUL.md").map_err(|e| match &tools.persona {
+        Some(p) => format!("cannot read the persona from {}: {e}", p.label()),
+        None => format!("cannot read the persona: {e}"),
+    })?;
+    let mut sections = vec![soul];
+    if let Ok(manual) = workspace_file(persona, "AGENTS.md") {
         sections.push(manual);
     }
     if let Ok(memory) = workspace_file(ws, MEMORY_FILE) {
         sections.push(format!("# Long-term memory\n\n{memory}"));
     }
-    if let Some(skills) = skills_section(ws, builtin_skills) {
-        sections.push(skills);
-    }
+    sections.extend(skills_section(tools));
+    sections.extend(tools.shared.as_ref().map(shared_section));
     Ok(sections
         .iter()
         .map(|s| s.trim_end())
@@ -60,32 +69,81 @@ fn workspace_file(ws: &Workspace, rel: &str) -> Result<String, String> {
     Ok(text)
 }
 
-/// "# Skills" with the built-in skills and the workspace's own, or `None` if there are none.
-pub fn skills_section(ws: &Workspace, builtin: Option<&Workspace>) -> Option<String> {
-    let builtin_list = builtin
-        .map(|b| skill_lines(b, ".", BUILTIN_SKILLS_PREFIX))
-        .unwrap_or_default();
-    let own_list = skill_lines(ws, "skills", "skills/");
-    if builtin_list.is_empty() && own_list.is_empty() {
+/// "# Skills" with the built-in skills, the persona's and the workspace's own, or `None` if
+/// there are none.
+pub fn skills_section(tools: &ToolBox) -> Option<String> {
+    let lists = [
+        (
+            "Built-in (read-only):",
+            tools
+                .builtin_skills
+                .as_ref()
+                .map(|b| skill_lines(b, ".", BUILTIN_SKILLS_PREFIX, ".")),
+        ),
+        (
+            "Shared by the instance (read-only):",
+            tools.persona.as_ref().map(|p| {
+                let shown = format!("{}/skills/", p.label());
+                skill_lines(p, "skills", &shown, shown.trim_end_matches('/'))
+            }),
+        ),
+        (
+            "Your own (in /workspace/skills/):",
+            Some(skill_lines(&tools.workspace, "skills", "skills/", "skills")),
+        ),
+    ];
+    let lists: Vec<_> = lists
+        .into_iter()
+        .filter_map(|(heading, list)| Some((heading, list.filter(|l| !l.is_empty())?)))
+        .collect();
+    if lists.is_empty() {
         return None;
     }
     let mut text = String::from(
         "# Skills\n\nSkills are instructions for recurring tasks. When a task matches one, read \
          it with read_file first and follow it.\n",
     );
-    if !builtin_list.is_empty() {
-        text.push_str("\nBuilt-in (read-only):\n");
-        text.push_str(&builtin_list);
-    }
-    if !own_list.is_empty() {
-        text.push_str("\nYour own (in /workspace/skills/):\n");
-        text.push_str(&own_list);
+    for (heading, list) in lists {
+        text.push_str(&format!("\n{heading}\n{list}"));
     }
     Some(text)
 }
 
-/// One line per `*.md` file in `dir` of `tree`: `- <shown prefix><name>: <title>`.
-fn skill_lines(tree: &Workspace, dir: &str, shown: &str) -> String {
+/// "# Shared knowledge": where the shared files are and how to reach them, with the names of
+/// the first [`SHARED_LISTED`] entries only, so that a large directory costs the prompt little
+/// and its contents are read only when needed.
+pub fn shared_section(shared: &Workspace) -> String {
+    let label = shared.label();
+    let mut text = format!(
+        "# Shared knowledge\n\nRead-only files shared by every conversation of the instance \
+         are in {label}. List them with list_dir \"{label}\" and read one with read_file \
+         \"{label}/NAME\".\n"
+    );
+    let Ok((entries, more)) = shared.list_dir(".") else {
+        return text;
+    };
+    if entries.is_empty() {
+        text.push_str("\nIt is empty for now.\n");
+        return text;
+    }
+    text.push('\n');
+    for entry in entries.iter().take(SHARED_LISTED) {
+        let slash = if entry.kind == Kind::Dir { "/" } else { "" };
+        text.push_str(&format!("- {}{slash}\n", entry.name));
+    }
+    if entries.len() > SHARED_LISTED || more {
+        let plus = if more { "+" } else { "" };
+        text.push_str(&format!(
+            "- and {}{plus} more (list_dir \"{label}\")\n",
+            entries.len() - SHARED_LISTED
+        ));
+    }
+    text
+}
+
+/// One line per `*.md` file in `dir` of `tree`: `- <shown prefix><name>: <title>`, and past
+/// [`SKILLS_LISTED`] a line saying how many more `list_dir <listed>` shows.
+fn skill_lines(tree: &Workspace, dir: &str, shown: &str, listed: &str) -> String {
     let Ok((entries, _)) = tree.list_dir(dir) else {
         return String::new();
     };
@@ -105,7 +163,7 @@ fn skill_lines(tree: &Workspace, dir: &str, shown: &str) -> String {
     }
     if skills.len() > SKILLS_LISTED {
         text.push_str(&format!(
-            "- and {} more (list_dir {dir})\n",
+            "- and {} more (list_dir {listed})\n",
             skills.len() - SKILLS_LISTED
         ));
     }
@@ -195,6 +253,22 @@ mod tests {
         Workspace::new(root).unwrap()
     }
 
+    fn tree(root: &Path, label: &str) -> Workspace {
+        fs::create_dir_all(root).unwrap();
+        Workspace::with_label(root, label).unwrap()
+    }
+
+    /// Tools on `ws` with the built-in skills `builtin`, and no persona or shared tree.
+    fn tools(ws: &Workspace, builtin: Option<&Workspace>) -> ToolBox {
+        ToolBox {
+            workspace: ws.clone(),
+            builtin_skills: builtin.cloned(),
+            persona: None,
+            shared: None,
+            shell: None,
+        }
+    }
+
     #[test]
     fn sections_in_order() {
         let tmp = tempfile::tempdir().unwrap();
@@ -213,7 +287,7 @@ mod tests {
         fs::write(w.root().join("skills/notes.txt"), "# not a skill").unwrap();
         fs::write(b.root().join("files.md"), "# Working in the workspace\n").unwrap();
         fs::write(b.root().join("b.md"), "no heading").unwrap();
-        let prompt = system_prompt(&w, Some(&b)).unwrap();
+        let prompt = system_prompt(&tools(&w, Some(&b))).unwrap();
         assert_eq!(
             prompt,
             "# Soul\n\nBe kind.\n\n# Manual\n\n# Long-term memory\n\n- 2025-01-01: x\n\n\
@@ -231,10 +305,10 @@ mod tests {
     fn only_soul_is_required() {
         let tmp = tempfile::tempdir().unwrap();
         let w = ws(tmp.path());
-        let e = system_prompt(&w, None).unwrap_err();
+        let e = system_prompt(&tools(&w, None)).unwrap_err();
         assert!(e.starts_with("cannot read the persona: SOUL.md"), "{e}");
         fs::write(w.root().join("SOUL.md"), "I am.").unwrap();
-        assert_eq!(system_prompt(&w, None).unwrap(), "I am.\n");
+        assert_eq!(system_prompt(&tools(&w, None)).unwrap(), "I am.\n");
     }
 
     #[test]
@@ -243,7 +317,7 @@ mod tests {
         let w = ws(tmp.path());
         fs::write(w.root().join("SOUL.md"), "s".repeat(FILE_CAP + 1)).unwrap();
         fs::write(w.root().join("AGENTS.md"), "a".repeat(FILE_CAP * 2)).unwrap();
-        let prompt = system_prompt(&w, None).unwrap();
+        let prompt = system_prompt(&tools(&w, None)).unwrap();
         assert!(prompt.contains(&format!(
             "{}\n\n[SOUL.md is longer than 64 KiB; the rest is left out here]\n\n",
             "s".repeat(FILE_CAP)
@@ -260,7 +334,127 @@ mod tests {
         fs::create_dir(w.root().join("skills")).unwrap();
         std::os::unix::fs::symlink(tmp.path().join("secret.md"), w.root().join("skills/s.md"))
             .unwrap();
-        assert_eq!(skills_section(&w, None), None);
+        assert_eq!(skills_section(&tools(&w, None)), None);
+    }
+
+    /// A chat group's trees under `root`: a workspace with its own SOUL.md, AGENTS.md, memory
+    /// and skill, and a persona with SOUL.md, AGENTS.md and a skill.
+    fn group(root: &Path) -> ToolBox {
+        let w = ws(&root.join("ws"));
+        fs::write(w.root().join("SOUL.md"), "# Stale soul\n").unwrap();
+        fs::write(w.root().join("AGENTS.md"), "# Stale manual\n").unwrap();
+        fs::create_dir_all(w.root().join("memory")).unwrap();
+        fs::write(
+            w.root().join("memory/MEMORY.md"),
+            "- 2026-01-01: group fact\n",
+        )
+        .unwrap();
+        fs::create_dir_all(w.root().join("skills")).unwrap();
+        fs::write(w.root().join("skills/mine.md"), "# Group skill\n").unwrap();
+        let p = tree(&root.join("persona"), "/persona");
+        fs::write(p.root().join("SOUL.md"), "# Instance soul\n").unwrap();
+        fs::write(p.root().join("AGENTS.md"), "# Instance manual\n").unwrap();
+        fs::create_dir_all(p.root().join("skills")).unwrap();
+        fs::write(p.root().join("skills/report.md"), "# Weekly report\n").unwrap();
+        ToolBox {
+            persona: Some(p),
+            ..tools(&w, None)
+        }
+    }
+
+    #[test]
+    fn a_persona_replaces_the_workspace_soul_and_manual() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = group(tmp.path());
+        assert_eq!(
+            system_prompt(&t).unwrap(),
+            "# Instance soul\n\n# Instance manual\n\n\
+             # Long-term memory\n\n- 2026-01-01: group fact\n\n\
+             # Skills\n\nSkills are instructions for recurring tasks. When a task matches \
+             one, read it with read_file first and follow it.\n\n\
+             Shared by the instance (read-only):\n\
+             - /persona/skills/report.md: Weekly report\n\n\
+             Your own (in /workspace/skills/):\n\
+             - skills/mine.md: Group skill\n"
+        );
+        // The persona's missing AGENTS.md is not made up for by the workspace's.
+        fs::remove_file(t.persona.as_ref().unwrap().root().join("AGENTS.md")).unwrap();
+        let prompt = system_prompt(&t).unwrap();
+        assert!(!prompt.contains("Stale"), "{prompt}");
+    }
+
+    #[test]
+    fn a_persona_without_soul_fails_the_prompt() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = group(tmp.path());
+        fs::remove_file(t.persona.as_ref().unwrap().root().join("SOUL.md")).unwrap();
+        let e = system_prompt(&t).unwrap_err();
+        assert_eq!(
+            e,
+            "cannot read the persona from /persona: SOUL.md does not exist"
+        );
+    }
+
+    #[test]
+    fn persona_skills_come_between_builtin_and_own() {
+        let tmp = tempfile::tempdir().unwrap();
+        let b = ws(&tmp.path().join("builtin"));
+        fs::write(b.root().join("files.md"), "# Files\n").unwrap();
+        let t = ToolBox {
+            builtin_skills: Some(b),
+            ..group(tmp.path())
+        };
+        let skills = skills_section(&t).unwrap();
+        let at = |needle: &str| skills.find(needle).unwrap_or_else(|| panic!("{needle}"));
+        assert!(at("Built-in (read-only):") < at("Shared by the instance (read-only):"));
+        assert!(at("- /persona/skills/report.md") < at("Your own (in /workspace/skills/):"));
+        // A persona with skills alone still makes a section.
+        let t = group(&tmp.path().join("alone"));
+        fs::remove_dir_all(t.workspace.root().join("skills")).unwrap();
+        let skills = skills_section(&t).unwrap();
+        assert!(skills.ends_with("- /persona/skills/report.md: Weekly report\n"));
+        assert!(!skills.contains("Your own"), "{skills}");
+    }
+
+    #[test]
+    fn shared_knowledge_is_named_not_read() {
+        let tmp = tempfile::tempdir().unwrap();
+        let w = ws(&tmp.path().join("ws"));
+        fs::write(w.root().join("SOUL.md"), "I am.").unwrap();
+        let s = tree(&tmp.path().join("shared"), "/shared");
+        fs::write(s.root().join("prices.csv"), "secret content").unwrap();
+        fs::create_dir(s.root().join("docs")).unwrap();
+        let t = ToolBox {
+            shared: Some(s),
+            ..tools(&w, None)
+        };
+        assert_eq!(
+            system_prompt(&t).unwrap(),
+            "I am.\n\n# Shared knowledge\n\nRead-only files shared by every conversation of \
+             the instance are in /shared. List them with list_dir \"/shared\" and read one \
+             with read_file \"/shared/NAME\".\n\n- docs/\n- prices.csv\n"
+        );
+        // Without a shared tree there is no such section.
+        assert!(!system_prompt(&tools(&w, None))
+            .unwrap()
+            .contains("# Shared knowledge"));
+    }
+
+    #[test]
+    fn shared_listing_is_capped() {
+        let tmp = tempfile::tempdir().unwrap();
+        let s = tree(&tmp.path().join("shared"), "/shared");
+        for i in 0..SHARED_LISTED + 3 {
+            fs::write(s.root().join(format!("f{i:03}")), "").unwrap();
+        }
+        let text = shared_section(&s);
+        assert_eq!(text.matches("\n- f").count(), SHARED_LISTED);
+        assert!(
+            text.contains("- f049\n- and 3 more (list_dir \"/shared\")\n"),
+            "{text}"
+        );
+        let empty = tree(&tmp.path().join("empty"), "/shared");
+        assert!(shared_section(&empty).ends_with("\nIt is empty for now.\n"));
     }
 
     #[test]

@@ -17,6 +17,12 @@ pub const RUNTIME_DIR: &str = "/opt/runtime";
 pub const WORKSPACE_DIR: &str = "/workspace";
 /// Where the instance's IPC queues are: `/ipc/in` and `/ipc/out`, each mounted read-write.
 pub const IPC_DIR: &str = "/ipc";
+/// Where a chat group's container finds the instance's persona (`SOUL.md`, `AGENTS.md`,
+/// `skills/`), mounted read-only; an ordinary instance container has none.
+pub const PERSONA_DIR: &str = "/persona";
+/// Where a chat group's container finds the instance's shared knowledge, mounted read-only;
+/// optional even there.
+pub const SHARED_DIR: &str = "/shared";
 /// The scratch tmpfs.
 pub const TMP_DIR: &str = "/tmp";
 

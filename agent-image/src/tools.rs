@@ -58,20 +58,62 @@ pub struct ToolBox {
     pub workspace: Workspace,
     /// The built-in skills (`/opt/runtime/skills`), readable with `read_file`.
     pub builtin_skills: Option<Workspace>,
+    /// The instance's persona (`/persona`, read-only), in a chat group's container: read with
+    /// `read_file` and `list_dir` by absolute paths under its label.
+    pub persona: Option<Workspace>,
+    /// The instance's shared knowledge (`/shared`, read-only), reached like `persona`.
+    pub shared: Option<Workspace>,
     /// The shell for `exec`; the tool is offered only when there is one.
     pub shell: Option<Shell>,
 }
 
 impl ToolBox {
+    /// The read-only trees there are, reached by absolute paths under their labels, each with
+    /// the phrase that tells the model what it holds.
+    fn read_only_trees(&self) -> impl Iterator<Item = (&Workspace, &'static str)> {
+        [
+            (
+                self.persona.as_ref(),
+                "the instance's persona, shared by every conversation",
+            ),
+            (
+                self.shared.as_ref(),
+                "knowledge shared by every conversation of the instance",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(tree, what)| Some((tree?, what)))
+    }
+
+    /// What a file tool's description adds about each read-only tree there is, or "" when
+    /// there is none: the model should not look for trees its container lacks.
+    fn read_only_note(&self, tool: &str) -> String {
+        self.read_only_trees()
+            .map(|(tree, what)| {
+                let label = tree.label();
+                match tool {
+                    "read_file" => format!(
+                        " Also readable, by absolute path: \"{label}/NAME\", {what} \
+                         (read-only)."
+                    ),
+                    "list_dir" => format!(" \"{label}\" lists {what} (read-only)."),
+                    _ => format!(" \"{label}\" is read-only."),
+                }
+            })
+            .collect()
+    }
+
     /// The specs of the tools on offer, in a fixed order.
     pub fn specs(&self) -> Vec<ToolSpec> {
         let mut specs = vec![
             spec(
                 "read_file",
-                "Read a text file from the workspace. The path is relative to /workspace, \
-                 e.g. \"notes/todo.md\"; absolute paths and \"..\" are refused, except the \
-                 built-in skills, which are read as \"/opt/runtime/skills/NAME.md\". Returns \
-                 the file's text, at most 256 KiB; a longer file is cut and says so.",
+                &(String::from(
+                    "Read a text file from the workspace. The path is relative to /workspace, \
+                     e.g. \"notes/todo.md\"; absolute paths and \"..\" are refused, except the \
+                     built-in skills, which are read as \"/opt/runtime/skills/NAME.md\". \
+                     Returns the file's text, at most 256 KiB; a longer file is cut and says so.",
+                ) + &self.read_only_note("read_file")),
                 json!({
                     "type": "object",
                     "properties": {
@@ -82,10 +124,12 @@ impl ToolBox {
             ),
             spec(
                 "write_file",
-                "Create a file in the workspace, or replace one entirely, with the given \
-                 content (at most 1 MiB). Missing parent folders are created. The path is \
-                 relative to /workspace. To change an existing file, read it first and write \
-                 back the complete new version.",
+                &(String::from(
+                    "Create a file in the workspace, or replace one entirely, with the given \
+                     content (at most 1 MiB). Missing parent folders are created. The path is \
+                     relative to /workspace. To change an existing file, read it first and \
+                     write back the complete new version.",
+                ) + &self.read_only_note("write_file")),
                 json!({
                     "type": "object",
                     "properties": {
@@ -97,9 +141,11 @@ impl ToolBox {
             ),
             spec(
                 "list_dir",
-                "List a folder in the workspace: one line per entry with its kind (file, dir \
-                 or link), its size in bytes and its name. The path is relative to /workspace; \
-                 leave it out to list /workspace itself.",
+                &(String::from(
+                    "List a folder in the workspace: one line per entry with its kind (file, \
+                     dir or link), its size in bytes and its name. The path is relative to \
+                     /workspace; leave it out to list /workspace itself.",
+                ) + &self.read_only_note("list_dir")),
                 json!({
                     "type": "object",
                     "properties": {
@@ -230,6 +276,7 @@ impl ToolBox {
             "write_file" => {
                 let path = str_arg(&args, "path")?;
                 let content = str_arg(&args, "content")?;
+                self.refuse_read_only(path)?;
                 let n = self.workspace.write_file(path, content.as_bytes())?;
                 Ok(format!("wrote {n} bytes to {path}"))
             }
@@ -264,14 +311,42 @@ impl ToolBox {
         }
     }
 
-    fn read_file(&self, path: &str) -> Result<String, Failure> {
-        let (tree, rel) = match (
+    /// The tree a path of `read_file` or `list_dir` is in, and the path within it: a
+    /// read-only tree for an absolute path under its label, the built-in skills for one under
+    /// [`BUILTIN_SKILLS_PREFIX`], else the workspace, which refuses any other absolute path.
+    fn tree_of<'a>(&'a self, path: &'a str) -> (&'a Workspace, &'a str) {
+        for (tree, _) in self.read_only_trees() {
+            if let Some(rel) = within(tree.label(), path) {
+                return (tree, rel);
+            }
+        }
+        match (
             path.strip_prefix(BUILTIN_SKILLS_PREFIX),
             &self.builtin_skills,
         ) {
             (Some(name), Some(skills)) => (skills, name),
             _ => (&self.workspace, path),
-        };
+        }
+    }
+
+    /// Refuses a path in a read-only tree, before the workspace would refuse it as absolute,
+    /// so the model learns where it may write instead.
+    fn refuse_read_only(&self, path: &str) -> Result<(), Failure> {
+        match self
+            .read_only_trees()
+            .find(|(tree, _)| within(tree.label(), path).is_some())
+        {
+            Some((tree, what)) => Err(format!(
+                "{} is read-only: it is {what}; write in /workspace instead",
+                tree.label()
+            )
+            .into()),
+            None => Ok(()),
+        }
+    }
+
+    fn read_file(&self, path: &str) -> Result<String, Failure> {
+        let (tree, rel) = self.tree_of(path);
         let got = tree.read_capped(rel, READ_CAP)?;
         let mut text = got.text();
         if got.truncated {
@@ -287,7 +362,8 @@ impl ToolBox {
     }
 
     fn list_dir(&self, path: &str) -> Result<String, Failure> {
-        let (entries, more) = self.workspace.list_dir(path)?;
+        let (tree, rel) = self.tree_of(path);
+        let (entries, more) = tree.list_dir(rel)?;
         if entries.is_empty() {
             return Ok("(empty folder)".into());
         }
@@ -364,6 +440,20 @@ impl ToolBox {
         let line = format!("- {}: {note}\n", utc_date(unix_secs));
         self.workspace.append_line(MEMORY_FILE, &line)?;
         Ok(format!("saved to {MEMORY_FILE}: {}", line.trim_end()))
+    }
+}
+
+/// The path inside the tree labelled `label` (such as `/persona`) that the absolute `path`
+/// names, `.` for the tree itself, or `None` if `path` is not under it.
+fn within<'a>(label: &str, path: &'a str) -> Option<&'a str> {
+    let rest = path.strip_prefix(label)?;
+    if !rest.is_empty() && !rest.starts_with('/') {
+        // "/personal/x" is not under "/persona".
+        return None;
+    }
+    match rest.trim_start_matches('/') {
+        "" => Some("."),
+        rel => Some(rel),
     }
 }
 
@@ -548,6 +638,8 @@ mod tests {
         ToolBox {
             workspace: Workspace::new(&ws).unwrap(),
             builtin_skills: Some(Workspace::with_label(&skills, "/opt/runtime/skills").unwrap()),
+            persona: None,
+            shared: None,
             shell: shell.then(|| Shell::plain(Path::new("/bin/sh"))),
         }
     }
@@ -679,6 +771,187 @@ mod tests {
             json!({"path": "/opt/runtime/skills/x.md", "content": ""}),
         );
         assert!(out.contains("absolute paths are refused"), "{out}");
+    }
+
+    /// [`toolbox`] with a persona (SOUL.md, skills/report.md) and a shared tree (prices.csv)
+    /// under `root`, and a file beside them that neither may reach.
+    fn group_toolbox(root: &Path) -> ToolBox {
+        let persona = root.join("persona");
+        let shared = root.join("shared");
+        fs::create_dir_all(persona.join("skills")).unwrap();
+        fs::create_dir_all(&shared).unwrap();
+        fs::write(persona.join("SOUL.md"), "# Instance soul\n").unwrap();
+        fs::write(persona.join("skills/report.md"), "# Weekly report\n").unwrap();
+        fs::write(shared.join("prices.csv"), "a,1\n").unwrap();
+        fs::write(root.join("secret.txt"), "secret").unwrap();
+        ToolBox {
+            persona: Some(Workspace::with_label(&persona, "/persona").unwrap()),
+            shared: Some(Workspace::with_label(&shared, "/shared").unwrap()),
+            ..toolbox(root, false)
+        }
+    }
+
+    #[test]
+    fn read_only_trees_are_read_and_listed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tb = group_toolbox(tmp.path());
+        let mut host = Recorder::new();
+        let read =
+            |host: &mut Recorder, path: &str| run(&tb, host, "read_file", json!({ "path": path }));
+        assert_eq!(read(&mut host, "/persona/SOUL.md"), "# Instance soul\n");
+        assert_eq!(
+            read(&mut host, "/persona/skills/report.md"),
+            "# Weekly report\n"
+        );
+        assert_eq!(read(&mut host, "/shared/prices.csv"), "a,1\n");
+        assert_eq!(read(&mut host, "/shared//prices.csv"), "a,1\n");
+        let out = read(&mut host, "/persona");
+        assert!(out.contains("is a directory; use list_dir"), "{out}");
+        let list =
+            |host: &mut Recorder, path: &str| run(&tb, host, "list_dir", json!({ "path": path }));
+        assert_eq!(
+            list(&mut host, "/persona"),
+            "file          16  SOUL.md\ndir            -  skills\n"
+        );
+        assert_eq!(list(&mut host, "/persona/"), list(&mut host, "/persona"));
+        assert_eq!(list(&mut host, "/shared"), "file           4  prices.csv\n");
+        // A name that only begins like a tree's is an ordinary absolute path.
+        let out = read(&mut host, "/personal/SOUL.md");
+        assert!(out.contains("absolute paths are refused"), "{out}");
+    }
+
+    #[test]
+    fn read_only_trees_do_not_lead_outside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tb = group_toolbox(tmp.path());
+        let persona = tb.persona.as_ref().unwrap().root().to_path_buf();
+        std::os::unix::fs::symlink(tmp.path().join("secret.txt"), persona.join("leak.md")).unwrap();
+        std::os::unix::fs::symlink(tmp.path(), persona.join("up")).unwrap();
+        std::os::unix::fs::symlink(persona.join("SOUL.md"), persona.join("alias.md")).unwrap();
+        let mut host = Recorder::new();
+        for (tool, path) in [
+            ("read_file", "/persona/../secret.txt"),
+            ("read_file", "/shared/../persona/SOUL.md"),
+            ("list_dir", "/persona/.."),
+        ] {
+            let out = run(&tb, &mut host, tool, json!({ "path": path }));
+            assert!(out.contains("paths with `..` are refused"), "{path}: {out}");
+        }
+        for (tool, path) in [
+            ("read_file", "/persona/leak.md"),
+            ("read_file", "/persona/up/secret.txt"),
+            ("list_dir", "/persona/up"),
+        ] {
+            let out = run(&tb, &mut host, tool, json!({ "path": path }));
+            assert!(out.contains("leads outside /persona"), "{path}: {out}");
+        }
+        // A link that stays inside the tree is followed.
+        let out = run(
+            &tb,
+            &mut host,
+            "read_file",
+            json!({"path": "/persona/alias.md"}),
+        );
+        assert_eq!(out, "# Instance soul\n");
+    }
+
+    #[test]
+    fn read_only_trees_refuse_writes() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tb = group_toolbox(tmp.path());
+        let mut host = Recorder::new();
+        for path in ["/persona/SOUL.md", "/persona", "/persona/new/x.md"] {
+            let out = run(
+                &tb,
+                &mut host,
+                "write_file",
+                json!({"path": path, "content": "x"}),
+            );
+            assert_eq!(
+                out,
+                "error: /persona is read-only: it is the instance's persona, shared by every \
+                 conversation; write in /workspace instead"
+            );
+        }
+        let out = run(
+            &tb,
+            &mut host,
+            "write_file",
+            json!({"path": "/shared/prices.csv", "content": "x"}),
+        );
+        assert_eq!(
+            out,
+            "error: /shared is read-only: it is knowledge shared by every conversation of the \
+             instance; write in /workspace instead"
+        );
+        let persona = tb.persona.as_ref().unwrap().root();
+        assert_eq!(
+            fs::read_to_string(persona.join("SOUL.md")).unwrap(),
+            "# Instance soul\n"
+        );
+        assert!(!persona.join("new").exists());
+        assert_eq!(
+            fs::read_to_string(tmp.path().join("shared/prices.csv")).unwrap(),
+            "a,1\n"
+        );
+        // Memory is the workspace's own, even in a group.
+        run(&tb, &mut host, "remember", json!({"note": "n"}));
+        assert!(tb.workspace.root().join(MEMORY_FILE).is_file());
+        assert!(!persona.join("memory").exists());
+    }
+
+    #[test]
+    fn absent_read_only_trees_are_plain_absolute_paths() {
+        let tmp = tempfile::tempdir().unwrap();
+        let tb = toolbox(tmp.path(), false);
+        let mut host = Recorder::new();
+        for (tool, args) in [
+            ("read_file", json!({"path": "/persona/SOUL.md"})),
+            ("list_dir", json!({"path": "/shared"})),
+            ("write_file", json!({"path": "/persona/x", "content": ""})),
+        ] {
+            let out = run(&tb, &mut host, tool, args);
+            assert!(out.contains("absolute paths are refused"), "{tool}: {out}");
+        }
+    }
+
+    #[test]
+    fn descriptions_mention_only_the_trees_there_are() {
+        let tmp = tempfile::tempdir().unwrap();
+        let description = |tb: &ToolBox, name: &str| {
+            let specs = tb.specs();
+            specs
+                .into_iter()
+                .find(|s| s.name == name)
+                .unwrap()
+                .description
+        };
+        let plain = toolbox(&tmp.path().join("plain"), false);
+        let group = group_toolbox(&tmp.path().join("group"));
+        let persona_only = ToolBox {
+            shared: None,
+            ..group.clone()
+        };
+        for name in ["read_file", "list_dir", "write_file"] {
+            let text = description(&plain, name);
+            assert!(
+                !text.contains("/persona") && !text.contains("/shared"),
+                "{text}"
+            );
+            let text = description(&group, name);
+            assert!(
+                text.contains("\"/persona") && text.contains("\"/shared"),
+                "{text}"
+            );
+            let text = description(&persona_only, name);
+            assert!(
+                text.contains("/persona") && !text.contains("/shared"),
+                "{text}"
+            );
+        }
+        assert!(description(&group, "read_file").contains("\"/shared/NAME\""));
+        assert!(description(&group, "list_dir").contains("\"/persona\" lists"));
+        assert!(description(&group, "write_file").contains("\"/shared\" is read-only"));
     }
 
     #[test]

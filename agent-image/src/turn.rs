@@ -163,6 +163,8 @@ mod tests {
         let tools = ToolBox {
             workspace: Workspace::new(tmp.path()).unwrap(),
             builtin_skills: None,
+            persona: None,
+            shared: None,
             shell: None,
         };
         let turn = Turn {

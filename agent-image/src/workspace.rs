@@ -1,5 +1,6 @@
 //! File access confined to one directory tree: the workspace for the file tools and the
-//! prompt, and the built-in skills directory for reading skills.
+//! prompt, the built-in skills directory for reading skills, and in a chat group's container
+//! the read-only `/persona` and `/shared` trees.
 //!
 //! A path given by the model is relative to the root and may not be absolute or hold a `..`
 //! component. Symbolic links are allowed only while they lead somewhere under the root: the
