@@ -4,13 +4,19 @@
 //! valid config ([`LastGoodConfigs`], the same way whether or not a daemon runs), committed
 //! to the store, and then handed to whoever answers it ([`Courier`]).
 //!
+//! With `"isolation": "chat"`, a channel's message is judged by the instance's config and then
+//! stored on the group that serves its chat ([`Route`]): the first message that starts a turn
+//! in a chat makes its group; what is said there before that waits on the instance
+//! and moves into the group with it.
+//!
 //! Handing it over is cheap on purpose: the instance's messaging actor is told, and the
 //! reconciler is woken only when the instance must be started for the message. A message to
 //! a running instance costs no reconcile pass.
 
+use crate::app::instances::group;
 use crate::app::instances::last_good::LastGoodConfigs;
 use crate::app::router::policy::{self, Addressed, Disposition};
-use crate::domain::instance::config::ConfigError;
+use crate::domain::instance::config::{ConfigError, Isolation};
 use crate::domain::instance::state::InstanceState;
 use crate::domain::instance::InstanceName;
 use crate::infra::home::Home;
@@ -40,6 +46,33 @@ pub struct Incoming<'a> {
     pub addressed: Addressed,
     /// How the sender calls themself, where the channel tells (shown beside `sender`).
     pub sender_name: Option<&'a str>,
+    /// The chat's title, where the channel tells (a chat group is shown with it).
+    pub title: Option<&'a str>,
+}
+
+/// Where a message is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// On the instance it was sent to (every message of an instance with one container, the
+    /// operator's own conversation, and a refused message).
+    Instance,
+    /// On the group that serves its chat, made now if there is none.
+    Group,
+    /// On its chat's group if there is one; otherwise it waits on the instance (context said
+    /// before the group existed), never starting a turn there.
+    GroupIfAny,
+}
+
+/// Where a message of `chat` judged `disposition` goes under `isolation`.
+pub fn route(isolation: Isolation, chat: &str, disposition: Disposition) -> Route {
+    if isolation == Isolation::Instance || chat.is_empty() {
+        return Route::Instance;
+    }
+    match disposition {
+        Disposition::Queued => Route::Group,
+        Disposition::Context => Route::GroupIfAny,
+        Disposition::Refused => Route::Instance,
+    }
 }
 
 /// Why a message was not accepted. Nothing is stored for any of these.
@@ -61,6 +94,12 @@ pub enum AcceptError {
     IdTaken(StoreError),
     #[error(transparent)]
     Store(StoreError),
+    /// Its chat's group could not be made.
+    #[error("cannot make the group for {chat}: {source}")]
+    Group {
+        chat: String,
+        source: Box<crate::app::instances::create::CreateError>,
+    },
 }
 
 /// A message committed to the store.
@@ -70,8 +109,10 @@ pub struct Accepted {
     pub disposition: Disposition,
     /// Its answer, when it was sent again after it was answered: (text, failed).
     pub answered: Option<(String, bool)>,
-    /// The instance as the store had it when the message was accepted.
+    /// The instance (or the chat's group) as the store had it when the message was accepted.
     pub record: InstanceRecord,
+    /// Context waiting on the instance for its chat's group to be made.
+    pub awaiting_group: bool,
 }
 
 impl Accepted {
@@ -113,15 +154,14 @@ pub fn accept(
     m: &Incoming,
 ) -> Result<Accepted, AcceptError> {
     check(m.text, m.id)?;
-    let name = m.instance.as_str();
-    let record = store.instance(name).map_err(AcceptError::NoSuchInstance)?;
-    let config = configs
-        .load(name, &home.instance_paths(m.instance).config)?
-        .into_config();
-    let disposition = policy::classify(&config, m.sender, m.text, m.addressed);
+    let Destination {
+        record,
+        disposition,
+        awaiting_group,
+    } = destination(store, home, configs, m)?;
     let id = m.id.map_or_else(crate::domain::ids::new_id, str::to_string);
     let inbound = Inbound {
-        instance: name,
+        instance: &record.name,
         channel: m.channel,
         sender: m.sender,
         body: m.text,
@@ -148,6 +188,57 @@ pub fn accept(
         disposition,
         answered,
         record,
+        awaiting_group,
+    })
+}
+
+/// Where a message goes: the instance (or group) it is stored on, and how it is judged.
+#[derive(Debug, Clone)]
+pub struct Destination {
+    pub record: InstanceRecord,
+    pub disposition: Disposition,
+    /// Context waiting on the instance for its chat's group to be made.
+    pub awaiting_group: bool,
+}
+
+/// Judges `m` by its instance's last valid config and finds where it is stored ([`route`]),
+/// making its chat's group if it is the first message there to start a turn. Nothing of the
+/// message itself is stored. A channel that saves a message's attachment asks this first, so
+/// that the file lands in the workspace of whoever will read the message.
+pub fn destination(
+    store: &mut Store,
+    home: &Home,
+    configs: &LastGoodConfigs,
+    m: &Incoming,
+) -> Result<Destination, AcceptError> {
+    let name = m.instance.as_str();
+    let mut record = store.instance(name).map_err(AcceptError::NoSuchInstance)?;
+    let config = configs
+        .load(name, &home.instance_paths(m.instance).config)?
+        .into_config();
+    let disposition = policy::classify(&config, m.sender, m.text, m.addressed);
+    let mut awaiting_group = false;
+    match route(config.isolation, m.chat, disposition) {
+        Route::Instance => {}
+        Route::Group => {
+            let disk = config.limits.disk_bytes();
+            record =
+                group::ensure(home, store, &record, m.chat, m.title, disk).map_err(|source| {
+                    AcceptError::Group {
+                        chat: m.chat.to_string(),
+                        source: Box::new(source),
+                    }
+                })?;
+        }
+        Route::GroupIfAny => match store.group(name, m.chat).map_err(AcceptError::Store)? {
+            Some(g) => record = g,
+            None => awaiting_group = true,
+        },
+    }
+    Ok(Destination {
+        record,
+        disposition,
+        awaiting_group,
     })
 }
 
@@ -156,8 +247,14 @@ pub fn deliver(courier: &(impl Courier + ?Sized), accepted: &Accepted) {
     if !accepted.is_for_delivery() {
         return;
     }
+    // Context said in a chat whose group does not exist yet waits on the instance
+    // for the message that makes the group: nothing is to answer it yet.
+    if accepted.awaiting_group {
+        return;
+    }
     courier.poke(&accepted.row.instance);
-    if must_start(&accepted.record) {
+    // Context alone starts no turn: a container is started only for a message that does.
+    if must_start(&accepted.record) && accepted.disposition == Disposition::Queued {
         courier.start_instances();
     }
 }
@@ -223,6 +320,7 @@ mod tests {
             id: None,
             addressed: Addressed::ByTrigger,
             sender_name: None,
+            title: None,
         }
     }
 
@@ -256,10 +354,108 @@ mod tests {
             InstanceState::Restarting,
         ] {
             let courier = Recorder::default();
-            deliver(&courier, &accepted(state, Disposition::Context));
+            deliver(&courier, &accepted(state, Disposition::Queued));
             assert_eq!(*courier.poked.borrow(), ["alice"], "{state}");
             assert_eq!(*courier.starts.borrow(), 1, "{state}");
+            // Context alone starts no turn, so no container either.
+            let courier = Recorder::default();
+            deliver(&courier, &accepted(state, Disposition::Context));
+            assert_eq!(*courier.poked.borrow(), ["alice"], "{state}");
+            assert_eq!(*courier.starts.borrow(), 0, "{state}");
         }
+    }
+
+    #[test]
+    fn a_chat_message_goes_to_its_group_and_context_before_the_group_waits() {
+        use Disposition::*;
+        for d in [Queued, Context, Refused] {
+            assert_eq!(
+                route(Isolation::Instance, "telegram:-5", d),
+                Route::Instance
+            );
+            assert_eq!(
+                route(Isolation::Chat, "", d),
+                Route::Instance,
+                "the operator's own"
+            );
+        }
+        assert_eq!(route(Isolation::Chat, "telegram:-5", Queued), Route::Group);
+        assert_eq!(
+            route(Isolation::Chat, "telegram:-5", Context),
+            Route::GroupIfAny
+        );
+        assert_eq!(
+            route(Isolation::Chat, "telegram:-5", Refused),
+            Route::Instance
+        );
+
+        // Through the store: context first (it waits on the instance), then the message that makes the group.
+        let mut f = fixture();
+        // Plain directories: a unit test makes no disk images.
+        std::fs::write(f.home.config_path(), "[disk]\nenforce = \"soft\"\n").unwrap();
+        let config = f.home.instance_paths(&f.name).config;
+        let chat_mode = InstanceConfig {
+            isolation: Isolation::Chat,
+            allow_from: vec!["*".into()],
+            ..InstanceConfig::default()
+        };
+        std::fs::write(&config, chat_mode.to_json_pretty()).unwrap();
+        let configs = LastGoodConfigs::default();
+        let mut m = incoming(&f.name, "telegram:7", "said before");
+        m.chat = "telegram:-5";
+        m.addressed = Addressed::No;
+        let first_context = accept(&mut f.store, &f.home, &configs, &m).unwrap();
+        assert!(first_context.awaiting_group && first_context.row.instance == "alice");
+        let courier = Recorder::default();
+        deliver(&courier, &first_context);
+        assert!(
+            courier.poked.borrow().is_empty(),
+            "nothing is to answer it yet"
+        );
+
+        m.text = "now for you";
+        m.addressed = Addressed::Yes;
+        m.title = Some("Team\nchat");
+        let first = accept(&mut f.store, &f.home, &configs, &m).unwrap();
+        let group = f
+            .name
+            .group(&crate::domain::instance::name::group_key("telegram:-5"));
+        assert_eq!(first.row.instance, group.as_str());
+        assert!(!first.awaiting_group);
+        let of = first.record.group.clone().unwrap();
+        assert_eq!(
+            (of.parent.as_str(), of.chat.as_str()),
+            ("alice", "telegram:-5")
+        );
+        assert_eq!(
+            of.title.as_deref(),
+            Some("Team\\u{a}chat"),
+            "one escaped line"
+        );
+        // The context that waited moved into the group, so its first turn sees it.
+        assert_eq!(
+            f.store.message(&first_context.row.id).unwrap().instance,
+            group.as_str()
+        );
+        // Its own directory, below the instance's, with its own queues; no persona of its own.
+        let paths = f.home.instance_paths(&group);
+        assert!(paths
+            .dir
+            .starts_with(f.home.instance_paths(&f.name).dir.join("groups")));
+        assert!(paths.ipc.join("in").is_dir() && paths.workspace.join("memory").is_dir());
+        assert!(!paths.workspace.join("SOUL.md").exists());
+        assert!(paths.persona.as_ref().unwrap().is_dir());
+        // Later context in that chat goes to the group, and the same message again is one.
+        m.addressed = Addressed::No;
+        m.text = "more context";
+        let later = accept(&mut f.store, &f.home, &configs, &m).unwrap();
+        assert_eq!(later.row.instance, group.as_str());
+        m.id = Some("same-1");
+        m.addressed = Addressed::Yes;
+        let once = accept(&mut f.store, &f.home, &configs, &m).unwrap();
+        let twice = accept(&mut f.store, &f.home, &configs, &m).unwrap();
+        assert_eq!(once.row.id, twice.row.id);
+        assert_eq!(f.store.groups_of("alice").unwrap().len(), 1);
     }
 
     #[test]

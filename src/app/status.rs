@@ -109,6 +109,41 @@ pub struct InstanceStatus {
     pub messaging: Option<ActorHealth>,
     /// Its channels (empty when its config has none, or does not load).
     pub channels: Vec<ChannelState>,
+    /// Its chat groups ("isolation": "chat"), counted by how they stand.
+    #[serde(default, skip_serializing_if = "GroupCounts::is_empty")]
+    pub group_counts: GroupCounts,
+    /// Its chat groups one by one (`status --watch` expands an instance into them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<InstanceStatus>,
+}
+
+/// An instance's chat groups by how they stand.
+#[derive(Debug, Clone, Copy, Default, Serialize, serde::Deserialize, PartialEq, Eq)]
+pub struct GroupCounts {
+    /// Running (or starting) containers.
+    pub running: u32,
+    /// Not running, and nothing wrong: on demand and waiting for work, stopped, queued.
+    pub idle: u32,
+    /// Restarting, crash-looping or in error.
+    pub failing: u32,
+}
+
+impl GroupCounts {
+    pub fn is_empty(&self) -> bool {
+        self.total() == 0
+    }
+
+    pub fn total(&self) -> u32 {
+        self.running + self.idle + self.failing
+    }
+
+    fn count(&mut self, g: &InstanceStatus) {
+        match g.state {
+            InstanceState::Running | InstanceState::Starting => self.running += 1,
+            s if s.is_failing() => self.failing += 1,
+            _ => self.idle += 1,
+        }
+    }
 }
 
 /// One channel of an instance, as `status` shows it (`supervisor channels` tells more).
@@ -192,11 +227,22 @@ pub fn build(i: &Inputs) -> StatusReport {
             source: "direct".into(),
         },
     };
-    let instances = i
-        .records
-        .iter()
-        .map(|r| instance(r, i.activity.get(&r.name), i))
-        .collect();
+    // Groups are shown under their instance, counted and one by one.
+    let mut instances: Vec<InstanceStatus> = Vec::new();
+    let mut groups: HashMap<&str, Vec<InstanceStatus>> = HashMap::new();
+    for r in i.records {
+        let status = instance(r, i.activity.get(&r.name), i);
+        match &r.group {
+            Some(g) => groups.entry(g.parent.as_str()).or_default().push(status),
+            None => instances.push(status),
+        }
+    }
+    for parent in &mut instances {
+        for g in groups.remove(parent.name.as_str()).unwrap_or_default() {
+            parent.group_counts.count(&g);
+            parent.groups.push(g);
+        }
+    }
     StatusReport {
         daemon,
         docker,
@@ -279,6 +325,8 @@ fn instance(r: &InstanceRecord, a: Option<&Activity>, i: &Inputs) -> InstanceSta
             .map(|h| ChannelState::of(h, i.live.is_some()))
             .collect(),
         state,
+        group_counts: GroupCounts::default(),
+        groups: Vec::new(),
     }
 }
 
@@ -298,7 +346,7 @@ impl StoreFacts {
         let now = now_ms();
         let records = store.instances()?;
         let mut channels = HashMap::new();
-        for r in &records {
+        for r in records.iter().filter(|r| r.group.is_none()) {
             // A config that does not load shows no channels; the instance's detail says why.
             let Ok(name) = crate::domain::instance::InstanceName::parse(&r.name) else {
                 continue;

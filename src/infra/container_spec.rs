@@ -106,8 +106,8 @@ impl ContainerSpec {
                 (LABEL_RUNTIME.to_string(), i.runtime_id.to_string()),
                 (LABEL_DISK.to_string(), limits.disk.clone()),
             ]),
-            // Exactly these four, and nothing else: never the Docker socket, never another
-            // instance's directory. The two IPC queues are mounts of their own, so the agent
+            // Exactly these four (and a group's two read-only ones below), and nothing else:
+            // never the Docker socket, never another instance's directory. The two IPC queues are mounts of their own, so the agent
             // cannot rename or replace either (a mount point is busy); /ipc itself is part of
             // the read-only root file system.
             mounts: vec![
@@ -140,6 +140,17 @@ impl ContainerSpec {
             log_max_size: LOG_MAX_SIZE.into(),
             log_max_files: LOG_MAX_FILES.into(),
         };
+        // A chat group also reads its instance's persona and shared knowledge: host-owned
+        // directories (the agent can write neither), mounted read-only.
+        for (source, target) in [(&i.paths.persona, "/persona"), (&i.paths.shared, "/shared")] {
+            if let Some(source) = source {
+                spec.mounts.push(MountSpec {
+                    source: source.clone(),
+                    target: target.into(),
+                    read_only: true,
+                });
+            }
+        }
         let hash = spec.hash();
         spec.labels.insert(LABEL_SPEC_HASH.to_string(), hash);
         spec
@@ -217,6 +228,46 @@ mod tests {
         assert_eq!(spec.labels[LABEL_INSTANCE], "alice");
         assert_eq!(spec.labels[LABEL_RUNTIME], "r1");
         assert_eq!(spec.spec_hash(), spec.hash());
+    }
+
+    #[test]
+    fn a_group_also_mounts_its_instances_persona_and_shared_knowledge_read_only() {
+        let config = InstanceConfig::default();
+        let paths = InstancePaths::for_group(
+            Path::new("/h/instances/alice"),
+            "/h/instances/alice/groups/0a1b2c3d".into(),
+        );
+        let mut i = inputs(&config, &paths, "r1");
+        i.instance = "alice_0a1b2c3d";
+        let spec = ContainerSpec::for_instance(&i);
+        assert_eq!(spec.name, "sv-01234567-alice_0a1b2c3d");
+        let mounts: Vec<_> = spec
+            .mounts
+            .iter()
+            .map(|m| (m.source.to_str().unwrap(), m.target.as_str(), m.read_only))
+            .collect();
+        assert_eq!(
+            mounts[1..],
+            [
+                (
+                    "/h/instances/alice/groups/0a1b2c3d/volume/workspace",
+                    "/workspace",
+                    false
+                ),
+                (
+                    "/h/instances/alice/groups/0a1b2c3d/volume/ipc/in",
+                    "/ipc/in",
+                    false
+                ),
+                (
+                    "/h/instances/alice/groups/0a1b2c3d/volume/ipc/out",
+                    "/ipc/out",
+                    false
+                ),
+                ("/h/instances/alice/persona", "/persona", true),
+                ("/h/instances/alice/shared", "/shared", true),
+            ]
+        );
     }
 
     #[test]

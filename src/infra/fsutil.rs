@@ -25,14 +25,22 @@ pub fn set_mode(path: &Path, mode: u32) -> io::Result<()> {
 /// Atomically replaces `path` with `contents` (mode 0600): a reader sees the old file or the
 /// new one, never a torn write, and the new one survives a crash once this returns.
 pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    write_atomic_with_mode(path, contents, FILE_MODE)
+}
+
+/// [`write_atomic`] with the file's mode given.
+pub fn write_atomic_with_mode(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let dir = path
         .parent()
         .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no parent"))?;
     let mut tmp = tempfile::Builder::new()
         .prefix(".")
         .suffix(".tmp")
-        .permissions(fs::Permissions::from_mode(FILE_MODE))
+        .permissions(fs::Permissions::from_mode(mode))
         .tempfile_in(dir)?;
+    // The mode again on the descriptor: creation modes are narrowed by the umask.
+    tmp.as_file()
+        .set_permissions(fs::Permissions::from_mode(mode))?;
     tmp.write_all(contents)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;

@@ -5,6 +5,10 @@
 //! <home>/supervisor.db        SQLite store (WAL)
 //! <home>/instances/<name>/    config.json, volume/ (workspace/, ipc/in/, ipc/out/),
 //!                             volume.img (its disk, with a hard limit), quarantine/
+//! <home>/instances/<name>/groups/<key>/   a chat group's own volume/, quarantine/ (its
+//!                             config is the instance's config.json)
+//! <home>/instances/<name>/persona/   the instance's persona as its groups see it (read-only)
+//! <home>/instances/<name>/shared/    files every group of the instance reads (read-only)
 //! <home>/archive/             instances removed without --purge
 //! <home>/runtime/             shared agent runtimes (content-addressed)
 //! <home>/run/                 the daemon's socket, lock and pid
@@ -61,6 +65,10 @@ pub struct InstancePaths {
     pub soul: PathBuf,
     pub ipc: PathBuf,
     pub quarantine: PathBuf,
+    /// A group's: the host's copy of its instance's persona, mounted read-only at /persona.
+    pub persona: Option<PathBuf>,
+    /// A group's: its instance's shared knowledge, mounted read-only at /shared.
+    pub shared: Option<PathBuf>,
 }
 
 /// Names inside an instance's directory (docs/configuration.md, "The home").
@@ -70,6 +78,9 @@ pub const VOLUME_LOCK: &str = "volume.lock";
 pub const WORKSPACE_DIR: &str = "workspace";
 pub const IPC_DIR: &str = "ipc";
 pub const QUARANTINE_DIR: &str = "quarantine";
+pub const GROUPS_DIR: &str = "groups";
+pub const PERSONA_DIR: &str = "persona";
+pub const SHARED_DIR: &str = "shared";
 
 impl InstancePaths {
     pub fn under(dir: PathBuf) -> Self {
@@ -81,8 +92,21 @@ impl InstancePaths {
             soul: volume.join(WORKSPACE_DIR).join("SOUL.md"),
             ipc: volume.join(IPC_DIR),
             quarantine: dir.join(QUARANTINE_DIR),
+            persona: None,
+            shared: None,
             volume,
             dir,
+        }
+    }
+
+    /// A chat group's paths: its own directory `dir` under its instance's `instance_dir`,
+    /// whose config.json it runs with, and whose persona and shared knowledge it reads.
+    pub fn for_group(instance_dir: &Path, dir: PathBuf) -> Self {
+        Self {
+            config: instance_dir.join("config.json"),
+            persona: Some(instance_dir.join(PERSONA_DIR)),
+            shared: Some(instance_dir.join(SHARED_DIR)),
+            ..Self::under(dir)
         }
     }
 }
@@ -133,8 +157,16 @@ impl Home {
     pub fn backups_dir(&self) -> PathBuf {
         self.root.join("backups")
     }
+    /// An instance's paths, or a chat group's (below its instance's directory).
     pub fn instance_paths(&self, name: &InstanceName) -> InstancePaths {
-        InstancePaths::under(self.instances_dir().join(name.as_str()))
+        match (name.root(), name.key()) {
+            (Some(root), Some(key)) => {
+                let instance_dir = self.instances_dir().join(root.as_str());
+                let dir = instance_dir.join(GROUPS_DIR).join(key);
+                InstancePaths::for_group(&instance_dir, dir)
+            }
+            _ => InstancePaths::under(self.instances_dir().join(name.as_str())),
+        }
     }
 
     pub fn is_initialized(&self) -> bool {

@@ -107,6 +107,10 @@ async fn chat(State(calls): State<Arc<AtomicU32>>, Json(body): Json<Value>) -> J
             }]}}], "usage": {"prompt_tokens": 20, "completion_tokens": 8}}),
             )
         }
+        // Scripted by the message: "use-tool TOOL {json}" calls that tool and reports what it
+        // said; "recall WORD" says whether WORD is in the system prompt (memory, persona) and
+        // the prompt's first line (the persona's title); "slow" thinks for 6 s first.
+        "groups" => Json(groups(&messages, &last).await),
         "slow" => {
             tokio::time::sleep(Duration::from_secs(4)).await;
             Json(answer("slow answer"))
@@ -160,4 +164,49 @@ async fn chat(State(calls): State<Arc<AtomicU32>>, Json(body): Json<Value>) -> J
         "max-tokens" => Json(answer(&format!("max_tokens={}", body["max_tokens"]))),
         _ => Json(answer("fast answer")),
     }
+}
+
+/// The "groups" model (see `chat`).
+async fn groups(messages: &[Value], last: &Value) -> Value {
+    if last["role"] == "tool" {
+        return answer(&format!(
+            "tool said: {}",
+            last["content"].as_str().unwrap_or("")
+        ));
+    }
+    // A scheduled turn ends with a note saying so: the task's own prompt is before it.
+    let text = messages
+        .iter()
+        .rev()
+        .filter(|m| m["role"] == "user")
+        .filter_map(|m| m["content"].as_str())
+        .find(|c| !c.contains("started by a schedule"))
+        .unwrap_or("")
+        .to_string();
+    let system = messages
+        .iter()
+        .find(|m| m["role"] == "system")
+        .and_then(|m| m["content"].as_str())
+        .unwrap_or("")
+        .to_string();
+    if let Some(rest) = text.split("use-tool ").nth(1) {
+        let (tool, args) = rest.split_once(' ').unwrap_or((rest, "{}"));
+        return json!({"choices": [{"message": {"content": null, "tool_calls": [{
+            "id": "call_1", "type": "function",
+            "function": {"name": tool.trim(), "arguments": args.trim()}
+        }]}}], "usage": {"prompt_tokens": 20, "completion_tokens": 8}});
+    }
+    if let Some(word) = text.split("recall ").nth(1) {
+        let word = word.split_whitespace().next().unwrap_or("");
+        let first = system.lines().next().unwrap_or("");
+        return answer(&format!(
+            "recall {word}: {}; persona: {first}",
+            system.contains(word)
+        ));
+    }
+    if text.contains("slow") {
+        tokio::time::sleep(Duration::from_secs(6)).await;
+    }
+    let said = text.rsplit("] ").next().unwrap_or("");
+    answer(&format!("ok: {}", said.trim_start_matches("@test_bot ")))
 }

@@ -152,8 +152,10 @@ impl TestHome {
 
     /// An instance's volume (`instances/<name>/volume`), mounted if it is an image.
     pub fn volume(&self, instance: &str) -> PathBuf {
-        let dir = self.root.join("instances").join(instance);
-        let paths = supervisor::infra::home::InstancePaths::under(dir);
+        let name = supervisor::domain::instance::InstanceName::parse(instance).unwrap();
+        let paths = supervisor::infra::home::Home::new(&self.root)
+            .unwrap()
+            .instance_paths(&name);
         // Mounted already (or plain) when it has its tree: no need to take its lock again.
         if paths.dir.is_dir() && !paths.ipc.is_dir() {
             supervisor::infra::volume::open(&paths)

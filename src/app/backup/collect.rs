@@ -32,7 +32,7 @@ use sha2::{Digest, Sha256};
 
 use super::manifest::{Entry, Kind, Skipped};
 use crate::infra::fsutil;
-use crate::infra::home::{Home, IPC_DIR, WORKSPACE_DIR};
+use crate::infra::home::{Home, GROUPS_DIR, IPC_DIR, WORKSPACE_DIR};
 
 /// How often a file that changes while it is copied is copied again.
 const COPY_ATTEMPTS: u32 = 3;
@@ -296,7 +296,28 @@ fn instance(
         s.skip(&shorten(&rel), "not a valid instance name");
         return Ok(());
     };
-    let Some(dir) = s.open_dir_at(instances, &cstring(name), &rel)? else {
+    // A chat group's files are below its instance's (`instances/<name>/groups/<key>`); the
+    // archive names them as an instance's, `instances/<name>_<key>/`, with no config.json.
+    let group_dir;
+    let (parent, own) = match (iname.root(), iname.key()) {
+        (Some(root), Some(key)) => {
+            let root_rel = format!("instances/{root}");
+            let Some(root_dir) = s.open_dir_at(instances, &cstring(root.as_str()), &root_rel)?
+            else {
+                return Ok(());
+            };
+            let groups_rel = format!("{root_rel}/{GROUPS_DIR}");
+            let Some(groups) =
+                s.open_dir_at(root_dir.as_fd(), &cstring(GROUPS_DIR), &groups_rel)?
+            else {
+                return Ok(());
+            };
+            group_dir = groups;
+            (group_dir.as_fd(), cstring(key))
+        }
+        _ => (instances, cstring(name)),
+    };
+    let Some(dir) = s.open_dir_at(parent, &own, &rel)? else {
         return Ok(());
     };
     s.dir(&rel, fs_mode(dir.as_fd(), &rel)?)?;
@@ -320,6 +341,12 @@ fn instance(
             (b"volume.lock", Some(SFlag::S_IFREG)) => {}
             // The daemon's memory of config.json, made again from it when it is read.
             (b"config.last-valid.json", Some(SFlag::S_IFREG)) => {}
+            // Each group is collected as an instance of its own.
+            (b"groups", Some(SFlag::S_IFDIR)) => {}
+            // The host's copy of the persona, made again from the workspace before each turn.
+            (b"persona", Some(SFlag::S_IFDIR)) => {}
+            // What the operator gives every group to read: kept, as a workspace is.
+            (b"shared", Some(SFlag::S_IFDIR)) => s.tree_at(dir.as_fd(), &child, &child_rel, 1)?,
             (b"quarantine", Some(SFlag::S_IFDIR)) => s.skip(
                 &child_rel,
                 "quarantined IPC files are kept for inspection, not instance state",

@@ -13,8 +13,9 @@ pub struct Args {
 
 pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     let store = home.open()?;
+    // Chat groups are listed by `supervisor groups NAME`.
     let rows: Vec<InstanceSummary> = store
-        .instances()?
+        .roots()?
         .into_iter()
         .map(|rec| {
             let dir = InstanceName::parse(&rec.name)

@@ -15,6 +15,7 @@ mod egress;
 mod events;
 mod exec;
 mod follow;
+mod groups;
 mod history;
 mod image;
 mod init;
@@ -93,6 +94,8 @@ pub enum Command {
     History(history::Args),
     /// Show the web requests an instance's agent made through the host.
     Egress(egress::Args),
+    /// List an instance's chat groups ("isolation": "chat"): one container each.
+    Groups(groups::Args),
     /// Show instances' channels (Telegram, webhook) and let senders in (channels pair).
     Channels(channels::Args),
     /// Talk with an instance interactively (one line, one message).
@@ -164,6 +167,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::History(args) => history::run(&home, args),
         Command::Egress(args) => egress::run(&home, args),
         Command::Channels(args) => channels::run(&home, args),
+        Command::Groups(args) => groups::run(&home, args),
         Command::Chat(args) => chat::run(&home, args),
         Command::Events(args) => events::run(&home, args),
         Command::Task(cmd) => task::run(&home, cmd),

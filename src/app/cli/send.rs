@@ -73,6 +73,7 @@ pub fn run(home: &Home, mut args: Args) -> anyhow::Result<ExitCode> {
                 id: Some(&id),
                 addressed: crate::app::router::policy::Addressed::ByTrigger,
                 sender_name: None,
+                title: None,
             };
             let accepted =
                 accept::accept(&mut store, home, &LastGoodConfigs::default(), &incoming)?;

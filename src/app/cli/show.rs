@@ -20,12 +20,23 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     let store = home.open()?;
     let record = store.instance(name.as_str())?;
     let paths = home.instance_paths(&name);
-    let config = InstanceConfig::load(&paths.config);
+    // A chat group runs with its instance's config, as a group runs it.
+    let config =
+        InstanceConfig::load(&paths.config)
+            .map(|c| if name.is_group() { c.for_group() } else { c });
     let enforcement = home.host_config()?.disk.enforcement();
     // The agent can write SOUL.md (and everything around it): it is read through the
     // volume's descriptors, only if it is a regular file, and never more than a soul can be.
     let opened = volume::open(&paths);
     let (soul_title, soul_problem) = match &opened {
+        // A group's persona is the host's copy of its instance's.
+        Ok(_) if paths.persona.is_some() => {
+            let persona = paths.persona.as_deref().expect("checked");
+            match persona_title(persona) {
+                Ok(title) => (title, None),
+                Err(problem) => (None, Some(problem)),
+            }
+        }
         Ok(v) => match soul_title(v) {
             Ok(title) => (title, None),
             Err(problem) => (None, Some(problem)),
@@ -69,6 +80,15 @@ fn soul_title(volume: &OpenVolume) -> Result<Option<String>, String> {
         .map_err(|e| e.to_string())?;
     let text = String::from_utf8_lossy(&bytes);
     Ok(Soul::title_of(&text).map(str::to_string))
+}
+
+/// The title of the persona copy a group reads (`/persona/SOUL.md` in its container).
+fn persona_title(dir: &std::path::Path) -> Result<Option<String>, String> {
+    let dir = crate::infra::safefs::SafeDir::open(dir).map_err(|e| e.to_string())?;
+    let bytes = dir
+        .read_file("SOUL.md", MAX_SOUL_BYTES)
+        .map_err(|e| e.to_string())?;
+    Ok(Soul::title_of(&String::from_utf8_lossy(&bytes)).map(str::to_string))
 }
 
 fn disk_view(

@@ -148,7 +148,8 @@ impl Broker {
             turn_id: &req.turn_id,
             in_flight,
             budget: &config.budget,
-            used_today: store.tokens_since(instance, budget::day_start(now))?,
+            // The instance's budget covers its chat groups too.
+            used_today: store.family_tokens_since(instance, budget::day_start(now))?,
             prompt_estimate: budget::estimate_prompt_tokens(&req.messages, &req.tools),
             requested_max_tokens: req.max_tokens,
         };

@@ -370,6 +370,7 @@ mod tests {
             last_activity_at: None,
             restart_pending: false,
             uid: 16_777_217,
+            group: None,
         };
         let live = LiveSnapshot {
             docker_reachable: true,

@@ -250,7 +250,13 @@ async fn audit(
             fix.to_string(),
         )
     };
-    let config = match configs.get(&c.instance) {
+    // A chat group's container is made from its instance's config, as a group runs it.
+    let root = InstanceName::parse(&c.instance).ok().and_then(|n| n.root());
+    let config = match root
+        .as_ref()
+        .map_or(configs.get(&c.instance), |r| configs.get(r.as_str()))
+    {
+        Some(Ok(config)) if root.is_some() => &config.clone().for_group(),
         Some(Ok(config)) => config,
         _ => {
             return not_compared(

@@ -100,9 +100,21 @@ pub fn expectations(layout: &Layout) -> Vec<Expect> {
         out.push(file(root.join("run").join(name)));
     }
     for name in &layout.instances {
-        let inst = root.join("instances").join(name);
+        // A chat group's directory is below its instance's; its config and persona are the
+        // instance's.
+        let group = name.split_once('_');
+        let inst = match group {
+            Some((root_name, key)) => root
+                .join("instances")
+                .join(root_name)
+                .join(crate::infra::home::GROUPS_DIR)
+                .join(key),
+            None => root.join("instances").join(name),
+        };
         out.push(dir(inst.clone()));
-        out.push(file(inst.join("config.json")));
+        if group.is_none() {
+            out.push(file(inst.join("config.json")));
+        }
         out.push(file(inst.join(crate::infra::home::VOLUME_IMAGE)));
         out.push(file(inst.join(crate::infra::home::VOLUME_LOCK)));
         out.push(dir(inst.join(crate::infra::home::QUARANTINE_DIR)));
@@ -125,7 +137,7 @@ pub fn expectations(layout: &Layout) -> Vec<Expect> {
         ] {
             out.push(in_volume(sub, Kind::Dir, DIR_MODE));
         }
-        for name in ["SOUL.md", "AGENTS.md"] {
+        for name in ["SOUL.md", "AGENTS.md"].iter().filter(|_| group.is_none()) {
             out.push(in_volume(
                 &format!("workspace/{name}"),
                 Kind::File,

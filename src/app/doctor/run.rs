@@ -58,6 +58,10 @@ pub fn run(home: &Home, opts: &Options) -> Report {
                 .iter()
                 .filter_map(|name| {
                     let iname = InstanceName::parse(name).ok()?;
+                    // A chat group runs with its instance's config: checked once, there.
+                    if iname.is_group() {
+                        return None;
+                    }
                     let path = home.instance_paths(&iname).config;
                     Some((name.clone(), InstanceConfig::load(&path)))
                 })

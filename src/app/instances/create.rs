@@ -49,9 +49,14 @@ pub enum CreateError {
     Volume(#[from] VolumeError),
     #[error(transparent)]
     Home(#[from] HomeError),
+    #[error(transparent)]
+    Name(crate::domain::instance::name::NameError),
 }
 
-fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> CreateError {
+pub(super) fn io_err(
+    action: &'static str,
+    path: &Path,
+) -> impl FnOnce(std::io::Error) -> CreateError {
     let path = path.to_path_buf();
     move |source| CreateError::Io {
         action,
@@ -74,6 +79,11 @@ pub fn create(
         return Err(CreateError::Volume(VolumeError::Unavailable(why.clone())));
     }
 
+    if new.name.is_group() {
+        return Err(CreateError::Name(
+            crate::domain::instance::name::NameError::GroupForm(new.name.to_string()),
+        ));
+    }
     let tx = store.begin()?;
     let name = new.name.as_str();
     if instances::find_live(&tx, name)?.is_some() {
@@ -127,9 +137,13 @@ pub fn create(
 
 fn check_port_free(tx: &rusqlite::Connection, home: &Home, port: u16) -> Result<(), CreateError> {
     for owner in instances::live_names(tx)? {
-        let Ok(name) = InstanceName::parse(&owner) else {
+        // A group has no port: its config is its instance's.
+        let Ok(name) = InstanceName::parse(&owner).map(|n| n.root().unwrap_or(n)) else {
             continue;
         };
+        if name.as_str() != owner {
+            continue;
+        }
         // An unreadable config cannot claim a port; `show` reports it separately.
         if let Ok(cfg) = InstanceConfig::load(&home.instance_paths(&name).config) {
             if cfg.port == Some(port) {
@@ -141,9 +155,7 @@ fn check_port_free(tx: &rusqlite::Connection, home: &Home, port: u16) -> Result<
 }
 
 /// Writes the new instance's files below the staging directory `p`: its config, and its
-/// volume's tree (workspace with the persona, empty IPC queues), owned by `owner`. With
-/// `image`, the tree goes into a disk image of `limits.disk` bytes and `volume/` is left
-/// empty, to be its mount point.
+/// volume's tree (workspace with the persona, empty IPC queues), owned by `owner`.
 fn stage_instance_files(
     p: &InstancePaths,
     new: &NewInstance,
@@ -153,8 +165,30 @@ fn stage_instance_files(
     fsutil::create_private_dir(&p.dir).map_err(io_err("create", &p.dir))?;
     fsutil::write_atomic(&p.config, new.config.to_json_pretty().as_bytes())
         .map_err(io_err("write", &p.config))?;
+    let persona = [
+        ("SOUL.md", new.soul.text.as_str()),
+        ("AGENTS.md", AGENTS_MD),
+    ];
+    stage_volume(
+        p,
+        &persona,
+        owner,
+        image.then(|| new.config.limits.disk_bytes()),
+    )
+}
+
+/// Writes a volume's tree below `p` (a staging directory that exists): the workspace with
+/// `files` and an empty memory, empty IPC queues, all owned by `owner`. With `image` (its
+/// size), the tree goes into a disk image of that many bytes and `volume/` is left empty, to
+/// be its mount point.
+pub(super) fn stage_volume(
+    p: &InstancePaths,
+    files: &[(&str, &str)],
+    owner: Option<(u32, u32)>,
+    image: Option<u64>,
+) -> Result<(), CreateError> {
     // The tree is made where mke2fs can copy it from, or where it stays.
-    let tree = if image {
+    let tree = if image.is_some() {
         InstancePaths::under(p.dir.join(".image-source"))
     } else {
         p.clone()
@@ -173,27 +207,22 @@ fn stage_instance_files(
     {
         fsutil::create_private_dir(dir).map_err(io_err("create", dir))?;
     }
-    let files: [(PathBuf, &str); 3] = [
-        (tree.soul.clone(), &new.soul.text),
-        (tree.workspace.join("AGENTS.md"), AGENTS_MD),
-        (memory.join("MEMORY.md"), MEMORY_MD),
-    ];
-    for (path, text) in &files {
+    let mut written: Vec<(PathBuf, &str)> = files
+        .iter()
+        .map(|(name, text)| (tree.workspace.join(name), *text))
+        .collect();
+    written.push((memory.join("MEMORY.md"), MEMORY_MD));
+    for (path, text) in &written {
         fsutil::write_atomic(path, text.as_bytes()).map_err(io_err("write", path))?;
     }
     if let Some((uid, gid)) = owner {
-        for path in owned_dirs.iter().chain(files.iter().map(|(p, _)| p)) {
+        for path in owned_dirs.iter().chain(written.iter().map(|(p, _)| p)) {
             std::os::unix::fs::lchown(path, Some(uid), Some(gid))
                 .map_err(io_err("give to the instance's user", path))?;
         }
     }
-    if image {
-        disk::make_image(
-            &tree.volume,
-            &p.volume_image,
-            new.config.limits.disk_bytes(),
-        )
-        .map_err(VolumeError::from)?;
+    if let Some(bytes) = image {
+        disk::make_image(&tree.volume, &p.volume_image, bytes).map_err(VolumeError::from)?;
         fs::remove_dir_all(&tree.dir).map_err(io_err("remove", &tree.dir))?;
         fsutil::create_private_dir(&p.volume).map_err(io_err("create", &p.volume))?;
     }

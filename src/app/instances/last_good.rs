@@ -82,7 +82,29 @@ impl LastGoodConfigs {
     /// Reads `path` for instance `name`. An invalid file falls back to the last valid config
     /// read (by this process, or kept on disk by any reader); with none, the error is
     /// returned.
+    ///
+    /// A chat group (`<instance>_<key>`) reads its instance's file and gets it as a group runs
+    /// with ([`InstanceConfig::for_group`]).
     pub fn load(&self, name: &str, path: &Path) -> Result<Loaded, ConfigError> {
+        let loaded = self.load_file(name, path)?;
+        if !name.contains('_') {
+            return Ok(loaded);
+        }
+        Ok(match loaded {
+            Loaded::Current(c) => Loaded::Current(c.for_group()),
+            Loaded::Kept {
+                config,
+                error,
+                new_problem,
+            } => Loaded::Kept {
+                config: config.for_group(),
+                error,
+                new_problem,
+            },
+        })
+    }
+
+    fn load_file(&self, name: &str, path: &Path) -> Result<Loaded, ConfigError> {
         // Files are read and written with the cache unlocked: one instance's config never
         // waits on another's disk.
         let read = InstanceConfig::load(path);

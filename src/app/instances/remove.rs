@@ -63,6 +63,12 @@ pub fn remove(
         unique_path(&archive_dir, &format!("{name}-{stamp}"))
     };
 
+    // An instance's groups go with it: their files are below its directory.
+    let groups: Vec<InstanceName> = store
+        .groups_of(name.as_str())?
+        .into_iter()
+        .filter_map(|g| InstanceName::parse(&g.name).ok())
+        .collect();
     let tx = store.begin()?;
     if purge {
         instances::purge(&tx, name.as_str())?;
@@ -83,6 +89,10 @@ pub fn remove(
         // Its disk leaves the mount table first: an archive holds the image, not a mount.
         // Held until the directory has moved, so that nothing mounts it again in between.
         let _unmounted = crate::infra::volume::release(&home.instance_paths(name))?;
+        let _groups_unmounted = groups
+            .iter()
+            .map(|g| crate::infra::volume::release(&home.instance_paths(g)))
+            .collect::<Result<Vec<_>, _>>()?;
         fs::rename(&dir, &target).map_err(|source| RemoveError::Io {
             action: "move",
             path: dir.clone(),

@@ -93,6 +93,24 @@ fn channels(r: &StatusReport, colour: bool) -> String {
     }
 }
 
+/// Each instance's chat groups, counted, one line per instance that has any.
+fn groups(r: &StatusReport) -> String {
+    let mut out = String::new();
+    for i in r.instances.iter().filter(|i| !i.group_counts.is_empty()) {
+        let c = i.group_counts;
+        let mark = if c.failing > 0 { "! " } else { "  " };
+        out.push_str(&format!(
+            "{mark}{}: {} running, {} idle, {} failing (supervisor groups {})\n",
+            i.name, c.running, c.idle, c.failing, i.name
+        ));
+    }
+    if out.is_empty() {
+        out
+    } else {
+        format!("\ngroups\n{out}")
+    }
+}
+
 /// `text` in `fg`, as a terminal draws it (only the colours [`channel_colour`] gives).
 fn paint(text: &str, fg: Color) -> String {
     let code = match fg {
@@ -261,6 +279,7 @@ pub fn status_text(r: &StatusReport, home: &std::path::Path, colour: bool) -> St
     out.push_str(&table.to_string());
     out.push('\n');
     out.push_str(&channels(r, colour));
+    out.push_str(&groups(r));
     out.push_str(&details(r));
     out
 }
@@ -312,6 +331,8 @@ mod tests {
                 disk_limit_bytes: Some(1 << 30),
                 messaging: None,
                 channels: vec![],
+                group_counts: Default::default(),
+                groups: vec![],
             }],
         }
     }
@@ -384,6 +405,25 @@ mod tests {
         let painted = status_text(&r, std::path::Path::new("/h"), true);
         assert!(painted.contains("\u{1b}[31mfailing\u{1b}[0m"), "{painted}");
         assert!(painted.contains("\u{1b}[32mok\u{1b}[0m"), "{painted}");
+    }
+
+    #[test]
+    fn an_instances_groups_are_counted_under_the_table() {
+        let mut r = report(true);
+        let plain = status_text(&r, std::path::Path::new("/h"), false);
+        assert!(!plain.contains("\ngroups\n"), "{plain}");
+        r.instances[0].group_counts = crate::app::status::GroupCounts {
+            running: 2,
+            idle: 40,
+            failing: 1,
+        };
+        let plain = status_text(&r, std::path::Path::new("/h"), false);
+        let section = plain.split("\ngroups\n").nth(1).expect("a groups section");
+        assert!(
+            section
+                .starts_with("! alice: 2 running, 40 idle, 1 failing (supervisor groups alice)\n"),
+            "{section}"
+        );
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! details, and every key binding is a plain state change, unit-testable.
 
 use std::cmp::Ordering;
+use std::collections::HashSet;
 use std::time::Duration;
 
 use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
@@ -147,12 +148,23 @@ pub struct Detail {
     pub logs: Result<Vec<String>, String>,
 }
 
+/// A row of the table: an instance, or one of its chat groups while the instance is
+/// expanded. Indices into `report.instances` and that instance's `groups`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct RowRef {
+    pub instance: usize,
+    pub group: Option<usize>,
+}
+
 #[derive(Debug, Clone)]
 pub struct App {
-    /// The latest report, its instances in display order.
+    /// The latest report, its instances (and each one's groups) in display order.
     pub(super) report: StatusReport,
-    /// An index into `report.instances`; meaningless when there are none.
+    /// An index into [`App::rows`]; meaningless when there are none.
     pub(super) selected: usize,
+    /// The instances whose groups are shown, by name, so that they stay open across
+    /// refreshes and sorts.
+    pub(super) expanded: HashSet<String>,
     pub(super) sort: SortKey,
     pub(super) reverse: bool,
     pub(super) detail_open: bool,
@@ -175,6 +187,7 @@ impl App {
         let mut app = Self {
             report,
             selected: 0,
+            expanded: HashSet::new(),
             sort: SortKey::Name,
             reverse: false,
             detail_open: true,
@@ -191,13 +204,21 @@ impl App {
     }
 
     /// Takes a new report, keeping the same instance selected when it is still there.
+    /// A group that is gone leaves the selection on its instance.
     pub fn set_report(&mut self, report: StatusReport, now_ms: i64) {
-        let keep = self.selected_name().map(str::to_string);
+        let keep = self.selected_row().map(|r| {
+            let parent = &self.report.instances[r.instance].name;
+            (self.row_status(r).name.clone(), parent.clone())
+        });
         self.report = report;
         self.refreshed_at = now_ms;
         self.error = None;
         self.sort();
-        match keep.and_then(|name| self.report.instances.iter().position(|i| i.name == name)) {
+        let found = keep.and_then(|(name, parent)| {
+            self.position_of(&name)
+                .or_else(|| self.position_of(&parent))
+        });
+        match found {
             Some(at) => self.selected = at,
             None => self.selected = self.selected.min(self.last_row()),
         }
@@ -226,8 +247,49 @@ impl App {
         &self.report
     }
 
+    /// The table's rows in display order: each instance, then its groups when expanded.
+    pub(super) fn rows(&self) -> Vec<RowRef> {
+        let mut rows = Vec::new();
+        for (at, i) in self.report.instances.iter().enumerate() {
+            rows.push(RowRef {
+                instance: at,
+                group: None,
+            });
+            if self.is_expanded(i) {
+                rows.extend((0..i.groups.len()).map(|g| RowRef {
+                    instance: at,
+                    group: Some(g),
+                }));
+            }
+        }
+        rows
+    }
+
+    /// Whether `instance`'s groups are shown under it.
+    pub(super) fn is_expanded(&self, instance: &InstanceStatus) -> bool {
+        !instance.groups.is_empty() && self.expanded.contains(&instance.name)
+    }
+
+    /// What a row shows: the instance, or the group.
+    pub(super) fn row_status(&self, row: RowRef) -> &InstanceStatus {
+        let i = &self.report.instances[row.instance];
+        row.group.map_or(i, |g| &i.groups[g])
+    }
+
+    fn selected_row(&self) -> Option<RowRef> {
+        self.rows().get(self.selected).copied()
+    }
+
+    /// The row showing `name`, an instance or a group (group names are names of their own).
+    fn position_of(&self, name: &str) -> Option<usize> {
+        self.rows()
+            .iter()
+            .position(|&r| self.row_status(r).name == name)
+    }
+
+    /// The selected row's instance or group: every per-instance command takes either name.
     pub fn selected(&self) -> Option<&InstanceStatus> {
-        self.report.instances.get(self.selected)
+        self.selected_row().map(|r| self.row_status(r))
     }
 
     pub fn selected_name(&self) -> Option<&str> {
@@ -264,6 +326,8 @@ impl App {
             KeyCode::Down | KeyCode::Char('j') => self.select(self.selected + 1),
             KeyCode::Home | KeyCode::Char('g') => self.select(0),
             KeyCode::End | KeyCode::Char('G') => self.select(self.last_row()),
+            KeyCode::Right => self.expand(),
+            KeyCode::Left => self.collapse(),
             KeyCode::Char('s') => {
                 self.sort = self.sort.next();
                 self.reverse = false;
@@ -291,7 +355,7 @@ impl App {
     }
 
     fn last_row(&self) -> usize {
-        self.report.instances.len().saturating_sub(1)
+        self.rows().len().saturating_sub(1)
     }
 
     fn select(&mut self, row: usize) -> Action {
@@ -300,6 +364,11 @@ impl App {
             return Action::Ignore;
         }
         self.selected = row;
+        self.moved()
+    }
+
+    /// What a new selection needs: its detail, when the pane shows one.
+    fn moved(&self) -> Action {
         if self.detail_open {
             Action::FetchDetail
         } else {
@@ -307,25 +376,66 @@ impl App {
         }
     }
 
-    /// Sorts again after the order changed, the selection following its instance.
+    /// Shows the selected instance's groups under it. Rows below move down, and the
+    /// selection stays on the instance.
+    fn expand(&mut self) -> Action {
+        let Some(RowRef {
+            instance,
+            group: None,
+        }) = self.selected_row()
+        else {
+            return Action::Ignore;
+        };
+        let i = &self.report.instances[instance];
+        if i.groups.is_empty() || !self.expanded.insert(i.name.clone()) {
+            return Action::Ignore;
+        }
+        Action::Redraw
+    }
+
+    /// Hides the groups of the selected instance, or of the selected group's instance: then
+    /// the selection goes up to the instance, since its own row goes away.
+    fn collapse(&mut self) -> Action {
+        let Some(row) = self.selected_row() else {
+            return Action::Ignore;
+        };
+        let name = self.report.instances[row.instance].name.clone();
+        if !self.expanded.remove(&name) {
+            return Action::Ignore;
+        }
+        match row.group {
+            None => Action::Redraw,
+            Some(_) => {
+                self.selected = self.position_of(&name).unwrap_or(0);
+                self.moved()
+            }
+        }
+    }
+
+    /// Sorts again after the order changed, the selection following its row.
     fn resort(&mut self) -> Action {
         let keep = self.selected_name().map(str::to_string);
         self.sort();
-        if let Some(at) = keep.and_then(|n| self.report.instances.iter().position(|i| i.name == n))
-        {
+        if let Some(at) = keep.and_then(|n| self.position_of(&n)) {
             self.selected = at;
         }
         Action::Redraw
     }
 
+    /// Sorts the instances, and each one's groups among themselves: a group's row stays
+    /// under its instance's.
     fn sort(&mut self) {
         let (key, flip) = (self.sort, self.sort.biggest_first() != self.reverse);
         // Ties always go by name, so rows with equal values keep still between refreshes.
-        self.report.instances.sort_by(|a, b| {
+        let order = |a: &InstanceStatus, b: &InstanceStatus| {
             let order = key.compare(a, b);
             let order = if flip { order.reverse() } else { order };
             order.then_with(|| a.name.cmp(&b.name))
-        });
+        };
+        self.report.instances.sort_by(order);
+        for i in &mut self.report.instances {
+            i.groups.sort_by(order);
+        }
     }
 
     /// Whether the current order puts the largest values first (the header's arrow).
@@ -359,7 +469,23 @@ pub(super) mod tests {
             disk_limit_bytes: None,
             messaging: None,
             channels: vec![],
+            group_counts: Default::default(),
+            groups: vec![],
         }
+    }
+
+    /// `parent` with `groups` as its chat groups, counted as the report counts them.
+    pub fn with_groups(mut parent: InstanceStatus, groups: Vec<InstanceStatus>) -> InstanceStatus {
+        let c = &mut parent.group_counts;
+        for g in &groups {
+            match g.state {
+                InstanceState::Running | InstanceState::Starting => c.running += 1,
+                s if s.is_failing() => c.failing += 1,
+                _ => c.idle += 1,
+            }
+        }
+        parent.groups = groups;
+        parent
     }
 
     pub fn report(instances: Vec<InstanceStatus>) -> StatusReport {
@@ -560,6 +686,139 @@ pub(super) mod tests {
         assert_eq!(app.on_key(key(KeyCode::Char('x'))), Action::Ignore);
         app.set_report(report(vec![]), 0);
         assert_eq!(app.on_key(shift('R')), Action::Ignore, "nothing selected");
+    }
+
+    /// alice with two groups (one crash-looping), bob and carol without.
+    fn grouped() -> App {
+        let groups = vec![
+            instance("alice_b2", "running", Some(1.0), 10),
+            instance("alice_a1", "crash-loop", Some(90.0), 0),
+        ];
+        App::new(
+            report(vec![
+                instance("bob", "running", Some(40.0), 100),
+                with_groups(instance("alice", "running", Some(2.5), 300), groups),
+                instance("carol", "idle", None, 0),
+            ]),
+            0,
+            Duration::from_secs(2),
+            true,
+        )
+    }
+
+    fn row_names(app: &App) -> Vec<&str> {
+        app.rows()
+            .into_iter()
+            .map(|r| app.row_status(r).name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn right_shows_an_instances_groups_under_it_and_left_hides_them() {
+        let mut app = grouped();
+        assert_eq!(
+            row_names(&app),
+            ["alice", "bob", "carol"],
+            "collapsed at first"
+        );
+        assert_eq!(app.on_key(key(KeyCode::Right)), Action::Redraw);
+        assert_eq!(
+            row_names(&app),
+            ["alice", "alice_a1", "alice_b2", "bob", "carol"]
+        );
+        assert_eq!(app.selected_name(), Some("alice"), "the selection stays");
+        assert_eq!(
+            app.on_key(key(KeyCode::Right)),
+            Action::Ignore,
+            "already open"
+        );
+        assert_eq!(app.on_key(key(KeyCode::Left)), Action::Redraw);
+        assert_eq!(row_names(&app), ["alice", "bob", "carol"]);
+        assert_eq!(
+            app.on_key(key(KeyCode::Left)),
+            Action::Ignore,
+            "already shut"
+        );
+        app.on_key(key(KeyCode::Down));
+        assert_eq!(
+            app.on_key(key(KeyCode::Right)),
+            Action::Ignore,
+            "bob has none"
+        );
+    }
+
+    #[test]
+    fn the_selection_moves_onto_groups_and_commands_act_on_them() {
+        let mut app = grouped();
+        app.on_key(key(KeyCode::Right));
+        assert_eq!(app.on_key(key(KeyCode::Down)), Action::FetchDetail);
+        assert_eq!(app.detail_wanted(), Some("alice_a1"));
+        assert_eq!(
+            app.selected().map(|g| g.state),
+            Some(InstanceState::CrashLoop)
+        );
+        let shift_r = KeyEvent::new(KeyCode::Char('R'), KeyModifiers::SHIFT);
+        assert_eq!(
+            app.on_key(shift_r),
+            Action::Run(Command::Restart, "alice_a1".into())
+        );
+        assert_eq!(
+            app.on_key(key(KeyCode::Right)),
+            Action::Ignore,
+            "a group has none"
+        );
+        app.on_key(key(KeyCode::Down));
+        assert_eq!(app.selected_name(), Some("alice_b2"));
+        // Left on a group shuts its instance; the selection goes back up to it.
+        assert_eq!(app.on_key(key(KeyCode::Left)), Action::FetchDetail);
+        assert_eq!(app.selected_name(), Some("alice"));
+        assert_eq!(row_names(&app), ["alice", "bob", "carol"]);
+    }
+
+    #[test]
+    fn sorting_keeps_groups_under_their_instance_in_the_same_order() {
+        let mut app = grouped();
+        app.on_key(key(KeyCode::Right));
+        app.on_key(key(KeyCode::Down));
+        app.on_key(key(KeyCode::Down));
+        assert_eq!(app.selected_name(), Some("alice_b2"));
+        app.on_key(key(KeyCode::Char('s')));
+        app.on_key(key(KeyCode::Char('s')));
+        assert_eq!(app.sort, SortKey::Cpu);
+        // alice_a1 is the busiest row, yet stays with alice.
+        assert_eq!(
+            row_names(&app),
+            ["bob", "alice", "alice_a1", "alice_b2", "carol"]
+        );
+        assert_eq!(
+            app.selected_name(),
+            Some("alice_b2"),
+            "the selection follows"
+        );
+        app.on_key(KeyEvent::new(KeyCode::Char('S'), KeyModifiers::SHIFT));
+        assert_eq!(
+            row_names(&app),
+            ["carol", "alice", "alice_b2", "alice_a1", "bob"]
+        );
+    }
+
+    #[test]
+    fn a_refresh_keeps_groups_open_and_a_gone_group_leaves_the_selection_on_its_instance() {
+        let mut app = grouped();
+        app.on_key(key(KeyCode::Right));
+        app.on_key(key(KeyCode::Down));
+        app.on_key(key(KeyCode::Down));
+        app.set_report(grouped().report.clone(), 1_000);
+        assert_eq!(app.selected_name(), Some("alice_b2"));
+        assert_eq!(row_names(&app).len(), 5, "still open");
+        let only_a1 = vec![instance("alice_a1", "running", None, 0)];
+        let next = report(vec![
+            with_groups(instance("alice", "running", None, 0), only_a1),
+            instance("bob", "running", None, 0),
+        ]);
+        app.set_report(next, 2_000);
+        assert_eq!(row_names(&app), ["alice", "alice_a1", "bob"]);
+        assert_eq!(app.selected_name(), Some("alice"));
     }
 
     #[test]

@@ -7,12 +7,12 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Cell, Paragraph, Row, Table, TableState, Wrap};
 use ratatui::Frame;
 
-use super::app::{App, Command, Detail};
+use super::app::{App, Command, Detail, RowRef};
 use crate::app::render::status::{
     channel_colour, channel_note, duration, row_cells, state_colour, COLUMNS, STATE_COLUMN,
 };
 use crate::app::render::{bytes, timestamp};
-use crate::app::status::StatusReport;
+use crate::app::status::{InstanceStatus, StatusReport};
 use crate::domain::escape;
 
 const SELECTED_MARK: &str = "> ";
@@ -22,6 +22,10 @@ const HEADER_HEIGHT: u16 = 4;
 /// From this width on, the events and the log lines sit side by side; below it (an
 /// 80-column terminal) one above the other, each as wide as the screen.
 const SIDE_BY_SIDE_FROM: u16 = 120;
+
+/// The dashboard's own column, after the state, while any instance has chat groups.
+const GROUPS_COLUMN: usize = STATE_COLUMN + 1;
+const GROUPS_HEADER: &str = "GROUPS";
 
 /// The most lines the selected instance's state reason takes.
 const REASON_LINES: u16 = 3;
@@ -46,7 +50,7 @@ pub fn draw(frame: &mut Frame, app: &App) {
             .area()
             .height
             .saturating_sub(HEADER_HEIGHT + footer_height + reason_height);
-        let rows = app.report().instances.len().max(1) as u16 + 3;
+        let rows = app.rows().len().max(1) as u16 + 3;
         constraints.push(Constraint::Length(rows.min((room / 2).max(4))));
         constraints.push(Constraint::Length(reason_height));
     }
@@ -147,29 +151,25 @@ fn header(r: &StatusReport, command: &str) -> Paragraph<'static> {
 
 fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
     let block = Block::bordered().title(" instances ");
-    let instances = &app.report().instances;
-    if instances.is_empty() {
+    if app.report().instances.is_empty() {
         let empty =
             Paragraph::new("no instances (create one with `supervisor create-instance NAME`)");
         frame.render_widget(empty.block(block), area);
         return;
     }
-    let arrow = if app.descending() { " ▼" } else { " ▲" };
-    let header: Vec<String> = COLUMNS
-        .iter()
-        .map(|c| match *c == app.sort.column() {
-            true => format!("{c}{arrow}"),
-            false => c.to_string(),
-        })
+    let header = header_cells(app);
+    let rows: Vec<Vec<Line<'static>>> = app
+        .rows()
+        .into_iter()
+        .map(|r| table_row(app, r, header.len()))
         .collect();
-    let rows: Vec<[String; 12]> = instances.iter().map(row_cells).collect();
     // Each column as wide as its widest cell, as the text view lays it out; on a narrow
     // terminal the rightmost columns go, rather than every column being cut short.
     let room = (block.inner(area).width as usize).saturating_sub(SELECTED_MARK.len());
     let mut used = 0;
-    let widths: Vec<Constraint> = (0..COLUMNS.len())
+    let widths: Vec<Constraint> = (0..header.len())
         .map(|c| {
-            let widest = rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0);
+            let widest = rows.iter().map(|r| r[c].width()).max().unwrap_or(0);
             widest.max(header[c].chars().count())
         })
         .enumerate()
@@ -181,16 +181,9 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
         .collect();
     let shown = widths.len();
     let header = header.into_iter().take(shown);
-    let table_rows = rows.into_iter().zip(instances).map(|(row, i)| {
-        let colour = state_colour(i.state).filter(|_| app.colour).map(colour);
-        Row::new(row.into_iter().take(shown).enumerate().map(|(c, text)| {
-            let cell = Cell::new(text);
-            match (c, colour) {
-                (STATE_COLUMN, Some(fg)) => cell.style(Style::new().fg(fg)),
-                _ => cell,
-            }
-        }))
-    });
+    let table_rows = rows
+        .into_iter()
+        .map(|row| Row::new(row.into_iter().take(shown).map(Cell::new)));
     let table = Table::new(table_rows, widths)
         .header(Row::new(header).style(Style::new().bold()))
         .block(block)
@@ -199,6 +192,85 @@ fn draw_table(frame: &mut Frame, app: &App, area: Rect) {
         .highlight_symbol(SELECTED_MARK);
     let mut state = TableState::new().with_selected(Some(app.selected));
     frame.render_stateful_widget(table, area, &mut state);
+}
+
+/// Whether the table has the GROUPS column: without chat groups it would be empty.
+fn has_groups(app: &App) -> bool {
+    app.report()
+        .instances
+        .iter()
+        .any(|i| !i.group_counts.is_empty())
+}
+
+/// The text view's columns (the sorted one with its arrow), and GROUPS when needed.
+fn header_cells(app: &App) -> Vec<String> {
+    let arrow = if app.descending() { " ▼" } else { " ▲" };
+    let mut header: Vec<String> = COLUMNS
+        .iter()
+        .map(|c| match *c == app.sort.column() {
+            true => format!("{c}{arrow}"),
+            false => c.to_string(),
+        })
+        .collect();
+    if has_groups(app) {
+        header.insert(GROUPS_COLUMN, GROUPS_HEADER.into());
+    }
+    header
+}
+
+/// A row's cells, `columns` of them: the text view's, the state painted, and the group
+/// counts when the table has that column. A group's name is indented under its instance's.
+fn table_row(app: &App, row: RowRef, columns: usize) -> Vec<Line<'static>> {
+    let status = app.row_status(row);
+    let mut cells: Vec<Line<'static>> = row_cells(status).into_iter().map(Line::from).collect();
+    if let Some(g) = row.group {
+        let last = g + 1 == app.report().instances[row.instance].groups.len();
+        let branch = if last { "└" } else { "├" };
+        cells[0] = Line::from(format!(" {branch} {}", status.name));
+    }
+    if let Some(fg) = state_colour(status.state).filter(|_| app.colour) {
+        cells[STATE_COLUMN] = cells[STATE_COLUMN]
+            .clone()
+            .style(Style::new().fg(colour(fg)));
+    }
+    if columns > COLUMNS.len() {
+        let counts = match row.group {
+            None => group_counts(status, app.is_expanded(status), app.colour),
+            Some(_) => Line::default(),
+        };
+        cells.insert(GROUPS_COLUMN, counts);
+    }
+    cells
+}
+
+/// An instance's groups in a few cells: `▸ 3▶ 40· 1!` (running, idle, failing), only the
+/// counts that are not zero, so that `!` shows only when a group fails; it is painted as a
+/// failing state is, or bold without colour. `▸` becomes `▾` while the groups are shown.
+fn group_counts(i: &InstanceStatus, expanded: bool, paint: bool) -> Line<'static> {
+    let c = i.group_counts;
+    if c.is_empty() {
+        return Line::default();
+    }
+    let failing = match paint {
+        true => Style::new().fg(Color::LightRed).bold(),
+        false => Style::new().bold(),
+    };
+    let running = match paint {
+        true => Style::new().fg(Color::LightGreen),
+        false => Style::new(),
+    };
+    let mut spans = vec![Span::raw(if expanded { "▾" } else { "▸" })];
+    for (n, mark, style) in [
+        (c.running, "▶", running),
+        (c.idle, "·", Style::new()),
+        (c.failing, "!", failing),
+    ] {
+        if n > 0 {
+            spans.push(Span::raw(" "));
+            spans.push(Span::styled(format!("{n}{mark}"), style));
+        }
+    }
+    Line::from(spans)
 }
 
 /// The text view's state colours (comfy-table's names) in ratatui's names: comfy-table
@@ -312,7 +384,7 @@ fn note_line(note: &str) -> Line<'static> {
 /// many rows as the width needs (a key is never split across rows).
 fn footer_lines(app: &App, width: u16) -> Vec<Line<'static>> {
     let arrow = if app.descending() { "▼" } else { "▲" };
-    let items = vec![
+    let mut items = vec![
         format!(
             "refreshed {} (every {}s)",
             timestamp(app.refreshed_at),
@@ -325,6 +397,9 @@ fn footer_lines(app: &App, width: u16) -> Vec<Line<'static>> {
         "enter details".into(),
         "r refresh".into(),
     ];
+    if has_groups(app) {
+        items.push("→← groups (▶ running · idle ! failing)".into());
+    }
     // The selected instance's keys start a row of their own.
     let mut actions = Vec::new();
     if let Some(name) = app.selected_name() {
@@ -384,7 +459,7 @@ mod tests {
     use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
     use ratatui::Terminal;
 
-    use super::super::app::tests::{instance, report};
+    use super::super::app::tests::{instance, report, with_groups};
     use super::*;
     use crate::infra::store::events::Event;
 
@@ -720,6 +795,111 @@ mod tests {
         app.on_key(KeyEvent::new(KeyCode::Tab, KeyModifiers::NONE));
         let out = lines(&render(&app, 160, 40));
         assert!(!out.iter().any(|l| l.contains("telegram: error")));
+    }
+
+    /// alice with three groups: two running, one crash-looping.
+    fn grouped(colour: bool) -> App {
+        let groups = vec![
+            instance("alice_5e0b71c2", "running", Some(1.5), 42),
+            instance("alice_77aa0001", "crash-loop", None, 0),
+            instance("alice_9f00ab12", "running", Some(0.2), 7),
+        ];
+        let alice = with_groups(instance("alice", "running", Some(0.3), 5120), groups);
+        App::new(
+            report(vec![alice, instance("bob", "idle", None, 0)]),
+            0,
+            Duration::from_secs(2),
+            colour,
+        )
+    }
+
+    fn press(app: &mut App, code: KeyCode) {
+        app.on_key(KeyEvent::new(code, KeyModifiers::NONE));
+    }
+
+    #[test]
+    fn an_instance_shows_its_group_counts_and_a_failing_one_stands_out() {
+        let buffer = render(&grouped(true), 160, 40);
+        let out = lines(&buffer);
+        let head = line_with(&out, "STATE");
+        assert!(head.contains("STATE    GROUPS"), "after the state: {head}");
+        let alice = line_with(&out, "> alice");
+        assert!(
+            alice.contains("▸ 2▶ 1!"),
+            "no idle count when none: {alice}"
+        );
+        assert!(!out.iter().any(|l| l.contains("alice_")), "collapsed");
+        let y = out.iter().position(|l| l.contains("> alice")).unwrap();
+        let x = column(&out[y], "1!");
+        assert_eq!(buffer[(x, y as u16)].fg, Color::LightRed);
+        let x = column(&out[y], "2▶");
+        assert_eq!(buffer[(x, y as u16)].fg, Color::LightGreen);
+        let footer = out[36..].join("\n");
+        assert!(footer.contains("→← groups"), "{footer}");
+        // Without colour the failing count is bold, still set apart.
+        let buffer = render(&grouped(false), 160, 40);
+        let x = column(&out[y], "1!");
+        assert_eq!(buffer[(x, y as u16)].fg, Color::Reset);
+        assert!(buffer[(x, y as u16)].modifier.contains(Modifier::BOLD));
+        // A home without groups has no such column, nor the key.
+        let out = lines(&render(&app(), 160, 40));
+        assert!(!line_with(&out, "STATE").contains("GROUPS"));
+        assert!(!out.join("\n").contains("→← groups"));
+    }
+
+    #[test]
+    fn expanded_groups_are_indented_rows_with_every_column_and_collapse_hides_them() {
+        let mut app = grouped(true);
+        press(&mut app, KeyCode::Right);
+        let buffer = render(&app, 160, 40);
+        let out = lines(&buffer);
+        assert!(line_with(&out, "> alice").contains("▾ 2▶ 1!"), "open");
+        let at = |name: &str| out.iter().position(|l| l.contains(name)).unwrap();
+        let (alice, bob) = (at("> alice "), at(" bob "));
+        let first = at("├ alice_5e0b71c2");
+        let failing = at("├ alice_77aa0001");
+        let last = at("└ alice_9f00ab12");
+        assert_eq!(
+            [alice + 1, alice + 2, alice + 3, bob],
+            [first, failing, last, alice + 4]
+        );
+        for cell in ["running", "1.5%", "42"] {
+            assert!(out[first].contains(cell), "{cell} missing: {}", out[first]);
+        }
+        // A group's state is painted as an instance's.
+        let x = column(&out[failing], "crash-loop");
+        assert_eq!(buffer[(x, failing as u16)].fg, Color::LightRed);
+        press(&mut app, KeyCode::Left);
+        let out = lines(&render(&app, 160, 40));
+        assert!(!out.iter().any(|l| l.contains("alice_")), "shut again");
+        assert!(line_with(&out, "> alice").contains("▸ 2▶ 1!"));
+    }
+
+    #[test]
+    fn a_selected_group_row_is_highlighted_and_its_detail_shown() {
+        let mut app = grouped(true);
+        press(&mut app, KeyCode::Right);
+        press(&mut app, KeyCode::Down);
+        press(&mut app, KeyCode::Down);
+        assert_eq!(app.detail_wanted(), Some("alice_77aa0001"));
+        app.set_detail(Detail {
+            instance: "alice_77aa0001".into(),
+            events: Ok(vec![]),
+            logs: Ok(vec!["group log line".into()]),
+        });
+        let buffer = render(&app, 160, 40);
+        let out = lines(&buffer);
+        let y = out
+            .iter()
+            .position(|l| l.contains(">  ├ alice_77aa0001"))
+            .unwrap_or_else(|| panic!("not selected:\n{}", out.join("\n")));
+        let x = column(&out[y], "alice_77aa0001");
+        assert!(buffer[(x, y as u16)].modifier.contains(Modifier::REVERSED));
+        line_with(&out, "alice_77aa0001: crash-loop");
+        line_with(&out, "alice_77aa0001: last log lines");
+        line_with(&out, "group log line");
+        let footer = out[36..].join("\n");
+        assert!(footer.contains("on alice_77aa0001:"), "{footer}");
     }
 
     #[test]

@@ -60,6 +60,34 @@ pub struct InstanceConfig {
         skip_serializing_if = "crate::domain::channels::Channels::is_empty"
     )]
     pub channels: crate::domain::channels::Channels,
+    /// One container for the instance (default), or one per chat conversation.
+    #[serde(default, skip_serializing_if = "Isolation::is_instance")]
+    pub isolation: Isolation,
+}
+
+/// Who shares a container, a workspace and a memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// Every conversation of the instance is served by its one container.
+    #[default]
+    Instance,
+    /// Every chat conversation (channel + chat [+ topic]) gets its own container, workspace,
+    /// memory and history (a group); the operator's own conversation stays the instance's.
+    Chat,
+}
+
+impl Isolation {
+    pub fn is_instance(&self) -> bool {
+        *self == Isolation::Instance
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Isolation::Instance => "instance",
+            Isolation::Chat => "chat",
+        }
+    }
 }
 
 /// The heartbeat: a turn every `every`, with `prompt`, whose runs that have nothing to say
@@ -256,6 +284,7 @@ impl Default for InstanceConfig {
             heartbeat: Heartbeat::default(),
             egress: None,
             channels: Default::default(),
+            isolation: Isolation::Instance,
         }
     }
 }
@@ -412,6 +441,17 @@ impl InstanceConfig {
         })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// The config a chat group of this instance runs with: the instance's own, but started
+    /// on demand (stopped after the instance's idle timeout), with no port, no heartbeat and
+    /// no channels of its own (the instance keeps those and routes to its groups).
+    pub fn for_group(mut self) -> Self {
+        self.lifecycle.mode = LifecycleMode::OnDemand;
+        self.port = None;
+        self.heartbeat.enabled = false;
+        self.channels = Default::default();
+        self
     }
 
     pub fn to_json_pretty(&self) -> String {
@@ -772,6 +812,27 @@ mod tests {
             ModelConfig::from_spec("cohere/x").unwrap_err().path,
             "model.provider"
         );
+    }
+
+    #[test]
+    fn isolation_defaults_to_the_instance_and_a_group_runs_on_demand() {
+        let c = InstanceConfig::parse(br#"{"version": 1}"#).unwrap();
+        assert_eq!(c.isolation, Isolation::Instance);
+        assert!(!c.to_json_pretty().contains("isolation"), "unchanged files");
+        let c = InstanceConfig::parse(
+            br#"{"version": 1, "isolation": "chat", "port": 8080,
+            "heartbeat": {"enabled": true}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.isolation, Isolation::Chat);
+        assert!(c.to_json_pretty().contains(r#""isolation": "chat""#));
+        let g = c.clone().for_group();
+        assert_eq!(g.lifecycle.mode, LifecycleMode::OnDemand);
+        assert_eq!(g.lifecycle.idle_timeout, c.lifecycle.idle_timeout);
+        assert_eq!((g.port, g.heartbeat.enabled), (None, false));
+        assert_eq!((g.limits, g.model), (c.limits, c.model));
+        let bad = InstanceConfig::parse(br#"{"version": 1, "isolation": "group"}"#).unwrap_err();
+        assert_eq!(bad.path, "isolation");
     }
 
     #[test]

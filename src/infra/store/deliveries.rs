@@ -51,6 +51,8 @@ pub(super) fn enqueue(
     let Some(channel) = channel_of(chat) else {
         return Ok(());
     };
+    // A group's answers go out through its instance's channel: the outbox is the instance's.
+    let instance_id = super::groups::root_id(tx, instance_id)?;
     tx.execute(
         "INSERT OR IGNORE INTO deliveries (message_id, instance_id, channel, chat, state, next_attempt_at, created_at)
          VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?5)",

@@ -27,13 +27,27 @@ pub struct InstanceRecord {
     pub restart_pending: bool,
     /// The uid (and gid) its container runs as and its files belong to; its own.
     pub uid: u32,
+    /// A chat group's instance and conversation; None for an instance.
+    pub group: Option<GroupOf>,
 }
 
-const COLUMNS: &str = "id, name, soul, created_at, desired_state, state, state_detail, \
-     state_changed_at, container_id, runtime_id, restart_count, last_exit_code, last_activity_at, \
-     restart_requested_at IS NOT NULL, uid";
+/// What makes a record a chat group (`"isolation": "chat"`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GroupOf {
+    /// The instance it belongs to.
+    pub parent: String,
+    /// The conversation it serves (`<channel>:<chat>[/<topic>]`).
+    pub chat: String,
+    /// The chat's title as the channel last told it, if any.
+    pub title: Option<String>,
+}
 
-fn from_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
+pub(super) const COLUMNS: &str = "id, name, soul, created_at, desired_state, state, state_detail, \
+     state_changed_at, container_id, runtime_id, restart_count, last_exit_code, last_activity_at, \
+     restart_requested_at IS NOT NULL, uid, \
+     (SELECT p.name FROM instances p WHERE p.id = instances.parent_id), chat, title";
+
+pub(super) fn from_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
     Ok(InstanceRecord {
         id: r.get(0)?,
         name: r.get(1)?,
@@ -50,6 +64,14 @@ fn from_row(r: &Row) -> rusqlite::Result<InstanceRecord> {
         last_activity_at: r.get(12)?,
         restart_pending: r.get(13)?,
         uid: r.get(14)?,
+        group: match r.get::<_, Option<String>>(15)? {
+            Some(parent) => Some(GroupOf {
+                parent,
+                chat: r.get::<_, Option<String>>(16)?.unwrap_or_default(),
+                title: r.get(17)?,
+            }),
+            None => None,
+        },
     })
 }
 
@@ -101,7 +123,7 @@ pub fn insert(conn: &Connection, name: &str, soul: &str) -> Result<Inserted> {
 const UID_BLOCK: i64 = 65_536;
 
 /// Takes the next uid of the home's block (inside the caller's transaction).
-fn next_uid(conn: &Connection) -> Result<u32> {
+pub(super) fn next_uid(conn: &Connection) -> Result<u32> {
     let get = |key: &str| -> Result<i64> {
         let v: String =
             conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))?;
@@ -133,15 +155,14 @@ pub fn find_live(conn: &Connection, name: &str) -> Result<Option<InstanceRecord>
 }
 
 /// Marks a live instance removed, keeping its row and history; records where its files went.
+/// An instance's groups go with it (their files are below its directory).
 pub fn archive(conn: &Connection, name: &str, archive_path: &str) -> Result<()> {
-    let n = conn.execute(
+    let id = instance_id(conn, name)?;
+    conn.execute(
         "UPDATE instances SET removed_at = ?2, archive_path = ?3, desired_state = 'stopped'
-         WHERE name = ?1 AND removed_at IS NULL",
-        params![name, now_ms(), archive_path],
+         WHERE (id = ?1 OR parent_id = ?1) AND removed_at IS NULL",
+        params![id, now_ms(), archive_path],
     )?;
-    if n == 0 {
-        return Err(StoreError::NoSuchInstance(name.to_string()));
-    }
     Ok(())
 }
 
@@ -337,6 +358,7 @@ pub(crate) fn test_record(name: &str, state: &str) -> InstanceRecord {
         last_activity_at: None,
         restart_pending: false,
         uid: 16_777_217,
+        group: None,
     }
 }
 

@@ -222,8 +222,11 @@ impl Store {
                     |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
                 )
                 .optional()?;
-            if let Some(stored) = stored {
-                let same = (iid, "in".to_string(), m.channel.to_string(), m.sender.to_string(), m.body.to_string(), m.chat.to_string());
+            if let Some(mut stored) = stored {
+                // Sent again after its chat got a group (which took the context parked on the
+                // instance), it is still the same message: judged by the instance it came to.
+                stored.0 = super::groups::root_id(tx, stored.0)?;
+                let same = (super::groups::root_id(tx, iid)?, "in".to_string(), m.channel.to_string(), m.sender.to_string(), m.body.to_string(), m.chat.to_string());
                 return if stored == same {
                     Ok(())
                 } else {
@@ -236,7 +239,9 @@ impl Store {
                  VALUES (?1, ?2, 'in', ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?9, ?10)",
                 params![id, iid, m.channel, m.sender, m.body, m.state, m.state == "queued", now, m.chat, m.sender_name],
             )?;
-            if m.state != "refused" {
+            // Only a message that starts a turn is work: context waits for one, and a refused
+            // message is only kept. Neither starts an on-demand container.
+            if m.state == "queued" {
                 tx.execute("UPDATE instances SET last_activity_at = ?2 WHERE id = ?1", params![iid, now])?;
             }
             Ok(())
@@ -250,6 +255,17 @@ impl Store {
             [id],
             from_row,
         )?)
+    }
+
+    /// Live instances with work: a message waiting for a turn, or a turn for its answer.
+    pub fn instances_with_work(&self) -> Result<std::collections::HashSet<String>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT DISTINCT i.name FROM messages m JOIN instances i ON i.id = m.instance_id
+             WHERE m.state IN ('queued', 'delivered') AND m.direction = 'in'
+               AND i.removed_at IS NULL",
+        )?;
+        let rows = stmt.query_map([], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Inbound messages waiting for a turn (queued and context), oldest first.

@@ -262,6 +262,18 @@ CREATE INDEX pairings_by_sender ON pairings(instance_id, sender, created_at);
     r#"
 ALTER TABLE messages ADD COLUMN sender_name TEXT;
 "#,
+    // 12: chat groups. With `"isolation": "chat"` every chat conversation of an instance gets
+    // an instance row of its own (its own uid, container, workspace, history, tasks and
+    // usage), tied to its instance by parent_id and to its conversation by chat: at most one
+    // live group per (instance, chat). Removing the instance removes its groups with it.
+    r#"
+ALTER TABLE instances ADD COLUMN parent_id INTEGER REFERENCES instances(id) ON DELETE CASCADE;
+ALTER TABLE instances ADD COLUMN chat TEXT;
+ALTER TABLE instances ADD COLUMN title TEXT;
+CREATE UNIQUE INDEX instances_live_group ON instances(parent_id, chat)
+    WHERE removed_at IS NULL AND parent_id IS NOT NULL;
+CREATE INDEX instances_by_parent ON instances(parent_id);
+"#,
 ];
 
 /// The schema version this build writes.

@@ -5,6 +5,7 @@ pub mod backup;
 pub mod channels;
 pub mod deliveries;
 pub mod events;
+pub mod groups;
 pub mod instances;
 pub mod messages;
 pub mod meta;

@@ -376,11 +376,13 @@ fn insert_run(
         return Ok(None);
     }
     let run = tx.last_insert_rowid();
-    let (iid, instance, prompt, mode): (i64, String, String, String) = tx.query_row(
-        "SELECT t.instance_id, i.name, t.prompt, t.context_mode FROM tasks t
+    // A group's task runs in the group and answers into its chat; an instance's, in the
+    // operator's conversation.
+    let (iid, instance, prompt, mode, chat): (i64, String, String, String, String) = tx.query_row(
+        "SELECT t.instance_id, i.name, t.prompt, t.context_mode, COALESCE(i.chat, '') FROM tasks t
          JOIN instances i ON i.id = t.instance_id WHERE t.id = ?1",
         [task_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
     )?;
     let scope = if mode == "continue" {
         "conversation"
@@ -390,9 +392,18 @@ fn insert_run(
     let id = crate::domain::ids::new_id();
     tx.execute(
         "INSERT INTO messages (id, instance_id, direction, channel, sender, body, state, triggered,
-                               task_run_id, scope, created_at, updated_at)
-         VALUES (?1, ?2, 'in', 'task', ?3, ?4, 'queued', 1, ?5, ?6, ?7, ?7)",
-        params![id, iid, format!("task:{task_id}"), prompt, run, scope, now],
+                               task_run_id, scope, created_at, updated_at, chat)
+         VALUES (?1, ?2, 'in', 'task', ?3, ?4, 'queued', 1, ?5, ?6, ?7, ?7, ?8)",
+        params![
+            id,
+            iid,
+            format!("task:{task_id}"),
+            prompt,
+            run,
+            scope,
+            now,
+            chat
+        ],
     )?;
     // Work is waiting: an on-demand instance's container is started for it.
     tx.execute(

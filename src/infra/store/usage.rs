@@ -54,6 +54,23 @@ impl Store {
         )?;
         Ok(n.max(0) as u64)
     }
+
+    /// Tokens used since `since` by `instance`'s whole family: the instance and all its chat
+    /// groups (what its `budget.daily_tokens` covers), whichever of them `instance` names.
+    pub fn family_tokens_since(&self, instance: &str, since: i64) -> Result<u64> {
+        let root = super::groups::root_id(
+            self.conn(),
+            super::instances::instance_id(self.conn(), instance)?,
+        )?;
+        let n: i64 = self.conn().query_row(
+            "SELECT coalesce(sum(u.prompt_tokens + u.completion_tokens), 0)
+             FROM model_usage u JOIN instances i ON i.id = u.instance_id
+             WHERE (i.id = ?1 OR i.parent_id = ?1) AND i.removed_at IS NULL AND u.at >= ?2",
+            params![root, since],
+            |r| r.get(0),
+        )?;
+        Ok(n.max(0) as u64)
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use super::{blocking, Link, Shared};
 use crate::app::accept::{self, AcceptError, Incoming};
 use crate::app::channels::Context;
-use crate::app::router::policy::{self, Addressed, Disposition};
+use crate::app::router::policy::{Addressed, Disposition};
 use crate::domain::instance::InstanceName;
 use crate::domain::telegram::{
     address, pairing_code, pairing_reply, sender_key, stored_id, Address, Bot, Message, Place,
@@ -56,31 +56,58 @@ async fn take(
     let Ok(name) = InstanceName::parse(instance) else {
         return Ok(());
     };
-    let paths = ctx.home.instance_paths(&name);
     let attachment = m.attachment();
+    let place = Place::of(&m);
+    let chat = place.key();
+    let sender_name = from.shown_name();
+    let title = m.chat.title.clone();
+    let addressed = match address(&m, bot) {
+        Address::Direct => Addressed::Yes,
+        Address::Overheard => Addressed::No,
+    };
     // Stored already: passed over (its attachment is not fetched again). Only a message with
-    // an attachment needs the allow-list and the owner before accept (which judges it too).
+    // an attachment needs to know before accept (which judges it too) whether its sender is
+    // let in, and whose workspace it goes to (a chat group's, with "isolation": "chat").
     let known = {
         let (store, ctx, id, sender) = (store.clone(), ctx.clone(), id.clone(), sender.clone());
-        let paths = paths.clone();
-        let instance = instance.to_string();
+        let (name, words, chat, title) = (
+            name.clone(),
+            m.words().to_string(),
+            chat.clone(),
+            title.clone(),
+        );
         let with_file = attachment.is_some();
         blocking(move || {
-            let store = store.lock().expect("telegram store");
+            let mut store = store.lock().expect("telegram store");
             if store.has_message(&id)? {
                 return Ok(None);
             }
             if !with_file {
-                return Ok(Some((false, None)));
+                return Ok(Some((false, None, ctx.home.instance_paths(&name))));
             }
-            let allowed = ctx
-                .configs
-                .load(&instance, &paths.config)
-                .map(|c| policy::allowed(&c.into_config().allow_from, &sender))
-                .unwrap_or(false);
-            let uid = store.instance(&instance)?.uid;
+            let probe = Incoming {
+                instance: &name,
+                channel: TELEGRAM,
+                sender: &sender,
+                text: if words.trim().is_empty() {
+                    "(a file)"
+                } else {
+                    &words
+                },
+                chat: &chat,
+                id: None,
+                addressed,
+                sender_name: None,
+                title: title.as_deref(),
+            };
+            let Ok(dest) = accept::destination(&mut store, &ctx.home, &ctx.configs, &probe) else {
+                return Ok(Some((false, None, ctx.home.instance_paths(&name))));
+            };
+            let allowed = dest.disposition != Disposition::Refused;
+            let uid = dest.record.uid;
             let owner = nix::unistd::geteuid().is_root().then_some((uid, uid));
-            Ok(Some((allowed, owner)))
+            let target = InstanceName::parse(&dest.record.name).unwrap_or(name);
+            Ok(Some((allowed, owner, ctx.home.instance_paths(&target))))
         })
         .await
     }
@@ -88,7 +115,7 @@ async fn take(
         StoreError::NoSuchInstance(_) => Ok(None),
         e => Err(e),
     })?;
-    let Some((allowed, owner)) = known else {
+    let Some((allowed, owner, paths)) = known else {
         return Ok(());
     };
     let mut text = m.words().to_string();
@@ -111,12 +138,6 @@ async fn take(
         // A sticker, a poll, a member joining: nothing to answer.
         return Ok(());
     }
-    let place = Place::of(&m);
-    let sender_name = from.shown_name();
-    let addressed = match address(&m, bot) {
-        Address::Direct => Addressed::Yes,
-        Address::Overheard => Addressed::No,
-    };
     let accepted = {
         let (store, ctx, sender, sender_name) = (
             store.clone(),
@@ -124,7 +145,8 @@ async fn take(
             sender.clone(),
             sender_name.clone(),
         );
-        let chat = place.key();
+        let chat = chat.clone();
+        let title = title.clone();
         blocking(move || {
             let mut store = store.lock().expect("telegram store");
             let incoming = Incoming {
@@ -136,6 +158,7 @@ async fn take(
                 id: Some(&id),
                 addressed,
                 sender_name: Some(&sender_name),
+                title: title.as_deref(),
             };
             Ok(accept::accept(
                 &mut store,
@@ -148,8 +171,11 @@ async fn take(
     };
     let accepted = match accepted {
         Ok(a) => a,
-        // Passing: the store busy or full, the config unreadable for now. Read again later.
-        Err(e @ (AcceptError::Store(_) | AcceptError::Config(_))) => return Err(e.into()),
+        // Passing: the store busy or full, the config unreadable for now, a group that could not
+        // be made yet. Read again later.
+        Err(e @ (AcceptError::Store(_) | AcceptError::Config(_) | AcceptError::Group { .. })) => {
+            return Err(e.into())
+        }
         Err(e) => {
             tracing::warn!(instance, update = u.update_id, error = %e, "a Telegram message was not stored");
             return Ok(());

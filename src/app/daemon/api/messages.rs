@@ -77,6 +77,8 @@ pub(super) fn refusal(e: AcceptError) -> ApiError {
         AcceptError::NoSuchInstance(_) => StatusCode::NOT_FOUND,
         AcceptError::Config(_) | AcceptError::IdTaken(_) => StatusCode::CONFLICT,
         AcceptError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        // A full disk, a lost volume: passing, so the sender sends again later.
+        AcceptError::Group { .. } => StatusCode::SERVICE_UNAVAILABLE,
     };
     api_error(status, e)
 }
@@ -107,6 +109,7 @@ pub(super) async fn send_message(
             id: id.as_deref(),
             addressed: crate::app::router::policy::Addressed::ByTrigger,
             sender_name: None,
+            title: None,
         };
         accept::accept(store, &home, &configs, &incoming).map_err(refusal)
     })

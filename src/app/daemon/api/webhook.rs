@@ -26,6 +26,9 @@ struct WebhookMessage {
     sender: String,
     chat: String,
     text: String,
+    /// The chat's title, shown beside its group (`"isolation": "chat"`).
+    #[serde(default)]
+    title: Option<String>,
 }
 
 fn not_found(name: &str) -> ApiError {
@@ -119,6 +122,7 @@ pub(super) async fn receive(
             id: Some(&id),
             addressed: crate::app::router::policy::Addressed::ByTrigger,
             sender_name: None,
+            title: m.title.as_deref(),
         };
         accept::accept(store, &home, &configs, &incoming).map_err(super::messages::refusal)
     })

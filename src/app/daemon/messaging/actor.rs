@@ -546,6 +546,12 @@ impl Actor {
                         .is_ok_and(|c| c.web_search.searxng_url.is_some()),
             },
         );
+        // A group reads its instance's persona: an edit of it reaches the group at this turn.
+        if let Ok(name) = InstanceName::parse(&self.name) {
+            if let Err(e) = crate::app::instances::persona::refresh_group(&self.home, &name) {
+                tracing::warn!(instance = %self.name, error = %e, "the persona could not be refreshed; the group keeps the copy it has");
+            }
+        }
         if !self.ipc().has_sent(&envelope)? {
             self.ipc().send(&envelope)?;
         }

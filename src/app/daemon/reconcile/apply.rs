@@ -8,6 +8,7 @@ use futures_util::StreamExt;
 use super::derive::Applied;
 use super::{Prepared, Reconciler, ACTOR};
 use crate::app::daemon::plan::Action;
+use crate::app::instances::persona;
 use crate::domain::instance::InstanceName;
 use crate::infra::container_spec::LABEL_RUNTIME;
 use crate::infra::docker::container::{self, LogChunk, LogsRequest, OwnedContainer};
@@ -128,9 +129,13 @@ impl Reconciler {
         prepared: &BTreeMap<String, Prepared>,
     ) -> Result<(), VolumeError> {
         let p = &prepared[instance];
-        let paths = self
-            .home
-            .instance_paths(&InstanceName::parse(instance).expect("stored names are valid"));
+        let name = InstanceName::parse(instance).expect("stored names are valid");
+        let paths = self.home.instance_paths(&name);
+        // A group's container reads its instance's persona from the start (it is refreshed
+        // again before each turn).
+        if let Err(e) = tokio::task::block_in_place(|| persona::refresh_group(&self.home, &name)) {
+            tracing::warn!(instance, error = %e, "the persona could not be refreshed; the group keeps the copy it has");
+        }
         let owner = self.user.owner_for(p.uid);
         let limit = p.config.limits.disk_bytes();
         let (_, done) =

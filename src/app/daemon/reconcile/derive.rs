@@ -59,6 +59,9 @@ pub enum Input {
 pub struct Ready {
     /// On demand: how long it stays up after its last activity (ms). None: persistent.
     pub idle_timeout_ms: Option<i64>,
+    /// A message waits for a turn, or a turn for its answer: an on-demand container runs
+    /// for it however long it waited (for a slot under `max_running`, say).
+    pub work_waiting: bool,
     /// The hash of the container it should have; None while no runtime is active.
     pub spec_hash: Option<String>,
     /// Why it must not run for its disk use (past its soft limit).
@@ -188,7 +191,10 @@ pub fn intents(facts: &Facts) -> BTreeMap<String, Intent> {
                 let run = wants
                     && match r.idle_timeout_ms {
                         None => true,
-                        Some(idle) => i.record.last_activity_at.is_some_and(|t| now - t < idle),
+                        Some(idle) => {
+                            r.work_waiting
+                                || i.record.last_activity_at.is_some_and(|t| now - t < idle)
+                        }
                     };
                 match (&r.spec_hash, &facts.missing_image) {
                     (None, _) if run => Intent::Hold {

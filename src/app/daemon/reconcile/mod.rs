@@ -299,6 +299,7 @@ impl Reconciler {
         // Without the image nothing can be (re)created: leave existing containers alone.
         let missing_image = (!engine.image_exists(&image).await?).then(|| image.clone());
         let snapshot = self.live.snapshot();
+        let with_work = self.store.instances_with_work()?;
         let mut instances = Vec::new();
         let mut prepared = BTreeMap::new();
         for record in records {
@@ -375,6 +376,7 @@ impl Reconciler {
             let ready = Ready {
                 idle_timeout_ms: (config.lifecycle.mode == LifecycleMode::OnDemand)
                     .then(|| config.lifecycle.idle_timeout().as_millis() as i64),
+                work_waiting: with_work.contains(&name),
                 spec_hash: spec.as_ref().map(|s| s.spec_hash().to_string()),
                 over_disk,
                 notes,

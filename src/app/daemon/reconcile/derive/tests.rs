@@ -33,6 +33,33 @@ fn on_demand(name: &str, last_activity_at: i64) -> InstanceFacts {
     i
 }
 
+#[test]
+fn an_on_demand_instance_with_work_waiting_runs_however_long_the_work_waited() {
+    let now = 10 * IDLE_MS;
+    let mut waited = on_demand("waited", now - 2 * IDLE_MS);
+    if let Input::Ready(r) = &mut waited.input {
+        r.work_waiting = true;
+    }
+    let facts = Facts {
+        now,
+        daemon_started_at: 0,
+        max_running: None,
+        missing_image: None,
+        instances: vec![waited, on_demand("idle", now - 2 * IDLE_MS)],
+        containers: vec![],
+        restart_requests: vec![],
+    };
+    let intents = intents(&facts);
+    assert!(
+        matches!(intents["waited"], Intent::Plan { run: true, .. }),
+        "{intents:?}"
+    );
+    assert!(
+        matches!(intents["idle"], Intent::Plan { run: false, .. }),
+        "{intents:?}"
+    );
+}
+
 fn broken(name: &str, desired: DesiredState) -> InstanceFacts {
     InstanceFacts {
         record: record(name, desired),
