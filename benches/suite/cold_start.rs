@@ -85,8 +85,38 @@ pub fn run() -> Value {
     }
     common::tear_down(&root, daemon);
 
-    // The floor, in a home of its own with no daemon (which would read the ready files).
-    let raw_root = tmp.path().join("raw");
+    let (mut raw_started, mut raw_ready) = raw_starts(tmp.path(), reps);
+
+    println!("cold start, {reps} repetitions, same run:");
+    let s = summary("supervisor start → container running", &mut started);
+    let r = summary(
+        "supervisor start → agent ready (daemon heard it)",
+        &mut ready,
+    );
+    let rs = summary("raw create+start (Docker API) → running", &mut raw_started);
+    let rr = summary(
+        "raw create+start → agent's ready file written",
+        &mut raw_ready,
+    );
+    let ratio_ready = ratio("ratio, ready (supervisor / raw)", &r, &rr);
+    let ratio_start = ratio("ratio, running (supervisor / raw)", &s, &rs);
+    json!({
+        "reps": reps,
+        "supervisor_start_running": s,
+        "supervisor_start_ready": r,
+        "raw_create_start_running": rs,
+        "raw_create_start_ready": rr,
+        "ratio_ready": ratio_ready,
+        "ratio_running": ratio_start,
+    })
+}
+
+/// The floor of a container start: `reps` raw create + start of the agent image with the
+/// instance's hardened spec through the Docker API, in a home of its own below `dir` with no
+/// daemon (which would read the ready files). Milliseconds each until the container runs, and
+/// until the agent's ready file is written.
+pub fn raw_starts(dir: &Path, reps: usize) -> (Vec<f64>, Vec<f64>) {
+    let raw_root = dir.join("raw");
     common::prepared_home(&raw_root, "raw-", reps);
     let raw_home = Home::new(&raw_root).unwrap();
     let mut store = raw_home.open().unwrap();
@@ -137,26 +167,5 @@ pub fn run() -> Value {
     });
     supervisor::infra::disk::unmount_below(&raw_root);
 
-    println!("cold start, {reps} repetitions, same run:");
-    let s = summary("supervisor start → container running", &mut started);
-    let r = summary(
-        "supervisor start → agent ready (daemon heard it)",
-        &mut ready,
-    );
-    let rs = summary("raw create+start (Docker API) → running", &mut raw_started);
-    let rr = summary(
-        "raw create+start → agent's ready file written",
-        &mut raw_ready,
-    );
-    let ratio_ready = ratio("ratio, ready (supervisor / raw)", &r, &rr);
-    let ratio_start = ratio("ratio, running (supervisor / raw)", &s, &rs);
-    json!({
-        "reps": reps,
-        "supervisor_start_running": s,
-        "supervisor_start_ready": r,
-        "raw_create_start_running": rs,
-        "raw_create_start_ready": rr,
-        "ratio_ready": ratio_ready,
-        "ratio_running": ratio_start,
-    })
+    (raw_started, raw_ready)
 }

@@ -2,7 +2,7 @@
 //! floor or its alternative measured in the same run, printed as a table and written as JSON.
 //!
 //! Run everything with `scripts/bench/run`; `SECTIONS=cold_start,messages` picks sections
-//! (cold_start, messages, throughput, status, footprint, scale, ipc_floor) and `OUT=path`
+//! (cold_start, messages, throughput, status, footprint, scale, groups, ipc_floor) and `OUT=path`
 //! moves the JSON (default target/bench/results.json). Benchmarks are not tests: they assert
 //! nothing about speed, but they fail when a message is lost or answered twice.
 
@@ -16,6 +16,7 @@ mod fake_telegram;
 
 mod cold_start;
 mod footprint;
+mod groups;
 mod hops;
 mod ipc_floor;
 mod messages;
@@ -37,6 +38,7 @@ const SECTIONS: &[&str] = &[
     "status",
     "footprint",
     "scale",
+    "groups",
 ];
 
 fn main() {
@@ -62,6 +64,7 @@ fn main() {
                 "status" => status::run(),
                 "footprint" => footprint::run(),
                 "scale" => scale::run(),
+                "groups" => groups::run(),
                 _ => unreachable!(),
             }
         };

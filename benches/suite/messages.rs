@@ -49,7 +49,7 @@ pub fn request(text: String) -> SendRequest {
 
 /// supervisor.toml's text with `line` in its `[api]` table, wherever that table is (a line
 /// added at the end would land in whatever table comes last).
-fn with_api_line(text: &str, line: &str) -> String {
+pub fn with_api_line(text: &str, line: &str) -> String {
     if text.starts_with("[api]\n") || text.contains("\n[api]\n") {
         text.replacen("[api]\n", &format!("[api]\n{line}\n"), 1)
     } else {
@@ -57,7 +57,7 @@ fn with_api_line(text: &str, line: &str) -> String {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
