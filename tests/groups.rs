@@ -90,19 +90,8 @@ impl Groups {
 
     /// Runs `script` in `instance`'s container with its toolbox shell; (exit code, output).
     fn sh(&self, instance: &str, script: &str) -> (i64, String) {
-        let id = self.h.container_of(instance).expect("it runs").id;
-        let script = script.to_string();
-        let out = with_docker(async move |d| {
-            supervisor::infra::docker::exec::run(
-                &d,
-                &id,
-                &["/opt/runtime/toolbox/busybox", "sh", "-c", &script],
-                Duration::from_secs(60),
-            )
-            .await
-            .unwrap()
-        });
-        (out.exit_code, format!("{}{}", out.stdout, out.stderr))
+        let (code, out, err) = common::daemon::toolbox_sh(&self.h, instance, script);
+        (code, format!("{out}{err}"))
     }
 
     /// The host paths mounted into `instance`'s container.

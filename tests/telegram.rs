@@ -10,7 +10,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::daemon::{wait_until, with_docker, Daemon, ReadyHome};
+use common::daemon::{wait_until, Daemon, ReadyHome};
 use common::decoy::Decoy;
 use common::fake_llm::FakeLlm;
 use common::telegram::{FakeTelegram, Sent};
@@ -92,19 +92,7 @@ fn doctor_row(h: &ReadyHome) -> Value {
 
 /// Runs `script` in alice's container with its toolbox shell; (exit code, stdout, stderr).
 fn sh(h: &ReadyHome, script: &str) -> (i64, String, String) {
-    let id = h.container_of("alice").expect("alice runs").id;
-    let script = script.to_string();
-    let out = with_docker(async move |d| {
-        supervisor::infra::docker::exec::run(
-            &d,
-            &id,
-            &["/opt/runtime/toolbox/busybox", "sh", "-c", &script],
-            Duration::from_secs(60),
-        )
-        .await
-        .unwrap()
-    });
-    (out.exit_code, out.stdout, out.stderr)
+    common::daemon::toolbox_sh(h, "alice", script)
 }
 
 #[test]

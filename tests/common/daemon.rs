@@ -184,6 +184,24 @@ impl Drop for Daemon {
 
 /// Polls `cond` every 100 ms until it holds or `timeout` passes. A deadline for liveness,
 /// never a performance threshold.
+/// Runs `script` in `instance`'s running container with its toolbox shell, as its agent's
+/// user; (exit code, stdout, stderr).
+pub fn toolbox_sh(h: &ReadyHome, instance: &str, script: &str) -> (i64, String, String) {
+    let id = h.container_of(instance).expect("it runs").id;
+    let script = script.to_string();
+    let out = with_docker(async move |d| {
+        supervisor::infra::docker::exec::run(
+            &d,
+            &id,
+            &["/opt/runtime/toolbox/busybox", "sh", "-c", &script],
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap()
+    });
+    (out.exit_code, out.stdout, out.stderr)
+}
+
 pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
     let end = Instant::now() + timeout;
     while Instant::now() < end {
