@@ -453,7 +453,14 @@ fn a_kill_9_mid_turn_in_one_group_repeats_and_loses_nothing_and_other_groups_go_
     };
     assert_eq!(finals(&Groups::group(A)), 1);
 
-    // A backup keeps every group's memory and history; a restore brings them back.
+    // A backup keeps every group's memory and history, and the instance's shared knowledge;
+    // a restore brings them back, shared knowledge readable by every group's uid.
+    let shared = g.h.home.path("instances/alice/shared/handbook.md");
+    std::fs::write(&shared, "the handbook\n").unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
     let archive = g.h.home.scratch().join("groups.tar.gz");
     g.h.home
         .run(&["backup", "--out", archive.to_str().unwrap()])
@@ -474,6 +481,13 @@ fn a_kill_9_mid_turn_in_one_group_repeats_and_loses_nothing_and_other_groups_go_
     assert!(!copy
         .path(&format!("instances/{}", Groups::group(A)))
         .exists());
+    let restored = copy.path("instances/alice/shared/handbook.md");
+    assert_eq!(
+        std::fs::read_to_string(&restored).unwrap(),
+        "the handbook\n"
+    );
+    assert_eq!(common::mode(&restored), 0o644);
+    assert_eq!(common::mode(&copy.path("instances/alice/shared")), 0o755);
     drop(daemon);
 }
 

@@ -197,6 +197,14 @@ fn hand_over(staged: &Home) -> Result<u64, RestoreError> {
     let store = Store::open(&staged.db_path())?;
     let mut changed = 0;
     for record in store.instances()? {
+        // What every group reads is readable by their uids again (extraction made it private).
+        if record.group.is_none() {
+            let shared = staged
+                .instances_dir()
+                .join(&record.name)
+                .join(crate::infra::home::SHARED_DIR);
+            open_to_groups(&shared).map_err(io_err("open to the groups", &shared))?;
+        }
         let Some(owner) = user.owner_for(record.uid) else {
             continue;
         };
@@ -210,6 +218,28 @@ fn hand_over(staged: &Home) -> Result<u64, RestoreError> {
             .map_err(|e| RestoreError::Mismatch(format!("instances/{}: {e}", record.name)))?;
     }
     Ok(changed)
+}
+
+/// Makes `dir` (an instance's `shared/`, restored: the host's own, no agent writes it)
+/// readable by every uid: directories 0755, files 0644. Nothing when it is not there.
+fn open_to_groups(dir: &Path) -> io::Result<()> {
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    fsutil::set_mode(dir, 0o755)?;
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            open_to_groups(&entry.path())?;
+        } else if kind.is_file() {
+            fsutil::set_mode(&entry.path(), 0o644)?;
+        }
+    }
+    Ok(())
 }
 
 /// What extracting the archive needs on disk: every file's size, a block for each entry's own
