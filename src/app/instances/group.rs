@@ -1,7 +1,7 @@
 //! Making a chat group, all or nothing, as [`super::create`] makes an instance: its files are
 //! staged in a hidden directory below the instance's `groups/`, its row is inserted in an open
-//! transaction (which also moves the context its chat had before into it), the directory is renamed
-//! into place, and only then is the transaction committed.
+//! transaction (which also moves the context its chat had before into it), the directory is
+//! renamed into place, and only then is the transaction committed.
 
 use std::fs;
 
@@ -69,8 +69,20 @@ pub fn ensure(
         return Err(CreateError::Volume(VolumeError::Unavailable(why.clone())));
     }
 
+    // The files, and the disk image where limits are hard, are made before the store's write
+    // lock is taken, so no other writer waits for mke2fs. They belong to the group's uid once
+    // its volume is prepared for its first start (`volume::prepare` gives them over).
+    let staging = tempfile::Builder::new()
+        .prefix(&format!(".creating-{}-", name.key().unwrap_or_default()))
+        .tempdir_in(&groups_dir)
+        .map_err(io_err("create staging directory in", &groups_dir))?;
+    let staged = crate::infra::home::InstancePaths::under(staging.path().to_path_buf());
+    fsutil::create_private_dir(&staged.dir).map_err(io_err("create", &staged.dir))?;
+    stage_volume(&staged, &[], None, enforcement.is_hard().then_some(disk))?;
+
     let tx = store.begin()?;
-    // Another process may have made it while this one waited for the write lock.
+    // Another process may have made it while this one staged its files (the staging
+    // directory goes with `staging`).
     if let Some(group) = find_group(&tx, &parent.name, chat)? {
         return Ok(group);
     }
@@ -78,16 +90,6 @@ pub fn ensure(
         return Err(CreateError::Stray(paths.dir.clone()));
     }
     let group = insert_group(&tx, parent, name.as_str(), chat, title)?;
-    let owner = nix::unistd::geteuid()
-        .is_root()
-        .then_some((group.uid, group.uid));
-    let staging = tempfile::Builder::new()
-        .prefix(&format!(".creating-{}-", name.key().unwrap_or_default()))
-        .tempdir_in(&groups_dir)
-        .map_err(io_err("create staging directory in", &groups_dir))?;
-    let staged = crate::infra::home::InstancePaths::under(staging.path().to_path_buf());
-    fsutil::create_private_dir(&staged.dir).map_err(io_err("create", &staged.dir))?;
-    stage_volume(&staged, &[], owner, enforcement.is_hard().then_some(disk))?;
     let staged_dir = staging.keep();
     if let Err(e) = fs::rename(&staged_dir, &paths.dir) {
         let _ = fs::remove_dir_all(&staged_dir);
