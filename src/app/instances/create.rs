@@ -119,20 +119,31 @@ pub fn create(
     });
     events::record(&tx, Some(name), actor, "instance.created", Some(&detail))?;
 
+    move_in_and_commit(staging, &paths.dir, tx)?;
+    Ok(paths)
+}
+
+/// Renames the staged directory to `target` and then commits `tx`: either both happen, or
+/// neither (a failed commit takes the files back out; the transaction rolls back on drop).
+pub(super) fn move_in_and_commit(
+    staging: tempfile::TempDir,
+    target: &Path,
+    tx: rusqlite::Transaction,
+) -> Result<(), CreateError> {
     let staged_dir = staging.keep();
-    if let Err(e) = fs::rename(&staged_dir, &paths.dir) {
+    if let Err(e) = fs::rename(&staged_dir, target) {
         let _ = fs::remove_dir_all(&staged_dir);
-        return Err(io_err("move into place", &paths.dir)(e));
+        return Err(io_err("move into place", target)(e));
     }
-    let committed = fsutil::sync_dir(&instances_dir)
-        .map_err(io_err("sync", &instances_dir))
+    let parent = target.parent().unwrap_or(Path::new("/"));
+    let committed = fsutil::sync_dir(parent)
+        .map_err(io_err("sync", parent))
         .and_then(|()| tx.commit().map_err(|e| StoreError::from(e).into()));
     if let Err(e) = committed {
-        // The transaction rolls back on drop; take the files back out with it.
-        let _ = fs::remove_dir_all(&paths.dir);
+        let _ = fs::remove_dir_all(target);
         return Err(e);
     }
-    Ok(paths)
+    Ok(())
 }
 
 fn check_port_free(tx: &rusqlite::Connection, home: &Home, port: u16) -> Result<(), CreateError> {

@@ -5,7 +5,7 @@
 
 use std::fs;
 
-use super::create::{io_err, stage_volume, CreateError};
+use super::create::{io_err, move_in_and_commit, stage_volume, CreateError};
 use super::persona;
 use crate::domain::instance::name::group_key;
 use crate::domain::instance::InstanceName;
@@ -14,7 +14,7 @@ use crate::infra::fsutil;
 use crate::infra::home::{Home, GROUPS_DIR};
 use crate::infra::store::groups::{find_group, insert_group};
 use crate::infra::store::instances::InstanceRecord;
-use crate::infra::store::{Store, StoreError};
+use crate::infra::store::Store;
 use crate::infra::volume::VolumeError;
 
 /// The most characters of a chat's title kept.
@@ -90,18 +90,7 @@ pub fn ensure(
         return Err(CreateError::Stray(paths.dir.clone()));
     }
     let group = insert_group(&tx, parent, name.as_str(), chat, title)?;
-    let staged_dir = staging.keep();
-    if let Err(e) = fs::rename(&staged_dir, &paths.dir) {
-        let _ = fs::remove_dir_all(&staged_dir);
-        return Err(io_err("move into place", &paths.dir)(e));
-    }
-    let committed = fsutil::sync_dir(&groups_dir)
-        .map_err(io_err("sync", &groups_dir))
-        .and_then(|()| tx.commit().map_err(|e| StoreError::from(e).into()));
-    if let Err(e) = committed {
-        let _ = fs::remove_dir_all(&paths.dir);
-        return Err(e);
-    }
+    move_in_and_commit(staging, &paths.dir, tx)?;
     tracing::info!(instance = %parent.name, group = %name, %chat, "group created");
     Ok(group)
 }
