@@ -711,6 +711,11 @@ fn instances_are_created_started_stopped_and_removed_over_the_api_by_the_cli_rul
             422,
             "the key \"name\" is missing",
         ),
+        (
+            json!({"name": "bob_0a1b2c3d", "soul": "expert"}),
+            400,
+            "that form names a chat group",
+        ),
     ] {
         let (code, e) = post("/v1/instances", Some(body.clone()));
         assert_eq!(code, status, "{body}: {e}");

@@ -187,6 +187,11 @@ fn bad_names_are_refused_before_anything_is_written() {
         ("all", "is reserved"),
         ("x-", "must not end with a dash"),
         ("abcdefghijabcdefghijabcdefghijabc", "longer than 32"),
+        (
+            "alice_0a1b2c3d",
+            "that form names a chat group of an instance",
+        ),
+        ("al_ice", "use only lowercase letters, digits and dashes"),
     ] {
         h.run(&["create-instance", name]).fails(1, reason);
         let err = h.run(&["create-instance", name]).stderr;

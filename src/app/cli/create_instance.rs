@@ -50,7 +50,8 @@ pub enum Lifecycle {
 
 pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     // Every input is checked before anything is written.
-    let name = super::parse_name(&args.name)?;
+    // A group's form (`<instance>_<key>`) is the supervisor's to make.
+    let name = crate::domain::instance::InstanceName::parse_new(&args.name)?;
     let soul = match &args.soul_file {
         Some(path) => Soul::from_file(path)?,
         None => Soul::builtin(args.soul),

@@ -170,7 +170,8 @@ pub(super) async fn create(
     ApiJson(req): ApiJson<CreateRequest>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     // Every input is checked before anything is written, as by `create-instance`.
-    let name = InstanceName::parse(&req.name).map_err(|e| api_error(StatusCode::BAD_REQUEST, e))?;
+    let name =
+        InstanceName::parse_new(&req.name).map_err(|e| api_error(StatusCode::BAD_REQUEST, e))?;
     let soul = match (req.soul, req.soul_text) {
         (Some(_), Some(_)) => {
             return Err(api_error(
