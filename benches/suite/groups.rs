@@ -90,23 +90,10 @@ fn start(root: &Path) -> std::process::Child {
 }
 
 /// POSTs a signed message into `chat` of the instance at `url`; the instant just before the
-/// POST and the instant its `202` came back.
+/// POST (its `202` has come back when this returns).
 async fn post(web: &reqwest::Client, url: &str, id: &str, chat: &str, text: &str) -> Instant {
-    let body =
-        serde_json::to_vec(&json!({"id": id, "sender": "bench", "chat": chat, "text": text}))
-            .unwrap();
-    let signature = supervisor::domain::channels::sign(SECRET.as_bytes(), &body);
-    let t = Instant::now();
-    let status = web
-        .post(url)
-        .header(supervisor::domain::channels::SIGNATURE_HEADER, signature)
-        .body(body)
-        .send()
-        .await
-        .unwrap()
-        .status();
-    assert_eq!(status.as_u16(), 202, "{url} {chat}");
-    t
+    let message = json!({"id": id, "sender": "bench", "chat": chat, "text": text});
+    super::messages::post_webhook(web, url, SECRET, &message).await
 }
 
 /// Waits for the answer to message `id` in `chat`; when it reached the receiver.

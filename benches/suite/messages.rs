@@ -175,21 +175,13 @@ pub fn run() -> Value {
         // The webhook channel: signed POST in → the answer POSTed out, through the outbox.
         let url = format!("http://127.0.0.1:{port}/v1/channels/webhook/m0");
         for i in 0..n {
-            let body = serde_json::to_vec(
+            let t = post_webhook(
+                &web,
+                &url,
+                WEBHOOK_SECRET,
                 &json!({"id": format!("w{i}"), "sender": "bench", "chat": "c", "text": format!("hook {i}")}),
             )
-            .unwrap();
-            let signature = supervisor::domain::channels::sign(WEBHOOK_SECRET.as_bytes(), &body);
-            let t = Instant::now();
-            let status = web
-                .post(&url)
-                .header(supervisor::domain::channels::SIGNATURE_HEADER, signature)
-                .body(body)
-                .send()
-                .await
-                .unwrap()
-                .status();
-            assert_eq!(status.as_u16(), 202);
+            .await;
             let (at, answer) = received
                 .recv_timeout(std::time::Duration::from_secs(120))
                 .expect("the webhook answer");
@@ -275,4 +267,27 @@ fn telegram_round_trip(telegram: &FakeTelegram, user: i64, text: &str) -> (Durat
         // sooner.
         std::thread::sleep(Duration::from_millis(1));
     }
+}
+
+/// POSTs `message` to a webhook channel's `url`, signed with `secret`, and checks the `202`;
+/// returns the instant just before the POST.
+pub async fn post_webhook(
+    web: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    message: &serde_json::Value,
+) -> Instant {
+    let body = serde_json::to_vec(message).unwrap();
+    let signature = supervisor::domain::channels::sign(secret.as_bytes(), &body);
+    let t = Instant::now();
+    let status = web
+        .post(url)
+        .header(supervisor::domain::channels::SIGNATURE_HEADER, signature)
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status.as_u16(), 202, "{url} {message}");
+    t
 }

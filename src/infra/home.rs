@@ -111,6 +111,17 @@ impl InstancePaths {
     }
 }
 
+/// Where an instance's own directory is, relative to the home: `instances/<name>`, or for a
+/// chat group `instances/<instance>/groups/<key>`.
+pub fn instance_dir(name: &InstanceName) -> PathBuf {
+    match (name.root(), name.key()) {
+        (Some(root), Some(key)) => ["instances", root.as_str(), GROUPS_DIR, key]
+            .iter()
+            .collect(),
+        _ => Path::new("instances").join(name.as_str()),
+    }
+}
+
 impl Home {
     /// A home at `root` (made absolute: container mounts and the socket need absolute paths).
     pub fn new(root: &Path) -> Result<Self, HomeError> {
@@ -159,13 +170,10 @@ impl Home {
     }
     /// An instance's paths, or a chat group's (below its instance's directory).
     pub fn instance_paths(&self, name: &InstanceName) -> InstancePaths {
-        match (name.root(), name.key()) {
-            (Some(root), Some(key)) => {
-                let instance_dir = self.instances_dir().join(root.as_str());
-                let dir = instance_dir.join(GROUPS_DIR).join(key);
-                InstancePaths::for_group(&instance_dir, dir)
-            }
-            _ => InstancePaths::under(self.instances_dir().join(name.as_str())),
+        let dir = self.root.join(instance_dir(name));
+        match name.root() {
+            Some(root) => InstancePaths::for_group(&self.instances_dir().join(root.as_str()), dir),
+            None => InstancePaths::under(dir),
         }
     }
 

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use super::manifest::{Entry, Kind, Manifest, VerifyError};
 use super::scan::{self, ScanError};
 use crate::infra::fsutil;
-use crate::infra::home::{Home, DB_FILE, GROUPS_DIR, IPC_DIR, VOLUME_DIR, WORKSPACE_DIR};
+use crate::infra::home::{Home, DB_FILE, IPC_DIR, VOLUME_DIR, WORKSPACE_DIR};
 use crate::infra::store::backup::{inspect_copy, CopySummary};
 use crate::infra::store::{Store, StoreError};
 
@@ -274,28 +274,22 @@ fn check_space(manifest: &Manifest, dir: &Path) -> Result<(), RestoreError> {
 /// `ipc/` live in its volume (`instances/<name>/volume/`), whatever the home they came from.
 fn physical(path: &str) -> PathBuf {
     let parts: Vec<&str> = path.split('/').collect();
+    // An instance's own directory (a chat group's is below its instance's); a name that is
+    // not valid stays as it is (the database check refuses it).
+    let dir = |name: &str| {
+        crate::domain::instance::InstanceName::parse(name)
+            .map(|n| crate::infra::home::instance_dir(&n))
+            .unwrap_or_else(|_| Path::new("instances").join(name))
+    };
     match parts.as_slice() {
         ["instances", name, top, rest @ ..] if *top == WORKSPACE_DIR || *top == IPC_DIR => {
-            let mut p = PathBuf::from("instances");
-            // A chat group's volume is below its instance's directory.
-            match name.split_once('_') {
-                Some((root, key)) => {
-                    p.push(root);
-                    p.push(GROUPS_DIR);
-                    p.push(key);
-                }
-                None => p.push(name),
-            }
+            let mut p = dir(name);
             p.push(VOLUME_DIR);
             p.push(top);
             p.extend(rest);
             p
         }
-        // A chat group's own directory.
-        ["instances", name] if name.contains('_') => {
-            let (root, key) = name.split_once('_').expect("checked");
-            ["instances", root, GROUPS_DIR, key].iter().collect()
-        }
+        ["instances", name] => dir(name),
         _ => PathBuf::from(path),
     }
 }

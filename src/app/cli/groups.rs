@@ -8,7 +8,6 @@ use serde::Serialize;
 
 use crate::domain::format;
 use crate::infra::home::Home;
-use crate::infra::volume;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -33,7 +32,8 @@ struct Row {
     last_activity_at: Option<i64>,
     messages: i64,
     tokens_today: i64,
-    /// Bytes its workspace and queues use; None when they could not be measured.
+    /// Bytes its workspace and queues use, as the daemon last measured them; None when no
+    /// daemon runs or it has not measured them yet.
     disk_bytes: Option<u64>,
     uid: u32,
 }
@@ -49,26 +49,24 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
     let store = home.open()?;
     store.instance(name.as_str())?;
     let day_start = crate::domain::clock::day_start(crate::infra::store::now_ms());
+    // Disk use as the daemon last measured it: measuring here would mount every idle
+    // group's disk image.
+    let disk =
+        crate::infra::blocking::block_on(crate::app::client::DaemonClient::for_home(home).status())
+            .map(|live| live.disk)
+            .unwrap_or_default();
     let rows: Vec<Row> = store
         .group_rows(name.as_str(), day_start)?
         .into_iter()
-        .map(|g| {
+        .filter_map(|g| {
             let r = g.record;
-            let of = r
-                .group
-                .clone()
-                .unwrap_or_else(|| unreachable_group(&r.name));
-            let disk_bytes = super::parse_name(&r.name)
-                .ok()
-                .and_then(|n| volume::open(&home.instance_paths(&n)).ok())
-                .and_then(|v| v.usage().ok())
-                .map(|u| u.bytes);
-            Row {
-                key: r
-                    .name
-                    .split_once('_')
-                    .map(|(_, k)| k.to_string())
+            let of = r.group?;
+            Some(Row {
+                key: crate::domain::instance::InstanceName::parse(&r.name)
+                    .ok()
+                    .and_then(|n| n.key().map(str::to_string))
                     .unwrap_or_default(),
+                disk_bytes: disk.get(&r.name).map(|d| d.used_bytes),
                 name: r.name,
                 chat: of.chat,
                 title: of.title,
@@ -77,9 +75,8 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
                 last_activity_at: r.last_activity_at,
                 messages: g.messages,
                 tokens_today: g.tokens_today,
-                disk_bytes,
                 uid: r.uid,
-            }
+            })
         })
         .collect();
     if args.json {
@@ -88,15 +85,6 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
         print!("{}", table(&name.to_string(), &rows));
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// A record listed as a group always is one; said plainly if the store ever disagrees.
-fn unreachable_group(name: &str) -> crate::infra::store::instances::GroupOf {
-    crate::infra::store::instances::GroupOf {
-        parent: String::new(),
-        chat: format!("(unknown chat of {name})"),
-        title: None,
-    }
 }
 
 fn table(instance: &str, rows: &[Row]) -> String {
@@ -129,10 +117,5 @@ fn table(instance: &str, rows: &[Row]) -> String {
             r.disk_bytes.map_or_else(|| "-".into(), format::bytes),
         ]);
     }
-    let mut out = String::new();
-    for line in table.to_string().lines() {
-        out.push_str(line.trim());
-        out.push('\n');
-    }
-    out
+    crate::app::render::flush_left(table)
 }

@@ -102,17 +102,14 @@ pub fn expectations(layout: &Layout) -> Vec<Expect> {
     for name in &layout.instances {
         // A chat group's directory is below its instance's; its config and persona are the
         // instance's.
-        let group = name.split_once('_');
-        let inst = match group {
-            Some((root_name, key)) => root
-                .join("instances")
-                .join(root_name)
-                .join(crate::infra::home::GROUPS_DIR)
-                .join(key),
-            None => root.join("instances").join(name),
+        let parsed = crate::domain::instance::InstanceName::parse(name);
+        let group = parsed.as_ref().is_ok_and(|n| n.is_group());
+        let inst = match &parsed {
+            Ok(n) => root.join(crate::infra::home::instance_dir(n)),
+            Err(_) => root.join("instances").join(name),
         };
         out.push(dir(inst.clone()));
-        if group.is_none() {
+        if !group {
             out.push(file(inst.join("config.json")));
         }
         out.push(file(inst.join(crate::infra::home::VOLUME_IMAGE)));
@@ -137,7 +134,7 @@ pub fn expectations(layout: &Layout) -> Vec<Expect> {
         ] {
             out.push(in_volume(sub, Kind::Dir, DIR_MODE));
         }
-        for name in ["SOUL.md", "AGENTS.md"].iter().filter(|_| group.is_none()) {
+        for name in ["SOUL.md", "AGENTS.md"].iter().filter(|_| !group) {
             out.push(in_volume(
                 &format!("workspace/{name}"),
                 Kind::File,

@@ -58,11 +58,7 @@ pub fn ensure(
     let groups_dir = instance_dir.join(GROUPS_DIR);
     fsutil::create_private_dir(&groups_dir).map_err(io_err("create", &groups_dir))?;
     for dir in [&paths.persona, &paths.shared].into_iter().flatten() {
-        persona::ensure_dir(dir).map_err(|e| CreateError::Io {
-            action: "create",
-            path: dir.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        persona::ensure_dir(dir).map_err(io_err("create", dir))?;
     }
     let enforcement = home.host_config()?.disk.enforcement();
     if let Enforcement::Unavailable { why } = &enforcement {

@@ -87,7 +87,9 @@ impl LastGoodConfigs {
     /// with ([`InstanceConfig::for_group`]).
     pub fn load(&self, name: &str, path: &Path) -> Result<Loaded, ConfigError> {
         let loaded = self.load_file(name, path)?;
-        if !name.contains('_') {
+        let is_group =
+            crate::domain::instance::InstanceName::parse(name).is_ok_and(|n| n.is_group());
+        if !is_group {
             return Ok(loaded);
         }
         Ok(match loaded {

@@ -68,19 +68,18 @@ pub fn refresh_group(home: &Home, name: &InstanceName) -> Result<bool, PersonaEr
     };
     // Both are mounted into the group's container, so both must be there.
     if let Some(shared) = &paths.shared {
-        ensure_dir(shared)?;
+        ensure_dir(shared).map_err(io_err("create", shared))?;
     }
     refresh(&home.instance_paths(&root), &persona)
 }
 
 /// Makes the directory `dir` (mode 0755) if it is not there: a group's read-only mount source.
-pub fn ensure_dir(dir: &Path) -> Result<(), PersonaError> {
+pub fn ensure_dir(dir: &Path) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(DIR_MODE)
         .create(dir)
         .and_then(|()| fsutil::set_mode(dir, DIR_MODE))
-        .map_err(io_err("create", dir))
 }
 
 fn io_err(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> PersonaError {
@@ -141,8 +140,8 @@ fn is_skill_name(name: &OsStr) -> bool {
 /// earlier copy that are gone from the instance's persona.
 fn write_copy(dir: &Path, files: &Files) -> Result<bool, PersonaError> {
     let skills = dir.join("skills");
-    ensure_dir(dir)?;
-    ensure_dir(&skills)?;
+    ensure_dir(dir).map_err(io_err("create", dir))?;
+    ensure_dir(&skills).map_err(io_err("create", &skills))?;
     let mut changed = false;
     for (rel, text) in files {
         let path = dir.join(rel);

@@ -20,19 +20,17 @@ pub(super) fn root_id(conn: &Connection, id: i64) -> Result<i64> {
 
 /// The live group of `parent` that serves `chat`, inside the caller's transaction.
 pub fn find_group(conn: &Connection, parent: &str, chat: &str) -> Result<Option<InstanceRecord>> {
-    let parent_id = instance_id(conn, parent)?;
-    let name: Option<String> = conn
+    Ok(conn
         .query_row(
-            "SELECT name FROM instances
-             WHERE parent_id = ?1 AND chat = ?2 AND removed_at IS NULL",
-            params![parent_id, chat],
-            |r| r.get(0),
+            &format!(
+                "SELECT {COLUMNS} FROM instances
+                 WHERE parent_id = (SELECT id FROM instances WHERE name = ?1 AND removed_at IS NULL)
+                   AND chat = ?2 AND removed_at IS NULL"
+            ),
+            params![parent, chat],
+            super::instances::from_row,
         )
-        .optional()?;
-    match name {
-        Some(name) => find_live(conn, &name),
-        None => Ok(None),
-    }
+        .optional()?)
 }
 
 /// A new group row, inside the caller's transaction (which also stages its files): its own
