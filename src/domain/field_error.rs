@@ -10,6 +10,24 @@ pub struct FieldError {
 }
 
 impl FieldError {
+    /// Checks that `raw` at `path` is a duration from `min` to `max`; `range` says the
+    /// bounds and an example in words (`from 1s to 1h like "60s"`).
+    pub fn duration_within(
+        path: &str,
+        raw: &str,
+        min: std::time::Duration,
+        max: std::time::Duration,
+        range: &str,
+    ) -> Result<std::time::Duration, FieldError> {
+        match humantime::parse_duration(raw) {
+            Ok(d) if d >= min && d <= max => Ok(d),
+            _ => Err(FieldError::new(
+                path,
+                format!("expected a duration {range}, got {raw:?}"),
+            )),
+        }
+    }
+
     pub fn new(path: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
             path: path.into(),

@@ -4,6 +4,7 @@
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+use crate::domain::engine_config::EngineConfig;
 use crate::domain::field_error::FieldError;
 use crate::domain::serde_text;
 
@@ -17,6 +18,7 @@ pub const TEMPLATE: &str = include_str!(concat!(
 #[serde(deny_unknown_fields, default)]
 pub struct HostConfig {
     pub docker: DockerConfig,
+    pub engine: EngineConfig,
     pub daemon: DaemonConfig,
     pub api: ApiConfig,
     pub disk: DiskConfig,
@@ -188,6 +190,7 @@ impl HostConfig {
     }
 
     fn validate(&self) -> Result<(), FieldError> {
+        self.engine.validate()?;
         if let Some(url) = &self.web_search.searxng_url {
             let ok = (url.starts_with("http://") || url.starts_with("https://"))
                 && reqwest::Url::parse(url).is_ok();
@@ -226,20 +229,13 @@ impl HostConfig {
                 ))
             }
         }
-        match humantime::parse_duration(&self.daemon.rollout_ready_timeout) {
-            Ok(d)
-                if d >= std::time::Duration::from_secs(1)
-                    && d <= std::time::Duration::from_secs(3600) => {}
-            _ => {
-                return Err(FieldError::new(
-                    "daemon.rollout_ready_timeout",
-                    format!(
-                        "expected a duration from 1s to 1h like \"60s\", got {:?}",
-                        self.daemon.rollout_ready_timeout
-                    ),
-                ))
-            }
-        }
+        FieldError::duration_within(
+            "daemon.rollout_ready_timeout",
+            &self.daemon.rollout_ready_timeout,
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(3600),
+            "from 1s to 1h like \"60s\"",
+        )?;
         if let Some(listen) = &self.api.listen {
             if listen.parse::<std::net::SocketAddr>().is_err() {
                 return Err(FieldError::new(

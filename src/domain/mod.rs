@@ -5,6 +5,7 @@
 pub mod channels;
 pub mod clock;
 pub mod duration_words;
+pub mod engine_config;
 pub mod error_text;
 pub mod escape;
 pub mod field_error;

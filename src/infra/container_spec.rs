@@ -46,6 +46,10 @@ pub struct ContainerSpec {
     pub network: String,
     pub log_max_size: String,
     pub log_max_files: String,
+    /// Node labels a swarm task's node must carry (`placement` in config.json). Left out of
+    /// the hash when empty, so containers made before it existed keep theirs.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub placement: BTreeMap<String, String>,
 }
 
 pub struct SpecInputs<'a> {
@@ -85,6 +89,7 @@ pub fn throwaway(
         network: "none".to_string(),
         log_max_size: LOG_MAX_SIZE.into(),
         log_max_files: LOG_MAX_FILES.into(),
+        placement: BTreeMap::new(),
     }
 }
 
@@ -139,6 +144,7 @@ impl ContainerSpec {
             network: i.config.network.as_str().to_string(),
             log_max_size: LOG_MAX_SIZE.into(),
             log_max_files: LOG_MAX_FILES.into(),
+            placement: i.config.placement.clone(),
         };
         // A chat group also reads its instance's persona and shared knowledge: host-owned
         // directories (the agent can write neither), mounted read-only.

@@ -2,6 +2,8 @@
 //! validation. Every error names the key path and what was expected; the loader adds the file.
 
 use regex::Regex;
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -63,6 +65,11 @@ pub struct InstanceConfig {
     /// One container for the instance (default), or one per chat conversation.
     #[serde(default, skip_serializing_if = "Isolation::is_instance")]
     pub isolation: Isolation,
+    /// On a swarm: node labels the instance's node must carry (`{"zone": "eu"}` places it
+    /// only on nodes labelled `zone=eu`); empty spreads it over every node. Ignored by the
+    /// local engine.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub placement: BTreeMap<String, String>,
 }
 
 /// Who shares a container, a workspace and a memory.
@@ -269,6 +276,38 @@ fn default_allow_from() -> Vec<String> {
     vec!["local".to_string()]
 }
 
+/// Node label keys and values as Docker accepts them in a constraint
+/// (`node.labels.KEY==VALUE`): nothing that could end or widen the expression.
+fn validate_placement(placement: &BTreeMap<String, String>) -> Result<(), FieldError> {
+    let key_ok = |k: &str| {
+        !k.is_empty()
+            && k.len() <= 128
+            && k.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    };
+    let value_ok = |v: &str| {
+        !v.is_empty()
+            && v.len() <= 128
+            && v.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-:/".contains(c))
+    };
+    for (key, value) in placement {
+        if !key_ok(key) {
+            return Err(FieldError::new(
+                "placement",
+                format!("expected node label names of letters, digits, . _ -, got {key:?}"),
+            ));
+        }
+        if !value_ok(value) {
+            return Err(FieldError::new(
+                format!("placement.{key}"),
+                format!("expected a label value of letters, digits, . _ - : /, got {value:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 impl Default for InstanceConfig {
     fn default() -> Self {
         Self {
@@ -285,6 +324,7 @@ impl Default for InstanceConfig {
             egress: None,
             channels: Default::default(),
             isolation: Isolation::Instance,
+            placement: BTreeMap::new(),
         }
     }
 }
@@ -462,6 +502,7 @@ impl InstanceConfig {
 
     /// Checks every value the type system cannot: ranges, formats, names.
     pub fn validate(&self) -> Result<(), FieldError> {
+        validate_placement(&self.placement)?;
         if self.version != CONFIG_VERSION {
             return Err(FieldError::new(
                 "version",
@@ -833,6 +874,20 @@ mod tests {
         assert_eq!((g.limits, g.model), (c.limits, c.model));
         let bad = InstanceConfig::parse(br#"{"version": 1, "isolation": "group"}"#).unwrap_err();
         assert_eq!(bad.path, "isolation");
+    }
+
+    #[test]
+    fn placement_is_node_labels_and_absent_by_default() {
+        let c = InstanceConfig::default();
+        assert!(!c.to_json_pretty().contains("placement"), "unchanged files");
+        let c = InstanceConfig::parse(br#"{"version": 1, "placement": {"zone": "eu-1"}}"#).unwrap();
+        assert_eq!(c.placement["zone"], "eu-1");
+        let bad =
+            InstanceConfig::parse(br#"{"version": 1, "placement": {"zone": "a,b"}}"#).unwrap_err();
+        assert_eq!(bad.path, "placement.zone");
+        let bad =
+            InstanceConfig::parse(br#"{"version": 1, "placement": {"a b": "x"}}"#).unwrap_err();
+        assert_eq!(bad.path, "placement");
     }
 
     #[test]
