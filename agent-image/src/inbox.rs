@@ -24,6 +24,17 @@ use std::time::{Duration, Instant};
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 /// How often the directory is listed anyway when inotify is in use.
 pub const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
+/// Where the host's writes raise no event here (network storage: a swarm), the host sets
+/// how often to look instead, in milliseconds.
+pub const RESCAN_ENV: &str = "SUPERVISOR_IPC_RESCAN_MS";
+
+/// The rescan interval a [`RESCAN_ENV`] value asks for: 50 ms to 10 s, else the default.
+pub fn rescan_interval(value: Option<&str>) -> Duration {
+    value
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .filter(|ms| (50..=10_000).contains(ms))
+        .map_or(RESCAN_INTERVAL, Duration::from_millis)
+}
 
 /// One envelope file taken from the inbox.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,12 +54,15 @@ pub struct Inbox {
     ready: VecDeque<String>,
     /// Names handed out (or set aside) whose files still exist.
     taken: HashSet<String>,
+    /// How often the directory is listed anyway when inotify is in use.
+    rescan: Duration,
 }
 
 impl Inbox {
     /// Watches `dir` with inotify, or falls back to polling (saying so on stderr).
     pub fn open(dir: &Path) -> Inbox {
         let mut inbox = Inbox::polling(dir);
+        inbox.rescan = rescan_interval(std::env::var(RESCAN_ENV).ok().as_deref());
         match watch(dir) {
             Ok(fd) => inbox.inotify = Some(fd),
             Err(e) => crate::note(&format!(
@@ -67,6 +81,7 @@ impl Inbox {
             inotify: None,
             ready: VecDeque::new(),
             taken: HashSet::new(),
+            rescan: RESCAN_INTERVAL,
         }
     }
 
@@ -98,7 +113,7 @@ impl Inbox {
             }
             let now = Instant::now();
             let tick = if self.inotify.is_some() {
-                RESCAN_INTERVAL
+                self.rescan
             } else {
                 POLL_INTERVAL
             };
@@ -272,6 +287,15 @@ fn watch(dir: &Path) -> io::Result<OwnedFd> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_host_can_ask_for_a_shorter_rescan_within_bounds() {
+        use super::{rescan_interval, RESCAN_INTERVAL};
+        assert_eq!(rescan_interval(None), RESCAN_INTERVAL);
+        assert_eq!(rescan_interval(Some("200")), Duration::from_millis(200));
+        assert_eq!(rescan_interval(Some("5")), RESCAN_INTERVAL, "too often");
+        assert_eq!(rescan_interval(Some("x")), RESCAN_INTERVAL);
+    }
+
     use super::*;
     use crate::ipc::write_envelope;
     use crate::protocol::{temp_name_for, Payload};

@@ -28,6 +28,8 @@ pub struct OwnedContainer {
     pub running: bool,
     pub created: i64,
     pub labels: HashMap<String, String>,
+    /// The swarm node its task runs on (its hostname); None on the local engine.
+    pub node: Option<String>,
 }
 
 /// An instance's newest container among `owned`: the one whose output is its logs and
@@ -243,6 +245,7 @@ async fn list_labelled(
                 running: c.state == Some(ContainerSummaryStateEnum::RUNNING),
                 created: c.created.unwrap_or(0),
                 labels,
+                node: None,
             })
         })
         .collect())
@@ -267,15 +270,6 @@ pub async fn state(docker: &Docker, id: &str) -> Result<Option<ContainerState>, 
             source,
         }),
     }
-}
-
-/// When a running container started (Unix ms); None when it is gone, has not started or the
-/// engine does not say.
-pub async fn started_at(docker: &Docker, id: &str) -> Option<i64> {
-    let s = state(docker, id).await.ok()??;
-    s.running
-        .then(|| s.started_at.as_deref().and_then(parse_time))
-        .flatten()
 }
 
 /// Docker's RFC 3339 times (nanoseconds, `0001-01-01T00:00:00Z` for never) as unix ms.
@@ -337,12 +331,8 @@ pub struct LogsRequest {
     pub timestamps: bool,
 }
 
-/// A container's logs as `request` asks.
-pub fn logs_with<'a>(
-    docker: &'a Docker,
-    id: &'a str,
-    request: LogsRequest,
-) -> impl Stream<Item = Result<LogChunk, DockerError>> + 'a {
+/// The engine's log options for `request` (containers and services alike).
+pub fn logs_options(request: LogsRequest) -> bollard::query_parameters::LogsOptions {
     let mut options = LogsOptionsBuilder::default()
         .stdout(true)
         .stderr(true)
@@ -353,16 +343,31 @@ pub fn logs_with<'a>(
         // The engine takes 32-bit seconds; a time past that is later than any output.
         options = options.since(since.clamp(1, i64::from(i32::MAX)) as i32);
     }
-    docker.logs(id, Some(options.build())).map(move |item| {
-        item.map(|out| match out {
-            bollard::container::LogOutput::StdErr { message } => LogChunk::Stderr(message.to_vec()),
-            other => LogChunk::Stdout(other.into_bytes().to_vec()),
+    options.build()
+}
+
+/// One piece of the engine's log stream as output of the agent.
+pub fn log_chunk(out: bollard::container::LogOutput) -> LogChunk {
+    match out {
+        bollard::container::LogOutput::StdErr { message } => LogChunk::Stderr(message.to_vec()),
+        other => LogChunk::Stdout(other.into_bytes().to_vec()),
+    }
+}
+
+/// A container's logs as `request` asks.
+pub fn logs_with<'a>(
+    docker: &'a Docker,
+    id: &'a str,
+    request: LogsRequest,
+) -> impl Stream<Item = Result<LogChunk, DockerError>> + 'a {
+    docker
+        .logs(id, Some(logs_options(request)))
+        .map(move |item| {
+            item.map(log_chunk).map_err(|source| DockerError::Logs {
+                id: id.to_string(),
+                source,
+            })
         })
-        .map_err(|source| DockerError::Logs {
-            id: id.to_string(),
-            source,
-        })
-    })
 }
 
 /// A lifecycle event of one of this home's containers.
@@ -412,6 +417,7 @@ mod tests {
             running,
             created,
             labels: HashMap::new(),
+            node: None,
         }
     }
 

@@ -37,6 +37,10 @@ pub trait Engine: Send + Sync {
     fn inspect<'a>(&'a self, id: &'a str) -> EngineResult<'a, Option<ContainerState>>;
     /// The container as a hardening audit sees it; `None` when it no longer exists.
     fn inspect_hardening<'a>(&'a self, id: &'a str) -> EngineResult<'a, Option<Inspected>>;
+    /// What [`Engine::inspect_hardening`] must find for a container of `spec`.
+    fn expected_hardening(&self, spec: &ContainerSpec) -> hardening::Hardening {
+        hardening::Hardening::expected(spec)
+    }
     /// The container's output as `request` asks.
     fn logs<'a>(
         &'a self,
@@ -48,6 +52,18 @@ pub trait Engine: Send + Sync {
         -> BoxStream<'a, Result<ContainerEvent, DockerError>>;
     /// One reading of the container's resource counters.
     fn stats<'a>(&'a self, id: &'a str) -> EngineResult<'a, RawStats>;
+    /// The engine and container id to run a command in (`exec`): on a swarm, the task's
+    /// container on its node; None when that node's engine cannot be reached from here.
+    fn exec_target<'a>(&'a self, id: &'a str) -> EngineResult<'a, Option<(Client, String)>>;
+}
+
+/// When a running container started (Unix ms); None when it is gone, has not started or the
+/// engine does not say.
+pub async fn started_at(engine: &dyn Engine, id: &str) -> Option<i64> {
+    let s = engine.inspect(id).await.ok()??;
+    s.running
+        .then(|| s.started_at.as_deref().and_then(container::parse_time))
+        .flatten()
 }
 
 /// The Docker Engine, through bollard.
@@ -119,5 +135,9 @@ impl Engine for DockerEngine {
 
     fn stats<'a>(&'a self, id: &'a str) -> EngineResult<'a, RawStats> {
         stats::sample(&self.0, id).boxed()
+    }
+
+    fn exec_target<'a>(&'a self, id: &'a str) -> EngineResult<'a, Option<(Client, String)>> {
+        async move { Ok(Some((self.0.clone(), id.to_string()))) }.boxed()
     }
 }

@@ -205,6 +205,7 @@ impl Engine for FakeEngine {
                 name: c.name.clone(),
                 instance: c.instance().to_string(),
                 spec_hash: c.labels.get(LABEL_SPEC_HASH).cloned().unwrap_or_default(),
+                node: None,
                 running: c.running,
                 created: c.created,
                 labels: c.labels.clone(),
@@ -299,6 +300,7 @@ impl Engine for FakeEngine {
             // Made here from a spec: exactly as hardened as the spec asks. Made elsewhere:
             // nothing is known of it, so it matches nothing.
             hardening: c.spec.as_ref().map(Hardening::expected).unwrap_or_default(),
+            from_service_spec: false,
         });
         async move { Ok(found) }.boxed()
     }
@@ -344,5 +346,12 @@ impl Engine for FakeEngine {
             None => Err(not_found(id)),
         };
         async move { result }.boxed()
+    }
+
+    fn exec_target<'a>(
+        &'a self,
+        _id: &'a str,
+    ) -> EngineResult<'a, Option<(crate::infra::docker::Client, String)>> {
+        async move { Ok(None) }.boxed()
     }
 }

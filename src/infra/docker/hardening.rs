@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use bollard::models::{ContainerInspectResponse, HostConfig};
+use bollard::models::{ContainerInspectResponse, HostConfig, ServiceSpec};
 use bollard::Docker;
 
 use super::container::create_body;
@@ -59,6 +59,9 @@ pub struct Inspected {
     pub running: bool,
     pub labels: HashMap<String, String>,
     pub hardening: Hardening,
+    /// Read from a swarm service's spec, not from a live container (its node's engine is not
+    /// reachable from here).
+    pub from_service_spec: bool,
 }
 
 impl Hardening {
@@ -170,6 +173,22 @@ pub async fn inspect_hardening(
     docker: &Docker,
     id: &str,
 ) -> Result<Option<Inspected>, DockerError> {
+    inspect_with(docker, id, Hardening::live).await
+}
+
+/// Inspects a swarm task's container on its node for an audit (see [`Hardening::live_task`]).
+pub async fn inspect_task_hardening(
+    docker: &Docker,
+    id: &str,
+) -> Result<Option<Inspected>, DockerError> {
+    inspect_with(docker, id, Hardening::live_task).await
+}
+
+async fn inspect_with(
+    docker: &Docker,
+    id: &str,
+    read: fn(&ContainerInspectResponse) -> Hardening,
+) -> Result<Option<Inspected>, DockerError> {
     match docker.inspect_container(id, None).await {
         Ok(c) => Ok(Some(Inspected {
             id: c.id.clone().unwrap_or_else(|| id.to_string()),
@@ -185,13 +204,139 @@ pub async fn inspect_hardening(
                 .as_ref()
                 .and_then(|cfg| cfg.labels.clone())
                 .unwrap_or_default(),
-            hardening: Hardening::live(&c),
+            hardening: read(&c),
+            from_service_spec: false,
         })),
         Err(e) if is_not_found(&e) => Ok(None),
         Err(source) => Err(DockerError::InspectContainer {
             id: id.to_string(),
             source,
         }),
+    }
+}
+
+/// How a tmpfs mount's size and mode read in an audit, from either side.
+fn tmpfs_text(size: Option<i64>, mode: Option<i64>) -> String {
+    format!("size={},mode={:o}", size.unwrap_or(0), mode.unwrap_or(0))
+}
+
+impl Hardening {
+    /// What a swarm service of this spec hands every node: the service API's names for the
+    /// same settings, read into the shape a task's container is audited in
+    /// ([`Hardening::live_task`]). The network is `swarm:<its networks>`; a memory swap the
+    /// service does not set reads 0.
+    pub fn from_service(spec: &ServiceSpec) -> Self {
+        let task = spec.task_template.clone().unwrap_or_default();
+        let c = task.container_spec.unwrap_or_default();
+        let limits = task
+            .resources
+            .as_ref()
+            .and_then(|r| r.limits.clone())
+            .unwrap_or_default();
+        let memory = limits.memory_bytes.unwrap_or(0);
+        let swap = task.resources.as_ref().and_then(|r| r.swap_bytes);
+        let mut tmpfs = BTreeMap::new();
+        let mut mounts = Vec::new();
+        for m in c.mounts.iter().flatten() {
+            let target = m.target.clone().unwrap_or_default();
+            if m.typ == Some(bollard::models::MountType::TMPFS) {
+                let o = m.tmpfs_options.clone().unwrap_or_default();
+                tmpfs.insert(target, tmpfs_text(o.size_bytes, o.mode));
+                continue;
+            }
+            mounts.push(MountView {
+                target,
+                kind: m.typ.map(|t| t.to_string()).unwrap_or_default(),
+                source: m.source.clone().unwrap_or_default(),
+                read_only: m.read_only.unwrap_or(false),
+            });
+        }
+        mounts.sort();
+        let mut networks: Vec<String> = task
+            .networks
+            .iter()
+            .chain(spec.networks.iter())
+            .flatten()
+            .filter_map(|n| n.target.clone())
+            .collect();
+        networks.sort();
+        let no_new_privileges = c
+            .privileges
+            .as_ref()
+            .and_then(|p| p.no_new_privileges)
+            .unwrap_or(false);
+        Self {
+            user: c.user.unwrap_or_default(),
+            readonly_rootfs: c.read_only.unwrap_or(false),
+            privileged: false,
+            cap_add: c.capability_add.unwrap_or_default(),
+            cap_drop: c.capability_drop.unwrap_or_default(),
+            security_opt: if no_new_privileges {
+                vec!["no-new-privileges".to_string()]
+            } else {
+                Vec::new()
+            },
+            network_mode: format!("swarm:{}", networks.join(",")),
+            network_disabled: false,
+            memory,
+            memory_swap: swap.map_or(0, |s| s + memory),
+            nano_cpus: limits.nano_cpus.unwrap_or(0),
+            pids_limit: limits.pids.unwrap_or(0).max(0),
+            tmpfs,
+            mounts,
+            devices: Vec::new(),
+            shared_namespaces: Vec::new(),
+            volumes_from: Vec::new(),
+        }
+    }
+
+    /// A swarm task's container as its node's engine shows it, in the shape of
+    /// [`Hardening::from_service`]: volumes by name (their paths are the node's own), tmpfs
+    /// mounts by size and mode, the network as the networks it is attached to, and the swap
+    /// Docker adds when none is set (twice the memory) read as unset.
+    pub fn live_task(inspect: &ContainerInspectResponse) -> Self {
+        let mut h = Self::live(inspect);
+        let host = inspect.host_config.clone().unwrap_or_default();
+        h.tmpfs = host
+            .mounts
+            .iter()
+            .flatten()
+            .filter(|m| m.typ == Some(bollard::models::MountType::TMPFS))
+            .map(|m| {
+                let o = m.tmpfs_options.clone().unwrap_or_default();
+                (
+                    m.target.clone().unwrap_or_default(),
+                    tmpfs_text(o.size_bytes, o.mode),
+                )
+            })
+            .chain(h.tmpfs.clone())
+            .collect();
+        let names: HashMap<String, String> = inspect
+            .mounts
+            .iter()
+            .flatten()
+            .filter_map(|m| Some((m.destination.clone()?, m.name.clone()?)))
+            .collect();
+        h.mounts.retain(|m| m.kind != "tmpfs");
+        for m in &mut h.mounts {
+            if m.kind == "volume" {
+                if let Some(name) = names.get(&m.target) {
+                    m.source = name.clone();
+                }
+            }
+        }
+        let mut networks: Vec<String> = inspect
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .map(|n| n.keys().cloned().collect())
+            .unwrap_or_default();
+        networks.sort();
+        h.network_mode = format!("swarm:{}", networks.join(","));
+        if h.memory_swap == 2 * h.memory {
+            h.memory_swap = 0;
+        }
+        h
     }
 }
 
@@ -236,6 +381,63 @@ mod tests {
             }]
         );
         assert!(h.devices.is_empty() && h.shared_namespaces.is_empty());
+    }
+
+    /// A task container as a swarm node's engine shows it (read off a real one) matches
+    /// the service it was made from, once both are in the same shape.
+    #[test]
+    fn a_swarm_task_container_reads_like_its_service() {
+        let service: ServiceSpec = serde_json::from_value(serde_json::json!({
+            "Name": "sv-1-alice",
+            "TaskTemplate": {
+                "ContainerSpec": {
+                    "User": "1234:1234", "ReadOnly": true, "Init": true,
+                    "CapabilityDrop": ["ALL"],
+                    "Mounts": [
+                        {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": 1000000, "Mode": 1023}},
+                        {"Type": "volume", "Source": "sv-1-alice-ws", "Target": "/ws", "ReadOnly": true}
+                    ]
+                },
+                "Resources": {"Limits": {"NanoCPUs": 500000000, "MemoryBytes": 67108864, "Pids": 64}},
+                "Networks": [{"Target": "sv-1-alice"}]
+            }
+        }))
+        .unwrap();
+        let doc = serde_json::json!({
+            "Id": "c1", "Name": "/sv-1-alice.1.x",
+            "Config": {"User": "1234:1234"},
+            "HostConfig": {
+                "NetworkMode": "default", "ReadonlyRootfs": true, "CapDrop": ["ALL"],
+                "Memory": 67108864, "MemorySwap": 134217728, "NanoCpus": 500000000,
+                "PidsLimit": 64, "Init": true,
+                "Mounts": [
+                    {"Type": "tmpfs", "Target": "/tmp", "TmpfsOptions": {"SizeBytes": 1000000, "Mode": 1023}},
+                    {"Type": "volume", "Source": "sv-1-alice-ws", "Target": "/ws", "ReadOnly": true}
+                ]
+            },
+            "Mounts": [
+                {"Type": "tmpfs", "Source": "", "Destination": "/tmp", "RW": true},
+                {"Type": "volume", "Name": "sv-1-alice-ws", "Source": "/var/lib/docker/volumes/sv-1-alice-ws/_data", "Destination": "/ws", "RW": false}
+            ],
+            "NetworkSettings": {"Networks": {"sv-1-alice": {}}}
+        });
+        let inspect: ContainerInspectResponse = serde_json::from_value(doc).unwrap();
+        let live = Hardening::live_task(&inspect);
+        let want = Hardening::from_service(&service);
+        assert_eq!(
+            crate::infra::docker::hardening_diff::compare(&want, &live),
+            Vec::<String>::new()
+        );
+        assert_eq!(live.network_mode, "swarm:sv-1-alice");
+        assert_eq!(live.memory_swap, 0, "Docker's default swap reads as unset");
+        // A second network attached, or a writable mount, is told.
+        let mut weakened = live.clone();
+        weakened.network_mode = "swarm:bridge,sv-1-alice".into();
+        weakened.mounts[0].read_only = false;
+        assert_eq!(
+            crate::infra::docker::hardening_diff::compare(&want, &weakened).len(),
+            2
+        );
     }
 
     #[test]

@@ -16,6 +16,8 @@ pub struct ImageInfo {
     pub labels: HashMap<String, String>,
     pub user: Option<String>,
     pub entrypoint: Vec<String>,
+    /// `repository@sha256:…` for every registry it was pushed to.
+    pub repo_digests: Vec<String>,
 }
 
 /// One line of build progress.
@@ -80,6 +82,7 @@ pub async fn inspect(docker: &Docker, tag: &str) -> Result<Option<ImageInfo>, Do
                 labels: config.labels.unwrap_or_default(),
                 user: config.user.filter(|u| !u.is_empty()),
                 entrypoint: config.entrypoint.unwrap_or_default(),
+                repo_digests: img.repo_digests.unwrap_or_default(),
             }))
         }
         Err(e) if is_not_found(&e) => Ok(None),

@@ -12,6 +12,7 @@ pub mod hardening_diff;
 pub mod image;
 pub mod probe;
 pub mod stats;
+pub mod swarm;
 
 use bollard::Docker;
 
@@ -90,6 +91,23 @@ pub enum DockerError {
     },
     #[error("asking the engine for its version failed: {0}")]
     Version(bollard::errors::Error),
+    #[error("cannot {action} in the swarm: {source}")]
+    Swarm {
+        action: &'static str,
+        source: bollard::errors::Error,
+    },
+    #[error("pushing the agent image {image} to the swarm's registry failed: {message} (every node pulls it from engine.swarm.registry: is the registry up, and trusted by this engine?)")]
+    Push { image: String, message: String },
+    #[error(transparent)]
+    SwarmSpec(#[from] swarm::spec::SpecError),
+    #[error("{id}: the engine of its swarm node is not reachable from here: add the node to [engine.swarm.nodes] in supervisor.toml, or check its endpoint there")]
+    NodeUnreachable { id: String },
+    #[error("listing the swarm's nodes failed: {0}")]
+    Nodes(bollard::errors::Error),
+    #[error("listing this home's swarm services and where their tasks run failed: {0}")]
+    NodeInstances(bollard::errors::Error),
+    #[error("this engine is not a swarm manager: run `docker swarm init` on it (or `docker swarm join` it to a swarm and point docker.host in supervisor.toml at a manager), or set engine.kind = \"docker\" (docs/scale.md)")]
+    NotSwarm,
 }
 
 /// The endpoint the config asks for: `docker.host`, else `DOCKER_HOST`, else the local socket.
@@ -109,6 +127,32 @@ pub async fn connect(cfg: &DockerConfig) -> Result<Docker, DockerError> {
     };
     let docker = Docker::connect_with_host(&endpoint).map_err(err)?;
     docker.negotiate_version().await.map_err(err)
+}
+
+/// Connects to the engine `host` names and wraps it as the [`Engine`] the daemon drives:
+/// this host's containers, or the swarm's services (`[engine] kind = "swarm"`). The client
+/// is the one to this host's engine (the swarm's manager) for everything outside the seam.
+pub async fn connect_engine(
+    host: &crate::domain::host_config::HostConfig,
+    home: &std::path::Path,
+) -> Result<(Docker, std::sync::Arc<dyn Engine>), DockerError> {
+    let client = connect(&host.docker).await?;
+    let engine: std::sync::Arc<dyn Engine> = match host.engine.swarm() {
+        Some(swarm) => std::sync::Arc::new(
+            swarm::SwarmEngine::connect(
+                client.clone(),
+                swarm::Settings {
+                    swarm: swarm.clone(),
+                    repository: host.docker.image.clone(),
+                    home: home.to_path_buf(),
+                    stop_grace_secs: host.daemon.stop_timeout_secs(),
+                },
+            )
+            .await?,
+        ),
+        None => std::sync::Arc::new(DockerEngine::new(client.clone())),
+    };
+    Ok((client, engine))
 }
 
 /// Checks the engine answers.

@@ -52,6 +52,7 @@ pub struct OutWatcher {
     dirs: Dirs,
     /// Whether the poller runs (it polls every directory, so one is enough).
     polling: bool,
+    every: Duration,
 }
 
 impl OutWatcher {
@@ -82,11 +83,35 @@ impl OutWatcher {
             watcher,
             dirs,
             polling: false,
+            every: POLL_INTERVAL,
         };
         if poller.watcher.is_none() {
             poller.spawn_poller();
         }
         poller
+    }
+
+    /// Looks at every directory each `every`, without file events: where no event ever
+    /// comes (tests; storage that has none).
+    pub fn polling(every: Duration) -> Self {
+        let mut poller = Self {
+            watcher: None,
+            dirs: Arc::default(),
+            polling: false,
+            every,
+        };
+        poller.spawn_poller();
+        poller
+    }
+
+    /// File events where they arrive, and a look at every directory each `every` besides:
+    /// for IPC directories on network storage, where an agent's writes on another machine
+    /// raise an event here only when this machine serves the storage.
+    pub fn with_polling(every: Duration) -> Self {
+        let mut watcher = Self::new();
+        watcher.every = every;
+        watcher.spawn_poller();
+        watcher
     }
 
     /// Starts watching `dir` for `instance`, calling `wake` when it changes (idempotent).
@@ -148,8 +173,9 @@ impl OutWatcher {
         }
         // Only a weak hold on the map: the poller ends with the watcher.
         let dirs = Arc::downgrade(&self.dirs);
+        let every = self.every;
         tokio::spawn(async move {
-            let mut ticker = tokio::time::interval(POLL_INTERVAL);
+            let mut ticker = tokio::time::interval(every);
             loop {
                 ticker.tick().await;
                 let Some(dirs) = dirs.upgrade() else { return };
@@ -251,6 +277,39 @@ mod tests {
         assert!(finished, "watch/unwatch deadlocked with the event callback");
         churn.join().unwrap();
         drain.abort();
+    }
+
+    /// Where file events do not cross the storage, the polling watcher still wakes the
+    /// instance, with no event at all.
+    #[tokio::test]
+    async fn a_polling_watcher_wakes_every_watched_instance_without_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut watcher = OutWatcher::polling(Duration::from_millis(20));
+        assert!(watcher.watcher.is_none(), "no file events are asked for");
+        watcher.watch("alice", dir.path(), Arc::new(move || tx.send(()).is_ok()));
+        for _ in 0..3 {
+            tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("woken by the poller")
+                .unwrap();
+        }
+        watcher.retain(&[]);
+    }
+
+    /// With file events as well, a directory where nothing happens is still looked at.
+    #[tokio::test]
+    async fn events_with_polling_still_look_at_a_quiet_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
+        let mut watcher = OutWatcher::with_polling(Duration::from_millis(20));
+        watcher.watch("alice", dir.path(), Arc::new(move || tx.send(()).is_ok()));
+        for _ in 0..3 {
+            tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("woken by the poller")
+                .unwrap();
+        }
     }
 
     /// A file in one instance's `out/` wakes that instance, straight through its own wake-up.
