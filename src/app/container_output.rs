@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::escape::Utf8Stream;
 use crate::infra::docker::container::{self, LogChunk, LogsRequest};
-use crate::infra::docker::{Client, DockerError};
+use crate::infra::docker::{DockerError, Engine};
 
 /// One line of the answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -125,11 +125,11 @@ pub enum NoContainer {
 /// The id of `name`'s newest container in the home `home_id`, running or stopped: the one
 /// whose output `logs` shows, whoever reads it (the daemon, the CLI, the dashboard).
 pub async fn newest_container_id(
-    client: &Client,
+    engine: &dyn Engine,
     home_id: &str,
     name: &str,
 ) -> Result<String, NoContainer> {
-    let owned = container::list_owned(client, home_id).await?;
+    let owned = engine.list(home_id).await?;
     container::newest(&owned, name)
         .map(|c| c.id.clone())
         .ok_or_else(|| NoContainer::None(no_container_yet(name)))

@@ -112,6 +112,10 @@ pub struct InstanceStatus {
     /// Its chat groups ("isolation": "chat"), counted by how they stand.
     #[serde(default, skip_serializing_if = "GroupCounts::is_empty")]
     pub group_counts: GroupCounts,
+    /// The swarm node (hostname) its task runs on; left out on the local engine and while
+    /// no task runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
     /// Its chat groups one by one (`status --watch` expands an instance into them).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub groups: Vec<InstanceStatus>,
@@ -324,6 +328,8 @@ fn instance(r: &InstanceRecord, a: Option<&Activity>, i: &Inputs) -> InstanceSta
             .flatten()
             .map(|h| ChannelState::of(h, i.live.is_some()))
             .collect(),
+        // The daemon's word, from its last reconcile pass.
+        node: i.live.and_then(|l| l.nodes.get(&r.name).cloned()),
         state,
         group_counts: GroupCounts::default(),
         groups: Vec::new(),
@@ -416,18 +422,18 @@ pub fn gather(home: &Home) -> anyhow::Result<StatusReport> {
         let home_id = store.home_id()?;
         // Bounded: a status call must not hang on an engine that does not answer.
         let ask = async {
-            let Ok(client) = docker::connect(&host.docker).await else {
+            let Ok((client, engine)) = docker::connect_engine(&host, home.root()).await else {
                 return;
             };
             direct_docker_version = docker::stats::engine_version(&client).await.ok();
-            let owned = docker::container::list_owned(&client, &home_id).await.ok();
+            let owned = engine.list(&home_id).await.ok();
             let running: Option<Vec<_>> =
                 owned.map(|o| o.into_iter().filter(|c| c.running).collect());
             direct_running = running
                 .as_ref()
                 .map(|r| r.iter().map(|c| c.instance.clone()).collect::<HashSet<_>>());
             for c in running.iter().flatten() {
-                if let Some(t) = docker::container::started_at(&client, &c.id).await {
+                if let Some(t) = docker::engine::started_at(engine.as_ref(), &c.id).await {
                     direct_started.insert(c.instance.clone(), t);
                 }
             }
@@ -586,6 +592,13 @@ mod tests {
             ("crash-loop", "failing")
         );
         assert_eq!(c.uptime_secs, None);
+        assert_eq!(a.node, None, "the local engine: no node");
+        live.nodes.insert("alice".into(), "worker-1".into());
+        let r = build(&inputs(&records, &activity, Some(&live), None));
+        assert_eq!(r.instances[0].node.as_deref(), Some("worker-1"));
+        assert_eq!(r.instances[1].node, None);
+        let json = serde_json::to_value(&r.instances[0]).unwrap();
+        assert_eq!(json["node"], "worker-1");
     }
 
     #[test]

@@ -140,6 +140,10 @@ pub struct LiveSnapshot {
     /// Instance → how its messaging actor has fared, once it has died at least once.
     #[serde(default)]
     pub actors: HashMap<String, ActorHealth>,
+    /// Instance → the swarm node (hostname) its task runs on, as the last reconcile pass saw
+    /// it; empty on the local engine.
+    #[serde(default, skip_serializing_if = "HashMap::is_empty")]
+    pub nodes: HashMap<String, String>,
 }
 
 /// A supervised actor that died: how often it was started again, and why it last died.

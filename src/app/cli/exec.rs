@@ -70,7 +70,8 @@ struct Target {
     user: String,
     /// Whether its runtime has the busybox toolbox.
     toolbox: bool,
-    docker: crate::domain::host_config::DockerConfig,
+    host: crate::domain::host_config::HostConfig,
+    root: std::path::PathBuf,
 }
 
 impl Target {
@@ -81,8 +82,8 @@ impl Target {
         let home_id = store.home_id()?;
         let config = home.host_config()?;
         let owned = crate::infra::blocking::block_on(async {
-            let client = docker::connect(&config.docker).await?;
-            docker::container::list_owned(&client, &home_id).await
+            let (_, engine) = docker::connect_engine(&config, home.root()).await?;
+            engine.list(&home_id).await
         })?;
         let Some(container) =
             docker::container::newest(owned.iter().filter(|c| c.running), name.as_str())
@@ -114,7 +115,8 @@ impl Target {
             container: container.clone(),
             user: ContainerUser::detect().spec_for(record.uid),
             toolbox,
-            docker: config.docker,
+            host: config,
+            root: home.root().to_path_buf(),
         })
     }
 
@@ -142,24 +144,28 @@ impl Target {
         let _raw = tty.then(RawMode::enable).transpose()?;
         let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
         let code = crate::infra::blocking::block_on(async {
-            let client = docker::connect(&self.docker).await?;
+            let (_, engine) = docker::connect_engine(&self.host, &self.root).await?;
+            let Some((client, container)) = engine.exec_target(&self.container.id).await? else {
+                anyhow::bail!(
+                    "{}'s container runs on a swarm node whose engine is not reachable from \
+                     here: add the node to [engine.swarm.nodes] in supervisor.toml",
+                    self.name
+                );
+            };
             let resize = follow_size(tty)?;
-            let code =
-                attached::run(
-                    &client,
-                    &self.container.id,
-                    &what,
-                    input,
-                    resize,
-                    |chunk| match chunk {
-                        attached::Output::Stdout(b) => out.write_all(&b).and_then(|_| out.flush()),
-                        attached::Output::Stderr(b) => err.write_all(&b).and_then(|_| err.flush()),
-                    },
-                )
-                .await
-                .with_context(|| {
-                    format!("running a command in {}'s container failed", self.name)
-                })?;
+            let code = attached::run(
+                &client,
+                &container,
+                &what,
+                input,
+                resize,
+                |chunk| match chunk {
+                    attached::Output::Stdout(b) => out.write_all(&b).and_then(|_| out.flush()),
+                    attached::Output::Stderr(b) => err.write_all(&b).and_then(|_| err.flush()),
+                },
+            )
+            .await
+            .with_context(|| format!("running a command in {}'s container failed", self.name))?;
             anyhow::Ok(code)
         })?;
         // The command's own code, as a shell would report it (0–255).

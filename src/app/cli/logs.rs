@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use crate::app::client::{ClientError, DaemonClient, LogPieces};
 use crate::app::container_output::{newest_container_id, pieces, LogPiece};
 use crate::domain::escape;
-use crate::infra::docker::{self, container, container::LogsRequest};
+use crate::infra::docker::{self, container::LogsRequest};
 use crate::infra::home::Home;
 
 #[derive(Debug, clap::Args)]
@@ -157,9 +157,9 @@ async fn from_engine(
 ) -> anyhow::Result<()> {
     let config = home.host_config()?;
     let home_id = home.open()?.home_id()?;
-    let client = docker::connect(&config.docker).await?;
-    let id = newest_container_id(&client, &home_id, name).await?;
-    let mut output = std::pin::pin!(pieces(container::logs_with(&client, &id, request)));
+    let (_, engine) = docker::connect_engine(&config, home.root()).await?;
+    let id = newest_container_id(engine.as_ref(), &home_id, name).await?;
+    let mut output = std::pin::pin!(pieces(engine.logs(&id, request)));
     while let Some(piece) = output.next().await {
         if let LogPiece::Stdout(text) | LogPiece::Stderr(text) = piece? {
             out.print(&text)?;

@@ -23,6 +23,7 @@ mod lifecycle;
 mod list;
 mod logs;
 mod man;
+mod nodes;
 mod remove;
 mod restore;
 mod run;
@@ -96,6 +97,8 @@ pub enum Command {
     Egress(egress::Args),
     /// List an instance's chat groups ("isolation": "chat"): one container each.
     Groups(groups::Args),
+    /// The swarm's nodes and which instances run on each ([engine] kind = "swarm").
+    Nodes(nodes::Args),
     /// Show instances' channels (Telegram, webhook) and let senders in (channels pair).
     Channels(channels::Args),
     /// Talk with an instance interactively (one line, one message).
@@ -166,6 +169,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Send(args) => send::run(&home, args),
         Command::History(args) => history::run(&home, args),
         Command::Egress(args) => egress::run(&home, args),
+        Command::Nodes(args) => nodes::run(&home, args),
         Command::Channels(args) => channels::run(&home, args),
         Command::Groups(args) => groups::run(&home, args),
         Command::Chat(args) => chat::run(&home, args),

@@ -11,7 +11,7 @@ use tokio::sync::{watch, Notify};
 
 pub use crate::app::wire::{ActorHealth, LiveSnapshot, ResourceSample};
 use crate::infra::docker::stats::{self, RawStats};
-use crate::infra::docker::{container, Client};
+use crate::infra::docker::{container, Engine};
 use crate::infra::store::now_ms;
 
 /// How often running containers are sampled.
@@ -96,6 +96,13 @@ impl Live {
             .remove(instance);
     }
 
+    /// Replaces every instance's node with what `containers` (a listing of this home's
+    /// containers or services) says: each instance's newest one's node.
+    pub fn set_nodes_from(&self, containers: &[container::OwnedContainer]) {
+        let nodes = nodes_of(containers);
+        self.state.write().expect("live status").nodes = nodes;
+    }
+
     pub fn set_converged(&self, converged: bool) {
         self.state.write().expect("live status").converged = converged;
     }
@@ -139,22 +146,37 @@ impl Live {
     }
 }
 
+/// Instance → the node its newest container (service task) runs on, for those that have one.
+pub fn nodes_of(containers: &[container::OwnedContainer]) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    for c in containers {
+        if out.contains_key(&c.instance) {
+            continue;
+        }
+        if let Some(node) = container::newest(containers, &c.instance).and_then(|n| n.node.clone())
+        {
+            out.insert(c.instance.clone(), node);
+        }
+    }
+    out
+}
+
 /// Samples every running container of this home every [`SAMPLE_EVERY`] while the daemon
 /// has an engine connection (`docker` holds the current client, None while it is away).
 pub async fn sample_forever(
     live: Live,
     home_id: String,
-    mut docker: watch::Receiver<Option<Client>>,
+    mut docker: watch::Receiver<Option<std::sync::Arc<dyn Engine>>>,
 ) {
     // Container id → when it started: a start time does not change, so each container is
     // inspected once.
     let mut started: HashMap<String, i64> = HashMap::new();
     loop {
-        let client = docker.borrow().clone();
-        if let Some(client) = client {
-            if let Ok(owned) = container::list_owned(&client, &home_id).await {
+        let engine = docker.borrow().clone();
+        if let Some(engine) = engine {
+            if let Ok(owned) = engine.list(&home_id).await {
                 let running: Vec<_> = owned.into_iter().filter(|c| c.running).collect();
-                let reads = running.iter().map(|c| stats::sample(&client, &c.id));
+                let reads = running.iter().map(|c| engine.stats(&c.id));
                 let results = futures_util::future::join_all(reads).await;
                 let readings = running
                     .iter()
@@ -165,7 +187,9 @@ pub async fn sample_forever(
                 let mut since = HashMap::new();
                 for c in &running {
                     if !started.contains_key(&c.id) {
-                        if let Some(t) = container::started_at(&client, &c.id).await {
+                        if let Some(t) =
+                            crate::infra::docker::engine::started_at(engine.as_ref(), &c.id).await
+                        {
                             started.insert(c.id.clone(), t);
                         }
                     }
@@ -180,5 +204,51 @@ pub async fn sample_forever(
             _ = tokio::time::sleep(SAMPLE_EVERY) => {}
             changed = docker.changed() => if changed.is_err() { return },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owned(
+        id: &str,
+        instance: &str,
+        created: i64,
+        node: Option<&str>,
+    ) -> container::OwnedContainer {
+        container::OwnedContainer {
+            id: id.into(),
+            name: format!("sv-{instance}"),
+            instance: instance.into(),
+            spec_hash: String::new(),
+            running: node.is_some(),
+            created,
+            labels: HashMap::new(),
+            node: node.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn each_instance_is_on_its_newest_tasks_node() {
+        let live = Live::default();
+        live.set_nodes_from(&[
+            owned("a1", "alice", 1, Some("old-node")),
+            owned("a2", "alice", 2, Some("worker-1")),
+            owned("b1", "bob", 1, None),
+            owned("c2", "carol", 2, None),
+            owned("c1", "carol", 1, Some("worker-2")),
+        ]);
+        let nodes = live.snapshot().nodes;
+        assert_eq!(
+            nodes,
+            HashMap::from([("alice".to_string(), "worker-1".to_string())]),
+            "bob has no task; carol's newest has none"
+        );
+        // The local engine: nothing, and what was there is gone.
+        live.set_nodes_from(&[owned("a3", "alice", 3, None)]);
+        assert!(live.snapshot().nodes.is_empty());
+        let json = serde_json::to_value(live.snapshot()).unwrap();
+        assert!(json.get("nodes").is_none(), "left out when empty: {json}");
     }
 }

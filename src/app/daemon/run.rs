@@ -17,10 +17,12 @@ use super::reconcile::{PassError, Reconciler};
 use super::scheduler::{Scheduler, SchedulerHandle};
 use crate::domain::host_config::{HostConfig, ShutdownPolicy};
 use crate::infra::container_user::ContainerUser;
-use crate::infra::docker::{self, container, Client};
+use crate::infra::docker::{self, Client, Engine};
 use crate::infra::home::Home;
+use crate::infra::ipc::watch::OutWatcher;
 use crate::infra::store::now_ms;
 use anyhow::Context;
+use std::sync::Arc;
 
 /// Reconcile at least this often, whatever else happens (catches anything events missed).
 pub const SAFETY_TICK: Duration = Duration::from_secs(30);
@@ -89,7 +91,9 @@ async fn main_loop(
     let live = reconciler.live();
     live.set_isolation(crate::app::status::Isolation::here(&host.disk));
     // The sampler follows the daemon's engine connection (None while it is away).
-    let (docker_tx, docker_rx) = watch::channel::<Option<Client>>(None);
+    // The engine the daemon works with (None while it is away): the sampler and the logs
+    // endpoint follow it.
+    let (docker_tx, docker_rx) = watch::channel::<Option<Arc<dyn Engine>>>(None);
     tokio::spawn(live::sample_forever(
         live.clone(),
         reconciler.home_id().to_string(),
@@ -108,6 +112,12 @@ async fn main_loop(
         live.clone(),
         reconciler.configs(),
         metrics.clone(),
+        // File events cross a swarm's network storage only when this machine serves it: an
+        // agent's answer written on another machine is otherwise found by looking.
+        match host.engine.swarm() {
+            Some(swarm) => OutWatcher::with_polling(swarm.poll_interval()),
+            None => OutWatcher::new(),
+        },
     );
     // Messages flow even while the Docker engine is away (containers that run keep answering).
     messaging.ensure(&reconciler.live_instances()?);
@@ -178,6 +188,7 @@ async fn main_loop(
     let mut ports = api::ports::InstancePorts::default();
 
     let mut docker: Option<Client> = None;
+    let mut engine: Option<Arc<dyn Engine>> = None;
     let mut events: Option<tokio::task::JoinHandle<()>> = None;
     let mut docker_retry = Duration::from_secs(1);
     // Requests waiting for the pass that is about to run.
@@ -189,17 +200,18 @@ async fn main_loop(
 
     loop {
         if docker.is_none() {
-            match docker::connect(&host.docker).await {
-                Ok(client) => {
-                    tracing::info!("connected to the Docker engine");
+            match docker::connect_engine(&host, home.root()).await {
+                Ok((client, connected)) => {
+                    tracing::info!(engine = ?host.engine.kind, "connected to the Docker engine");
                     events = Some(tokio::spawn(watch_events(
-                        client.clone(),
+                        connected.clone(),
                         reconciler.home_id().to_string(),
                         wake_tx.clone(),
                     )));
                     live.set_docker(true, docker::stats::engine_version(&client).await.ok());
-                    let _ = docker_tx.send(Some(client.clone()));
+                    let _ = docker_tx.send(Some(connected.clone()));
                     docker = Some(client);
+                    engine = Some(connected);
                     docker_retry = Duration::from_secs(1);
                 }
                 Err(e) => {
@@ -211,11 +223,8 @@ async fn main_loop(
 
         let mut sleep_for = SAFETY_TICK;
         let mut report = PassReport::default();
-        if let Some(client) = &docker {
-            match reconciler
-                .pass(&docker::DockerEngine::new(client.clone()))
-                .await
-            {
+        if let Some(connected) = &engine {
+            match reconciler.pass(connected.as_ref()).await {
                 Ok(outcome) => {
                     messaging.ensure(&outcome.live);
                     listeners.ensure(&outcome.live);
@@ -249,6 +258,7 @@ async fn main_loop(
                     live.set_docker(false, None);
                     let _ = docker_tx.send(None);
                     docker = None;
+                    engine = None;
                     if let Some(t) = events.take() {
                         t.abort();
                     }
@@ -291,7 +301,7 @@ async fn main_loop(
                     // Instance configs are re-read by the pass about to run; the host
                     // config is applied here, or reported and the running one kept.
                     if let Some(changed) = reload_host_config(&home, &host, &mut reconciler) {
-                        if changed.docker != host.docker {
+                        if changed.docker != host.docker || changed.engine != host.engine {
                             tracing::info!("docker settings changed: reconnecting");
                             lost = true;
                         }
@@ -304,6 +314,7 @@ async fn main_loop(
                     live.set_docker(false, None);
                     let _ = docker_tx.send(None);
                     docker = None;
+                    engine = None;
                 }
             }
             _ = live.agent_ready_signal(), if awaiting_ready => {}
@@ -321,9 +332,9 @@ async fn main_loop(
         t.abort();
     }
     if host.daemon.on_shutdown == ShutdownPolicy::Stop {
-        if let Some(client) = &docker {
+        if let Some(connected) = &engine {
             let timeout = host.daemon.stop_timeout_secs();
-            let stopped = stop_all(client, reconciler.home_id(), timeout).await;
+            let stopped = stop_all(connected.as_ref(), reconciler.home_id(), timeout).await;
             reconciler.mark_stopped_at_shutdown(&stopped)?;
         }
     }
@@ -387,8 +398,8 @@ fn spawn_signal_handler(stop: watch::Sender<bool>) {
     });
 }
 
-async fn watch_events(docker: Client, home_id: String, wake: mpsc::UnboundedSender<Wake>) {
-    let mut stream = std::pin::pin!(container::events(&docker, &home_id));
+async fn watch_events(engine: Arc<dyn Engine>, home_id: String, wake: mpsc::UnboundedSender<Wake>) {
+    let mut stream = engine.events(&home_id);
     while let Some(event) = stream.next().await {
         match event {
             Ok(ev) => {
@@ -413,8 +424,8 @@ async fn watch_events(docker: Client, home_id: String, wake: mpsc::UnboundedSend
 }
 
 /// Stops every running container of this home; returns the instances stopped.
-async fn stop_all(docker: &Client, home_id: &str, timeout: i32) -> Vec<String> {
-    let owned = match container::list_owned(docker, home_id).await {
+async fn stop_all(engine: &dyn Engine, home_id: &str, timeout: i32) -> Vec<String> {
+    let owned = match engine.list(home_id).await {
         Ok(o) => o,
         Err(e) => {
             tracing::warn!(error = %e, "cannot list containers to stop them");
@@ -425,7 +436,7 @@ async fn stop_all(docker: &Client, home_id: &str, timeout: i32) -> Vec<String> {
     let stops = owned
         .iter()
         .filter(|c| c.running)
-        .map(|c| container::stop(docker, &c.id, timeout));
+        .map(|c| engine.stop(&c.id, timeout));
     for (c, result) in owned
         .iter()
         .filter(|c| c.running)

@@ -12,8 +12,8 @@ use crate::infra::container_spec::{
 };
 use crate::infra::container_user::ContainerUser;
 use crate::infra::docker::container::{self, OwnedContainer};
-use crate::infra::docker::hardening::{self as live, Hardening};
-use crate::infra::docker::{self, Client};
+use crate::infra::docker::hardening as live;
+use crate::infra::docker::{self, Client, Engine};
 use crate::infra::home::Home;
 use crate::infra::runtime;
 use crate::infra::store::StoreError;
@@ -58,12 +58,12 @@ pub(super) async fn docker_checks(
         home_id: vec![Check::warn(same_id::HOME_ID, NO_DOCKER, START_DOCKER)],
     };
     let connected = tokio::time::timeout(DOCKER_CONNECT_WAIT, async {
-        let client = docker::connect(&host.docker).await?;
+        let (client, engine) = docker::connect_engine(host, home.root()).await?;
         let version = docker::stats::engine_version(&client).await?;
-        Ok::<_, docker::DockerError>((client, version))
+        Ok::<_, docker::DockerError>(((client, engine), version))
     })
     .await;
-    let (client, version) = match connected {
+    let ((client, engine), version) = match connected {
         Ok(Ok(c)) => c,
         Ok(Err(e)) => return unreachable(checks::docker(&Err(e.to_string()), &endpoint)),
         Err(_) => {
@@ -88,7 +88,7 @@ pub(super) async fn docker_checks(
             },
         };
         let (hardening, orphans, home_id) = match facts {
-            Some(facts) => containers(&client, home, facts, configs, &tag, fix).await,
+            Some(facts) => containers(engine.as_ref(), home, facts, configs, &tag, fix).await,
             None => {
                 let why = "not checked: the database cannot be read (it holds this home's id, which labels its containers)";
                 let fix = "fix the database first (see the database row)";
@@ -164,14 +164,14 @@ async fn other_homes_in_our_block(client: &Client, facts: &StoreFacts) -> Vec<Ch
 /// the home-id rows. A container of another home with this home's id is only reported: it
 /// is neither audited against this home's instances nor removed as an orphan.
 async fn containers(
-    client: &Client,
+    engine: &dyn Engine,
     home: &Home,
     facts: &StoreFacts,
     configs: &Configs,
     image: &str,
     fix: bool,
 ) -> (Vec<Check>, Vec<Check>, Vec<Check>) {
-    let owned = match container::list_owned(client, &facts.home_id).await {
+    let owned = match engine.list(&facts.home_id).await {
         Ok(owned) => owned,
         Err(e) => {
             let why = format!("not checked: {e}");
@@ -189,7 +189,7 @@ async fn containers(
     let mut orphan_rows = Vec::new();
     let mut home_id_rows = Vec::new();
     for c in &owned {
-        let binds: Vec<String> = match live::inspect_hardening(client, &c.id).await {
+        let binds: Vec<String> = match engine.inspect_hardening(&c.id).await {
             Ok(Some(found)) => found
                 .hardening
                 .mounts
@@ -210,9 +210,9 @@ async fn containers(
             continue;
         }
         if !facts.instances.contains(&c.instance) {
-            orphan_rows.push(orphan(client, facts, c, fix).await);
+            orphan_rows.push(orphan(engine, facts, c, fix).await);
         } else if c.running {
-            hardening_rows.push(audit(client, home, facts, configs, image, c).await);
+            hardening_rows.push(audit(engine, home, facts, configs, image, c).await);
         }
     }
     if hardening_rows.is_empty() {
@@ -235,7 +235,7 @@ async fn containers(
 
 /// Compares one running container with what the daemon would create for its instance.
 async fn audit(
-    client: &Client,
+    engine: &dyn Engine,
     home: &Home,
     facts: &StoreFacts,
     configs: &Configs,
@@ -302,11 +302,18 @@ async fn audit(
             user: &user,
         })
     };
-    let expected = Hardening::expected(&spec_for(own_runtime));
-    match live::inspect_hardening(client, &c.id).await {
+    let expected = engine.expected_hardening(&spec_for(own_runtime));
+    match engine.inspect_hardening(&c.id).await {
         Ok(Some(found)) => {
             let diffs = hardening::compare(&expected, &found.hardening);
-            hardening::check(&c.instance, &c.name, &diffs)
+            let mut row = hardening::check(&c.instance, &c.name, &diffs);
+            if found.from_service_spec {
+                row.message.push_str(&format!(
+                    " (its service's spec: the engine of node {} is not in [engine.swarm.nodes], so the live container was not inspected)",
+                    c.node.as_deref().unwrap_or("?")
+                ));
+            }
+            row
         }
         Ok(None) => Check::ok(
             checks::HARDENING,
@@ -317,14 +324,14 @@ async fn audit(
 }
 
 /// One orphan; with `fix`, removed once Docker and the store confirm it again.
-async fn orphan(client: &Client, facts: &StoreFacts, c: &OwnedContainer, fix: bool) -> Check {
+async fn orphan(engine: &dyn Engine, facts: &StoreFacts, c: &OwnedContainer, fix: bool) -> Check {
     let row = checks::orphan(&c.name, &c.instance, c.running);
     if !fix {
         return row;
     }
     // Listing filtered by the label and checked it once; look again right before removing,
     // and ask the store again, in case the instance was created meanwhile.
-    let confirmed = match live::inspect_hardening(client, &c.id).await {
+    let confirmed = match engine.inspect_hardening(&c.id).await {
         Ok(Some(found)) => {
             found.labels.get(LABEL_HOME) == Some(&facts.home_id)
                 && found.labels.get(LABEL_INSTANCE) == Some(&c.instance)
@@ -349,7 +356,7 @@ async fn orphan(client: &Client, facts: &StoreFacts, c: &OwnedContainer, fix: bo
             .push_str("; not removed: it no longer looks like an orphan of this home");
         return kept;
     }
-    match container::remove(client, &c.id).await {
+    match engine.remove(&c.id).await {
         Ok(()) => {
             let mut done = Check::ok(
                 checks::ORPHANS,

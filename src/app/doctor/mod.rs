@@ -19,6 +19,7 @@ pub mod perms;
 pub mod render;
 pub mod run;
 pub mod same_id;
+pub mod swarm;
 
 use serde::Serialize;
 

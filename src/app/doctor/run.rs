@@ -86,6 +86,10 @@ pub fn run(home: &Home, opts: &Options) -> Report {
     rows.push(daemon_check);
     rows.push(docker_rows.docker);
     rows.push(docker_rows.image);
+    if host.engine.kind == crate::domain::engine_config::EngineKind::Swarm {
+        let nodes = crate::infra::blocking::block_on(super::swarm::gather(&host));
+        rows.extend(super::swarm::rows(&nodes));
+    }
     rows.push(runtime_row);
     rows.push(database_row);
     rows.extend(perm_rows);

@@ -125,6 +125,9 @@ fn paint(text: &str, fg: Color) -> String {
 /// Where the state is among [`COLUMNS`].
 pub(crate) const STATE_COLUMN: usize = 1;
 
+/// Where the text view puts its NODE column (a swarm's only), right after the name.
+const NODE_COLUMN: usize = 1;
+
 /// One instance's cells, in [`COLUMNS`] order: the text view's and the dashboard's.
 pub(crate) fn row_cells(i: &crate::app::status::InstanceStatus) -> [String; 12] {
     let dash = || "-".to_string();
@@ -265,16 +268,32 @@ pub fn status_text(r: &StatusReport, home: &std::path::Path, colour: bool) -> St
     } else {
         table.force_no_tty();
     }
-    table.set_header(COLUMNS);
+    // On a swarm, where each instance runs, after its name.
+    let with_node = r.instances.iter().any(|i| i.node.is_some());
+    let mut header: Vec<&str> = COLUMNS.to_vec();
+    if with_node {
+        header.insert(NODE_COLUMN, "NODE");
+    }
+    table.set_header(header);
     for i in &r.instances {
-        let row = row_cells(i).into_iter().enumerate().map(|(c, text)| {
-            let cell = Cell::new(text);
-            match (c, colour, state_colour(i.state)) {
-                (STATE_COLUMN, true, Some(fg)) => cell.fg(fg),
-                _ => cell,
-            }
-        });
-        table.add_row(row.collect::<Vec<_>>());
+        let mut cells: Vec<Cell> = row_cells(i)
+            .into_iter()
+            .enumerate()
+            .map(|(c, text)| {
+                let cell = Cell::new(text);
+                match (c, colour, state_colour(i.state)) {
+                    (STATE_COLUMN, true, Some(fg)) => cell.fg(fg),
+                    _ => cell,
+                }
+            })
+            .collect();
+        if with_node {
+            cells.insert(
+                NODE_COLUMN,
+                Cell::new(i.node.clone().unwrap_or_else(|| "-".to_string())),
+            );
+        }
+        table.add_row(cells);
     }
     out.push_str(&table.to_string());
     out.push('\n');
@@ -331,6 +350,7 @@ mod tests {
                 disk_limit_bytes: Some(1 << 30),
                 messaging: None,
                 channels: vec![],
+                node: None,
                 group_counts: Default::default(),
                 groups: vec![],
             }],
@@ -424,6 +444,34 @@ mod tests {
                 .starts_with("! alice: 2 running, 40 idle, 1 failing (supervisor groups alice)\n"),
             "{section}"
         );
+    }
+
+    #[test]
+    fn a_node_column_only_on_a_swarm() {
+        let mut r = report(true);
+        r.instances[0].detail = None;
+        let plain = status_text(&r, std::path::Path::new("/h"), false);
+        assert!(!plain.contains("NODE"), "{plain}");
+        let mut bob = r.instances[0].clone();
+        bob.name = "bob".into();
+        bob.state = InstanceState::Stopped;
+        r.instances[0].node = Some("worker-1".into());
+        r.instances.push(bob);
+        let painted = status_text(&r, std::path::Path::new("/h"), true);
+        assert!(painted.contains("worker-1"), "{painted}");
+        let plain = status_text(&r, std::path::Path::new("/h"), false);
+        let rows: Vec<Vec<&str>> = plain
+            .lines()
+            .skip_while(|l| !l.trim_start().starts_with("NAME"))
+            .take(3)
+            .map(|l| l.split_whitespace().collect())
+            .collect();
+        assert_eq!(rows[0][..4], ["NAME", "NODE", "STATE", "HEALTH"], "{plain}");
+        assert_eq!(rows[1][..3], ["alice", "worker-1", "crash-loop"], "{plain}");
+        assert_eq!(rows[2][..3], ["bob", "-", "stopped"], "{plain}");
+        let json = serde_json::to_value(&r.instances).unwrap();
+        assert_eq!(json[0]["node"], "worker-1");
+        assert!(json[1].get("node").is_none(), "left out: {}", json[1]);
     }
 
     #[test]

@@ -469,6 +469,7 @@ pub(super) mod tests {
             disk_limit_bytes: None,
             messaging: None,
             channels: vec![],
+            node: None,
             group_counts: Default::default(),
             groups: vec![],
         }

@@ -13,8 +13,9 @@ use super::app::Detail;
 use crate::app::client::{ClientError, DaemonClient, LogPieces};
 use crate::app::container_output::{newest_container_id, pieces, LogPiece};
 use crate::app::status::StatusReport;
-use crate::infra::docker::{self, container, container::LogsRequest, Client};
+use crate::infra::docker::{self, container::LogsRequest, Engine};
 use crate::infra::home::Home;
+use std::sync::Arc;
 
 /// Events and log lines the detail pane shows.
 const EVENTS: u32 = 10;
@@ -37,7 +38,7 @@ pub struct Fetcher<'h> {
     /// outlive each call.
     rt: Runtime,
     /// Connected once, on first need, with the home's id that marks its containers.
-    docker: Option<(Client, String)>,
+    docker: Option<(Arc<dyn Engine>, String)>,
 }
 
 impl<'h> Fetcher<'h> {
@@ -97,18 +98,22 @@ impl<'h> Fetcher<'h> {
         };
         let (client, home_id) = &session;
         let lines = self.within_timeout(async {
-            let id = newest_container_id(client, home_id, name).await?;
-            engine_text(client, &id).await.map(|text| last_lines(&text))
+            let id = newest_container_id(client.as_ref(), home_id, name).await?;
+            engine_text(client.as_ref(), &id)
+                .await
+                .map(|text| last_lines(&text))
         });
         self.docker = Some(session);
         lines
     }
 
-    fn connect(&self, docker_reachable: bool) -> anyhow::Result<(Client, String)> {
+    fn connect(&self, docker_reachable: bool) -> anyhow::Result<(Arc<dyn Engine>, String)> {
         anyhow::ensure!(docker_reachable, "the Docker engine is unreachable");
-        let cfg = self.home.host_config()?.docker;
+        let cfg = self.home.host_config()?;
         let home_id = self.home.open()?.home_id()?;
-        let client = self.within_timeout(async { Ok(docker::connect(&cfg).await?) })?;
+        let root = self.home.root().to_path_buf();
+        let client =
+            self.within_timeout(async { Ok(docker::connect_engine(&cfg, &root).await?.1) })?;
         Ok((client, home_id))
     }
 
@@ -143,9 +148,9 @@ async fn daemon_text(mut pieces: LogPieces) -> anyhow::Result<String> {
 }
 
 /// The container's last lines from the engine itself.
-async fn engine_text(client: &Client, id: &str) -> anyhow::Result<String> {
+async fn engine_text(engine: &dyn Engine, id: &str) -> anyhow::Result<String> {
     let mut text = String::new();
-    let mut output = pin!(pieces(container::logs_with(client, id, TAIL)));
+    let mut output = pin!(pieces(engine.logs(id, TAIL)));
     while let Some(piece) = output.next().await {
         if let LogPiece::Stdout(t) | LogPiece::Stderr(t) = piece? {
             text.push_str(&t);

@@ -21,7 +21,7 @@ use tokio::sync::mpsc;
 use super::{api_error, blocking, ApiError, AppState};
 use crate::app::container_output::{newest_container_id, pieces, LogPiece, NoContainer};
 use crate::domain::instance::InstanceName;
-use crate::infra::docker::container::{self, LogsRequest};
+use crate::infra::docker::container::LogsRequest;
 use crate::infra::store::StoreError;
 
 /// Pieces waiting for a slow client before the engine's stream is read further.
@@ -82,14 +82,14 @@ pub(super) async fn stream(
     .await?;
     // The engine the daemon works with, on its own connection: its last valid settings,
     // whatever this request's caller would reach.
-    let client = s.docker.borrow().clone().ok_or_else(|| {
+    let engine = s.docker.borrow().clone().ok_or_else(|| {
         api_error(
             StatusCode::SERVICE_UNAVAILABLE,
             "the daemon cannot reach the Docker engine now (it keeps trying; \
              `supervisor status` shows when it can)",
         )
     })?;
-    let id = newest_container_id(&client, &s.home_id, name.as_str())
+    let id = newest_container_id(engine.as_ref(), &s.home_id, name.as_str())
         .await
         .map_err(|e| match e {
             NoContainer::None(why) => api_error(StatusCode::NOT_FOUND, why),
@@ -100,7 +100,7 @@ pub(super) async fn stream(
     let (tx, rx) = mpsc::channel(BUFFER);
     let mut stop = s.stop.clone();
     tokio::spawn(async move {
-        let mut output = std::pin::pin!(pieces(container::logs_with(&client, &id, request)));
+        let mut output = std::pin::pin!(pieces(engine.logs(&id, request)));
         loop {
             let piece = tokio::select! {
                 p = output.next() => match p {

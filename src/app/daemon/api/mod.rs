@@ -70,7 +70,7 @@ pub struct ApiContext {
     pub stop: watch::Receiver<bool>,
     /// The daemon's connection to the Docker engine (None while it is away), for the
     /// endpoints that read from it (`logs.rs`).
-    pub docker: watch::Receiver<Option<crate::infra::docker::Client>>,
+    pub docker: watch::Receiver<Option<std::sync::Arc<dyn crate::infra::docker::Engine>>>,
     /// The channels' shared parts: the Telegram webhooks open, for `telegram_hook.rs`.
     pub hub: crate::app::channels::Hub,
 }

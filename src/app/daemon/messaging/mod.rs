@@ -49,6 +49,7 @@ impl Messaging {
         live: Live,
         configs: LastGoodConfigs,
         metrics: Metrics,
+        watcher: OutWatcher,
     ) -> Self {
         let handle = MessagingHandle {
             actors: Arc::default(),
@@ -57,7 +58,7 @@ impl Messaging {
         let shared = Shared {
             http: llm::http_client(),
             home,
-            watcher: Arc::new(Mutex::new(OutWatcher::new())),
+            watcher: Arc::new(Mutex::new(watcher)),
             answers: handle.answers.clone(),
             scheduler,
             live,
@@ -138,6 +139,7 @@ mod tests {
             live.clone(),
             LastGoodConfigs::default(),
             Metrics::default(),
+            OutWatcher::new(),
         );
         messaging.ensure(&["alice".to_string()]);
         // A hang detector, not a speed limit.

@@ -12,7 +12,6 @@ use crate::app::instances::persona;
 use crate::domain::instance::InstanceName;
 use crate::infra::container_spec::LABEL_RUNTIME;
 use crate::infra::docker::container::{self, LogChunk, LogsRequest, OwnedContainer};
-use crate::infra::docker::hardening::Hardening;
 use crate::infra::docker::{DockerError, Engine};
 use crate::infra::volume::{self, VolumeError};
 
@@ -58,7 +57,7 @@ impl Reconciler {
                 if let Some(spec) = spec {
                     let differences = match engine.inspect_hardening(id).await? {
                         Some(found) => crate::infra::docker::hardening_diff::compare(
-                            &Hardening::expected(spec),
+                            &engine.expected_hardening(spec),
                             &found.hardening,
                         ),
                         None => vec!["the container is gone".to_string()],

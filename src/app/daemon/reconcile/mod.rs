@@ -396,6 +396,8 @@ impl Reconciler {
         }
 
         let containers = engine.list(&self.home_id).await?;
+        // Where each instance's task runs, for `status` (swarm only; None on the local engine).
+        self.live.set_nodes_from(&containers);
         let seen: Vec<String> = containers
             .iter()
             .map(|c| {

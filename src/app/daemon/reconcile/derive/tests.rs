@@ -76,6 +76,7 @@ fn container(id: &str, instance: &str, hash: &str, running: bool) -> OwnedContai
         running,
         created: 1,
         labels: [(LABEL_RUNTIME.to_string(), "rt1".to_string())].into(),
+        node: None,
     }
 }
 
