@@ -2,8 +2,9 @@
 //! floor or its alternative measured in the same run, printed as a table and written as JSON.
 //!
 //! Run everything with `scripts/bench/run`; `SECTIONS=cold_start,messages` picks sections
-//! (cold_start, messages, throughput, status, footprint, scale, groups, ipc_floor) and `OUT=path`
-//! moves the JSON (default target/bench/results.json). Benchmarks are not tests: they assert
+//! (cold_start, messages, throughput, status, footprint, scale, groups, ipc_floor; and swarm,
+//! which only runs when asked for: it builds a swarm lab, as root) and `OUT=path` moves the
+//! JSON (default target/bench/results.json). Benchmarks are not tests: they assert
 //! nothing about speed, but they fail when a message is lost or answered twice.
 
 #[path = "../common/mod.rs"]
@@ -13,6 +14,10 @@ mod common;
 // file itself).
 #[path = "../../tests/common/telegram.rs"]
 mod fake_telegram;
+
+// The swarm lab the swarm tests build (scripts/swarm-lab).
+#[path = "../../tests/common/swarm.rs"]
+mod swarm_lab;
 
 mod cold_start;
 mod footprint;
@@ -24,6 +29,7 @@ mod receiver;
 mod scale;
 mod stats;
 mod status;
+mod swarm;
 mod throughput;
 
 use std::path::PathBuf;
@@ -41,6 +47,9 @@ const SECTIONS: &[&str] = &[
     "groups",
 ];
 
+/// Sections run only when `SECTIONS` names them.
+const OPT_IN: &[&str] = &["swarm"];
+
 fn main() {
     let wanted: Vec<String> = match std::env::var("SECTIONS") {
         Ok(s) if !s.trim().is_empty() => s.split(',').map(|x| x.trim().to_string()).collect(),
@@ -48,12 +57,16 @@ fn main() {
     };
     for w in &wanted {
         assert!(
-            SECTIONS.contains(&w.as_str()),
-            "unknown section {w:?}; known: {SECTIONS:?}"
+            SECTIONS.contains(&w.as_str()) || OPT_IN.contains(&w.as_str()),
+            "unknown section {w:?}; known: {SECTIONS:?}, and when asked for, {OPT_IN:?}"
         );
     }
     let mut results = serde_json::Map::new();
-    for section in SECTIONS.iter().filter(|s| wanted.iter().any(|w| w == *s)) {
+    for section in SECTIONS
+        .iter()
+        .chain(OPT_IN)
+        .filter(|s| wanted.iter().any(|w| w == *s))
+    {
         println!("\n== {section}");
         let run = || -> Value {
             match *section {
@@ -65,6 +78,7 @@ fn main() {
                 "footprint" => footprint::run(),
                 "scale" => scale::run(),
                 "groups" => groups::run(),
+                "swarm" => swarm::run(),
                 _ => unreachable!(),
             }
         };

@@ -227,4 +227,5 @@ pub mod follower;
 pub mod malformed;
 pub mod proxy;
 pub mod sandbox;
+pub mod swarm;
 pub mod telegram;
