@@ -9,12 +9,11 @@ mod common;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use common::daemon::{wait_until, with_docker, Daemon, ReadyHome};
+use common::daemon::{send_wait_in_background, wait_until, with_docker, Daemon, ReadyHome};
 use common::fake_llm::FakeLlm;
 use common::malformed::{self, Entry, XorShift};
 use common::TestHome;
@@ -263,25 +262,6 @@ fn use_model(h: &ReadyHome, instance: &str, name: &str, fake: &FakeLlm) {
         c["model"] = json!({"provider": "openai", "name": name, "base_url": fake.base_url,
                             "api_key_env": null});
     });
-}
-
-fn send_wait_in_background(h: &ReadyHome, instance: &str, text: &str) -> std::process::Child {
-    common::bin()
-        .arg("--home")
-        .arg(&h.home.root)
-        .args([
-            "send",
-            instance,
-            text,
-            "--wait",
-            "--json",
-            "--timeout",
-            "600",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
 }
 
 fn attempts_of(h: &ReadyHome, body: &str) -> i64 {

@@ -25,15 +25,11 @@ fn nodes_says_why_the_swarm_engine_cannot_be_asked() {
     home.run(&["init"]).ok();
     let socket = home.scratch().join("no-engine.sock");
     let path = home.path("supervisor.toml");
-    let text = std::fs::read_to_string(&path).unwrap();
-    let text = text.replacen(
-        "[docker]\n",
-        &format!("[docker]\nhost = \"unix://{}\"\n", socket.display()),
-        1,
-    );
+    // Written whole: the template already has an [engine] table.
     let text = format!(
-        "{text}\n[engine]\nkind = \"swarm\"\n[engine.swarm]\nregistry = \"registry.example:5000\"\n\
-         [engine.swarm.storage]\ndevice = \":/srv/supervisor\"\n"
+        "[docker]\nhost = \"unix://{}\"\n\n[engine]\nkind = \"swarm\"\n[engine.swarm]\n\
+         registry = \"registry.example:5000\"\n[engine.swarm.storage]\ndevice = \":/srv/supervisor\"\n",
+        socket.display()
     );
     std::fs::write(&path, text).unwrap();
     home.run(&["config", "check"]).ok();

@@ -8,10 +8,9 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::daemon::{finals, wait_until, Daemon, ReadyHome};
+use common::daemon::{finals, send_wait_in_background, wait_until, Daemon, ReadyHome};
 use common::fake_llm::FakeLlm;
 use common::swarm::{docker, docker_at, Lab, MANAGER_ADDR};
 use serde_json::{json, Value};
@@ -292,22 +291,7 @@ fn node_lost_mid_turn(s: &Swarm, fake: &FakeLlm) {
     let from = s.running_on(step, "alice", None);
     let text = "please stall while your node is lost";
     let calls = fake.calls();
-    let waiter = common::bin()
-        .arg("--home")
-        .arg(&s.h.home.root)
-        .args([
-            "send",
-            "alice",
-            text,
-            "--wait",
-            "--json",
-            "--timeout",
-            "600",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let waiter = send_wait_in_background(s.h, "alice", text);
     assert!(
         wait_until(LONG, || fake.calls() > calls),
         "{step}: the model call never came"

@@ -273,3 +273,24 @@ pub fn http(
         (status, body)
     })
 }
+
+/// `send INSTANCE TEXT --wait --json` in the background: the caller reads its answer once
+/// whatever it waits for has happened.
+pub fn send_wait_in_background(h: &ReadyHome, instance: &str, text: &str) -> std::process::Child {
+    super::bin()
+        .arg("--home")
+        .arg(&h.home.root)
+        .args([
+            "send",
+            instance,
+            text,
+            "--wait",
+            "--json",
+            "--timeout",
+            "600",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}

@@ -279,6 +279,16 @@ mod tests {
         drain.abort();
     }
 
+    /// Three wake-ups, with no file ever written (a hang detector's bound, not a speed limit).
+    async fn woken_three_times(rx: &mut tokio::sync::mpsc::UnboundedReceiver<()>) {
+        for _ in 0..3 {
+            tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .expect("woken by the poller")
+                .unwrap();
+        }
+    }
+
     /// Where file events do not cross the storage, the polling watcher still wakes the
     /// instance, with no event at all.
     #[tokio::test]
@@ -288,12 +298,7 @@ mod tests {
         let mut watcher = OutWatcher::polling(Duration::from_millis(20));
         assert!(watcher.watcher.is_none(), "no file events are asked for");
         watcher.watch("alice", dir.path(), Arc::new(move || tx.send(()).is_ok()));
-        for _ in 0..3 {
-            tokio::time::timeout(Duration::from_secs(10), rx.recv())
-                .await
-                .expect("woken by the poller")
-                .unwrap();
-        }
+        woken_three_times(&mut rx).await;
         watcher.retain(&[]);
     }
 
@@ -304,12 +309,7 @@ mod tests {
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
         let mut watcher = OutWatcher::with_polling(Duration::from_millis(20));
         watcher.watch("alice", dir.path(), Arc::new(move || tx.send(()).is_ok()));
-        for _ in 0..3 {
-            tokio::time::timeout(Duration::from_secs(10), rx.recv())
-                .await
-                .expect("woken by the poller")
-                .unwrap();
-        }
+        woken_three_times(&mut rx).await;
     }
 
     /// A file in one instance's `out/` wakes that instance, straight through its own wake-up.

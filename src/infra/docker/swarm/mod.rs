@@ -12,7 +12,7 @@ pub mod nodes;
 pub mod spec;
 pub mod tasks;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -88,10 +88,6 @@ impl SwarmEngine {
             pushed: Arc::default(),
             node_clients: Arc::default(),
         })
-    }
-
-    pub fn client(&self) -> &Client {
-        &self.client
     }
 
     /// Every node, as the reconciler judges tasks by it.
@@ -792,11 +788,6 @@ fn changes(
     }
     out.sort_by(|a, b| a.id.cmp(&b.id));
     out
-}
-
-/// The nodes' engine endpoints, for callers outside the seam (doctor, exec).
-pub fn node_endpoints(settings: &SwarmConfig) -> &BTreeMap<String, String> {
-    &settings.nodes
 }
 
 #[cfg(test)]
