@@ -7,21 +7,23 @@
 //! ready node. The swarm itself never restarts a task (restart condition "none"): restarts,
 //! backoff and crash loops stay the reconciler's, exactly as on one host.
 
+mod events;
 pub mod logs;
 pub mod nodes;
+mod objects;
+mod push;
 pub mod spec;
 pub mod tasks;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard::models::{NetworkCreateRequest, Service, Task};
+use bollard::models::{Service, Task};
 use bollard::query_parameters::{
     InspectServiceOptions, ListNodesOptionsBuilder, ListServicesOptionsBuilder,
-    ListTasksOptionsBuilder, PushImageOptionsBuilder, TagImageOptionsBuilder,
-    UpdateServiceOptionsBuilder,
+    ListTasksOptionsBuilder, UpdateServiceOptionsBuilder,
 };
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
@@ -184,103 +186,6 @@ impl SwarmEngine {
         Ok(client)
     }
 
-    /// The local image `tag`, pushed to the registry: its reference by digest.
-    async fn image_ref(&self, tag: &str) -> Result<String, DockerError> {
-        if let Some(r) = self.pushed.lock().expect("pushed map").get(tag) {
-            return Ok(r.clone());
-        }
-        let repo = format!(
-            "{}/{}",
-            self.settings.swarm.registry, self.settings.repository
-        );
-        let version = tag.rsplit_once(':').map_or("latest", |(_, v)| v);
-        let push_err = |message: String| DockerError::Push {
-            image: format!("{repo}:{version}"),
-            message,
-        };
-        self.client
-            .tag_image(
-                tag,
-                Some(
-                    TagImageOptionsBuilder::default()
-                        .repo(&repo)
-                        .tag(version)
-                        .build(),
-                ),
-            )
-            .await
-            .map_err(|e| push_err(e.to_string()))?;
-        let mut progress = self.client.push_image(
-            &repo,
-            Some(PushImageOptionsBuilder::default().tag(version).build()),
-            None,
-        );
-        while let Some(item) = progress.next().await {
-            let info = item.map_err(|e| push_err(e.to_string()))?;
-            if let Some(e) = info.error_detail.and_then(|d| d.message) {
-                return Err(push_err(e));
-            }
-        }
-        let image = super::image::inspect(&self.client, &format!("{repo}:{version}"))
-            .await?
-            .ok_or_else(|| push_err("the tagged image is gone".to_string()))?;
-        let prefix = format!("{repo}@");
-        let reference = image
-            .repo_digests
-            .into_iter()
-            .find(|d| d.starts_with(&prefix))
-            .ok_or_else(|| push_err("the registry gave no digest".to_string()))?;
-        tracing::info!(image = %reference, "agent image pushed to the swarm's registry");
-        self.pushed
-            .lock()
-            .expect("pushed map")
-            .insert(tag.to_string(), reference.clone());
-        Ok(reference)
-    }
-
-    /// The instance's own network: overlay, internal (no gateway, no route out), and not
-    /// attachable, so nothing but its service joins it.
-    async fn ensure_network(&self, spec: &ContainerSpec) -> Result<(), DockerError> {
-        let name = &spec.name;
-        match self
-            .client
-            .inspect_network(
-                name,
-                None::<bollard::query_parameters::InspectNetworkOptions>,
-            )
-            .await
-        {
-            Ok(_) => return Ok(()),
-            Err(e) if is_not_found(&e) => {}
-            Err(source) => {
-                return Err(DockerError::Swarm {
-                    action: "inspect an instance's network",
-                    source,
-                })
-            }
-        }
-        let labels = HashMap::from([
-            (LABEL_HOME.to_string(), spec.labels[LABEL_HOME].clone()),
-            (
-                LABEL_INSTANCE.to_string(),
-                spec.labels[LABEL_INSTANCE].clone(),
-            ),
-        ]);
-        self.client
-            .create_network(NetworkCreateRequest {
-                name: name.clone(),
-                driver: Some("overlay".to_string()),
-                scope: Some("swarm".to_string()),
-                internal: Some(true),
-                attachable: Some(false),
-                labels: Some(labels),
-                ..Default::default()
-            })
-            .await
-            .map(drop)
-            .map_err(swarm_err("create an instance's network"))
-    }
-
     fn inputs<'a>(&'a self, image: &'a str, spec: &'a ContainerSpec) -> spec::ServiceInputs<'a> {
         spec::ServiceInputs {
             image,
@@ -349,59 +254,6 @@ impl SwarmEngine {
                 return Ok(());
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-
-    /// The volume definitions a removed service's tasks left on the nodes whose engines are
-    /// reachable (the data is on the shared storage and stays): found by the instance's
-    /// labels, removed once no container uses them (a task still stopping is waited for).
-    async fn remove_volumes(&self, labels: &HashMap<String, String>) {
-        let (Some(home), Some(instance)) = (labels.get(LABEL_HOME), labels.get(LABEL_INSTANCE))
-        else {
-            return;
-        };
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![
-                format!("{LABEL_HOME}={home}"),
-                format!("{LABEL_INSTANCE}={instance}"),
-            ],
-        )]);
-        let mut engines = vec![self.client.clone()];
-        for endpoint in self.settings.swarm.nodes.values() {
-            engines.extend(self.node_client(endpoint).await.ok());
-        }
-        for engine in engines {
-            let until = tokio::time::Instant::now() + Duration::from_secs(10);
-            loop {
-                let Ok(list) = engine
-                    .list_volumes(Some(
-                        bollard::query_parameters::ListVolumesOptionsBuilder::default()
-                            .filters(&filters)
-                            .build(),
-                    ))
-                    .await
-                else {
-                    break;
-                };
-                let mut left = 0;
-                for v in list.volumes.unwrap_or_default() {
-                    if engine
-                        .remove_volume(
-                            &v.name,
-                            None::<bollard::query_parameters::RemoveVolumeOptions>,
-                        )
-                        .await
-                        .is_err()
-                    {
-                        left += 1;
-                    }
-                }
-                if left == 0 || tokio::time::Instant::now() >= until {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
         }
     }
 
@@ -689,41 +541,7 @@ impl Engine for SwarmEngine {
         &'a self,
         home_id: &'a str,
     ) -> BoxStream<'a, Result<ContainerEvent, DockerError>> {
-        // The Engine API has no task events: the services' tasks are looked at every
-        // poll_interval, and a change of running state is told as Docker would tell it.
-        struct Seen {
-            running: HashMap<String, (String, bool)>,
-            pending: VecDeque<ContainerEvent>,
-            first: bool,
-        }
-        let every = self.settings.swarm.poll_interval();
-        let start = Seen {
-            running: HashMap::new(),
-            pending: VecDeque::new(),
-            first: true,
-        };
-        futures_util::stream::unfold(Some(start), move |state| async move {
-            let mut seen = state?;
-            loop {
-                if let Some(ev) = seen.pending.pop_front() {
-                    return Some((Ok(ev), Some(seen)));
-                }
-                if !std::mem::take(&mut seen.first) {
-                    tokio::time::sleep(every).await;
-                }
-                let owned = match self.list(home_id).await {
-                    Ok(o) => o,
-                    Err(e) => return Some((Err(e), None)),
-                };
-                let now: HashMap<String, (String, bool)> = owned
-                    .into_iter()
-                    .map(|c| (c.id, (c.instance, c.running)))
-                    .collect();
-                seen.pending.extend(changes(&seen.running, &now));
-                seen.running = now;
-            }
-        })
-        .boxed()
+        events::polled(self, home_id, self.settings.swarm.poll_interval())
     }
 
     fn exec_target<'a>(&'a self, id: &'a str) -> EngineResult<'a, Option<(Client, String)>> {
@@ -755,69 +573,5 @@ impl Engine for SwarmEngine {
             stats::sample(&engine, &container).await
         }
         .boxed()
-    }
-}
-
-/// Services whose running state changed between two looks, as container events.
-fn changes(
-    before: &HashMap<String, (String, bool)>,
-    now: &HashMap<String, (String, bool)>,
-) -> Vec<ContainerEvent> {
-    let mut out = Vec::new();
-    for (id, (instance, running)) in now {
-        let was = before.get(id).map(|(_, r)| *r);
-        let action = match (was, running) {
-            (Some(false) | None, true) => "start",
-            (Some(true), false) => "die",
-            _ => continue,
-        };
-        out.push(ContainerEvent {
-            id: id.clone(),
-            instance: instance.clone(),
-            action: action.to_string(),
-        });
-    }
-    for (id, (instance, running)) in before {
-        if !now.contains_key(id) {
-            out.push(ContainerEvent {
-                id: id.clone(),
-                instance: instance.clone(),
-                action: if *running { "die" } else { "destroy" }.to_string(),
-            });
-        }
-    }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_change_of_running_state_is_told_as_a_container_event() {
-        let before = HashMap::from([
-            ("s1".to_string(), ("alice".to_string(), true)),
-            ("s2".to_string(), ("bob".to_string(), false)),
-            ("s3".to_string(), ("carol".to_string(), true)),
-        ]);
-        let now = HashMap::from([
-            ("s1".to_string(), ("alice".to_string(), false)),
-            ("s2".to_string(), ("bob".to_string(), true)),
-            ("s4".to_string(), ("dan".to_string(), false)),
-        ]);
-        let told: Vec<(String, String)> = changes(&before, &now)
-            .into_iter()
-            .map(|e| (e.instance, e.action))
-            .collect();
-        assert_eq!(
-            told,
-            [
-                ("alice".to_string(), "die".to_string()),
-                ("bob".to_string(), "start".to_string()),
-                ("carol".to_string(), "die".to_string()),
-            ]
-        );
-        assert!(changes(&now, &now).is_empty());
     }
 }
