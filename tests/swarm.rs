@@ -280,6 +280,18 @@ fn drained(s: &Swarm) {
     let to = s.running_on(step, "alice", Some(&from));
     let moved = t.elapsed();
     assert_eq!(s.ask(step, "alice", "after the drain"), "fast answer");
+    // Her uptime is her new task's, not the drained one's (a service keeps its id).
+    let mut row = Value::Null;
+    let fresh = wait_until(LONG, || {
+        row = s.row("alice");
+        row["uptime_secs"]
+            .as_i64()
+            .is_some_and(|u| u <= t.elapsed().as_secs() as i64)
+    });
+    assert!(
+        fresh,
+        "{step}: alice's uptime counts from before the drain: {row}"
+    );
     s.lab.set_availability(&from, "active");
     println!("step {step}: alice moved from {from} to {to} in {moved:.1?} and answers");
 }

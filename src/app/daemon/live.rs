@@ -168,9 +168,10 @@ pub async fn sample_forever(
     home_id: String,
     mut docker: watch::Receiver<Option<std::sync::Arc<dyn Engine>>>,
 ) {
-    // Container id → when it started: a start time does not change, so each container is
-    // inspected once.
-    let mut started: HashMap<String, i64> = HashMap::new();
+    // Container id and node → when it started: a start time does not change, so each
+    // container is inspected once. On a swarm the id is its service's, which a move to
+    // another node (a drain) keeps: the node tells the new task from the old.
+    let mut started: HashMap<(String, Option<String>), i64> = HashMap::new();
     loop {
         let engine = docker.borrow().clone();
         if let Some(engine) = engine {
@@ -183,17 +184,18 @@ pub async fn sample_forever(
                     .zip(results)
                     .filter_map(|(c, r)| r.ok().map(|raw| (c.instance.clone(), raw)))
                     .collect();
-                started.retain(|id, _| running.iter().any(|c| &c.id == id));
+                let key = |c: &container::OwnedContainer| (c.id.clone(), c.node.clone());
+                started.retain(|k, _| running.iter().any(|c| &key(c) == k));
                 let mut since = HashMap::new();
                 for c in &running {
-                    if !started.contains_key(&c.id) {
+                    if let std::collections::hash_map::Entry::Vacant(slot) = started.entry(key(c)) {
                         if let Some(t) =
                             crate::infra::docker::engine::started_at(engine.as_ref(), &c.id).await
                         {
-                            started.insert(c.id.clone(), t);
+                            slot.insert(t);
                         }
                     }
-                    if let Some(t) = started.get(&c.id) {
+                    if let Some(t) = started.get(&key(c)) {
                         since.insert(c.instance.clone(), *t);
                     }
                 }
