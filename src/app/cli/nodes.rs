@@ -54,7 +54,10 @@ pub fn run(home: &Home, args: Args) -> anyhow::Result<ExitCode> {
         tokio::time::timeout(ENGINE_WAIT, async {
             let client = docker::connect(&host.docker).await?;
             let nodes = docker::swarm::nodes::list(&client).await?;
-            let placed = docker::swarm::nodes::instances_by_node(&client, &home_id).await?;
+            let settings = docker::swarm::Settings::of(&host, home.root())
+                .expect("the engine is a swarm (checked above)");
+            let engine = docker::swarm::SwarmEngine::connect(client, settings).await?;
+            let placed = engine.instances_by_node(&home_id).await?;
             Ok::<_, docker::DockerError>((nodes, placed))
         })
         .await

@@ -104,8 +104,6 @@ pub enum DockerError {
     NodeUnreachable { id: String },
     #[error("listing the swarm's nodes failed: {0}")]
     Nodes(bollard::errors::Error),
-    #[error("listing this home's swarm services and where their tasks run failed: {0}")]
-    NodeInstances(bollard::errors::Error),
     #[error("this engine is not a swarm manager: run `docker swarm init` on it (or `docker swarm join` it to a swarm and point docker.host in supervisor.toml at a manager), or set engine.kind = \"docker\" (docs/scale.md)")]
     NotSwarm,
 }
@@ -137,19 +135,10 @@ pub async fn connect_engine(
     home: &std::path::Path,
 ) -> Result<(Docker, std::sync::Arc<dyn Engine>), DockerError> {
     let client = connect(&host.docker).await?;
-    let engine: std::sync::Arc<dyn Engine> = match host.engine.swarm() {
-        Some(swarm) => std::sync::Arc::new(
-            swarm::SwarmEngine::connect(
-                client.clone(),
-                swarm::Settings {
-                    swarm: swarm.clone(),
-                    repository: host.docker.image.clone(),
-                    home: home.to_path_buf(),
-                    stop_grace_secs: host.daemon.stop_timeout_secs(),
-                },
-            )
-            .await?,
-        ),
+    let engine: std::sync::Arc<dyn Engine> = match swarm::Settings::of(host, home) {
+        Some(settings) => {
+            std::sync::Arc::new(swarm::SwarmEngine::connect(client.clone(), settings).await?)
+        }
         None => std::sync::Arc::new(DockerEngine::new(client.clone())),
     };
     Ok((client, engine))

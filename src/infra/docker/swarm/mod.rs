@@ -22,8 +22,8 @@ use std::time::Duration;
 
 use bollard::models::{Service, Task};
 use bollard::query_parameters::{
-    InspectServiceOptions, ListNodesOptionsBuilder, ListServicesOptionsBuilder,
-    ListTasksOptionsBuilder, UpdateServiceOptionsBuilder,
+    InspectServiceOptions, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
+    UpdateServiceOptionsBuilder,
 };
 use futures_util::stream::BoxStream;
 use futures_util::{FutureExt, StreamExt};
@@ -48,6 +48,21 @@ pub struct Settings {
     /// The supervisor's home: what the shared storage's `device` names.
     pub home: PathBuf,
     pub stop_grace_secs: i32,
+}
+
+impl Settings {
+    /// The swarm engine's settings, when supervisor.toml chooses it.
+    pub fn of(
+        host: &crate::domain::host_config::HostConfig,
+        home: &std::path::Path,
+    ) -> Option<Self> {
+        host.engine.swarm().map(|swarm| Self {
+            swarm: swarm.clone(),
+            repository: host.docker.image.clone(),
+            home: home.to_path_buf(),
+            stop_grace_secs: host.daemon.stop_timeout_secs(),
+        })
+    }
 }
 
 /// The swarm, through its manager (this host's engine).
@@ -94,23 +109,61 @@ impl SwarmEngine {
 
     /// Every node, as the reconciler judges tasks by it.
     async fn nodes_seen(&self) -> Result<HashMap<String, NodeSeen>, DockerError> {
-        let nodes = self
-            .client
-            .list_nodes(Some(ListNodesOptionsBuilder::default().build()))
-            .await
-            .map_err(swarm_err("list the swarm's nodes"))?;
-        Ok(nodes
+        Ok(nodes::list(&self.client)
+            .await?
             .into_iter()
-            .filter_map(|n| {
-                let ready = n
-                    .status
-                    .as_ref()
-                    .and_then(|s| s.state)
-                    .is_some_and(|s| s == bollard::models::NodeState::READY);
-                let hostname = n.description.and_then(|d| d.hostname).unwrap_or_default();
-                Some((n.id?, NodeSeen { hostname, ready }))
+            .map(|n| {
+                let ready = n.state == "ready";
+                (
+                    n.id,
+                    NodeSeen {
+                        hostname: n.hostname,
+                        ready,
+                    },
+                )
             })
             .collect())
+    }
+
+    /// This home's services, each with its current task, if it has one.
+    async fn placed(&self, home_id: &str) -> Result<Vec<(Service, Option<TaskView>)>, DockerError> {
+        let filters =
+            HashMap::from([("label".to_string(), vec![format!("{LABEL_HOME}={home_id}")])]);
+        let services = self
+            .client
+            .list_services(Some(
+                ListServicesOptionsBuilder::default()
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(swarm_err("list the home's services"))?;
+        let ids: Vec<String> = services.iter().filter_map(|s| s.id.clone()).collect();
+        let tasks = self.tasks_of(&ids).await?;
+        let nodes = self.nodes_seen().await?;
+        Ok(services
+            .into_iter()
+            .map(|s| {
+                let view =
+                    s.id.as_deref()
+                        .and_then(|id| tasks::current(&tasks, id, &nodes));
+                (s, view)
+            })
+            .collect())
+    }
+
+    /// Which of the home's instances run where: node id → instance names (sorted), for the
+    /// tasks that run or are on their way on a node.
+    pub async fn instances_by_node(
+        &self,
+        home_id: &str,
+    ) -> Result<std::collections::BTreeMap<String, Vec<String>>, DockerError> {
+        let placed = self.placed(home_id).await?;
+        Ok(nodes::group(placed.into_iter().filter_map(|(s, view)| {
+            let view = view.filter(|v| v.running)?;
+            let instance = s.spec?.labels?.get(LABEL_INSTANCE)?.clone();
+            Some((view.node_id?, instance))
+        })))
     }
 
     async fn tasks_of(&self, service_ids: &[String]) -> Result<Vec<Task>, DockerError> {
@@ -303,26 +356,10 @@ impl Engine for SwarmEngine {
 
     fn list<'a>(&'a self, home_id: &'a str) -> EngineResult<'a, Vec<OwnedContainer>> {
         async move {
-            let filters =
-                HashMap::from([("label".to_string(), vec![format!("{LABEL_HOME}={home_id}")])]);
-            let services = self
-                .client
-                .list_services(Some(
-                    ListServicesOptionsBuilder::default()
-                        .filters(&filters)
-                        .build(),
-                ))
-                .await
-                .map_err(swarm_err("list the home's services"))?;
-            let ids: Vec<String> = services.iter().filter_map(|s| s.id.clone()).collect();
-            let tasks = self.tasks_of(&ids).await?;
-            let nodes = self.nodes_seen().await?;
-            Ok(services
+            let placed = self.placed(home_id).await?;
+            Ok(placed
                 .iter()
-                .filter_map(|s| {
-                    let view = tasks::current(&tasks, s.id.as_deref()?, &nodes);
-                    owned(s, view.as_ref())
-                })
+                .filter_map(|(s, view)| owned(s, view.as_ref()))
                 .collect())
         }
         .boxed()

@@ -1,16 +1,13 @@
 //! The swarm's nodes as the operator sees them: what `supervisor nodes` lists and doctor
 //! judges, and which of this home's instances run on each.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use bollard::models::{Node, NodeSpecAvailabilityEnum, NodeSpecRoleEnum, NodeState};
-use bollard::query_parameters::{
-    ListNodesOptions, ListServicesOptionsBuilder, ListTasksOptionsBuilder,
-};
+use bollard::query_parameters::ListNodesOptions;
 use bollard::Docker;
 use serde::Serialize;
 
-use crate::infra::container_spec::{LABEL_HOME, LABEL_INSTANCE};
 use crate::infra::docker::DockerError;
 
 /// One node of the swarm.
@@ -138,53 +135,10 @@ fn sort(views: &mut [NodeView]) {
     });
 }
 
-/// Which instances of the home `home_id` run where: node id → instance names (sorted), from
-/// this home's services (labelled `supervisor.home`) and their tasks meant to run. A task
-/// swarm has not placed yet is on no node and is left out.
-pub async fn instances_by_node(
-    client: &Docker,
-    home_id: &str,
-) -> Result<BTreeMap<String, Vec<String>>, DockerError> {
-    let filters = HashMap::from([("label", vec![format!("{LABEL_HOME}={home_id}")])]);
-    let services = client
-        .list_services(Some(
-            ListServicesOptionsBuilder::new().filters(&filters).build(),
-        ))
-        .await
-        .map_err(|e| swarm_error(e, DockerError::NodeInstances))?;
-    // Service id → instance, for this home's services only (the filter is the engine's).
-    let instances: HashMap<String, String> = services
-        .into_iter()
-        .filter_map(|s| {
-            let labels = s.spec?.labels?;
-            (labels.get(LABEL_HOME).map(String::as_str) == Some(home_id))
-                .then(|| Some((s.id?, labels.get(LABEL_INSTANCE)?.clone())))
-                .flatten()
-        })
-        .collect();
-    if instances.is_empty() {
-        // No service filter would list every task of the swarm.
-        return Ok(BTreeMap::new());
-    }
-    let filters = HashMap::from([
-        ("service", instances.keys().cloned().collect::<Vec<_>>()),
-        ("desired-state", vec!["running".to_string()]),
-    ]);
-    let tasks = client
-        .list_tasks(Some(
-            ListTasksOptionsBuilder::new().filters(&filters).build(),
-        ))
-        .await
-        .map_err(|e| swarm_error(e, DockerError::NodeInstances))?;
-    Ok(group(tasks.iter().filter_map(|t| {
-        let node = t.node_id.as_deref().filter(|n| !n.is_empty())?;
-        let instance = instances.get(t.service_id.as_deref()?)?;
-        Some((node.to_string(), instance.clone()))
-    })))
-}
-
 /// (node, instance) pairs → node → sorted, distinct instances.
-fn group(pairs: impl Iterator<Item = (String, String)>) -> BTreeMap<String, Vec<String>> {
+pub(super) fn group(
+    pairs: impl Iterator<Item = (String, String)>,
+) -> BTreeMap<String, Vec<String>> {
     let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (node, instance) in pairs {
         out.entry(node).or_default().push(instance);
